@@ -1,0 +1,28 @@
+# STAND-IN, to be regenerated on the machine itself. From the live ISO, or
+# later on the installed desktop, run:
+#
+#   nixos-generate-config --show-hardware-config --no-filesystems > hosts/desktop/hardware.nix
+#
+# (--no-filesystems: disk.nix, through disko, declares the file systems.)
+# The values below are plausible for an AMD desktop with NVMe and SATA.
+{ config, lib, modulesPath, ... }:
+{
+  imports = [ (modulesPath + "/installer/scan/not-detected.nix") ];
+
+  boot.initrd.availableKernelModules = [
+    "nvme"
+    "xhci_pci"
+    "ahci"
+    "usbhid"
+    "usb_storage"
+    "sd_mod"
+  ];
+  boot.initrd.kernelModules = [ ];
+  boot.kernelModules = [ "kvm-amd" ];
+  boot.extraModulePackages = [ ];
+
+  networking.useDHCP = lib.mkDefault true;
+
+  nixpkgs.hostPlatform = lib.mkDefault "x86_64-linux";
+  hardware.cpu.amd.updateMicrocode = lib.mkDefault config.hardware.enableRedistributableFirmware;
+}
