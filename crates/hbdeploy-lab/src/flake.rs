@@ -1,0 +1,225 @@
+//! The lab's flake: toy NixOS systems built by real nix without nixpkgs.
+//!
+//! Each host's `nixosConfigurations.<host>.config.system.build.toplevel` is a closure of three
+//! store paths (a payload of random bytes, an `etc` tree, the toplevel) whose
+//! `bin/switch-to-configuration` behaves like NixOS's for `switch`, `boot`, `test` and
+//! `dry-activate`: it points `/run/current-system` at the system, records the boot default, and
+//! logs every activation to the host's state directory. A system can be told to fail.
+
+use std::collections::BTreeMap;
+
+use hbdeploy_nix::nix_string;
+
+/// Where the lab's state directory is mounted inside every host.
+pub const HOST_STATE: &str = "/var/lib/hbdeploy-lab";
+
+/// How a toy system's activation behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// Activates and exits 0.
+    #[default]
+    Succeed,
+    /// Prints an error and exits 1 before changing anything.
+    Fail,
+    /// Never finishes (sleeps for an hour).
+    Hang,
+    /// Switches `/run/current-system`, then exits 4: a half-done activation.
+    FailAfterSwitch,
+}
+
+/// Whether a toy system can be evaluated and built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Buildability {
+    /// Evaluates and builds.
+    #[default]
+    Builds,
+    /// Evaluates, but its builder exits 1.
+    BuildFails,
+    /// Its evaluation throws.
+    EvalFails,
+}
+
+/// One host's toy system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemSpec {
+    /// Bumping it yields a new system (new store paths), like a configuration change.
+    pub generation: u32,
+    /// Size of the payload file, in bytes (random, so incompressible).
+    pub payload_bytes: u64,
+    /// How activation behaves.
+    pub activation: Activation,
+    /// Whether it evaluates and builds.
+    pub build: Buildability,
+}
+
+impl Default for SystemSpec {
+    fn default() -> Self {
+        SystemSpec {
+            generation: 1,
+            payload_bytes: 4096,
+            activation: Activation::Succeed,
+            build: Buildability::Builds,
+        }
+    }
+}
+
+/// The activation script; `@out@`, `@host@` and `@failure@` are filled in by the builder.
+/// Written without `${` and without `''` so it needs no escaping beyond a nix string's.
+const SWITCH_SCRIPT: &str = r#"#!/bin/sh
+# Toy switch-to-configuration of the hbdeploy lab.
+set -e
+goal="$1"
+sys=@out@
+state=/var/lib/hbdeploy-lab
+case "$goal" in
+  switch|boot|test|dry-activate) ;;
+  *) echo "usage: switch-to-configuration switch|boot|test|dry-activate" >&2; exit 1 ;;
+esac
+echo "$goal $sys" >> "$state/activations.log"
+if [ "$goal" = dry-activate ]; then
+  echo "would activate $sys on @host@"
+  exit 0
+fi
+@failure_before@
+if [ "$goal" = switch ] || [ "$goal" = test ]; then
+  ln -sfn "$sys" /run/current-system
+  echo "activated @host@ ($goal): $sys"
+fi
+if [ "$goal" = switch ] || [ "$goal" = boot ]; then
+  ln -sfn "$sys" "$state/boot-default"
+  echo "boot default of @host@ is now $sys"
+fi
+@failure_after@
+"#;
+
+fn failure_snippets(activation: Activation) -> (&'static str, &'static str) {
+    match activation {
+        Activation::Succeed => ("", ""),
+        Activation::Fail => (
+            "echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1",
+            "",
+        ),
+        Activation::Hang => (
+            "echo \"activation of @host@ hangs on purpose\"; sleep 3600",
+            "",
+        ),
+        Activation::FailAfterSwitch => (
+            "",
+            "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
+        ),
+    }
+}
+
+fn script_for(host: &str, spec: &SystemSpec) -> String {
+    let (before, after) = failure_snippets(spec.activation);
+    SWITCH_SCRIPT
+        .replace("@failure_before@", before)
+        .replace("@failure_after@", after)
+        .replace("@host@", host)
+}
+
+/// The text of the lab's `flake.nix` for `systems` (host name → spec), for `system` (e.g.
+/// `x86_64-linux`).
+pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>) -> String {
+    let mut configs = String::new();
+    for (host, spec) in systems {
+        let toplevel = match spec.build {
+            Buildability::EvalFails => format!(
+                "throw {}",
+                nix_string(&format!(
+                    "lab: the configuration of {host} fails to evaluate on purpose"
+                ))
+            ),
+            Buildability::Builds | Buildability::BuildFails => format!(
+                "mk {{ host = {}; generation = {}; payloadBytes = {}; buildFails = {}; \
+                 switchScript = {}; }}",
+                nix_string(host),
+                nix_string(&spec.generation.to_string()),
+                nix_string(&spec.payload_bytes.to_string()),
+                spec.build == Buildability::BuildFails,
+                nix_string(&script_for(host, spec)),
+            ),
+        };
+        configs.push_str(&format!(
+            "      {} = {{ config.system.build.toplevel = {toplevel}; }};\n",
+            nix_string(host)
+        ));
+    }
+    FLAKE_TEMPLATE
+        .replace("@system@", &nix_string(system))
+        .replace("@configs@", &configs)
+}
+
+const FLAKE_TEMPLATE: &str = r#"{
+  description = "hbdeploy lab: toy NixOS systems";
+  outputs = { self }:
+    let
+      system = @system@;
+      sh = args: name: env: derivation ({
+        inherit name system;
+        builder = "/bin/sh";
+        args = [ "-c" args ];
+        PATH = "/usr/bin:/bin";
+      } // env);
+      mk = { host, generation, payloadBytes, buildFails, switchScript }:
+        let
+          payload = sh "head -c $bytes /dev/urandom > $out"
+            "lab-payload-${host}-${generation}" { bytes = payloadBytes; };
+          etc = sh "mkdir -p $out/etc && echo $host > $out/etc/hostname"
+            "lab-etc-${host}-${generation}" { inherit host; };
+        in
+          sh (if buildFails then "echo \"error: lab system of $host fails to build on purpose\" >&2; exit 1" else ''
+            mkdir -p $out/bin
+            ln -s $payload $out/payload
+            ln -s $etc/etc $out/etc
+            echo "toy-$generation" > $out/nixos-version
+            printf '%s\n' "$switchScript" | sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
+            chmod +x $out/bin/switch-to-configuration
+          '') "nixos-system-${host}-toy-${generation}" {
+            inherit host generation payload etc switchScript;
+          };
+    in {
+      nixosConfigurations = {
+@configs@      };
+    };
+}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flake_lists_every_host_with_its_failure_mode() {
+        let systems = BTreeMap::from([
+            ("a".to_owned(), SystemSpec::default()),
+            (
+                "b".to_owned(),
+                SystemSpec {
+                    build: Buildability::EvalFails,
+                    ..SystemSpec::default()
+                },
+            ),
+            (
+                "c".to_owned(),
+                SystemSpec {
+                    activation: Activation::Fail,
+                    ..SystemSpec::default()
+                },
+            ),
+        ]);
+        let text = flake_text("x86_64-linux", &systems);
+        assert!(text.contains("\"a\" = { config.system.build.toplevel = mk { host = \"a\";"));
+        assert!(text.contains("\"b\" = { config.system.build.toplevel = throw"));
+        assert!(text.contains("toy activation of c fails on purpose"));
+        assert!(!text.contains("@configs@") && !text.contains("@system@"));
+    }
+
+    #[test]
+    fn scripts_keep_out_placeholder_for_the_builder() {
+        let script = script_for("h", &SystemSpec::default());
+        assert!(script.contains("sys=@out@"));
+        assert!(!script.contains("@host@") && !script.contains("@failure"));
+        assert!(!script.contains("${"), "nix would interpolate it");
+    }
+}

@@ -1,0 +1,269 @@
+//! One simulated host: a private mount, UTS and PID namespace kept alive by a holder process,
+//! with its own `/nix`, `/etc/nix`, `/root`, state directory and `/run`, and its own `sshd` on its
+//! own loopback address.
+//!
+//! The holder is `unshare --kill-child … bash`: killing the `unshare` process (by its PID) kills
+//! the namespace's first process, and with it every process in the namespace (sshd, sessions,
+//! hung activations). bash, as that first process, reaps the orphans sshd leaves behind.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::LabError;
+use crate::flake::HOST_STATE;
+
+/// How long a host may take to come up before the lab gives up.
+const STARTUP: Duration = Duration::from_secs(20);
+
+/// A running simulated host.
+#[derive(Debug)]
+pub struct LabHost {
+    /// Its name (also its hostname inside the namespace).
+    pub name: String,
+    /// Its loopback address.
+    pub address: Ipv4Addr,
+    /// The host's directory on the outside: `nix/`, `etc-nix/`, `root/`, `state/`.
+    pub dir: PathBuf,
+    holder: Child,
+    ns_pid: u32,
+    sshd: Option<Child>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
+    move |source| LabError::Io { what, source }
+}
+
+pub(crate) fn write(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
+}
+
+pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(path).map_err(io(format!("create {}", path.display())))
+}
+
+/// Runs a program to completion and fails with its stderr when it exits non-zero.
+pub(crate) fn run(command: &mut Command, what: &str) -> Result<String, LabError> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io(format!("run {what}")))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(LabError::Command {
+            what: what.to_owned(),
+            status: output.status.to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+const SSHD_CONFIG: &str = "\
+ListenAddress @listen@
+HostKey /var/lib/hbdeploy-lab/ssh_host_ed25519_key
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+AuthorizedKeysFile /root/.ssh/authorized_keys
+MaxStartups 100:30:200
+MaxSessions 20
+LogLevel VERBOSE
+";
+
+/// The nix.conf of every lab host: no binary caches (none can be reached), flakes on.
+const HOST_NIX_CONF: &str = "\
+experimental-features = nix-command flakes
+substituters =
+sandbox = false
+";
+
+impl LabHost {
+    /// Lays out the host's directories, starts its namespace and its sshd.
+    pub(crate) fn start(
+        name: &str,
+        address: Ipv4Addr,
+        port: u16,
+        dir: PathBuf,
+        client_pubkey: &str,
+    ) -> Result<(LabHost, String), LabError> {
+        for sub in ["nix", "etc-nix", "root/.ssh", "state"] {
+            mkdir(&dir.join(sub))?;
+        }
+        write(&dir.join("etc-nix/nix.conf"), HOST_NIX_CONF)?;
+        write(&dir.join("root/.ssh/authorized_keys"), client_pubkey)?;
+        let key = dir.join("state/ssh_host_ed25519_key");
+        run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(&key),
+            "ssh-keygen (host key)",
+        )?;
+        let host_key = std::fs::read_to_string(key.with_extension("pub"))
+            .map_err(io(format!("read {}.pub", key.display())))?;
+        let listen = SocketAddr::from((address, port));
+        write(
+            &dir.join("state/sshd_config"),
+            &SSHD_CONFIG.replace("@listen@", &listen.to_string()),
+        )?;
+        // /var/lib/hbdeploy-lab must exist on the real root to serve as a mount point.
+        mkdir(Path::new(HOST_STATE))?;
+
+        let d = dir.display();
+        let script = format!(
+            "set -e; mount --bind {d}/nix /nix; mount --bind {d}/etc-nix /etc/nix; \
+             mount --bind {d}/root /root; mount --bind {d}/state {HOST_STATE}; \
+             mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/sshd; hostname {name}; \
+             touch {HOST_STATE}/ready; while :; do sleep 3600; done"
+        );
+        let holder = Command::new("unshare")
+            .args([
+                "--mount",
+                "--uts",
+                "--pid",
+                "--fork",
+                "--kill-child",
+                "--propagation",
+                "private",
+                "--",
+                "/bin/bash",
+                "-c",
+                &script,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io("start unshare (util-linux)".to_owned()))?;
+        let mut host = LabHost {
+            name: name.to_owned(),
+            address,
+            dir,
+            ns_pid: 0,
+            holder,
+            sshd: None,
+        };
+        host.ns_pid = host.wait_for_namespace()?;
+        host.start_sshd(port)?;
+        Ok((host, host_key))
+    }
+
+    /// The PID of the holder, for the slot's record of what to stop.
+    pub(crate) fn holder_pid(&self) -> u32 {
+        self.holder.id()
+    }
+
+    fn wait_for_namespace(&mut self) -> Result<u32, LabError> {
+        let ready = self.dir.join("state/ready");
+        let deadline = Instant::now() + STARTUP;
+        let holder = self.holder.id();
+        loop {
+            if let Ok(Some(status)) = self.holder.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.holder.stderr.take() {
+                    use std::io::Read;
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return Err(LabError::Command {
+                    what: format!("unshare for host {}", self.name),
+                    status: status.to_string(),
+                    stderr,
+                });
+            }
+            let children =
+                std::fs::read_to_string(format!("/proc/{holder}/task/{holder}/children"))
+                    .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next()
+                && ready.exists()
+            {
+                return pid.parse().map_err(|_| LabError::Startup {
+                    host: self.name.clone(),
+                    detail: format!("odd child pid {pid:?}"),
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(LabError::Startup {
+                    host: self.name.clone(),
+                    detail: "the namespace did not come up".to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A command that runs `argv` inside this host's namespaces.
+    fn nsenter(&self) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .args(["-t", &self.ns_pid.to_string(), "-m", "-u", "-p", "--"])
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Starts (or restarts) the host's sshd and waits until it accepts connections.
+    pub fn start_sshd(&mut self, port: u16) -> Result<(), LabError> {
+        self.stop_sshd();
+        let config = self.dir.join("state/sshd_config");
+        let child = self
+            .nsenter()
+            .arg("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&config)
+            .arg("-E")
+            .arg(format!("{HOST_STATE}/sshd.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io(format!("start sshd of {}", self.name)))?;
+        self.sshd = Some(child);
+        let addr = SocketAddr::from((self.address, port));
+        let deadline = Instant::now() + STARTUP;
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            if Instant::now() > deadline {
+                return Err(LabError::Startup {
+                    host: self.name.clone(),
+                    detail: format!("sshd does not listen on {addr}"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Stops the host's sshd listener (its PID is the `nsenter` child's only child), so the host
+    /// becomes unreachable. Sessions already open are not affected.
+    pub fn stop_sshd(&mut self) {
+        if let Some(mut nsenter) = self.sshd.take() {
+            let pid = nsenter.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children.split_whitespace() {
+                let _ = Command::new("kill").args(["-TERM", child]).status();
+            }
+            let _ = nsenter.wait();
+        }
+    }
+
+    /// Runs a shell command inside the host, as root, and returns its stdout.
+    pub fn sh(&self, script: &str) -> Result<String, LabError> {
+        run(
+            self.nsenter().args(["/bin/sh", "-c", script]),
+            &format!("`{script}` on lab host {}", self.name),
+        )
+    }
+
+    /// Stops the whole host: every process in its namespace dies with the holder.
+    pub(crate) fn stop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        if let Some(mut nsenter) = self.sshd.take() {
+            let _ = nsenter.wait();
+        }
+    }
+}

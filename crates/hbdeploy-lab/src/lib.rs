@@ -1,0 +1,309 @@
+//! A lab of simulated NixOS hosts on the local machine, for hbdeploy's integration tests,
+//! benchmarks and demo.
+//!
+//! Every host has its own nix store (its own `/nix` in a private mount namespace), its own sshd
+//! on its own loopback address, and root login by key. The lab's flake builds toy NixOS systems
+//! with real nix and no nixpkgs. A lab claims its own address range and state directory, so labs
+//! in parallel tests never see each other's hosts, and [`Drop`] stops every process it started,
+//! by PID, also when a test panics.
+//!
+//! Requires root, util-linux (`unshare`, `nsenter`), `nix-bin` and `openssh-server`.
+
+mod flake;
+mod host;
+mod slot;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub use flake::{Activation, Buildability, HOST_STATE, SystemSpec};
+pub use host::LabHost;
+
+/// The port every lab sshd listens on (each on its own address).
+pub const SSH_PORT: u16 = 2222;
+
+/// Everything that can go wrong while running the lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A file or process operation failed.
+    #[error("lab: cannot {what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A helper program exited non-zero.
+    #[error("lab: {what} failed ({status}): {stderr}")]
+    Command {
+        /// Which program.
+        what: String,
+        /// Its exit status.
+        status: String,
+        /// Its stderr.
+        stderr: String,
+    },
+    /// A host did not come up.
+    #[error("lab: host {host} did not start: {detail}")]
+    Startup {
+        /// The host.
+        host: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// Every address slot is in use.
+    #[error("lab: all {} address slots are in use", slot::SLOTS)]
+    NoFreeSlot,
+    /// A host name that is not in the lab.
+    #[error("lab: no host named {0}")]
+    NoSuchHost(String),
+}
+
+/// A running lab.
+#[derive(Debug)]
+pub struct Lab {
+    slot: slot::Slot,
+    hosts: BTreeMap<String, LabHost>,
+    systems: BTreeMap<String, SystemSpec>,
+    known_hosts: PathBuf,
+    identity: PathBuf,
+}
+
+/// The value of `NIX_CONFIG` that the deployer should run with in the lab: flakes on, and no
+/// binary caches (none can be reached; each would cost a timeout per build).
+pub const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsubstituters =\n";
+
+impl Lab {
+    /// Starts a lab with one host per name, each with the default toy system in the flake.
+    pub fn start(names: &[&str]) -> Result<Lab, LabError> {
+        let slot = slot::Slot::claim()?;
+        let dir = slot.dir.clone();
+        let identity = dir.join("id_ed25519");
+        host::run(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "hbdeploy-lab", "-f"])
+                .arg(&identity),
+            "ssh-keygen (deployer key)",
+        )?;
+        let pubkey = std::fs::read_to_string(identity.with_extension("pub")).map_err(|source| {
+            LabError::Io {
+                what: "read the deployer's public key".to_owned(),
+                source,
+            }
+        })?;
+        let mut lab = Lab {
+            known_hosts: dir.join("known_hosts"),
+            identity,
+            slot,
+            hosts: BTreeMap::new(),
+            systems: BTreeMap::new(),
+        };
+        let mut known_hosts = String::new();
+        for (index, name) in names.iter().enumerate() {
+            let address = lab.address(index);
+            let (host, key) = LabHost::start(
+                name,
+                address,
+                SSH_PORT,
+                dir.join("hosts").join(name),
+                &pubkey,
+            )?;
+            lab.slot.record_pid(host.holder_pid())?;
+            lab.hosts.insert((*name).to_owned(), host);
+            lab.systems
+                .insert((*name).to_owned(), SystemSpec::default());
+            let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            known_hosts.push_str(&format!("[{address}]:{SSH_PORT} {key}\n"));
+        }
+        host::write(&lab.known_hosts, &known_hosts)?;
+        lab.write_flake()?;
+        Ok(lab)
+    }
+
+    /// The address of the `index`-th host: 127.77.<slot>.(11 + index).
+    fn address(&self, index: usize) -> Ipv4Addr {
+        let last = u8::try_from(11 + index).unwrap_or(u8::MAX);
+        Ipv4Addr::new(127, 77, self.slot.number as u8, last)
+    }
+
+    /// An address in this lab's range where nothing listens, for unreachable-host tests.
+    pub fn dead_address(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 77, self.slot.number as u8, 254)
+    }
+
+    /// The lab's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.slot.dir
+    }
+
+    /// The deployer's private key, authorised on every host.
+    pub fn identity_file(&self) -> &Path {
+        &self.identity
+    }
+
+    /// The known_hosts file holding every host's key.
+    pub fn known_hosts(&self) -> &Path {
+        &self.known_hosts
+    }
+
+    /// The flake reference of the lab's toy systems (a `path:` flake: no git involved).
+    pub fn flake_ref(&self) -> String {
+        format!("path:{}", self.slot.dir.join("flake").display())
+    }
+
+    /// A host of the lab.
+    pub fn host(&self, name: &str) -> Result<&LabHost, LabError> {
+        self.hosts
+            .get(name)
+            .ok_or_else(|| LabError::NoSuchHost(name.to_owned()))
+    }
+
+    /// A host of the lab, to stop or restart its sshd.
+    pub fn host_mut(&mut self, name: &str) -> Result<&mut LabHost, LabError> {
+        self.hosts
+            .get_mut(name)
+            .ok_or_else(|| LabError::NoSuchHost(name.to_owned()))
+    }
+
+    /// The hosts, by name.
+    pub fn hosts(&self) -> impl Iterator<Item = &LabHost> {
+        self.hosts.values()
+    }
+
+    /// The toy system `host` will get from the flake.
+    pub fn system(&self, host: &str) -> Result<&SystemSpec, LabError> {
+        self.systems
+            .get(host)
+            .ok_or_else(|| LabError::NoSuchHost(host.to_owned()))
+    }
+
+    /// Changes `host`'s toy system (e.g. a new generation, or a failure mode) and rewrites the
+    /// flake. A name that is no lab host adds a configuration without a host.
+    pub fn set_system(&mut self, host: &str, spec: SystemSpec) -> Result<(), LabError> {
+        self.systems.insert(host.to_owned(), spec);
+        self.write_flake()
+    }
+
+    /// Gives every host a new generation of its system.
+    pub fn bump_all(&mut self) -> Result<(), LabError> {
+        for spec in self.systems.values_mut() {
+            spec.generation += 1;
+        }
+        self.write_flake()
+    }
+
+    fn write_flake(&self) -> Result<(), LabError> {
+        let dir = self.slot.dir.join("flake");
+        host::mkdir(&dir)?;
+        let system = format!("{}-linux", std::env::consts::ARCH);
+        host::write(
+            &dir.join("flake.nix"),
+            &flake::flake_text(&system, &self.systems),
+        )
+    }
+
+    /// A fleet.toml for this lab: every host with its address, the lab's key and known_hosts,
+    /// and `tags` per host where given. `extra` is appended verbatim (more hosts, overrides).
+    pub fn fleet_toml(&self, tags: &[(&str, &[&str])], extra: &str) -> String {
+        let mut text = format!(
+            "[fleet]\nflake = \"{}\"\nparallel = 10\n\n[ssh]\nuser = \"root\"\nport = {SSH_PORT}\n\
+             identity-file = \"{}\"\nknown-hosts = \"{}\"\nconnect-timeout = 5\n",
+            self.flake_ref(),
+            self.identity.display(),
+            self.known_hosts.display()
+        );
+        for host in self.hosts.values() {
+            text.push_str(&format!(
+                "\n[hosts.{}]\naddress = \"{}\"\n",
+                host.name, host.address
+            ));
+            if let Some((_, host_tags)) = tags.iter().find(|(name, _)| *name == host.name) {
+                let quoted: Vec<String> = host_tags.iter().map(|t| format!("\"{t}\"")).collect();
+                text.push_str(&format!("tags = [{}]\n", quoted.join(", ")));
+            }
+        }
+        text.push_str(extra);
+        text
+    }
+
+    /// Writes [`Lab::fleet_toml`] into the lab directory and returns its path.
+    pub fn write_fleet(&self, tags: &[(&str, &[&str])], extra: &str) -> Result<PathBuf, LabError> {
+        let path = self.slot.dir.join("fleet.toml");
+        host::write(&path, &self.fleet_toml(tags, extra))?;
+        Ok(path)
+    }
+}
+
+/// What a lab host looks like from the inside, for assertions.
+impl LabHost {
+    /// The target of `/run/current-system`, if any.
+    pub fn current_system(&self) -> Result<Option<String>, LabError> {
+        self.link("/run/current-system")
+    }
+
+    /// The store path the system profile points at, if any.
+    pub fn profile_system(&self) -> Result<Option<String>, LabError> {
+        self.link("/nix/var/nix/profiles/system")
+    }
+
+    /// The boot default (set by `switch` and `boot`), if any.
+    pub fn boot_default(&self) -> Result<Option<String>, LabError> {
+        self.link(&format!("{HOST_STATE}/boot-default"))
+    }
+
+    fn link(&self, path: &str) -> Result<Option<String>, LabError> {
+        let out = self.sh(&format!("readlink -f {path} 2>/dev/null || true"))?;
+        let out = out.trim();
+        Ok((!out.is_empty() && out != path).then(|| out.to_owned()))
+    }
+
+    /// Whether `path` is a valid path in this host's own nix store.
+    pub fn has_store_path(&self, path: &str) -> Result<bool, LabError> {
+        let out = self.sh(&format!(
+            "nix-store --check-validity --print-invalid {path} 2>/dev/null || echo invalid"
+        ))?;
+        Ok(out.trim().is_empty())
+    }
+
+    /// The names of the entries of this host's `/nix/store`.
+    pub fn store_entries(&self) -> Result<Vec<String>, LabError> {
+        let out = self.sh("ls /nix/store 2>/dev/null || true")?;
+        Ok(out.lines().map(str::to_owned).collect())
+    }
+
+    /// Every activation the toy systems recorded, oldest first: `<goal> <store path>`.
+    pub fn activations(&self) -> Result<Vec<String>, LabError> {
+        let log = self.dir.join("state/activations.log");
+        Ok(std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The system profile's generations as `nix-env --list-generations` prints them.
+    pub fn generations(&self) -> Result<String, LabError> {
+        self.sh("nix-env -p /nix/var/nix/profiles/system --list-generations 2>/dev/null || true")
+    }
+
+    /// How many SSH logins this host's sshd accepted.
+    pub fn accepted_logins(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("state/sshd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Accepted publickey"))
+            .count()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for host in self.hosts.values_mut() {
+            host.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.slot.dir);
+    }
+}

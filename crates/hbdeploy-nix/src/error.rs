@@ -1,0 +1,85 @@
+//! The errors of the nix driver. Each names the command that failed and carries the last lines of
+//! what nix printed.
+
+use crate::command::Output;
+
+/// A nix command that could not run or did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum NixError {
+    /// The program could not be started (usually: nix is not installed).
+    #[error("cannot run `{command}`")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading the command's output failed.
+    #[error("reading the output of `{command}` failed")]
+    Io {
+        /// The command.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command exited unsuccessfully.
+    #[error("`{command}` failed ({status})")]
+    Failed {
+        /// The command.
+        command: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines of its stderr.
+        tail: Vec<String>,
+    },
+    /// The command succeeded but printed something we cannot use.
+    #[error("`{command}` printed something unexpected: {detail}")]
+    Unexpected {
+        /// The command.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A path cannot be passed to ssh through NIX_SSHOPTS, which nix splits on white space.
+    #[error("{what} {path:?} contains white space, which NIX_SSHOPTS cannot carry")]
+    UnsafeSshOption {
+        /// Which setting.
+        what: &'static str,
+        /// The path.
+        path: String,
+    },
+}
+
+impl NixError {
+    pub(crate) fn failed(command: &str, output: &Output) -> NixError {
+        NixError::Failed {
+            command: command.to_owned(),
+            status: output.status.clone(),
+            tail: output.stderr_tail(),
+        }
+    }
+
+    /// The last lines nix printed, when the error carries them.
+    pub fn tail(&self) -> &[String] {
+        match self {
+            NixError::Failed { tail, .. } => tail,
+            _ => &[],
+        }
+    }
+
+    /// Advice for the user, where there is one to give.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            NixError::Spawn { .. } => Some(
+                "install nix (Debian/Ubuntu: `apt-get install nix-bin`) and make sure `nix` is on PATH"
+                    .to_owned(),
+            ),
+            NixError::UnsafeSshOption { .. } => {
+                Some("move the file to a path without spaces".to_owned())
+            }
+            _ => None,
+        }
+    }
+}

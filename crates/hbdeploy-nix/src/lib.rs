@@ -1,0 +1,110 @@
+//! The nix driver of hbdeploy.
+//!
+//! Builds the argument vectors for `nix eval`, `nix build --json`, `nix copy` and `nix-store`
+//! queries, runs them as child processes, and parses what they print. It knows nothing of russh
+//! or of hosts: callers pass flake attributes, store paths and SSH destinations.
+//!
+//! nix 2.8 (Debian's `nix-bin`) is the oldest version supported; where newer versions differ
+//! (the installable syntax for a derivation's output) the detected [`NixVersion`] decides.
+
+mod build;
+mod command;
+mod copy;
+mod error;
+mod eval;
+mod store_path;
+
+use std::path::PathBuf;
+
+pub use build::BuildResults;
+pub use command::OutputSink;
+pub use copy::SshDest;
+pub use error::NixError;
+pub use eval::{Toplevel, nix_string};
+pub use store_path::{StorePath, StorePathError};
+
+/// The experimental features every `nix` call needs; passed explicitly so a stock nix.conf works.
+const FEATURES: [&str; 2] = ["--extra-experimental-features", "nix-command flakes"];
+
+/// A nix version as `nix --version` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NixVersion {
+    /// Major version.
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+}
+
+impl NixVersion {
+    /// Parses the output of `nix --version`, e.g. `nix (Nix) 2.8.0`.
+    pub fn parse(text: &str) -> Option<NixVersion> {
+        let version = text.split_whitespace().last()?;
+        let mut parts = version.split(['.', 'p', 'r', '-']);
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(NixVersion { major, minor })
+    }
+}
+
+impl std::fmt::Display for NixVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// Handle on the local nix installation.
+#[derive(Debug, Clone)]
+pub struct Nix {
+    nix: PathBuf,
+    nix_store: PathBuf,
+    version: NixVersion,
+}
+
+impl Nix {
+    /// Finds `nix` and `nix-store` on `PATH` and asks nix its version.
+    pub async fn detect() -> Result<Nix, NixError> {
+        let nix = PathBuf::from("nix");
+        let output = command::run(
+            command::cmd(&nix, ["--version"]),
+            "nix --version",
+            &mut |_| {},
+        )
+        .await?;
+        if !output.success {
+            return Err(NixError::failed("nix --version", &output));
+        }
+        let version = NixVersion::parse(&output.stdout).ok_or_else(|| NixError::Unexpected {
+            command: "nix --version".to_owned(),
+            detail: format!("cannot read a version from {:?}", output.stdout.trim()),
+        })?;
+        Ok(Nix {
+            nix,
+            nix_store: PathBuf::from("nix-store"),
+            version,
+        })
+    }
+
+    /// The detected version.
+    pub fn version(&self) -> NixVersion {
+        self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse() {
+        let check = |text: &str, expected: Option<(u32, u32)>| {
+            let got = NixVersion::parse(text).map(|v| (v.major, v.minor));
+            assert_eq!(got, expected, "{text}");
+        };
+        check("nix (Nix) 2.8.0\n", Some((2, 8)));
+        check("nix (Nix) 2.24.10", Some((2, 24)));
+        check("nix (Lix, like Nix) 2.91.1", Some((2, 91)));
+        check("nix (Nix) 2.18.1pre20231010_abcdef", Some((2, 18)));
+        check("garbage", None);
+        check("", None);
+    }
+}

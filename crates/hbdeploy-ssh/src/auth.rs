@@ -1,0 +1,98 @@
+//! Public-key authentication: the configured identity file, or else every key ssh-agent holds.
+
+use std::sync::Arc;
+
+use russh::client::{AuthResult, Handle};
+use russh::keys::PrivateKeyWithHashAlg;
+use russh::keys::agent::AgentIdentity;
+use russh::keys::agent::client::AgentClient;
+
+use crate::{Client, SshError, Target};
+
+/// Authenticates `handle` as `target.user`. One authentication per connection: a passphrase-less
+/// identity file is used as is; with no identity file, each agent key is offered in turn.
+pub(crate) async fn authenticate(
+    handle: &mut Handle<Client>,
+    target: &Target,
+) -> Result<(), SshError> {
+    match &target.identity_file {
+        Some(path) => {
+            let key = russh::keys::load_secret_key(path, None).map_err(|source| {
+                SshError::IdentityFile {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let hash = handle
+                .best_supported_rsa_hash()
+                .await
+                .map_err(|source| auth_error(target, source))?
+                .flatten();
+            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+            let result = handle
+                .authenticate_publickey(target.user.clone(), key)
+                .await
+                .map_err(|source| auth_error(target, source))?;
+            match result {
+                AuthResult::Success => Ok(()),
+                AuthResult::Failure { .. } => Err(SshError::AuthRejected {
+                    target: target.display(),
+                    offered: format!("identity file {}", path.display()),
+                }),
+            }
+        }
+        None => authenticate_with_agent(handle, target).await,
+    }
+}
+
+async fn authenticate_with_agent(
+    handle: &mut Handle<Client>,
+    target: &Target,
+) -> Result<(), SshError> {
+    let no_agent = |reason: String| SshError::NoAgent {
+        target: target.display(),
+        reason,
+    };
+    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
+        return Err(no_agent("SSH_AUTH_SOCK is not set".to_owned()));
+    }
+    let mut agent = AgentClient::connect_env()
+        .await
+        .map_err(|err| no_agent(format!("cannot connect to the agent: {err}")))?;
+    let identities = agent
+        .request_identities()
+        .await
+        .map_err(|err| no_agent(format!("the agent did not list its keys: {err}")))?;
+    if identities.is_empty() {
+        return Err(no_agent("the agent holds no keys".to_owned()));
+    }
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|source| auth_error(target, source))?
+        .flatten();
+    for identity in identities {
+        let AgentIdentity::PublicKey { key, .. } = identity else {
+            continue;
+        };
+        match handle
+            .authenticate_publickey_with(target.user.clone(), key, hash, &mut agent)
+            .await
+        {
+            Ok(AuthResult::Success) => return Ok(()),
+            // A refused key or an agent that declines to sign: try the next key.
+            Ok(AuthResult::Failure { .. }) | Err(_) => continue,
+        }
+    }
+    Err(SshError::AuthRejected {
+        target: target.display(),
+        offered: "every key in ssh-agent".to_owned(),
+    })
+}
+
+fn auth_error(target: &Target, source: russh::Error) -> SshError {
+    SshError::Auth {
+        target: target.display(),
+        source,
+    }
+}

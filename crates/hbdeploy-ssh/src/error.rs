@@ -1,0 +1,114 @@
+//! The errors of the SSH transport. Each names the target (`user@address:port`) and, where there is
+//! one, the command or file involved; causes are attached as sources, not pasted into messages.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::hostkey::HostKeyVerdict;
+
+/// Everything that can go wrong while reaching a host or running a command on it.
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// The TCP connection could not be opened.
+    #[error("cannot connect to {target}")]
+    Connect {
+        /// `user@address:port`.
+        target: String,
+        /// The socket error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Connecting, the handshake or authentication took longer than the connect timeout.
+    #[error("no answer from {target} within {}s (connect-timeout)", after.as_secs())]
+    Timeout {
+        /// `user@address:port`.
+        target: String,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The SSH handshake failed for a reason other than the host key.
+    #[error("SSH handshake with {target} failed")]
+    Handshake {
+        /// `user@address:port`.
+        target: String,
+        /// russh's error.
+        #[source]
+        source: russh::Error,
+    },
+    /// The host key was not accepted.
+    #[error("host key of {target} refused: {verdict}")]
+    HostKey {
+        /// `user@address:port`.
+        target: String,
+        /// Why the key was refused.
+        verdict: HostKeyVerdict,
+    },
+    /// The identity file could not be loaded.
+    #[error("cannot load identity file {}", path.display())]
+    IdentityFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: russh::keys::Error,
+    },
+    /// No identity file is configured and ssh-agent cannot be used.
+    #[error("no identity-file is set for {target} and ssh-agent is not usable: {reason}")]
+    NoAgent {
+        /// `user@address:port`.
+        target: String,
+        /// Why the agent cannot be used.
+        reason: String,
+    },
+    /// The server refused every key we offered.
+    #[error("{target} refused authentication with {offered}")]
+    AuthRejected {
+        /// `user@address:port`.
+        target: String,
+        /// What was offered, e.g. the identity file or "the keys in ssh-agent".
+        offered: String,
+    },
+    /// The connection broke during authentication.
+    #[error("authentication with {target} failed")]
+    Auth {
+        /// `user@address:port`.
+        target: String,
+        /// russh's error.
+        #[source]
+        source: russh::Error,
+    },
+    /// A command could not be started or its channel broke.
+    #[error("running `{command}` on {target} failed: the SSH channel broke")]
+    Channel {
+        /// `user@address:port`.
+        target: String,
+        /// The command line.
+        command: String,
+        /// russh's error, when it gave one.
+        #[source]
+        source: Option<russh::Error>,
+    },
+}
+
+impl SshError {
+    /// Advice for the user, where there is one to give.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SshError::Connect { .. } | SshError::Timeout { .. } => Some(
+                "check that the host is up and that `address` and `port` in fleet.toml are right"
+                    .to_owned(),
+            ),
+            SshError::HostKey { verdict, .. } => Some(verdict.hint()),
+            SshError::NoAgent { .. } => Some(
+                "set `identity-file` in fleet.toml, or start ssh-agent and add a key (ssh-add)"
+                    .to_owned(),
+            ),
+            SshError::AuthRejected { .. } => Some(
+                "add the deployer's public key to the host's authorized_keys, or set the right \
+                 `identity-file`/`user` in fleet.toml"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}

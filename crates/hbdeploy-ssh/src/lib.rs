@@ -1,0 +1,156 @@
+//! The SSH transport of hbdeploy, built on russh.
+//!
+//! One [`Connection`] per host: connect with a bounded timeout, check the host key strictly against
+//! a known_hosts file, authenticate with an identity file or ssh-agent, then run any number of
+//! commands on that one authenticated connection, streaming their output line by line.
+//!
+//! This crate knows nothing of nix: it runs command lines and reports what they printed and how
+//! they exited.
+
+mod auth;
+mod error;
+mod exec;
+mod hostkey;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+
+pub use error::SshError;
+pub use exec::{CommandOutput, Exit, OutputLine, Stream};
+pub use hostkey::HostKeyVerdict;
+
+/// Where and how to reach one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// DNS name or IP address.
+    pub address: String,
+    /// TCP port of the host's sshd.
+    pub port: u16,
+    /// The user to log in as.
+    pub user: String,
+    /// Private key to authenticate with; `None` means ssh-agent (`SSH_AUTH_SOCK`).
+    pub identity_file: Option<PathBuf>,
+    /// The known_hosts file the host key is checked against.
+    pub known_hosts: PathBuf,
+    /// Upper bound for TCP connect plus SSH handshake plus authentication.
+    pub connect_timeout: Duration,
+}
+
+impl Target {
+    /// `user@address:port`, as shown in messages.
+    pub fn display(&self) -> String {
+        format!("{}@{}:{}", self.user, self.address, self.port)
+    }
+}
+
+/// An authenticated SSH connection to one host. Commands run on channels of this one connection.
+pub struct Connection {
+    handle: client::Handle<Client>,
+    target: Target,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The russh event handler: it only checks the server's host key, and remembers its verdict so a
+/// refused key is reported with its fingerprint rather than as a bare protocol error.
+struct Client {
+    target: Target,
+    verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let verdict = hostkey::check(&self.target, key);
+        let accepted = matches!(verdict, HostKeyVerdict::Trusted);
+        if let Ok(mut slot) = self.verdict.lock() {
+            *slot = Some(verdict);
+        }
+        Ok(accepted)
+    }
+}
+
+impl Connection {
+    /// Connects, checks the host key and authenticates, all within `target.connect_timeout`.
+    pub async fn connect(target: &Target) -> Result<Connection, SshError> {
+        let limit = target.connect_timeout;
+        match tokio::time::timeout(limit, Self::connect_unbounded(target)).await {
+            Ok(result) => result,
+            Err(_) => Err(SshError::Timeout {
+                target: target.display(),
+                after: limit,
+            }),
+        }
+    }
+
+    async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
+        let config = Arc::new(client::Config {
+            // A host that stops answering is noticed within about 15 s instead of hanging the run.
+            keepalive_interval: Some(Duration::from_secs(5)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..client::Config::default()
+        });
+        let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+            .await
+            .map_err(|source| SshError::Connect {
+                target: target.display(),
+                source,
+            })?;
+        let verdict = Arc::new(Mutex::new(None));
+        let handler = Client {
+            target: target.clone(),
+            verdict: Arc::clone(&verdict),
+        };
+        let handle = match client::connect_stream(config, socket, handler).await {
+            Ok(handle) => handle,
+            Err(source) => {
+                let refused = verdict.lock().ok().and_then(|mut slot| slot.take());
+                return Err(match refused {
+                    Some(verdict @ HostKeyVerdict::Unknown { .. })
+                    | Some(verdict @ HostKeyVerdict::Changed { .. })
+                    | Some(verdict @ HostKeyVerdict::Unreadable { .. }) => SshError::HostKey {
+                        target: target.display(),
+                        verdict,
+                    },
+                    _ => SshError::Handshake {
+                        target: target.display(),
+                        source,
+                    },
+                });
+            }
+        };
+        let mut connection = Connection {
+            handle,
+            target: target.clone(),
+        };
+        auth::authenticate(&mut connection.handle, target).await?;
+        Ok(connection)
+    }
+
+    /// The host this connection reaches.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Closes the connection politely; errors are irrelevant at this point and ignored.
+    pub async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}

@@ -1,0 +1,2 @@
+//! hbdeploy: push-model NixOS fleet deployer.
+fn main() {}
