@@ -1,0 +1,33 @@
+//! The fleet inventory of hbdeploy: parse and validate `fleet.toml`, and select hosts from it.
+//!
+//! [`Fleet::load`] reads the file and [`Fleet::parse`] turns its text into a [`Fleet`]: the
+//! flake, the parallelism, and every [`Host`] with its address, attribute, tags and fully
+//! resolved [`SshSettings`]. Every problem in the file is an [`InventoryError`] naming the file,
+//! line and column, with a hint saying what to do. [`Selector`]s from the command line (`--all`,
+//! `HOST`, `@TAG`) pick hosts with [`Fleet::select`].
+//!
+//! **Architecture Invariant:** this crate does no IO beyond reading `fleet.toml`, and nothing in
+//! it is async. It knows nothing of nix or SSH connections; it only describes where to connect.
+//!
+//! The format is documented for users in `docs/fleet.md`.
+
+mod error;
+mod fleet;
+mod name;
+mod paths;
+mod reader;
+mod schema;
+mod select;
+mod ssh;
+mod suggest;
+
+pub use error::{ConfigError, InventoryError, Location, Problem};
+pub use fleet::{Fleet, Host};
+pub use name::{HostName, MAX_NAME_LEN, NameError, Tag};
+pub use paths::FlakeRef;
+pub use schema::{
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PARALLEL, DEFAULT_PORT,
+    DEFAULT_USER, MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL,
+};
+pub use select::{SelectError, Selector};
+pub use ssh::SshSettings;

@@ -1,0 +1,126 @@
+//! The shape of `fleet.toml`: which keys each table accepts, their defaults, and the example and
+//! advice shown in hints.
+//!
+//! Keeping this in one place makes the error messages, the parser and `docs/fleet.md` agree; the
+//! tests below check that every accepted key has an example.
+
+/// Tables at the top level.
+pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts"];
+
+/// Keys of `[fleet]`.
+pub(crate) const FLEET_KEYS: &[&str] = &["flake", "parallel"];
+
+/// Keys of `[ssh]`; each may be overridden in a host table.
+pub(crate) const SSH_KEYS: &[&str] = &[
+    "user",
+    "port",
+    "identity-file",
+    "known-hosts",
+    "connect-timeout",
+];
+
+/// Keys of a `[hosts.NAME]` table: its own, then the `[ssh]` overrides.
+pub(crate) const HOST_KEYS: &[&str] = &[
+    "address",
+    "attr",
+    "tags",
+    "user",
+    "port",
+    "identity-file",
+    "known-hosts",
+    "connect-timeout",
+];
+
+/// Hosts handled at once when `parallel` is not set.
+pub const DEFAULT_PARALLEL: usize = 10;
+/// The SSH user when `user` is not set.
+pub const DEFAULT_USER: &str = "root";
+/// The SSH port when `port` is not set.
+pub const DEFAULT_PORT: u16 = 22;
+/// The known-hosts file when `known-hosts` is not set, before `~` expansion.
+pub const DEFAULT_KNOWN_HOSTS: &str = "~/.ssh/known_hosts";
+/// Seconds to wait for a TCP connection and SSH handshake when `connect-timeout` is not set.
+pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// The largest `parallel` accepted: more is a typo, and would exhaust file descriptors.
+pub const MAX_PARALLEL: u64 = 1000;
+/// The largest `connect-timeout` accepted, one hour: more is a typo, not a timeout.
+pub const MAX_CONNECT_TIMEOUT_SECS: u64 = 3600;
+
+/// A line of TOML showing the key used correctly, for hints.
+pub(crate) fn example(key: &str) -> &'static str {
+    match key {
+        "fleet" => "[fleet] followed by flake = \"./nixos\"",
+        "ssh" => "[ssh] followed by user = \"root\"",
+        "hosts" => "[hosts.server] followed by address = \"server.example.org\"",
+        "flake" => "flake = \"./nixos\"",
+        "parallel" => "parallel = 10",
+        "user" => "user = \"root\"",
+        "port" => "port = 22",
+        "identity-file" => "identity-file = \"~/.ssh/id_ed25519\"",
+        "known-hosts" => "known-hosts = \"~/.ssh/known_hosts\"",
+        "connect-timeout" => "connect-timeout = 10",
+        "address" => "address = \"server.example.org\"",
+        "attr" => "attr = \"server\"",
+        "tags" => "tags = [\"infra\"]",
+        // A host's own table: the key is its name, so no fixed example fits better.
+        _ => "[hosts.NAME] followed by address = \"…\"",
+    }
+}
+
+/// What to do about an out-of-range number.
+pub(crate) fn range_advice(key: &str) -> &'static str {
+    match key {
+        "parallel" => "`parallel` is how many hosts are handled at once; use 1 for one at a time",
+        "port" => "use the port the host's sshd listens on; the default is 22",
+        "connect-timeout" => "`connect-timeout` is a number of seconds; the default is 10",
+        _ => "see docs/fleet.md for the allowed values",
+    }
+}
+
+/// What to add when a required key is missing.
+pub(crate) fn missing_advice(key: &str) -> String {
+    match key {
+        "fleet" => "add a [fleet] table naming the flake that defines the hosts' \
+                    nixosConfigurations, e.g. [fleet] followed by flake = \"./nixos\""
+            .to_owned(),
+        "flake" => "add the flake that defines the hosts' nixosConfigurations, \
+                    e.g. flake = \"./nixos\""
+            .to_owned(),
+        "address" => "add the host's DNS name or IP address, e.g. address = \"server.example.org\""
+            .to_owned(),
+        other => format!("add it, e.g. {}", example(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_an_example() {
+        for key in TOP_KEYS
+            .iter()
+            .chain(FLEET_KEYS)
+            .chain(SSH_KEYS)
+            .chain(HOST_KEYS)
+        {
+            let line = example(key);
+            assert!(line.contains(key) || *key == "hosts", "{key}: {line}");
+        }
+    }
+
+    #[test]
+    fn host_tables_accept_every_ssh_key() {
+        for key in SSH_KEYS {
+            assert!(HOST_KEYS.contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn advice_names_the_key_or_default() {
+        assert!(range_advice("port").contains("22"));
+        assert!(range_advice("parallel").contains("parallel"));
+        assert!(missing_advice("address").contains("address ="));
+        assert_eq!(missing_advice("user"), "add it, e.g. user = \"root\"");
+    }
+}

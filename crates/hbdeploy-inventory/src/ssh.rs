@@ -1,0 +1,239 @@
+//! SSH settings: read from `[ssh]` and from each host table, then layered per host.
+//!
+//! Precedence is host table, then `[ssh]`, then the built-in default. Values are validated and
+//! paths resolved where they are read, so an error points at the line that set the value, and
+//! the resolved [`SshSettings`] of a host holds no `Option` except the identity file, whose
+//! absence has a meaning: use the SSH agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::InventoryError;
+use crate::paths::Resolver;
+use crate::reader::Table;
+use crate::schema::{
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PORT, DEFAULT_USER,
+    MAX_CONNECT_TIMEOUT_SECS,
+};
+
+/// How to reach one host over SSH, fully resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSettings {
+    /// The user to log in as.
+    pub user: String,
+    /// The TCP port of the host's sshd.
+    pub port: u16,
+    /// The private key to authenticate with; `None` means keys come from the SSH agent.
+    pub identity_file: Option<PathBuf>,
+    /// The known-hosts file that host keys are checked against, strictly.
+    pub known_hosts: PathBuf,
+    /// How long to wait for the connection and handshake.
+    pub connect_timeout: Duration,
+}
+
+/// The SSH keys set in one table, validated and with paths resolved; unset keys are `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct SshOverrides {
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    connect_timeout: Option<Duration>,
+}
+
+impl SshOverrides {
+    /// Reads the SSH keys of `table` (`[ssh]` or a host table). Other keys are left to the
+    /// caller, which has already checked that the table has no unknown ones.
+    pub(crate) fn read(table: &Table<'_>, resolver: &Resolver<'_>) -> Result<Self, InventoryError> {
+        let user = match table.string("user")? {
+            None => None,
+            Some(user) => {
+                let reason = if user.get_ref().is_empty() {
+                    Some("is empty")
+                } else if user
+                    .get_ref()
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    Some("contains whitespace")
+                } else if user.get_ref().starts_with('-') {
+                    Some("starts with `-`")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    let hint = "give the login name on the host, e.g. user = \"root\"";
+                    return Err(table.invalid("user", user.span(), reason, hint));
+                }
+                Some(user.into_inner().to_owned())
+            }
+        };
+        let port = table.integer::<u16>("port", 1, u16::MAX.into())?;
+        let connect_timeout = table
+            .integer::<u64>("connect-timeout", 1, MAX_CONNECT_TIMEOUT_SECS)?
+            .map(Duration::from_secs);
+        Ok(SshOverrides {
+            user,
+            port,
+            identity_file: Self::path(table, resolver, "identity-file")?,
+            known_hosts: Self::path(table, resolver, "known-hosts")?,
+            connect_timeout,
+        })
+    }
+
+    fn path(
+        table: &Table<'_>,
+        resolver: &Resolver<'_>,
+        key: &str,
+    ) -> Result<Option<PathBuf>, InventoryError> {
+        let Some(value) = table.string(key)? else {
+            return Ok(None);
+        };
+        resolver
+            .path(value.get_ref())
+            .map(Some)
+            .map_err(|e| table.invalid(key, value.span(), e.reason(), e.hint()))
+    }
+
+    /// The settings of a host whose table set `self`, over the fleet-wide `base` from `[ssh]`,
+    /// over the defaults. `table` is the host's table, blamed when a default cannot be resolved.
+    pub(crate) fn resolve(
+        &self,
+        base: &SshOverrides,
+        table: &Table<'_>,
+        resolver: &Resolver<'_>,
+    ) -> Result<SshSettings, InventoryError> {
+        let known_hosts = match self.known_hosts.as_ref().or(base.known_hosts.as_ref()) {
+            Some(path) => path.clone(),
+            None => resolver.path(DEFAULT_KNOWN_HOSTS).map_err(|_| {
+                table.invalid(
+                    "known-hosts",
+                    table.span(),
+                    "is not set, and its default ~/.ssh/known_hosts needs $HOME, which is not \
+                     set to an absolute path",
+                    "set $HOME, or set known-hosts in [ssh] to a full path",
+                )
+            })?,
+        };
+        Ok(SshSettings {
+            user: self
+                .user
+                .as_ref()
+                .or(base.user.as_ref())
+                .map_or(DEFAULT_USER, |u| u)
+                .to_owned(),
+            port: self.port.or(base.port).unwrap_or(DEFAULT_PORT),
+            identity_file: self
+                .identity_file
+                .as_ref()
+                .or(base.identity_file.as_ref())
+                .cloned(),
+            known_hosts,
+            connect_timeout: self
+                .connect_timeout
+                .or(base.connect_timeout)
+                .unwrap_or(Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::reader::Doc;
+
+    /// Resolves the SSH settings of `[host]` over `[ssh]` in `text`, or renders the error.
+    fn settings(text: &str, home: Option<&str>) -> Result<SshSettings, String> {
+        let resolver = Resolver::new(Path::new("/fleet"), home.map(Path::new));
+        let doc = Doc::new(text, Path::new("fleet.toml"));
+        let run = || {
+            let tree = doc.parse()?;
+            let root = doc.root(tree.get_ref());
+            let read = |key| match root.table(key)? {
+                Some(table) => Ok((SshOverrides::read(&table, &resolver)?, Some(table))),
+                None => Ok::<_, InventoryError>((SshOverrides::default(), None)),
+            };
+            let (base, _) = read("ssh")?;
+            let (host, table) = read("host")?;
+            let table = table.unwrap_or_else(|| doc.root(tree.get_ref()));
+            host.resolve(&base, &table, &resolver)
+        };
+        run().map_err(|e| format!("{e} (hint: {})", e.hint().unwrap_or("-")))
+    }
+
+    fn check(text: &str, expected: Result<SshSettings, &str>) {
+        assert_eq!(
+            settings(text, Some("/home/me")),
+            expected.map_err(str::to_owned),
+            "{text}"
+        );
+    }
+
+    fn defaults() -> SshSettings {
+        SshSettings {
+            user: "root".to_owned(),
+            port: 22,
+            identity_file: None,
+            known_hosts: PathBuf::from("/home/me/.ssh/known_hosts"),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        check("", Ok(defaults()));
+        check("[ssh]\n[host]\n", Ok(defaults()));
+    }
+
+    #[test]
+    fn host_overrides_ssh_overrides_defaults() {
+        let text = "[ssh]\nuser = \"deploy\"\nport = 2222\nidentity-file = \"keys/fleet\"\n\
+                    [host]\nport = 22022\nknown-hosts = \"/etc/ssh/known\"\nconnect-timeout = 3\n";
+        check(
+            text,
+            Ok(SshSettings {
+                user: "deploy".to_owned(),
+                port: 22022,
+                identity_file: Some(PathBuf::from("/fleet/keys/fleet")),
+                known_hosts: PathBuf::from("/etc/ssh/known"),
+                connect_timeout: Duration::from_secs(3),
+            }),
+        );
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        check(
+            "[ssh]\nuser = \"\"\n",
+            Err("fleet.toml:2:8: `user` in [ssh] is empty \
+                 (hint: give the login name on the host, e.g. user = \"root\")"),
+        );
+        check(
+            "[host]\nport = 70000\n",
+            Err(
+                "fleet.toml:2:8: `port` in [host] must be between 1 and 65535, not 70000 \
+                 (hint: use the port the host's sshd listens on; the default is 22)",
+            ),
+        );
+        check(
+            "[ssh]\nidentity-file = \"~bob/id\"\n",
+            Err(
+                "fleet.toml:2:17: `identity-file` in [ssh] starts with `~user`, which hbdeploy \
+                 does not expand (hint: write the path in full, or use `~/` for your own home)",
+            ),
+        );
+    }
+
+    #[test]
+    fn default_known_hosts_needs_home() {
+        let err = settings("[host]\n", None).err().unwrap_or_default();
+        assert!(
+            err.starts_with("fleet.toml:1:1: `known-hosts` in [host] is not set"),
+            "{err}"
+        );
+        let set = settings("[ssh]\nknown-hosts = \"/k\"\n[host]\n", None);
+        assert_eq!(set.map(|s| s.known_hosts), Ok(PathBuf::from("/k")));
+    }
+}
