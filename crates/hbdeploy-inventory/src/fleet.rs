@@ -1,4 +1,4 @@
-//! [`Fleet`] and [`Host`]: `fleet.toml` read, validated and resolved.
+//! [`Fleet`]: `fleet.toml` read, validated and resolved.
 //!
 //! Parsing is one pass over the TOML tree in a fixed order (top-level keys, `[fleet]`, `[ssh]`,
 //! then hosts in file order) that stops at the first problem, reported with its location. A
@@ -9,34 +9,14 @@ use std::collections::BTreeMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
+use crate::doc::Doc;
 use crate::error::{InventoryError, Problem};
+use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
 use crate::paths::{FlakeRef, Resolver};
-use crate::reader::{Doc, Key, Table, Value};
-use crate::schema::{DEFAULT_PARALLEL, FLEET_KEYS, HOST_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
-use crate::ssh::{SshOverrides, SshSettings};
-
-/// One machine of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
-    /// Its name: the `NAME` of `[hosts.NAME]`.
-    pub name: HostName,
-    /// The DNS name or IP address to connect to.
-    pub address: String,
-    /// The attribute of the flake's `nixosConfigurations` that builds it.
-    pub attr: String,
-    /// Its tags, in the order written, without repeats.
-    pub tags: Vec<Tag>,
-    /// How to reach it.
-    pub ssh: SshSettings,
-}
-
-impl Host {
-    /// Whether the host carries `tag`.
-    pub fn has_tag(&self, tag: &str) -> bool {
-        self.tags.iter().any(|t| t.as_str() == tag)
-    }
-}
+use crate::reader::Table;
+use crate::schema::{DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
+use crate::ssh::SshOverrides;
 
 /// The whole of `fleet.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +56,7 @@ impl Fleet {
         let resolver = Resolver::new(dir, home);
         let doc = Doc::new(text, path);
         let tree = doc.parse()?;
-        let root = doc.root(tree.get_ref());
+        let root = Table::root(&doc, tree.get_ref());
         root.check_keys(TOP_KEYS)?;
 
         let fleet = root.table("fleet")?.ok_or_else(|| root.missing("fleet"))?;
@@ -145,107 +125,147 @@ fn read_flake(fleet: &Table<'_>, resolver: &Resolver<'_>) -> Result<FlakeRef, In
         .map_err(|e| fleet.invalid("flake", value.span(), e.reason(), e.hint()))
 }
 
-/// Reads the host table `[hosts.<key>]`.
-fn read_host(
-    hosts: &Table<'_>,
-    key: &Key<'_>,
-    value: &Value<'_>,
-    ssh: &SshOverrides,
-    resolver: &Resolver<'_>,
-) -> Result<Host, InventoryError> {
-    let name = HostName::new(key.get_ref().as_ref()).map_err(|reason| {
-        let problem = Problem::InvalidName {
-            kind: "host name",
-            value: key.get_ref().to_string(),
-            table: hosts.name(),
-            reason,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-line summary per host, after a header line for the fleet.
+    fn summary(fleet: &Fleet) -> String {
+        let mut out = format!("flake={} parallel={}", fleet.flake, fleet.parallel);
+        for host in fleet.hosts.values() {
+            let tags: Vec<&str> = host.tags.iter().map(Tag::as_str).collect();
+            let ssh = &host.ssh;
+            let identity = ssh
+                .identity_file
+                .as_ref()
+                .map_or("agent".into(), |p| p.display().to_string());
+            out.push_str(&format!(
+                "\n{} {} attr={} tags=[{}] {}@:{} id={} known={} timeout={}s",
+                host.name,
+                host.address,
+                host.attr,
+                tags.join(","),
+                ssh.user,
+                ssh.port,
+                identity,
+                ssh.known_hosts.display(),
+                ssh.connect_timeout.as_secs(),
+            ));
+        }
+        out
+    }
+
+    fn check(input: &str, expected: &str) {
+        let parsed = Fleet::parse(
+            input,
+            Path::new("/fleet/fleet.toml"),
+            Some(Path::new("/home/me")),
+        );
+        let got = match parsed {
+            Ok(fleet) => summary(&fleet),
+            Err(e) => format!("error: {e}"),
         };
-        let hint = "host names are 1 to 63 ASCII letters, digits, `-` and `_`, starting with a \
-                    letter or digit, e.g. [hosts.web-1]";
-        hosts.doc().error(key.span(), problem, hint)
-    })?;
-    let table = hosts.child(key, value)?;
-    table.check_keys(HOST_KEYS)?;
-
-    let address = table
-        .string("address")?
-        .ok_or_else(|| table.missing("address"))?;
-    check_address(&table, address.get_ref(), address.span())?;
-    let attr = match table.string("attr")? {
-        None => name.to_string(),
-        Some(attr) if attr.get_ref().trim().is_empty() => {
-            let hint = "remove `attr` to use the host's name, or give the attribute under \
-                        nixosConfigurations";
-            return Err(table.invalid("attr", attr.span(), "is empty", hint));
-        }
-        Some(attr) => attr.into_inner().to_owned(),
-    };
-    let tags = read_tags(&table)?;
-    let ssh = SshOverrides::read(&table, resolver)?.resolve(ssh, &table, resolver)?;
-    Ok(Host {
-        name,
-        address: address.into_inner().to_owned(),
-        attr,
-        tags,
-        ssh,
-    })
-}
-
-/// Rejects addresses that cannot be a DNS name or IP address, with advice for the common
-/// mistakes (`root@host`, a URL).
-fn check_address(
-    table: &Table<'_>,
-    address: &str,
-    span: std::ops::Range<usize>,
-) -> Result<(), InventoryError> {
-    let problem = if address.trim().is_empty() {
-        Some(("is empty", "give the host's DNS name or IP address"))
-    } else if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        Some((
-            "contains whitespace",
-            "give only the host's DNS name or IP address",
-        ))
-    } else if address.contains('@') {
-        Some((
-            "contains `@`",
-            "put the login name in `user` and only the host in `address`",
-        ))
-    } else if address.contains(['/', '?', '#']) {
-        Some((
-            "is not a DNS name or IP address",
-            "give only the host part, without scheme or path",
-        ))
-    } else if address.starts_with('-') {
-        Some(("starts with `-`", "give the host's DNS name or IP address"))
-    } else {
-        None
-    };
-    match problem {
-        Some((reason, hint)) => Err(table.invalid("address", span, reason, hint)),
-        None => Ok(()),
+        assert_eq!(got, expected, "input:\n{input}");
     }
-}
 
-/// Reads `tags`: valid names, each at most once.
-fn read_tags(table: &Table<'_>) -> Result<Vec<Tag>, InventoryError> {
-    let mut tags: Vec<Tag> = Vec::new();
-    for item in table.strings("tags")?.unwrap_or_default() {
-        let tag = Tag::new(*item.get_ref()).map_err(|reason| {
-            let problem = Problem::InvalidName {
-                kind: "tag",
-                value: item.get_ref().to_string(),
-                table: table.name(),
-                reason,
-            };
-            let hint = "tags are 1 to 63 ASCII letters, digits, `-` and `_`, starting with a \
-                        letter or digit, e.g. tags = [\"infra\"]; write `@` only on the command line";
-            table.doc().error(item.span(), problem, hint)
-        })?;
-        if tags.contains(&tag) {
-            let reason = format!("lists `{tag}` twice");
-            return Err(table.invalid("tags", item.span(), reason, "remove the repeated tag"));
-        }
-        tags.push(tag);
+    const MINIMAL: &str = "[fleet]\nflake = \"./nixos\"\n[hosts.web]\naddress = \"10.0.0.1\"\n";
+
+    #[test]
+    fn defaults_fill_a_minimal_file() {
+        check(
+            MINIMAL,
+            "flake=/fleet/nixos parallel=10\n\
+             web 10.0.0.1 attr=web tags=[] root@:22 id=agent known=/home/me/.ssh/known_hosts timeout=10s",
+        );
     }
-    Ok(tags)
+
+    #[test]
+    fn every_key_is_read() {
+        check(
+            r#"
+            [fleet]
+            flake = "github:me/nixos"
+            parallel = 3
+            [ssh]
+            user = "deploy"
+            port = 2222
+            identity-file = "keys/deploy"
+            known-hosts = "~/known"
+            connect-timeout = 5
+            [hosts.b]
+            address = "b.example.org"
+            attr = "bee"
+            tags = ["x", "y"]
+            user = "root"
+            port = 22
+            identity-file = "/keys/b"
+            known-hosts = "b_known"
+            connect-timeout = 60
+            [hosts.a]
+            address = "fe80::1"
+            "#,
+            "flake=github:me/nixos parallel=3\n\
+             a fe80::1 attr=a tags=[] deploy@:2222 id=/fleet/keys/deploy known=/home/me/known timeout=5s\n\
+             b b.example.org attr=bee tags=[x,y] root@:22 id=/keys/b known=/fleet/b_known timeout=60s",
+        );
+    }
+
+    #[test]
+    fn inline_and_dotted_tables_are_the_same() {
+        let expected = "flake=/srv/nixos parallel=1\n\
+             web w attr=web tags=[] root@:22 id=agent known=/home/me/.ssh/known_hosts timeout=10s";
+        check(
+            "fleet = { flake = \"/srv/nixos\", parallel = 1 }\nhosts.web.address = \"w\"\n",
+            expected,
+        );
+        check(
+            "[fleet]\nflake = \"/srv/nixos\"\nparallel = 1\n[hosts]\nweb = { address = \"w\" }\n",
+            expected,
+        );
+    }
+
+    #[test]
+    fn first_error_in_the_file_wins() {
+        check(
+            &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
+            "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
+             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout",
+        );
+    }
+
+    #[test]
+    fn relative_file_paths_resolve_against_the_current_directory() {
+        let fleet = Fleet::parse(MINIMAL, Path::new("fleet.toml"), Some(Path::new("/h")));
+        let cwd = std::env::current_dir().ok();
+        let flake = fleet.ok().map(|f| f.flake);
+        assert_eq!(flake, cwd.map(|d| FlakeRef::Path(d.join("nixos"))));
+    }
+
+    #[test]
+    fn load_names_the_file_it_cannot_read() {
+        let err = Fleet::load(Path::new("/nonexistent/fleet.toml")).err();
+        let message = err.as_ref().map(ToString::to_string);
+        assert_eq!(
+            message.as_deref(),
+            Some("cannot read /nonexistent/fleet.toml")
+        );
+        let source = err
+            .as_ref()
+            .and_then(std::error::Error::source)
+            .map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.contains("No such file")));
+    }
+
+    #[test]
+    fn tags_are_collected_across_hosts() {
+        let text = format!(
+            "{MINIMAL}tags = [\"b\", \"a\"]\n[hosts.x]\naddress = \"x\"\ntags = [\"a\", \"c\"]\n"
+        );
+        let fleet = Fleet::parse(&text, Path::new("/f.toml"), Some(Path::new("/h")));
+        let tags = fleet.map(|f| f.tags().iter().map(|t| t.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            tags.ok(),
+            Some(vec!["a".to_owned(), "b".to_owned(), "c".to_owned()])
+        );
+    }
 }

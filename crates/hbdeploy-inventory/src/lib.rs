@@ -11,8 +11,10 @@
 //!
 //! The format is documented for users in `docs/fleet.md`.
 
+mod doc;
 mod error;
 mod fleet;
+mod host;
 mod name;
 mod paths;
 mod reader;
@@ -22,7 +24,8 @@ mod ssh;
 mod suggest;
 
 pub use error::{ConfigError, InventoryError, Location, Problem};
-pub use fleet::{Fleet, Host};
+pub use fleet::Fleet;
+pub use host::Host;
 pub use name::{HostName, MAX_NAME_LEN, NameError, Tag};
 pub use paths::FlakeRef;
 pub use schema::{

@@ -1,18 +1,17 @@
 //! Typed access to the parsed TOML tree, where every wrong answer becomes a located error.
 //!
-//! The file is parsed with [`toml::de::DeTable`], which keeps the byte span of every key and
-//! value. [`Table`] wraps one table of that tree with its name as the user wrote it
+//! [`Table`] wraps one table of that tree with its name as the user wrote it
 //! (`[hosts.server]`), rejects keys it does not know, and reads strings, integers, string arrays
 //! and sub-tables, turning each mistake into an [`InventoryError`] that points at the offending
 //! key or value.
 
 use std::ops::Range;
-use std::path::Path;
 
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-use crate::error::{ConfigError, InventoryError, Location, Problem, TOP_LEVEL};
+use crate::doc::Doc;
+use crate::error::{InventoryError, Problem, TOP_LEVEL};
 use crate::schema;
 use crate::suggest;
 
@@ -20,104 +19,6 @@ use crate::suggest;
 pub(crate) type Key<'a> = Spanned<DeString<'a>>;
 /// A value of the tree with its span.
 pub(crate) type Value<'a> = Spanned<DeValue<'a>>;
-
-/// The file being read: its text and the path to name in errors.
-pub(crate) struct Doc<'a> {
-    text: &'a str,
-    path: &'a Path,
-}
-
-impl<'a> Doc<'a> {
-    /// Wraps the file's text; `path` is only used in error locations.
-    pub(crate) fn new(text: &'a str, path: &'a Path) -> Self {
-        Doc { text, path }
-    }
-
-    /// Parses the text as TOML, mapping syntax errors (including duplicate keys) to located ones.
-    pub(crate) fn parse(&self) -> Result<Spanned<DeTable<'a>>, InventoryError> {
-        DeTable::parse(self.text).map_err(|e| self.syntax_error(&e))
-    }
-
-    /// The root table of a parsed document.
-    pub(crate) fn root<'d>(&'d self, root: &'d DeTable<'d>) -> Table<'d> {
-        Table {
-            doc: self,
-            map: root,
-            dotted: String::new(),
-            span: 0..0,
-        }
-    }
-
-    /// An error at the start of `span`.
-    pub(crate) fn error(
-        &self,
-        span: Range<usize>,
-        problem: Problem,
-        hint: impl Into<String>,
-    ) -> InventoryError {
-        let location = Location::from_offset(self.path, self.text, span.start);
-        InventoryError::Config(Box::new(ConfigError {
-            location,
-            problem,
-            hint: hint.into(),
-        }))
-    }
-
-    /// The source text of a span, or `""` if the span does not fit the text.
-    pub(crate) fn source(&self, span: Range<usize>) -> &'a str {
-        self.text.get(span).unwrap_or("")
-    }
-
-    fn syntax_error(&self, e: &toml::de::Error) -> InventoryError {
-        let span = e.span().unwrap_or(0..0);
-        if e.message().starts_with("duplicate key") {
-            let (what, is_table) = self.duplicate(span.clone());
-            let hint = if is_table {
-                "each table may appear only once: merge the two tables, or rename one of them"
-            } else {
-                "a key may be set only once per table: delete one of the two"
-            };
-            return self.error(span, Problem::Duplicate { what, is_table }, hint);
-        }
-        // The parser's messages may span lines; keep ours on one.
-        let message: Vec<&str> = e
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let problem = Problem::Syntax {
-            message: message.join("; "),
-        };
-        self.error(span, problem, "fleet.toml must be valid TOML (https://toml.io): check the quotes, brackets, commas and `=` here")
-    }
-
-    /// What a duplicate-key error at `span` repeats: the table header if it is on a header line,
-    /// else the key itself.
-    fn duplicate(&self, span: Range<usize>) -> (String, bool) {
-        let start = span.start.min(self.text.len());
-        let line_start = self
-            .text
-            .get(..start)
-            .and_then(|t| t.rfind('\n'))
-            .map_or(0, |i| i + 1);
-        let line = self.text.get(line_start..).unwrap_or("");
-        let line = line.lines().next().unwrap_or("").trim_start();
-        if line.starts_with('[') {
-            let close = if line.starts_with("[[") { "]]" } else { "]" };
-            let header = match line.find(close) {
-                Some(end) => &line[..end + close.len()],
-                None => line.trim_end(),
-            };
-            (header.to_owned(), true)
-        } else {
-            (
-                self.source(span).trim_matches(['"', '\'']).to_owned(),
-                false,
-            )
-        }
-    }
-}
 
 /// One table of the document, named as the user wrote it.
 pub(crate) struct Table<'a> {
@@ -130,6 +31,16 @@ pub(crate) struct Table<'a> {
 }
 
 impl<'a> Table<'a> {
+    /// The root table of a parsed document.
+    pub(crate) fn root(doc: &'a Doc<'a>, map: &'a DeTable<'a>) -> Self {
+        Table {
+            doc,
+            map,
+            dotted: String::new(),
+            span: 0..0,
+        }
+    }
+
     /// `[hosts.server]`, or `the top level` for the root.
     pub(crate) fn name(&self) -> String {
         if self.dotted.is_empty() {
@@ -376,5 +287,134 @@ fn bare_or_quoted(key: &str) -> String {
         key.to_owned()
     } else {
         format!("{key:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// Reads the sub-table `[t]` of `text` with `read`, rendering the outcome.
+    fn check<T: std::fmt::Debug>(
+        text: &str,
+        read: impl Fn(&Table<'_>) -> Result<T, InventoryError>,
+        expected: &str,
+    ) {
+        let doc = Doc::new(text, Path::new("f.toml"));
+        let got = doc.parse().and_then(|tree| {
+            let root = Table::root(&doc, tree.get_ref());
+            let table = root.table("t")?.ok_or_else(|| root.missing("fleet"))?;
+            read(&table)
+        });
+        let got = match got {
+            Ok(value) => format!("{value:?}"),
+            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+        };
+        assert_eq!(got, expected, "{text:?}");
+    }
+
+    #[test]
+    fn unknown_keys_suggest_the_closest() {
+        let keys = |t: &Table<'_>| t.check_keys(&["flake", "parallel"]);
+        check("[t]\nflake = 1\n", keys, "()");
+        check(
+            "[t]\nflake = 1\nparalel = 2\n",
+            keys,
+            "f.toml:3:1: unknown key `paralel` in [t]; expected one of: flake, parallel \
+             | did you mean `parallel`?",
+        );
+        check(
+            "[t]\nzzz = 2\n",
+            keys,
+            "f.toml:2:1: unknown key `zzz` in [t]; expected one of: flake, parallel \
+             | remove it; every key is described in docs/fleet.md",
+        );
+    }
+
+    #[test]
+    fn integers_are_range_checked() {
+        let port = |t: &Table<'_>| t.integer::<u16>("port", 1, 65535);
+        check("[t]\n", port, "None");
+        check("[t]\nport = 0x16\n", port, "Some(22)");
+        check("[t]\nport = 1_000\n", port, "Some(1000)");
+        let advice = "use the port the host's sshd listens on; the default is 22";
+        for bad in [
+            "0",
+            "-1",
+            "65536",
+            "99999999999999999999999999999999999999999",
+        ] {
+            check(
+                &format!("[t]\nport = {bad}\n"),
+                port,
+                &format!(
+                    "f.toml:2:8: `port` in [t] must be between 1 and 65535, not {bad} | {advice}"
+                ),
+            );
+        }
+        check(
+            "[t]\nport = \"22\"\n",
+            port,
+            "f.toml:2:8: `port` in [t] must be an integer, not a string | write it like this: port = 22",
+        );
+        check(
+            "[t]\nport = 22.0\n",
+            port,
+            "f.toml:2:8: `port` in [t] must be an integer, not a float | write it like this: port = 22",
+        );
+    }
+
+    #[test]
+    fn unbounded_integers_say_at_least() {
+        let timeout = |t: &Table<'_>| t.integer::<u64>("connect-timeout", 1, u64::MAX);
+        check(
+            "[t]\nconnect-timeout = 0\n",
+            timeout,
+            "f.toml:2:19: `connect-timeout` in [t] must be at least 1, not 0 \
+             | `connect-timeout` is a number of seconds; the default is 10",
+        );
+    }
+
+    #[test]
+    fn string_arrays_name_the_bad_item() {
+        let tags = |t: &Table<'_>| t.strings("tags").map(|v| v.map(|v| v.len()));
+        check("[t]\ntags = []\n", tags, "Some(0)");
+        check("[t]\ntags = [\"a\", \"b\"]\n", tags, "Some(2)");
+        check(
+            "[t]\ntags = \"a\"\n",
+            tags,
+            "f.toml:2:8: `tags` in [t] must be an array of strings, not a string \
+             | write it like this: tags = [\"infra\"]",
+        );
+        check(
+            "[t]\ntags = [\"a\", 2]\n",
+            tags,
+            "f.toml:2:14: `tags` in [t] must be an array of strings, not an array holding an \
+             integer | quote every item: tags = [\"infra\"]",
+        );
+    }
+
+    #[test]
+    fn sub_tables_are_named_as_headers() {
+        let name = |t: &Table<'_>| {
+            let sub = t.table("my host")?.ok_or_else(|| t.missing("x"))?;
+            Ok(sub.name())
+        };
+        check("[t.\"my host\"]\n", name, "\"[t.\\\"my host\\\"]\"");
+        check(
+            "[t]\n\"my host\" = 3\n",
+            name,
+            "f.toml:2:13: `my host` in [t] must be a table, not an integer \
+             | write it like this: [hosts.NAME] followed by address = \"…\"",
+        );
+        check(
+            "[u]\n",
+            name,
+            "f.toml:1:1: missing table [fleet] | add a [fleet] table naming \
+              the flake that defines the hosts' nixosConfigurations, e.g. [fleet] followed by \
+              flake = \"./nixos\"",
+        );
     }
 }

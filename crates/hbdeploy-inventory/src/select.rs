@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::fleet::{Fleet, Host};
+use crate::fleet::Fleet;
+use crate::host::Host;
 use crate::suggest;
 
 /// One way of choosing hosts.
@@ -230,5 +231,150 @@ impl Fleet {
             is_host: self.hosts.contains_key(tag),
             known,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const FLEET: &str = r#"
+        [fleet]
+        flake = "./nixos"
+        [hosts.desktop]
+        address = "desktop"
+        tags = ["workstation"]
+        [hosts.laptop]
+        address = "laptop"
+        tags = ["workstation", "mobile"]
+        [hosts.server]
+        address = "server"
+        tags = ["infra"]
+    "#;
+
+    /// Selects with `--all` if `all` and `args`; renders the host names, or `message | hint`.
+    fn check(all: bool, args: &[&str], expected: &str) {
+        let fleet = Fleet::parse(FLEET, Path::new("/x/fleet.toml"), Some(Path::new("/h")));
+        let fleet = match fleet {
+            Ok(fleet) => fleet,
+            Err(e) => panic!("fixture does not parse: {e}"),
+        };
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let got = Selector::parse_args(all, &args).and_then(|s| fleet.select(&s));
+        let got = match got {
+            Ok(hosts) => hosts
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+        };
+        assert_eq!(got, expected, "all={all} args={args:?}");
+    }
+
+    #[test]
+    fn names_tags_and_all() {
+        check(true, &[], "desktop laptop server");
+        check(false, &["server"], "server");
+        check(false, &["server", "desktop"], "desktop server");
+        check(false, &["@workstation"], "desktop laptop");
+        check(false, &["@mobile", "server"], "laptop server");
+        check(
+            false,
+            &["laptop", "@workstation", "laptop"],
+            "desktop laptop",
+        );
+        check(true, &["server"], "desktop laptop server");
+    }
+
+    #[test]
+    fn nothing_selected_says_how() {
+        check(
+            false,
+            &[],
+            "no hosts selected | say which hosts: `hbdeploy apply --all` for every host, \
+             `hbdeploy apply HOST…` for some by name, `hbdeploy apply @TAG` for those with a tag",
+        );
+    }
+
+    #[test]
+    fn unknown_names_suggest() {
+        let host_hint = "a host's name is the NAME of its [hosts.NAME] table in fleet.toml";
+        let tag_hint = "tags are given to hosts in fleet.toml with tags = [\"…\"]";
+        check(
+            false,
+            &["server", "sever"],
+            &format!(
+                "unknown host `sever` (fleet.toml has desktop, laptop, server); did you mean \
+                 `server`? | {host_hint}"
+            ),
+        );
+        check(
+            false,
+            &["mail"],
+            &format!("unknown host `mail` (fleet.toml has desktop, laptop, server) | {host_hint}"),
+        );
+        check(
+            false,
+            &["infra"],
+            &format!(
+                "unknown host `infra` (fleet.toml has desktop, laptop, server); `infra` is a tag: \
+                 write `@infra` | {host_hint}"
+            ),
+        );
+        check(
+            false,
+            &["@workstatoin"],
+            &format!(
+                "unknown tag `@workstatoin` (fleet.toml has tags infra, mobile, workstation); did \
+                 you mean `@workstation`? | {tag_hint}"
+            ),
+        );
+        check(
+            false,
+            &["@server"],
+            &format!(
+                "unknown tag `@server` (fleet.toml has tags infra, mobile, workstation); `server` \
+                 is a host: write it without `@` | {tag_hint}"
+            ),
+        );
+    }
+
+    #[test]
+    fn bad_arguments() {
+        check(
+            false,
+            &["@"],
+            "`@` on its own selects nothing | write the tag right after the `@`, e.g. `@infra`",
+        );
+        check(
+            false,
+            &[""],
+            "empty host name on the command line | remove the empty argument",
+        );
+    }
+
+    #[test]
+    fn selectors_display_as_typed() {
+        let args = ["web".to_owned(), "@infra".to_owned()];
+        let shown: Vec<String> = Selector::parse_args(true, &args)
+            .map(|s| s.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        assert_eq!(shown, ["--all", "web", "@infra"]);
+    }
+
+    #[test]
+    fn a_fleet_without_tags_says_so() {
+        let text = "[fleet]\nflake = \"/f\"\n[hosts.a]\naddress = \"a\"\n";
+        let fleet = Fleet::parse(text, Path::new("/f/hosts.toml"), Some(Path::new("/h")));
+        let err = fleet
+            .ok()
+            .and_then(|f| f.select(&[Selector::Tag("x".to_owned())]).err());
+        assert_eq!(
+            err.map(|e| e.to_string()).as_deref(),
+            Some("unknown tag `@x` (hosts.toml has no tags)")
+        );
     }
 }

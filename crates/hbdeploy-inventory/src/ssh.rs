@@ -142,7 +142,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::reader::Doc;
+    use crate::doc::Doc;
 
     /// Resolves the SSH settings of `[host]` over `[ssh]` in `text`, or renders the error.
     fn settings(text: &str, home: Option<&str>) -> Result<SshSettings, String> {
@@ -150,14 +150,14 @@ mod tests {
         let doc = Doc::new(text, Path::new("fleet.toml"));
         let run = || {
             let tree = doc.parse()?;
-            let root = doc.root(tree.get_ref());
+            let root = Table::root(&doc, tree.get_ref());
             let read = |key| match root.table(key)? {
                 Some(table) => Ok((SshOverrides::read(&table, &resolver)?, Some(table))),
                 None => Ok::<_, InventoryError>((SshOverrides::default(), None)),
             };
             let (base, _) = read("ssh")?;
             let (host, table) = read("host")?;
-            let table = table.unwrap_or_else(|| doc.root(tree.get_ref()));
+            let table = table.unwrap_or_else(|| Table::root(&doc, tree.get_ref()));
             host.resolve(&base, &table, &resolver)
         };
         run().map_err(|e| format!("{e} (hint: {})", e.hint().unwrap_or("-")))

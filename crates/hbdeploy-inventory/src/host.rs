@@ -1,0 +1,247 @@
+//! [`Host`]: one `[hosts.NAME]` table, validated, with its SSH settings resolved.
+//!
+//! The host's name comes from its table's key and must be a valid [`HostName`]; `address` is
+//! required and checked for the usual mistakes (`root@host`, a URL); `attr` defaults to the name;
+//! `tags` must be valid [`Tag`]s, each listed once.
+
+use std::ops::Range;
+
+use crate::error::{InventoryError, Problem};
+use crate::name::{HostName, Tag};
+use crate::paths::Resolver;
+use crate::reader::{Key, Table, Value};
+use crate::schema::HOST_KEYS;
+use crate::ssh::{SshOverrides, SshSettings};
+
+/// One machine of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// Its name: the `NAME` of `[hosts.NAME]`.
+    pub name: HostName,
+    /// The DNS name or IP address to connect to.
+    pub address: String,
+    /// The attribute of the flake's `nixosConfigurations` that builds it.
+    pub attr: String,
+    /// Its tags, in the order written, without repeats.
+    pub tags: Vec<Tag>,
+    /// How to reach it.
+    pub ssh: SshSettings,
+}
+
+impl Host {
+    /// Whether the host carries `tag`.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t.as_str() == tag)
+    }
+}
+
+/// Reads the host table `[hosts.<key>]`.
+pub(crate) fn read_host(
+    hosts: &Table<'_>,
+    key: &Key<'_>,
+    value: &Value<'_>,
+    ssh: &SshOverrides,
+    resolver: &Resolver<'_>,
+) -> Result<Host, InventoryError> {
+    let name = HostName::new(key.get_ref().as_ref()).map_err(|reason| {
+        let problem = Problem::InvalidName {
+            kind: "host name",
+            value: key.get_ref().to_string(),
+            table: hosts.name(),
+            reason,
+        };
+        let hint = "host names are 1 to 63 ASCII letters, digits, `-` and `_`, starting with a \
+                    letter or digit, e.g. [hosts.web-1]";
+        hosts.doc().error(key.span(), problem, hint)
+    })?;
+    let table = hosts.child(key, value)?;
+    table.check_keys(HOST_KEYS)?;
+
+    let address = table
+        .string("address")?
+        .ok_or_else(|| table.missing("address"))?;
+    check_address(&table, address.get_ref(), address.span())?;
+    let attr = match table.string("attr")? {
+        None => name.to_string(),
+        Some(attr) if attr.get_ref().trim().is_empty() => {
+            let hint = "remove `attr` to use the host's name, or give the attribute under \
+                        nixosConfigurations";
+            return Err(table.invalid("attr", attr.span(), "is empty", hint));
+        }
+        Some(attr) => attr.into_inner().to_owned(),
+    };
+    let tags = read_tags(&table)?;
+    let ssh = SshOverrides::read(&table, resolver)?.resolve(ssh, &table, resolver)?;
+    Ok(Host {
+        name,
+        address: address.into_inner().to_owned(),
+        attr,
+        tags,
+        ssh,
+    })
+}
+
+/// Rejects addresses that cannot be a DNS name or IP address, with advice for the common
+/// mistakes (`root@host`, a URL).
+fn check_address(
+    table: &Table<'_>,
+    address: &str,
+    span: Range<usize>,
+) -> Result<(), InventoryError> {
+    let problem = if address.trim().is_empty() {
+        Some(("is empty", "give the host's DNS name or IP address"))
+    } else if address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some((
+            "contains whitespace",
+            "give only the host's DNS name or IP address",
+        ))
+    } else if address.contains('@') {
+        Some((
+            "contains `@`",
+            "put the login name in `user` and only the host in `address`",
+        ))
+    } else if address.contains(['/', '?', '#']) {
+        Some((
+            "is not a DNS name or IP address",
+            "give only the host part, without scheme or path",
+        ))
+    } else if address.starts_with('-') {
+        Some(("starts with `-`", "give the host's DNS name or IP address"))
+    } else {
+        None
+    };
+    match problem {
+        Some((reason, hint)) => Err(table.invalid("address", span, reason, hint)),
+        None => Ok(()),
+    }
+}
+
+/// Reads `tags`: valid names, each at most once.
+fn read_tags(table: &Table<'_>) -> Result<Vec<Tag>, InventoryError> {
+    let mut tags: Vec<Tag> = Vec::new();
+    for item in table.strings("tags")?.unwrap_or_default() {
+        let tag = Tag::new(*item.get_ref()).map_err(|reason| {
+            let problem = Problem::InvalidName {
+                kind: "tag",
+                value: item.get_ref().to_string(),
+                table: table.name(),
+                reason,
+            };
+            let hint = "tags are 1 to 63 ASCII letters, digits, `-` and `_`, starting with a \
+                        letter or digit, e.g. tags = [\"infra\"]; write `@` only on the command line";
+            table.doc().error(item.span(), problem, hint)
+        })?;
+        if tags.contains(&tag) {
+            let reason = format!("lists `{tag}` twice");
+            return Err(table.invalid("tags", item.span(), reason, "remove the repeated tag"));
+        }
+        tags.push(tag);
+    }
+    Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::Fleet;
+
+    /// Parses a fleet whose only host table is `[hosts.<name>]` with `body`; renders the host as
+    /// `address attr [tags]`, or the error as `message | hint`.
+    fn check(name: &str, body: &str, expected: &str) {
+        let text = format!("[fleet]\nflake = \"/f\"\n[hosts.{name}]\n{body}\n");
+        let got = match Fleet::parse(&text, Path::new("/f.toml"), Some(Path::new("/h"))) {
+            Ok(fleet) => {
+                let host = fleet.hosts.values().next();
+                host.map_or("no host".to_owned(), |h| {
+                    let tags: Vec<&str> = h.tags.iter().map(|t| t.as_str()).collect();
+                    format!("{} {} [{}]", h.address, h.attr, tags.join(","))
+                })
+            }
+            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+        };
+        assert_eq!(got, expected, "[hosts.{name}]\n{body}");
+    }
+
+    #[test]
+    fn good_hosts() {
+        check("a", "address = \"a.example.org\"", "a.example.org a []");
+        check(
+            "a",
+            "address = \"192.0.2.1\"\nattr = \"alpha\"",
+            "192.0.2.1 alpha []",
+        );
+        check(
+            "a",
+            "address = \"2001:db8::1\"\ntags = [\"x\", \"y-2\"]",
+            "2001:db8::1 a [x,y-2]",
+        );
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        let cases = [
+            ("", "is empty | give the host's DNS name or IP address"),
+            ("  ", "is empty | give the host's DNS name or IP address"),
+            (
+                "a b",
+                "contains whitespace | give only the host's DNS name or IP address",
+            ),
+            (
+                "root@a",
+                "contains `@` | put the login name in `user` and only the host in `address`",
+            ),
+            (
+                "ssh://a",
+                "is not a DNS name or IP address | give only the host part, without scheme or path",
+            ),
+            (
+                "-oProxyCommand=x",
+                "starts with `-` | give the host's DNS name or IP address",
+            ),
+        ];
+        for (address, expected) in cases {
+            check(
+                "a",
+                &format!("address = \"{address}\""),
+                &format!("/f.toml:4:11: `address` in [hosts.a] {expected}"),
+            );
+        }
+        check(
+            "a",
+            "attr = \"x\"",
+            "/f.toml:3:1: missing key `address` in [hosts.a] | add the host's DNS name or IP \
+             address, e.g. address = \"server.example.org\"",
+        );
+    }
+
+    #[test]
+    fn names_and_tags_are_checked() {
+        check(
+            "\"web.1\"",
+            "address = \"w\"",
+            "/f.toml:3:8: invalid host name `web.1` in [hosts]: it contains `.`; only ASCII \
+             letters, digits, `-` and `_` are allowed | host names are 1 to 63 ASCII letters, \
+             digits, `-` and `_`, starting with a letter or digit, e.g. [hosts.web-1]",
+        );
+        check(
+            "a",
+            "address = \"a\"\ntags = [\"@infra\"]",
+            "/f.toml:5:9: invalid tag `@infra` in [hosts.a]: it contains `@`; only ASCII \
+             letters, digits, `-` and `_` are allowed | tags are 1 to 63 ASCII letters, digits, \
+             `-` and `_`, starting with a letter or digit, e.g. tags = [\"infra\"]; write `@` \
+             only on the command line",
+        );
+        check(
+            "a",
+            "address = \"a\"\ntags = [\"x\", \"x\"]",
+            "/f.toml:5:14: `tags` in [hosts.a] lists `x` twice | remove the repeated tag",
+        );
+        check(
+            "a",
+            "address = \"a\"\nattr = \"\"",
+            "/f.toml:5:8: `attr` in [hosts.a] is empty | remove `attr` to use the host's name, \
+             or give the attribute under nixosConfigurations",
+        );
+    }
+}
