@@ -8,7 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use toml::Spanned;
-use toml::de::DeTable;
+use toml::de::{DeTable, DeValue};
 
 use crate::error::{ConfigError, InventoryError, Location, Problem};
 
@@ -97,6 +97,19 @@ impl<'a> Doc<'a> {
                 false,
             )
         }
+    }
+}
+
+/// The TOML type of a value, with its article, for messages.
+pub(crate) fn article(value: &DeValue<'_>) -> &'static str {
+    match value {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
     }
 }
 

@@ -10,7 +10,7 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
-use crate::doc::Doc;
+use crate::doc::{Doc, article};
 use crate::error::{InventoryError, Problem, TOP_LEVEL};
 use crate::schema;
 use crate::suggest;
@@ -232,15 +232,15 @@ impl<'a> Table<'a> {
             return Err(self.wrong_type(key, value, "an array of strings"));
         };
         let mut out = Vec::with_capacity(items.len());
-        for item in items.iter() {
+        for (i, item) in items.iter().enumerate() {
             match item.get_ref() {
                 DeValue::String(s) => out.push(Spanned::new(item.span(), s.as_ref())),
                 other => {
                     let problem = Problem::WrongType {
-                        key: key.to_owned(),
+                        key: format!("{key}[{i}]"),
                         table: self.name(),
-                        expected: "an array of strings",
-                        found: in_array(other),
+                        expected: "a string",
+                        found: article(other),
                     };
                     let hint = format!("quote every item: {}", schema::example(key));
                     return Err(self.doc.error(item.span(), problem, hint));
@@ -248,32 +248,6 @@ impl<'a> Table<'a> {
             }
         }
         Ok(Some(out))
-    }
-}
-
-/// The TOML type of a value, with its article, for messages.
-fn article(value: &DeValue<'_>) -> &'static str {
-    match value {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
-/// The TOML type of an array item, for messages about arrays that should hold only strings.
-fn in_array(item: &DeValue<'_>) -> &'static str {
-    match item {
-        DeValue::String(_) => "an array holding a string",
-        DeValue::Integer(_) => "an array holding an integer",
-        DeValue::Float(_) => "an array holding a float",
-        DeValue::Boolean(_) => "an array holding a boolean",
-        DeValue::Datetime(_) => "an array holding a date-time",
-        DeValue::Array(_) => "an array holding an array",
-        DeValue::Table(_) => "an array holding a table",
     }
 }
 
@@ -391,8 +365,8 @@ mod tests {
         check(
             "[t]\ntags = [\"a\", 2]\n",
             tags,
-            "f.toml:2:14: `tags` in [t] must be an array of strings, not an array holding an \
-             integer | quote every item: tags = [\"infra\"]",
+            "f.toml:2:14: `tags[1]` in [t] must be a string, not an integer \
+             | quote every item: tags = [\"infra\"]",
         );
     }
 
