@@ -78,7 +78,17 @@ impl InventoryError {
     /// What the user can do about it, when there is more to say than the message.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            InventoryError::Read { .. } | InventoryError::CurrentDir { .. } => None,
+            InventoryError::Read { source, .. } => match source.kind() {
+                io::ErrorKind::NotFound => {
+                    Some("check the path; a relative path is taken from the current directory")
+                }
+                io::ErrorKind::PermissionDenied => Some("make the file readable by this user"),
+                io::ErrorKind::InvalidData => Some("fleet.toml must be UTF-8 text"),
+                _ => None,
+            },
+            InventoryError::CurrentDir { .. } => {
+                Some("run hbdeploy from a directory that exists, or give fleet.toml's full path")
+            }
             InventoryError::Config(e) => Some(&e.hint),
         }
     }

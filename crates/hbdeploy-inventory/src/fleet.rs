@@ -13,9 +13,9 @@ use crate::doc::Doc;
 use crate::error::{InventoryError, Problem};
 use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
-use crate::paths::{FlakeRef, Resolver};
+use crate::paths::{FlakeRef, PathError, Resolver};
 use crate::reader::Table;
-use crate::schema::{DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
+use crate::schema::{self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
 use crate::ssh::SshOverrides;
 
 /// The whole of `fleet.toml`.
@@ -120,9 +120,13 @@ fn read_flake(fleet: &Table<'_>, resolver: &Resolver<'_>) -> Result<FlakeRef, In
         let hint = "remove the `#…` part; each host's attribute is set with `attr`";
         return Err(fleet.invalid("flake", value.span(), "contains `#`", hint));
     }
-    resolver
-        .flake(value.get_ref())
-        .map_err(|e| fleet.invalid("flake", value.span(), e.reason(), e.hint()))
+    resolver.flake(value.get_ref()).map_err(|e| {
+        let hint = match e {
+            PathError::Empty => schema::missing_advice("flake"),
+            other => other.hint().to_owned(),
+        };
+        fleet.invalid("flake", value.span(), e.reason(), hint)
+    })
 }
 
 #[cfg(test)]
