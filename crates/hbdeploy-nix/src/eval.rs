@@ -13,10 +13,10 @@ use crate::{FEATURES, Nix, NixError, StorePath};
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Toplevel {
     /// `config.system.build.toplevel.drvPath`.
-    #[serde(rename = "drvPath")]
+    #[serde(rename = "drv")]
     pub drv_path: StorePath,
     /// `config.system.build.toplevel.outPath`.
-    #[serde(rename = "outPath")]
+    #[serde(rename = "out")]
     pub out_path: StorePath,
 }
 
@@ -41,14 +41,15 @@ pub fn nix_string(text: &str) -> String {
     quoted
 }
 
-/// The `--apply` function that maps `nixosConfigurations` to `{ attr = { drvPath; outPath; }; }`.
+/// The `--apply` function that maps `nixosConfigurations` to `{ attr = { drv; out; }; }`. (Not
+/// `outPath`: nix turns any attribute set with an `outPath` into that string in JSON.)
 pub(crate) fn apply_expr(attrs: &[String]) -> String {
     let mut expr = String::from("cs: {");
     for attr in attrs {
         let name = nix_string(attr);
         expr.push_str(&format!(
             " {name} = let t = cs.{name}.config.system.build.toplevel; \
-             in {{ drvPath = t.drvPath; outPath = t.outPath; }};"
+             in {{ drv = t.drvPath; out = t.outPath; }};"
         ));
     }
     expr.push_str(" }");
@@ -181,9 +182,9 @@ mod tests {
         assert_eq!(
             expr,
             "cs: { \"a\" = let t = cs.\"a\".config.system.build.toplevel; in \
-             { drvPath = t.drvPath; outPath = t.outPath; }; \"b-c\" = let t = \
-             cs.\"b-c\".config.system.build.toplevel; in { drvPath = t.drvPath; \
-             outPath = t.outPath; }; }"
+             { drv = t.drvPath; out = t.outPath; }; \"b-c\" = let t = \
+             cs.\"b-c\".config.system.build.toplevel; in { drv = t.drvPath; \
+             out = t.outPath; }; }"
         );
     }
 

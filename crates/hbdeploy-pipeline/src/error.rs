@@ -1,0 +1,159 @@
+//! Errors: [`HostError`] is one host's failure, a value in the report; [`PipelineError`] stops the
+//! whole run before any host could be handled (nix itself cannot run).
+
+use hbdeploy_nix::{NixError, StorePath};
+use hbdeploy_ssh::{Exit, SshError};
+
+use crate::Goal;
+
+/// Why one host failed. Every variant says where the host was left.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Its configuration did not evaluate; nothing was built or changed.
+    #[error("nixosConfigurations.{attr} does not evaluate; the host was not changed")]
+    Eval {
+        /// The flake attribute.
+        attr: String,
+        /// nix's error.
+        lines: Vec<String>,
+    },
+    /// Its system did not build; the host was not changed.
+    #[error("the system of nixosConfigurations.{attr} failed to build; the host was not changed")]
+    Build {
+        /// The flake attribute.
+        attr: String,
+        /// nix's error lines that concern this host.
+        lines: Vec<String>,
+    },
+    /// The host could not be reached; it was not changed.
+    #[error("cannot reach the host; it was not changed")]
+    Connect(#[source] SshError),
+    /// A command on an open connection could not be run; the stage says how far it got.
+    #[error("the SSH connection failed during {stage}")]
+    Channel {
+        /// Where it broke.
+        stage: crate::Stage,
+        /// The cause.
+        #[source]
+        source: SshError,
+    },
+    /// The local store could not be queried.
+    #[error("cannot list the closure of {path} in the local store")]
+    Closure {
+        /// The system.
+        path: StorePath,
+        /// The cause.
+        #[source]
+        source: NixError,
+    },
+    /// A helper command on the host failed before anything was changed.
+    #[error("`{command}` failed on the host ({exit}); the host was not changed")]
+    Remote {
+        /// The command.
+        command: String,
+        /// How it ended.
+        exit: Exit,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
+    /// `nix copy` failed; the host's running system was not changed.
+    #[error("copying the closure failed; the host's running system was not changed")]
+    Copy(#[source] NixError),
+    /// The copied path has no `bin/switch-to-configuration`.
+    #[error(
+        "{path} is not a NixOS system (no bin/switch-to-configuration); the host was not changed"
+    )]
+    NotNixos {
+        /// The path.
+        path: StorePath,
+    },
+    /// `nix-env --set` of the system profile failed.
+    #[error("setting the system profile failed ({exit}); the host was not changed")]
+    Profile {
+        /// How it ended.
+        exit: Exit,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
+    /// `switch-to-configuration` failed.
+    #[error("{}", activation_message(*goal, exit, *profile_set))]
+    Activation {
+        /// The goal.
+        goal: Goal,
+        /// How it ended.
+        exit: Exit,
+        /// Its last lines of output.
+        tail: Vec<String>,
+        /// Whether the system profile already pointed at the new system.
+        profile_set: bool,
+    },
+}
+
+fn activation_message(goal: Goal, exit: &Exit, profile_set: bool) -> String {
+    let left = if profile_set {
+        "the system profile already points at the new system (it is the boot default), and the \
+         running system may be partly switched"
+    } else {
+        "the running system may be partly switched; the system profile was not changed"
+    };
+    format!("switch-to-configuration {goal} failed ({exit}): {left}")
+}
+
+impl HostError {
+    /// The last lines of the failing command's output, for the report.
+    pub fn tail(&self) -> Vec<String> {
+        match self {
+            HostError::Eval { lines, .. } | HostError::Build { lines, .. } => lines.clone(),
+            HostError::Remote { tail, .. }
+            | HostError::Profile { tail, .. }
+            | HostError::Activation { tail, .. } => tail.clone(),
+            HostError::Copy(err) | HostError::Closure { source: err, .. } => err.tail().to_vec(),
+            HostError::Connect(_) | HostError::Channel { .. } | HostError::NotNixos { .. } => {
+                Vec::new()
+            }
+        }
+    }
+
+    /// Advice for the user, where there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            HostError::Connect(err) | HostError::Channel { source: err, .. } => err.hint(),
+            HostError::Copy(err) => err.hint(),
+            HostError::Activation {
+                profile_set: true, ..
+            } => Some(
+                "fix the configuration and apply again, or put the previous generation back on \
+                 the host: nix-env -p /nix/var/nix/profiles/system --rollback && \
+                 /nix/var/nix/profiles/system/bin/switch-to-configuration switch"
+                    .to_owned(),
+            ),
+            HostError::NotNixos { .. } => Some(
+                "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Whether the host's running system or boot default may have changed.
+    pub fn host_touched(&self) -> bool {
+        matches!(self, HostError::Activation { .. })
+    }
+}
+
+/// A failure that stops the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// nix could not be run or answered nonsense.
+    #[error(transparent)]
+    Nix(#[from] NixError),
+}
+
+impl PipelineError {
+    /// Advice for the user, where there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PipelineError::Nix(err) => err.hint(),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The commands hbdeploy runs on a host, all over the host's one SSH connection. Store paths are
+//! interpolated into command lines; [`StorePath`] guarantees they hold no shell syntax.
+
+use hbdeploy_nix::StorePath;
+use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
+
+use crate::event::EventSender;
+use crate::{Goal, HostError, Stage};
+
+/// The system profile NixOS boots from.
+pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
+
+/// Runs `command`, streaming its output as events of `host`/`stage`.
+async fn run(
+    conn: &Connection,
+    host: &str,
+    stage: Stage,
+    events: &EventSender,
+    command: &str,
+) -> Result<CommandOutput, HostError> {
+    conn.run(command, |line: &OutputLine| {
+        events.output(Some(host), stage, &line.text);
+    })
+    .await
+    .map_err(|source| HostError::Channel { stage, source })
+}
+
+fn tail(output: &CommandOutput) -> Vec<String> {
+    output.tail.iter().map(|l| l.text.clone()).collect()
+}
+
+/// The paths of `closure` that the host's store lacks.
+pub async fn missing_paths(
+    conn: &Connection,
+    closure: &[StorePath],
+) -> Result<Vec<StorePath>, HostError> {
+    let mut command = String::from("nix-store --check-validity --print-invalid");
+    for path in closure {
+        command.push(' ');
+        command.push_str(path.as_str());
+    }
+    let output = conn
+        .run(&command, |_| {})
+        .await
+        .map_err(|source| HostError::Channel {
+            stage: Stage::Copy,
+            source,
+        })?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "nix-store --check-validity".to_owned(),
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    Ok(closure
+        .iter()
+        .filter(|p| output.stdout.lines().any(|l| l == p.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// The command that runs `switch-to-configuration`: in a transient systemd unit where the host
+/// runs systemd, so a dropped connection cannot kill it halfway; directly where it does not.
+fn switch_command(path: &StorePath, goal: Goal, systemd: bool) -> String {
+    let switch = format!("{path}/bin/switch-to-configuration {goal}");
+    if systemd {
+        format!(
+            "systemd-run -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER --collect \
+             --no-ask-password --pipe --quiet --service-type=exec \
+             --unit=hbdeploy-switch-to-configuration --wait {switch}"
+        )
+    } else {
+        switch
+    }
+}
+
+/// Activates the copied system `path` for `goal`: checks it is a NixOS system, sets the system
+/// profile for `switch` and `boot`, then runs `switch-to-configuration`, streaming its output.
+pub async fn activate(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    goal: Goal,
+    events: &EventSender,
+) -> Result<(), HostError> {
+    let stage = Stage::Activate;
+    let probe = format!(
+        "test -x {path}/bin/switch-to-configuration || echo not-nixos; \
+         test -d /run/systemd/system && echo systemd; true"
+    );
+    let probed = run(conn, host, stage, events, &probe).await?;
+    if probed.stdout.lines().any(|l| l == "not-nixos") {
+        return Err(HostError::NotNixos { path: path.clone() });
+    }
+    let systemd = probed.stdout.lines().any(|l| l == "systemd");
+
+    if goal.sets_profile() {
+        let set = format!("nix-env -p {SYSTEM_PROFILE} --set {path}");
+        let output = run(conn, host, stage, events, &set).await?;
+        if !output.exit.success() {
+            return Err(HostError::Profile {
+                exit: output.exit.clone(),
+                tail: tail(&output),
+            });
+        }
+    }
+    let output = run(
+        conn,
+        host,
+        stage,
+        events,
+        &switch_command(path, goal, systemd),
+    )
+    .await?;
+    if output.exit.success() {
+        Ok(())
+    } else {
+        Err(HostError::Activation {
+            goal,
+            exit: output.exit.clone(),
+            tail: tail(&output),
+            profile_set: goal.sets_profile(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_runs_in_a_transient_unit_only_under_systemd() {
+        let path = StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-h1")
+            .expect("valid");
+        assert_eq!(
+            switch_command(&path, Goal::Test, false),
+            format!("{path}/bin/switch-to-configuration test")
+        );
+        let unit = switch_command(&path, Goal::Switch, true);
+        assert!(unit.starts_with("systemd-run "), "{unit}");
+        assert!(unit.contains("--wait") && unit.contains("--pipe"), "{unit}");
+        assert!(unit.ends_with(&format!("{path}/bin/switch-to-configuration switch")));
+    }
+}

@@ -1,0 +1,72 @@
+//! The result of a deployment: one [`HostReport`] per host, in the order hosts were selected.
+
+use std::time::Duration;
+
+use hbdeploy_nix::StorePath;
+
+use crate::{HostError, Stage};
+
+/// How a host ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Everything the goal asked for was done.
+    Succeeded,
+    /// It failed; the error says where the host was left.
+    Failed(HostError),
+}
+
+/// How much of a closure `nix copy` had to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyStats {
+    /// Paths the host lacked (and were copied).
+    pub sent: usize,
+    /// Paths in the closure.
+    pub total: usize,
+}
+
+/// One host's result.
+#[derive(Debug)]
+pub struct HostReport {
+    /// The host.
+    pub host: String,
+    /// Success or the failure.
+    pub outcome: Outcome,
+    /// The last stage the host entered.
+    pub stage: Stage,
+    /// The system built for it, if it was built.
+    pub new_path: Option<StorePath>,
+    /// What the copy stage sent, if it ran.
+    pub copy: Option<CopyStats>,
+    /// Wall time from the start of the run until this host finished.
+    pub duration: Duration,
+    /// Time spent in each of this host's own stages (connect, copy, activate).
+    pub timings: Vec<(Stage, Duration)>,
+}
+
+impl HostReport {
+    /// Whether the host succeeded.
+    pub fn succeeded(&self) -> bool {
+        matches!(self.outcome, Outcome::Succeeded)
+    }
+}
+
+/// The whole deployment's result.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One entry per selected host.
+    pub hosts: Vec<HostReport>,
+    /// Time of the shared evaluation and build.
+    pub build_time: Duration,
+}
+
+impl Report {
+    /// Whether every host succeeded.
+    pub fn all_succeeded(&self) -> bool {
+        self.hosts.iter().all(HostReport::succeeded)
+    }
+
+    /// The hosts that failed.
+    pub fn failed(&self) -> impl Iterator<Item = &HostReport> {
+        self.hosts.iter().filter(|h| !h.succeeded())
+    }
+}
