@@ -25,6 +25,8 @@ pub enum Activation {
     Hang,
     /// Switches `/run/current-system`, then exits 4: a half-done activation.
     FailAfterSwitch,
+    /// Sleeps this many seconds, then activates and exits 0.
+    Slow(u32),
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -92,8 +94,8 @@ fi
 @failure_after@
 "#;
 
-fn failure_snippets(activation: Activation) -> (&'static str, &'static str) {
-    match activation {
+fn failure_snippets(activation: Activation) -> (String, String) {
+    let (before, after) = match activation {
         Activation::Succeed => ("", ""),
         Activation::Fail => (
             "echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1",
@@ -107,14 +109,16 @@ fn failure_snippets(activation: Activation) -> (&'static str, &'static str) {
             "",
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
-    }
+        Activation::Slow(seconds) => return (format!("sleep {seconds}"), String::new()),
+    };
+    (before.to_owned(), after.to_owned())
 }
 
 fn script_for(host: &str, spec: &SystemSpec) -> String {
     let (before, after) = failure_snippets(spec.activation);
     SWITCH_SCRIPT
-        .replace("@failure_before@", before)
-        .replace("@failure_after@", after)
+        .replace("@failure_before@", &before)
+        .replace("@failure_after@", &after)
         .replace("@host@", host)
 }
 

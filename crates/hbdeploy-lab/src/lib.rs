@@ -11,6 +11,7 @@
 
 mod flake;
 mod host;
+mod run;
 mod slot;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use std::process::Command;
 
 pub use flake::{Activation, Buildability, HOST_STATE, SystemSpec};
 pub use host::LabHost;
+pub use run::{Run, hbdeploy};
 
 /// The port every lab sshd listens on (each on its own address).
 pub const SSH_PORT: u16 = 2222;
