@@ -79,9 +79,9 @@ impl InventoryError {
     pub fn hint(&self) -> Option<&str> {
         match self {
             InventoryError::Read { source, .. } => match source.kind() {
-                io::ErrorKind::NotFound => {
-                    Some("check the path; a relative path is taken from the current directory")
-                }
+                io::ErrorKind::NotFound => Some(
+                    "check the path (a relative one is taken from the current directory), or choose the file with --fleet PATH or HBDEPLOY_FLEET",
+                ),
                 io::ErrorKind::PermissionDenied => Some("make the file readable by this user"),
                 io::ErrorKind::InvalidData => Some("fleet.toml must be UTF-8 text"),
                 _ => None,
