@@ -3,6 +3,9 @@
 //! Every test starts its own lab (own address range, own state directory) and the lab stops its
 //! hosts when dropped, also when an assertion fails.
 
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 
 use hbdeploy_lab::{Activation, Buildability, Lab, LabHost, Run, SystemSpec};
@@ -430,4 +433,57 @@ fn hosts_activate_in_parallel() {
         .filter(|l| l.ends_with("] activate"))
         .count();
     assert_eq!(activating, 4, "{}", run.both());
+}
+
+#[test]
+fn host_keys_are_checked_strictly() {
+    let lab = lab(&["desktop", "laptop", "server"]);
+    // desktop: not in known_hosts at all; server: listed with laptop's key (a changed key).
+    let original = std::fs::read_to_string(lab.known_hosts()).expect("read known_hosts");
+    let lines: Vec<&str> = original.lines().collect();
+    let laptop_key = lines[1].split_once(' ').expect("host and key").1;
+    let server_name = lines[2].split_once(' ').expect("host and key").0;
+    let edited = format!(
+        "# edited by the test\n{}\n{server_name} {laptop_key}\n",
+        lines[1]
+    );
+    std::fs::write(lab.known_hosts(), edited).expect("write known_hosts");
+
+    let run = apply(&lab, &["--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(row(&run, "desktop")[1..3], ["FAILED", "connect"]);
+    assert!(run.stdout.contains("unknown key SHA256:"), "{}", run.both());
+    assert!(
+        run.stdout.contains(&format!(
+            "hint: verify the fingerprint out of band, then add this line to {}",
+            lab.known_hosts().display()
+        )),
+        "{}",
+        run.both()
+    );
+    assert_eq!(row(&run, "server")[1..3], ["FAILED", "connect"]);
+    assert!(
+        run.stdout
+            .contains(&format!("HOST KEY CHANGED: the host offered SHA256:")),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "{}:3 holds a different key",
+            lab.known_hosts().display()
+        )),
+        "{}",
+        run.both()
+    );
+    assert_eq!(row(&run, "laptop")[1], "ok");
+    for refused in ["desktop", "server"] {
+        let h = host(&lab, refused);
+        assert_eq!(
+            h.accepted_logins(),
+            0,
+            "{refused} authenticated despite its key"
+        );
+        assert!(h.store_entries().expect("ls").is_empty());
+    }
 }

@@ -2,6 +2,9 @@
 //! and column or the offending argument, with a hint (issue 2). No lab needed: these fail before
 //! any host is contacted.
 
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 

@@ -7,6 +7,9 @@
 //! them lightly and exposes `networking.hostName` and the disko disk names.
 //! These tests need Nix (`nix` and `nix-instantiate`); without it they fail.
 
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::ErrorKind;

@@ -37,7 +37,7 @@ pub async fn deploy(
                     start,
                     stage,
                     None,
-                    error_outcome(error),
+                    Outcome::Failed(*error),
                 ));
                 continue;
             }
@@ -99,10 +99,6 @@ pub async fn deploy(
     })
 }
 
-fn error_outcome(error: HostError) -> Outcome {
-    Outcome::Failed(error)
-}
-
 fn finish(
     events: &EventSender,
     plan: &HostPlan,
@@ -125,7 +121,7 @@ fn finish(
 }
 
 /// Per host: its built system, or the stage and error that stopped it.
-type Prepared = Vec<Result<StorePath, (Stage, HostError)>>;
+type Prepared = Vec<Result<StorePath, (Stage, Box<HostError>)>>;
 
 /// Evaluates and builds every host's system: one `nix eval`, one `nix build`.
 async fn build_all(
@@ -170,32 +166,32 @@ async fn build_all(
                 Some(Ok(())) => Ok(toplevel.out_path.clone()),
                 Some(Err(lines)) => Err((
                     Stage::Build,
-                    HostError::Build {
+                    Box::new(HostError::Build {
                         attr: plan.attr.clone(),
                         lines: lines.clone(),
-                    },
+                    }),
                 )),
                 None => Err((
                     Stage::Build,
-                    HostError::Build {
+                    Box::new(HostError::Build {
                         attr: plan.attr.clone(),
                         lines: vec!["nix build did not report this system".to_owned()],
-                    },
+                    }),
                 )),
             },
             Some(Err(lines)) => Err((
                 Stage::Evaluate,
-                HostError::Eval {
+                Box::new(HostError::Eval {
                     attr: plan.attr.clone(),
                     lines: lines.clone(),
-                },
+                }),
             )),
             None => Err((
                 Stage::Evaluate,
-                HostError::Eval {
+                Box::new(HostError::Eval {
                     attr: plan.attr.clone(),
                     lines: vec!["nix eval did not report this configuration".to_owned()],
-                },
+                }),
             )),
         })
         .collect())

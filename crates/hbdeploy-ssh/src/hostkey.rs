@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use russh::keys::{HashAlg, PublicKeyOrCertificate};
 
 use crate::Target;
+use crate::known_hosts::{self, Lookup};
 
 /// The result of checking a server's host key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,15 @@ pub enum HostKeyVerdict {
         /// The known_hosts file.
         file: PathBuf,
         /// The line that holds the old key (1-based).
+        line: usize,
+    },
+    /// An `@revoked` line lists the offered key.
+    Revoked {
+        /// SHA256 fingerprint of the offered key.
+        fingerprint: String,
+        /// The known_hosts file.
+        file: PathBuf,
+        /// The `@revoked` line (1-based).
         line: usize,
     },
     /// The file exists but could not be read or parsed.
@@ -59,6 +69,15 @@ impl std::fmt::Display for HostKeyVerdict {
                  key; this may be a man-in-the-middle attack",
                 file.display()
             ),
+            HostKeyVerdict::Revoked {
+                fingerprint,
+                file,
+                line,
+            } => write!(
+                f,
+                "the host offered {fingerprint}, which {}:{line} marks @revoked",
+                file.display()
+            ),
             HostKeyVerdict::Unreadable { file, reason } => {
                 write!(f, "cannot read {}: {reason}", file.display())
             }
@@ -84,6 +103,10 @@ impl HostKeyVerdict {
                 "if the host was reinstalled, remove line {line} of {} and add its new key",
                 file.display()
             ),
+            HostKeyVerdict::Revoked { .. } => {
+                "the host uses a key that must never be trusted again: give it a new host key"
+                    .to_owned()
+            }
             HostKeyVerdict::Unreadable { file, .. } => {
                 format!("fix or remove {}", file.display())
             }
@@ -114,39 +137,38 @@ fn check_key(
     file: &Path,
 ) -> HostKeyVerdict {
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-    let unknown = || HostKeyVerdict::Unknown {
-        fingerprint: fingerprint.clone(),
-        key_line: format!(
-            "{} {}",
-            host_pattern(address, port),
-            key.to_openssh().unwrap_or_default()
-        ),
-        file: file.to_path_buf(),
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        // A missing file is an empty one: every key is unknown.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(err) => {
+            return HostKeyVerdict::Unreadable {
+                file: file.to_path_buf(),
+                reason: err.to_string(),
+            };
+        }
     };
-    if !file.exists() {
-        return unknown();
-    }
-    match russh::keys::check_known_hosts_path(address, port, key, file) {
-        Ok(true) => HostKeyVerdict::Trusted,
-        Ok(false) => unknown(),
-        Err(russh::keys::Error::KeyChanged { line }) => HostKeyVerdict::Changed {
+    match known_hosts::lookup(&text, address, port, key) {
+        Lookup::Trusted => HostKeyVerdict::Trusted,
+        Lookup::Unknown => HostKeyVerdict::Unknown {
+            fingerprint,
+            key_line: format!(
+                "{} {}",
+                known_hosts::host_pattern(address, port),
+                key.to_openssh().unwrap_or_default()
+            ),
+            file: file.to_path_buf(),
+        },
+        Lookup::Changed { line } => HostKeyVerdict::Changed {
             fingerprint,
             file: file.to_path_buf(),
             line,
         },
-        Err(err) => HostKeyVerdict::Unreadable {
+        Lookup::Revoked { line } => HostKeyVerdict::Revoked {
+            fingerprint,
             file: file.to_path_buf(),
-            reason: err.to_string(),
+            line,
         },
-    }
-}
-
-/// The host field of a known_hosts line, as OpenSSH writes it.
-fn host_pattern(address: &str, port: u16) -> String {
-    if port == 22 {
-        address.to_owned()
-    } else {
-        format!("[{address}]:{port}")
     }
 }
 

@@ -11,6 +11,7 @@ mod auth;
 mod error;
 mod exec;
 mod hostkey;
+mod known_hosts;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -122,6 +123,7 @@ impl Connection {
                 return Err(match refused {
                     Some(verdict @ HostKeyVerdict::Unknown { .. })
                     | Some(verdict @ HostKeyVerdict::Changed { .. })
+                    | Some(verdict @ HostKeyVerdict::Revoked { .. })
                     | Some(verdict @ HostKeyVerdict::Unreadable { .. }) => SshError::HostKey {
                         target: target.display(),
                         verdict,
