@@ -464,7 +464,7 @@ fn host_keys_are_checked_strictly() {
     assert_eq!(row(&run, "server")[1..3], ["FAILED", "connect"]);
     assert!(
         run.stdout
-            .contains(&format!("HOST KEY CHANGED: the host offered SHA256:")),
+            .contains("HOST KEY CHANGED: the host offered SHA256:"),
         "{}",
         run.both()
     );

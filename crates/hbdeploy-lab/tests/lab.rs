@@ -1,6 +1,9 @@
 //! The lab itself works: hosts come up with their own store, hostname and sshd, toy systems build
 //! with real nix, and everything is gone after the lab is dropped.
 
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::process::Command;
 
 use hbdeploy_lab::{Lab, NIX_CONFIG};
