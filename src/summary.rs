@@ -15,7 +15,8 @@ pub fn render(report: &Report) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let mut text = String::new();
+    // A blank line sets the table apart from the progress lines above it.
+    let mut text = String::from("\n");
     for row in std::iter::once(&header).chain(&rows) {
         let cells: Vec<String> = row
             .iter()

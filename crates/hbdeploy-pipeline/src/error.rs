@@ -29,7 +29,7 @@ pub enum HostError {
     #[error("cannot reach the host; it was not changed")]
     Connect(#[source] SshError),
     /// A command on an open connection could not be run; the stage says how far it got.
-    #[error("the SSH connection failed during {stage}")]
+    #[error("the SSH connection failed during {stage}; {}", channel_left(*stage))]
     Channel {
         /// Where it broke.
         stage: crate::Stage,
@@ -89,6 +89,16 @@ pub enum HostError {
     },
 }
 
+fn channel_left(stage: crate::Stage) -> &'static str {
+    match stage {
+        crate::Stage::Activate => {
+            "the activation may have been cut off: the host's system profile and running system \
+             are unknown until it is reachable again"
+        }
+        _ => "the host's running system was not changed",
+    }
+}
+
 fn activation_message(goal: Goal, exit: &Exit, profile_set: bool) -> String {
     let left = if profile_set {
         "the system profile already points at the new system (it is the boot default), and the \
@@ -120,24 +130,20 @@ impl HostError {
             HostError::Connect(err) | HostError::Channel { source: err, .. } => err.hint(),
             HostError::Copy(err) => err.hint(),
             HostError::Activation {
-                profile_set: true, ..
-            } => Some(
+                profile_set: true,
+                goal,
+                ..
+            } => Some(format!(
                 "fix the configuration and apply again, or put the previous generation back on \
                  the host: nix-env -p /nix/var/nix/profiles/system --rollback && \
-                 /nix/var/nix/profiles/system/bin/switch-to-configuration switch"
-                    .to_owned(),
-            ),
+                 /nix/var/nix/profiles/system/bin/switch-to-configuration {goal}"
+            )),
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
                     .to_owned(),
             ),
             _ => None,
         }
-    }
-
-    /// Whether the host's running system or boot default may have changed.
-    pub fn host_touched(&self) -> bool {
-        matches!(self, HostError::Activation { .. })
     }
 }
 
