@@ -5,33 +5,43 @@
 //! turns the outcome into an exit code: 0 every host succeeded, 1 some host failed, 2 usage,
 //! configuration or environment error.
 
+mod change;
 mod cli;
+mod inspect;
 mod summary;
+mod time;
 mod ui;
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
 
 use clap::Parser;
 use console::Term;
 use hbdeploy_inventory::{Fleet, InventoryError, SelectError, Selector};
 use hbdeploy_nix::Nix;
-use hbdeploy_pipeline::{DeployRequest, EventSender, HostPlan, PipelineError, deploy};
+use hbdeploy_pipeline::{HostPlan, PipelineError};
 use hbdeploy_ssh::Target;
 
-use crate::cli::{ApplyArgs, Cli, Command};
+use crate::cli::{Cli, Command, Selection};
 
 /// Exit code when some host failed.
-const EXIT_HOST_FAILED: u8 = 1;
+pub(crate) const EXIT_HOST_FAILED: u8 = 1;
 /// Exit code for usage, configuration and environment errors.
 const EXIT_USAGE: u8 = 2;
 
 /// Errors that stop the run before or outside the per-host work.
 #[derive(Debug)]
-enum AppError {
+pub(crate) enum AppError {
+    /// fleet.toml could not be used.
     Inventory(InventoryError),
+    /// The command line selected no known host.
     Select(SelectError),
+    /// nix could not run.
     Pipeline(PipelineError),
+    /// The async runtime could not start.
     Runtime(std::io::Error),
+    /// A command's own usage error, with a hint.
+    Usage(String, Option<String>),
 }
 
 impl AppError {
@@ -41,6 +51,13 @@ impl AppError {
             AppError::Select(err) => (err, err.hint().map(str::to_owned)),
             AppError::Pipeline(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
+            AppError::Usage(message, hint) => {
+                let mut text = format!("error: {message}\n");
+                if let Some(hint) = hint {
+                    text.push_str(&format!("hint: {hint}\n"));
+                }
+                return text;
+            }
         };
         let mut text = format!("error: {error}\n");
         let mut source = error.source();
@@ -80,8 +97,11 @@ fn fail(err: AppError) -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, AppError> {
-    match cli.command {
-        Command::Apply(ref args) => apply(&cli, args).await,
+    match &cli.command {
+        Command::Apply(args) => change::apply(&cli, args).await,
+        Command::Rollback(args) => change::rollback(&cli, args).await,
+        Command::Generations(args) => inspect::generations(&cli, args).await,
+        Command::Status(args) => inspect::status(&cli, args).await,
     }
 }
 
@@ -101,39 +121,39 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
     }
 }
 
-async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
+/// The fleet and the plans of the hosts `selection` names; with `default_all`, no selection
+/// means every host.
+fn load(
+    cli: &Cli,
+    selection: &Selection,
+    default_all: bool,
+) -> Result<(Fleet, Vec<HostPlan>), AppError> {
     let fleet = Fleet::load(&cli.fleet).map_err(AppError::Inventory)?;
-    let selectors = Selector::parse_args(args.all, &args.selectors).map_err(AppError::Select)?;
-    let hosts = fleet.select(&selectors).map_err(AppError::Select)?;
-    let parallel = match args
-        .parallel
-        .and_then(|n| std::num::NonZeroUsize::new(n.into()))
-    {
-        Some(n) => n,
-        None => fleet.parallel,
-    };
-    let request = DeployRequest {
-        flake: fleet.flake.to_string(),
-        hosts: hosts.into_iter().map(plan).collect(),
-        goal: args.goal.into(),
-        parallel,
-    };
-    let nix = Nix::detect()
+    let all = selection.all || (default_all && selection.selectors.is_empty());
+    let selectors = Selector::parse_args(all, &selection.selectors).map_err(AppError::Select)?;
+    let plans = fleet
+        .select(&selectors)
+        .map_err(AppError::Select)?
+        .into_iter()
+        .map(plan)
+        .collect();
+    Ok((fleet, plans))
+}
+
+/// `--parallel` when given, else the fleet's setting.
+fn parallel(fleet: &Fleet, flag: Option<u16>) -> NonZeroUsize {
+    flag.and_then(|n| NonZeroUsize::new(n.into()))
+        .unwrap_or(fleet.parallel)
+}
+
+/// Finds nix, or says how to install it.
+async fn nix() -> Result<Nix, AppError> {
+    Nix::detect()
         .await
-        .map_err(|err| AppError::Pipeline(err.into()))?;
+        .map_err(|err| AppError::Pipeline(err.into()))
+}
 
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    let ui = tokio::spawn(ui::run(rx, ui::Mode::detect(cli.verbose), names));
-    let result = deploy(&request, &nix, EventSender::new(tx)).await;
-    // The pipeline dropped every sender when it returned: the UI drains what is left and ends.
-    let _ = ui.await;
-    let report = result.map_err(AppError::Pipeline)?;
-
-    let _ = Term::stdout().write_str(&summary::render(&report));
-    Ok(if report.all_succeeded() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_HOST_FAILED)
-    })
+/// Prints `text` on stdout. A closed stdout (e.g. `| head`) is not an error worth reporting.
+fn out(text: &str) {
+    let _ = Term::stdout().write_str(text);
 }

@@ -1,34 +1,46 @@
 //! The end of a run: the per-host result table and, for each failed host, what went wrong and
-//! the last lines of the failing command's output.
+//! the last lines of the failing command's output. Also the table layout the other commands use.
 
 use std::time::Duration;
 
-use hbdeploy_pipeline::{HostReport, Outcome, Report};
+use hbdeploy_pipeline::{HostError, HostReport, Outcome, Report};
 
-/// Renders the report as plain text (no colour codes: it may go to a file).
-pub fn render(report: &Report) -> String {
-    let rows: Vec<[String; 6]> = report.hosts.iter().map(row).collect();
-    let header = ["HOST", "RESULT", "STAGE", "SYSTEM", "COPIED", "TIME"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
+/// Lays out `rows` under `header`, columns separated by two spaces, no trailing blanks.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    // A blank line sets the table apart from the progress lines above it.
-    let mut text = String::from("\n");
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut text = String::new();
     for row in std::iter::once(&header).chain(&rows) {
         let cells: Vec<String> = row
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(cell, width)| format!("{cell:<width$}"))
             .collect();
         text.push_str(cells.join("  ").trim_end());
         text.push('\n');
     }
+    text
+}
+
+/// Renders the report as plain text (no colour codes: it may go to a file).
+pub fn render(report: &Report) -> String {
+    let rows = report.hosts.iter().map(row).collect();
+    // A blank line sets the table apart from the progress lines above it.
+    let mut text = String::from("\n");
+    text.push_str(&table(
+        &["HOST", "RESULT", "STAGE", "SYSTEM", "GEN", "COPIED", "TIME"],
+        rows,
+    ));
     for host in report.failed() {
-        text.push('\n');
-        text.push_str(&failure(host));
+        if let Outcome::Failed(error) = &host.outcome {
+            text.push('\n');
+            text.push_str(&failure(&host.host, error));
+        }
     }
     let failed = report.failed().count();
     text.push_str(&format!(
@@ -40,18 +52,25 @@ pub fn render(report: &Report) -> String {
     text
 }
 
-fn row(host: &HostReport) -> [String; 6] {
-    [
+fn row(host: &HostReport) -> Vec<String> {
+    let dash = || "-".to_owned();
+    vec![
         host.host.clone(),
-        if host.succeeded() { "ok" } else { "FAILED" }.to_owned(),
+        match host.outcome {
+            Outcome::Succeeded => "ok",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Failed(_) => "FAILED",
+        }
+        .to_owned(),
         host.stage.to_string(),
         host.new_path
             .as_ref()
             .map(|p| p.short())
-            .unwrap_or_else(|| "-".to_owned()),
+            .unwrap_or_else(dash),
+        host.generation.map(|g| g.to_string()).unwrap_or_else(dash),
         host.copy
             .map(|c| format!("{}/{}", c.sent, c.total))
-            .unwrap_or_else(|| "-".to_owned()),
+            .unwrap_or_else(dash),
         seconds(host.duration),
     ]
 }
@@ -60,11 +79,21 @@ fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
 
-fn failure(host: &HostReport) -> String {
-    let Outcome::Failed(error) = &host.outcome else {
-        return String::new();
-    };
-    let mut text = format!("{}: {error}\n", host.host);
+/// The error and its causes on one line, for JSON.
+pub fn error_chain(error: &HostError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// `host: error`, its causes, the output tail and the hint, one per line.
+pub fn failure(host: &str, error: &HostError) -> String {
+    let mut text = format!("{host}: {error}\n");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(&format!("  caused by: {cause}\n"));

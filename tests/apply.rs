@@ -97,7 +97,8 @@ fn apply_all_puts_each_hosts_own_system_on_it_and_nowhere_else() {
         }
         let cells = row(&run, name);
         assert_eq!(cells[1..4], ["ok", "activate", &cells[3]]);
-        assert_eq!(cells[4], "3/3", "whole closure copied: {}", run.both());
+        assert_eq!(cells[4], "1", "first generation: {}", run.both());
+        assert_eq!(cells[5], "3/3", "whole closure copied: {}", run.both());
     }
     assert!(
         run.stdout.contains("3 hosts: 3 succeeded, 0 failed"),
@@ -305,7 +306,7 @@ fn configurations_that_fail_to_build_or_evaluate_fail_alone() {
 }
 
 #[test]
-fn a_second_apply_of_an_unchanged_fleet_copies_nothing() {
+fn a_second_apply_of_an_unchanged_fleet_copies_nothing_and_activates_nothing() {
     let lab = lab(&["desktop", "server"]);
     let first = apply(&lab, &["--all"]);
     assert_eq!(first.code, 0, "{}", first.both());
@@ -317,14 +318,32 @@ fn a_second_apply_of_an_unchanged_fleet_copies_nothing() {
         .map(|h| h.store_entries().expect("ls"))
         .collect();
 
+    // Issue 3: hosts that already run the new system are `unchanged`: no copy, no activation.
     let second = apply(&lab, &["--all"]);
     assert_eq!(second.code, 0, "{}", second.both());
     for name in ["desktop", "server"] {
-        assert_eq!(row(&second, name)[4], "0/3", "{}", second.both());
+        let cells = row(&second, name);
+        assert_eq!(cells[1], "unchanged", "{}", second.both());
+        assert_eq!(cells[4], "1", "still generation 1: {}", second.both());
+        assert_eq!(cells[5], "-", "no copy stage: {}", second.both());
+        assert_eq!(host(&lab, name).activations().expect("read").len(), 1);
     }
+    assert!(second.stdout.contains("2 hosts: 2 succeeded, 0 failed"));
     // Only the russh connection this time: `nix copy` was not even started.
     let logins: Vec<usize> = lab.hosts().map(LabHost::accepted_logins).collect();
     assert_eq!(logins, [3, 3]);
+
+    // --reactivate activates again, and still copies nothing.
+    let third = apply(&lab, &["--all", "--reactivate"]);
+    assert_eq!(third.code, 0, "{}", third.both());
+    for name in ["desktop", "server"] {
+        let cells = row(&third, name);
+        assert_eq!(cells[1..3], ["ok", "activate"], "{}", third.both());
+        assert_eq!(cells[5], "0/3", "{}", third.both());
+        assert_eq!(host(&lab, name).activations().expect("read").len(), 2);
+    }
+    let logins: Vec<usize> = lab.hosts().map(LabHost::accepted_logins).collect();
+    assert_eq!(logins, [4, 4]);
     let after: Vec<Vec<String>> = lab
         .hosts()
         .map(|h| h.store_entries().expect("ls"))

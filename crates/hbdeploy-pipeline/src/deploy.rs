@@ -2,16 +2,15 @@
 //! per host (connect, copy, activate), at most `parallel` at a time.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hbdeploy_nix::{Nix, SshDest, StorePath, Toplevel};
 use hbdeploy_ssh::Connection;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::event::{EventSender, Stage};
+use crate::fanout::each_host;
 use crate::report::{CopyStats, HostReport, Outcome, Report};
+use crate::state::{HostState, read_state};
 use crate::{DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
 /// Deploys `request`, sending progress to `events`. Returns one report entry per host; an error
@@ -22,123 +21,86 @@ pub async fn deploy(
     events: EventSender,
 ) -> Result<Report, PipelineError> {
     let start = Instant::now();
-    let prepared = build_all(request, nix, &events).await?;
+    let prepared = build_all(&request.flake, &request.hosts, nix, &events).await?;
     let build_time = start.elapsed();
 
-    let mut reports: Vec<HostReport> = Vec::new();
-    let mut tasks = JoinSet::new();
-    let permits = Arc::new(Semaphore::new(request.parallel.get()));
+    // Hosts that failed to evaluate or build, or that the goal does not reach, are done now.
+    let mut reports: Vec<Option<HostReport>> = Vec::with_capacity(request.hosts.len());
+    let mut reach: Vec<(HostPlan, StorePath)> = Vec::new();
     for (plan, result) in request.hosts.iter().zip(prepared) {
-        let (stage, path) = match result {
-            Err((stage, error)) => {
-                reports.push(finish(
-                    &events,
-                    plan,
-                    start,
-                    stage,
-                    None,
-                    Outcome::Failed(*error),
-                ));
+        let report = match result {
+            Err((stage, error)) => HostReport::failed(&plan.name, stage, *error, start.elapsed()),
+            Ok(path) if !request.goal.reaches_hosts() => HostReport {
+                new_path: Some(path),
+                duration: start.elapsed(),
+                ..HostReport::new(&plan.name, Stage::Build)
+            },
+            Ok(path) => {
+                reach.push((plan.clone(), path));
+                reports.push(None);
                 continue;
             }
-            Ok(path) => (Stage::Build, path),
         };
-        if !request.goal.reaches_hosts() {
-            let report = finish(&events, plan, start, stage, Some(path), Outcome::Succeeded);
-            reports.push(report);
-            continue;
-        }
+        events.finished(&report);
+        reports.push(Some(report));
+    }
+
+    let results = each_host(reach, request.parallel, |(plan, path)| {
         let job = HostJob {
-            plan: plan.clone(),
+            plan,
             path,
             goal: request.goal,
+            reactivate: request.reactivate,
             nix: nix.clone(),
             events: events.clone(),
             start,
         };
-        let permits = Arc::clone(&permits);
-        tasks.spawn(async move {
-            // The semaphore is never closed, so acquiring only waits; if it ever failed, running
-            // the host without a permit is safer than not running it.
-            let _permit = permits.acquire_owned().await.ok();
-            job.run().await
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(report) => reports.push(report),
-            // A host task can only end this way by panicking; its host is then missing from the
-            // report, which the order check below turns into an explicit failure entry.
-            Err(_) => continue,
-        }
-    }
-    let mut ordered = Vec::with_capacity(request.hosts.len());
-    for plan in &request.hosts {
-        match reports.iter().position(|r| r.host == plan.name) {
-            Some(index) => ordered.push(reports.swap_remove(index)),
-            None => ordered.push(finish(
-                &events,
-                plan,
-                start,
-                Stage::Activate,
-                None,
-                Outcome::Failed(HostError::Remote {
-                    command: "hbdeploy host task".to_owned(),
-                    exit: hbdeploy_ssh::Exit::Unknown,
-                    tail: vec![
-                        "internal error: the host's task ended abnormally; its state is unknown"
-                            .to_owned(),
-                    ],
-                }),
-            )),
-        }
-    }
-    Ok(Report {
-        hosts: ordered,
-        build_time,
+        job.run()
     })
-}
-
-fn finish(
-    events: &EventSender,
-    plan: &HostPlan,
-    start: Instant,
-    stage: Stage,
-    new_path: Option<StorePath>,
-    outcome: Outcome,
-) -> HostReport {
-    let report = HostReport {
-        host: plan.name.clone(),
-        outcome,
-        stage,
-        new_path,
-        copy: None,
-        duration: start.elapsed(),
-        timings: Vec::new(),
-    };
-    events.finished(&report);
-    report
+    .await;
+    // Fill the hosts' places in selection order; a lost task becomes an explicit failure.
+    let mut results = results.into_iter();
+    let mut hosts = Vec::with_capacity(reports.len());
+    for (plan, done) in request.hosts.iter().zip(reports) {
+        let report = match done {
+            Some(report) => report,
+            None => match results.next() {
+                Some((_, Some(report))) => report,
+                _ => {
+                    let lost = HostReport::failed(
+                        &plan.name,
+                        Stage::Activate,
+                        HostError::TaskLost,
+                        start.elapsed(),
+                    );
+                    events.finished(&lost);
+                    lost
+                }
+            },
+        };
+        hosts.push(report);
+    }
+    Ok(Report { hosts, build_time })
 }
 
 /// Per host: its built system, or the stage and error that stopped it.
-type Prepared = Vec<Result<StorePath, (Stage, Box<HostError>)>>;
+pub(crate) type Prepared = Vec<Result<StorePath, (Stage, Box<HostError>)>>;
 
 /// Evaluates and builds every host's system: one `nix eval`, one `nix build`.
-async fn build_all(
-    request: &DeployRequest,
+pub(crate) async fn build_all(
+    flake: &str,
+    hosts: &[HostPlan],
     nix: &Nix,
     events: &EventSender,
 ) -> Result<Prepared, PipelineError> {
-    for plan in &request.hosts {
+    for plan in hosts {
         events.stage(&plan.name, Stage::Evaluate);
     }
-    let mut attrs: Vec<String> = request.hosts.iter().map(|p| p.attr.clone()).collect();
+    let mut attrs: Vec<String> = hosts.iter().map(|p| p.attr.clone()).collect();
     attrs.sort();
     attrs.dedup();
     let mut sink = |line: &str| events.output(None, Stage::Evaluate, line);
-    let evaluated = nix
-        .eval_toplevels(&request.flake, &attrs, &mut sink)
-        .await?;
+    let evaluated = nix.eval_toplevels(flake, &attrs, &mut sink).await?;
 
     let mut toplevels: Vec<Toplevel> = evaluated
         .values()
@@ -146,7 +108,7 @@ async fn build_all(
         .collect();
     toplevels.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
     toplevels.dedup();
-    for plan in &request.hosts {
+    for plan in hosts {
         if matches!(evaluated.get(&plan.attr), Some(Ok(_))) {
             events.stage(&plan.name, Stage::Build);
         }
@@ -158,8 +120,7 @@ async fn build_all(
         nix.build(&toplevels, None, &mut sink).await?
     };
 
-    Ok(request
-        .hosts
+    Ok(hosts
         .iter()
         .map(|plan| match evaluated.get(&plan.attr) {
             Some(Ok(toplevel)) => match built.get(&toplevel.drv_path) {
@@ -202,21 +163,30 @@ struct HostJob {
     plan: HostPlan,
     path: StorePath,
     goal: Goal,
+    reactivate: bool,
     nix: Nix,
     events: EventSender,
     start: Instant,
 }
 
+/// Whether a host in `state` already runs `path` as far as `goal` is concerned: the profile and
+/// the running system for `switch`, the profile for `boot`, the running system for `test`.
+fn already_there(state: &HostState, path: &StorePath, goal: Goal) -> bool {
+    let profile = state.profile().map(|g| &g.path) == Some(path);
+    let running = state.current.as_ref() == Some(path);
+    match goal {
+        Goal::Switch => profile && running,
+        Goal::Boot => profile,
+        Goal::Test => running,
+        Goal::DryActivate | Goal::Build | Goal::Push => false,
+    }
+}
+
 impl HostJob {
     async fn run(self) -> HostReport {
         let mut report = HostReport {
-            host: self.plan.name.clone(),
-            outcome: Outcome::Succeeded,
-            stage: Stage::Connect,
             new_path: Some(self.path.clone()),
-            copy: None,
-            duration: Duration::ZERO,
-            timings: Vec::new(),
+            ..HostReport::new(&self.plan.name, Stage::Connect)
         };
         if let Err(error) = self.stages(&mut report).await {
             report.outcome = Outcome::Failed(error);
@@ -233,40 +203,44 @@ impl HostJob {
     }
 
     async fn stages(&self, report: &mut HostReport) -> Result<(), HostError> {
-        let name = self.plan.name.as_str();
         let began = self.enter(report, Stage::Connect);
         let conn = Connection::connect(&self.plan.target)
             .await
             .map_err(HostError::Connect)?;
         report.timings.push((Stage::Connect, began.elapsed()));
+        let result = self.on_host(&conn, report).await;
+        conn.close().await;
+        result
+    }
+
+    async fn on_host(&self, conn: &Connection, report: &mut HostReport) -> Result<(), HostError> {
+        let name = self.plan.name.as_str();
+        if self.goal.activates() && !self.reactivate {
+            let state = read_state(conn, Stage::Connect).await?;
+            if already_there(&state, &self.path, self.goal) {
+                report.outcome = Outcome::Unchanged;
+                report.generation = state.profile_generation;
+                return Ok(());
+            }
+        }
 
         let began = self.enter(report, Stage::Copy);
-        let copied = self.copy(&conn).await;
+        let stats = self.copy(conn).await;
         report.timings.push((Stage::Copy, began.elapsed()));
-        let stats = match copied {
-            Ok(stats) => stats,
-            Err(error) => {
-                conn.close().await;
-                return Err(error);
-            }
-        };
+        let stats = stats?;
         report.copy = Some(stats);
         self.events.note(
             name,
             format!("copied {} of {} paths", stats.sent, stats.total),
         );
-
-        if self.goal.activates() {
-            let began = self.enter(report, Stage::Activate);
-            let activated =
-                remote::activate(&conn, name, &self.path, self.goal, &self.events).await;
-            report.timings.push((Stage::Activate, began.elapsed()));
-            conn.close().await;
-            activated
-        } else {
-            conn.close().await;
-            Ok(())
+        if !self.goal.activates() {
+            return Ok(());
         }
+        let began = self.enter(report, Stage::Activate);
+        let activated = remote::activate(conn, name, &self.path, self.goal, &self.events).await;
+        report.timings.push((Stage::Activate, began.elapsed()));
+        report.generation = activated?;
+        Ok(())
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

@@ -75,6 +75,50 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// `rollback`: the profile has no generation before the current one; nothing was changed.
+    #[error("{}", match current {
+        Some(n) => format!("there is no generation before generation {n}; the host was not changed"),
+        None => "the host has no system generations; the host was not changed".to_owned(),
+    })]
+    NoEarlierGeneration {
+        /// The profile's current generation.
+        current: Option<u32>,
+    },
+    /// `rollback --to N`: generation N does not exist; nothing was changed.
+    #[error(
+        "generation {requested} does not exist (the host has {}); the host was not changed",
+        list(available)
+    )]
+    NoSuchGeneration {
+        /// The generation asked for.
+        requested: u32,
+        /// The generations the host has.
+        available: Vec<u32>,
+    },
+    /// `rollback`: the profile was switched, but activating that generation failed.
+    #[error(
+        "switch-to-configuration {goal} of generation {generation} failed ({exit}): the system \
+         profile is at {}, /run/current-system is {}",
+        profile_generation.map(|n| format!("generation {n}")).unwrap_or_else(|| "an unknown generation".to_owned()),
+        current.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "unknown".to_owned())
+    )]
+    RollbackActivation {
+        /// The generation rolled back to.
+        generation: u32,
+        /// `switch` or `boot`.
+        goal: Goal,
+        /// How the activation ended.
+        exit: Exit,
+        /// Its last lines of output.
+        tail: Vec<String>,
+        /// The profile's generation afterwards, read back from the host.
+        profile_generation: Option<u32>,
+        /// `/run/current-system` afterwards, read back from the host.
+        current: Option<StorePath>,
+    },
+    /// The host's task ended abnormally (a bug); its state is unknown.
+    #[error("internal error: the host's task ended abnormally; its state is unknown")]
+    TaskLost,
     /// `switch-to-configuration` failed.
     #[error("{}", activation_message(*goal, exit, *profile_set))]
     Activation {
@@ -87,6 +131,17 @@ pub enum HostError {
         /// Whether the system profile already pointed at the new system.
         profile_set: bool,
     },
+}
+
+fn list(numbers: &[u32]) -> String {
+    if numbers.is_empty() {
+        return "none".to_owned();
+    }
+    numbers
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn channel_left(stage: crate::Stage) -> &'static str {
@@ -116,11 +171,15 @@ impl HostError {
             HostError::Eval { lines, .. } | HostError::Build { lines, .. } => lines.clone(),
             HostError::Remote { tail, .. }
             | HostError::Profile { tail, .. }
-            | HostError::Activation { tail, .. } => tail.clone(),
+            | HostError::Activation { tail, .. }
+            | HostError::RollbackActivation { tail, .. } => tail.clone(),
             HostError::Copy(err) | HostError::Closure { source: err, .. } => err.tail().to_vec(),
-            HostError::Connect(_) | HostError::Channel { .. } | HostError::NotNixos { .. } => {
-                Vec::new()
-            }
+            HostError::Connect(_)
+            | HostError::Channel { .. }
+            | HostError::NotNixos { .. }
+            | HostError::NoEarlierGeneration { .. }
+            | HostError::NoSuchGeneration { .. }
+            | HostError::TaskLost => Vec::new(),
         }
     }
 

@@ -103,6 +103,7 @@ impl EventSender {
     pub(crate) fn finished(&self, report: &HostReport) {
         let summary = match &report.outcome {
             Outcome::Succeeded => "done".to_owned(),
+            Outcome::Unchanged => "unchanged".to_owned(),
             Outcome::Failed(error) => error.to_string(),
         };
         self.send(Event::HostFinished {

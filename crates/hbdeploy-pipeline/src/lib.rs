@@ -9,8 +9,12 @@
 mod deploy;
 mod error;
 mod event;
+mod fanout;
 mod remote;
 mod report;
+mod rollback;
+mod state;
+mod status;
 
 use std::num::NonZeroUsize;
 
@@ -18,6 +22,9 @@ pub use deploy::deploy;
 pub use error::{HostError, PipelineError};
 pub use event::{Event, EventSender, Stage};
 pub use report::{CopyStats, HostReport, Outcome, Report};
+pub use rollback::{RollbackRequest, RollbackTarget, rollback};
+pub use state::{Generation, HostState, host_state};
+pub use status::{FlakeMatch, HostStatus, StatusRequest, status};
 
 /// What `apply` should do with each host's new system; NixOS's own goals, plus two that stop
 /// early. The system profile is set only for `switch` and `boot`.
@@ -105,6 +112,8 @@ pub struct DeployRequest {
     pub goal: Goal,
     /// How many hosts are copied to and activated at once.
     pub parallel: NonZeroUsize,
+    /// Activate even hosts that already run the new system (otherwise they are `unchanged`).
+    pub reactivate: bool,
 }
 
 #[cfg(test)]

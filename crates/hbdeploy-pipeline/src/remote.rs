@@ -25,7 +25,7 @@ async fn run(
     .map_err(|source| HostError::Channel { stage, source })
 }
 
-fn tail(output: &CommandOutput) -> Vec<String> {
+pub(crate) fn tail(output: &CommandOutput) -> Vec<String> {
     output.tail.iter().map(|l| l.text.clone()).collect()
 }
 
@@ -75,46 +75,90 @@ fn switch_command(path: &StorePath, goal: Goal, systemd: bool) -> String {
     }
 }
 
+/// What hbdeploy learned about a host before switching it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The host runs systemd: switch in a transient unit.
+    pub systemd: bool,
+}
+
+/// Checks that `path` on the host is a NixOS system and whether the host runs systemd.
+pub async fn probe(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    events: &EventSender,
+) -> Result<Probe, HostError> {
+    let probe = format!(
+        "test -x {path}/bin/switch-to-configuration || echo not-nixos; \
+         test -d /run/systemd/system && echo systemd; true"
+    );
+    let probed = run(conn, host, Stage::Activate, events, &probe).await?;
+    if probed.stdout.lines().any(|l| l == "not-nixos") {
+        return Err(HostError::NotNixos { path: path.clone() });
+    }
+    Ok(Probe {
+        systemd: probed.stdout.lines().any(|l| l == "systemd"),
+    })
+}
+
+/// Runs a `nix-env` operation on the system profile (`--set PATH`, `--rollback`,
+/// `--switch-generation N`) and returns the generation the profile points at afterwards.
+pub async fn change_profile(
+    conn: &Connection,
+    host: &str,
+    operation: &str,
+    events: &EventSender,
+) -> Result<Option<u32>, HostError> {
+    let command = format!("nix-env -p {SYSTEM_PROFILE} {operation} && readlink {SYSTEM_PROFILE}");
+    let output = run(conn, host, Stage::Activate, events, &command).await?;
+    if !output.exit.success() {
+        return Err(HostError::Profile {
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    Ok(output
+        .stdout
+        .lines()
+        .last()
+        .and_then(|link| link.strip_prefix("system-"))
+        .and_then(|rest| rest.strip_suffix("-link"))
+        .and_then(|n| n.parse().ok()))
+}
+
+/// Runs `switch-to-configuration goal` of `path`, streaming its output.
+pub async fn switch(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    goal: Goal,
+    probe: Probe,
+    events: &EventSender,
+) -> Result<CommandOutput, HostError> {
+    let command = switch_command(path, goal, probe.systemd);
+    run(conn, host, Stage::Activate, events, &command).await
+}
+
 /// Activates the copied system `path` for `goal`: checks it is a NixOS system, sets the system
-/// profile for `switch` and `boot`, then runs `switch-to-configuration`, streaming its output.
+/// profile for `switch` and `boot`, then runs `switch-to-configuration`. Returns the profile's
+/// generation when it was set.
 pub async fn activate(
     conn: &Connection,
     host: &str,
     path: &StorePath,
     goal: Goal,
     events: &EventSender,
-) -> Result<(), HostError> {
-    let stage = Stage::Activate;
-    let probe = format!(
-        "test -x {path}/bin/switch-to-configuration || echo not-nixos; \
-         test -d /run/systemd/system && echo systemd; true"
-    );
-    let probed = run(conn, host, stage, events, &probe).await?;
-    if probed.stdout.lines().any(|l| l == "not-nixos") {
-        return Err(HostError::NotNixos { path: path.clone() });
-    }
-    let systemd = probed.stdout.lines().any(|l| l == "systemd");
-
-    if goal.sets_profile() {
-        let set = format!("nix-env -p {SYSTEM_PROFILE} --set {path}");
-        let output = run(conn, host, stage, events, &set).await?;
-        if !output.exit.success() {
-            return Err(HostError::Profile {
-                exit: output.exit.clone(),
-                tail: tail(&output),
-            });
-        }
-    }
-    let output = run(
-        conn,
-        host,
-        stage,
-        events,
-        &switch_command(path, goal, systemd),
-    )
-    .await?;
+) -> Result<Option<u32>, HostError> {
+    let probe = probe(conn, host, path, events).await?;
+    let generation = if goal.sets_profile() {
+        change_profile(conn, host, &format!("--set {path}"), events).await?
+    } else {
+        None
+    };
+    let output = switch(conn, host, path, goal, probe, events).await?;
     if output.exit.success() {
-        Ok(())
+        Ok(generation)
     } else {
         Err(HostError::Activation {
             goal,

@@ -11,6 +11,8 @@ use crate::{HostError, Stage};
 pub enum Outcome {
     /// Everything the goal asked for was done.
     Succeeded,
+    /// The host already ran exactly this system; nothing was copied or activated.
+    Unchanged,
     /// It failed; the error says where the host was left.
     Failed(HostError),
 }
@@ -37,6 +39,8 @@ pub struct HostReport {
     pub new_path: Option<StorePath>,
     /// What the copy stage sent, if it ran.
     pub copy: Option<CopyStats>,
+    /// The system profile's generation the host was left on, when the run set or read it.
+    pub generation: Option<u32>,
     /// Wall time from the start of the run until this host finished.
     pub duration: Duration,
     /// Time spent in each of this host's own stages (connect, copy, activate).
@@ -44,9 +48,32 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// A report for `host` at `stage` that has not failed (yet), with nothing else known.
+    pub fn new(host: &str, stage: Stage) -> HostReport {
+        HostReport {
+            host: host.to_owned(),
+            outcome: Outcome::Succeeded,
+            stage,
+            new_path: None,
+            copy: None,
+            generation: None,
+            duration: Duration::ZERO,
+            timings: Vec::new(),
+        }
+    }
+
+    /// A report for `host` that failed at `stage` after `duration`.
+    pub fn failed(host: &str, stage: Stage, error: HostError, duration: Duration) -> HostReport {
+        HostReport {
+            outcome: Outcome::Failed(error),
+            duration,
+            ..HostReport::new(host, stage)
+        }
+    }
+
     /// Whether the host succeeded.
     pub fn succeeded(&self) -> bool {
-        matches!(self.outcome, Outcome::Succeeded)
+        matches!(self.outcome, Outcome::Succeeded | Outcome::Unchanged)
     }
 }
 

@@ -1,0 +1,110 @@
+//! Running one task per host, at most `parallel` at a time, with results in host order.
+
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Runs `work` for every host (or per-host item), at most `parallel` at once. The result for a
+/// host whose task panicked is `None`; callers turn it into an explicit failure, never a gap.
+pub(crate) async fn each_host<T, F, Fut, R>(
+    hosts: Vec<T>,
+    parallel: NonZeroUsize,
+    work: F,
+) -> Vec<(T, Option<R>)>
+where
+    T: Clone,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(parallel.get()));
+    let mut tasks = JoinSet::new();
+    for (index, plan) in hosts.iter().enumerate() {
+        let job = work(plan.clone());
+        let permits = Arc::clone(&permits);
+        tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits; if it ever failed, running
+            // the host without a permit is safer than not running it.
+            let _permit = permits.acquire_owned().await.ok();
+            (index, job.await)
+        });
+    }
+    let mut results: Vec<Option<R>> = hosts.iter().map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, result)) = joined
+            && let Some(slot) = results.get_mut(index)
+        {
+            *slot = Some(result);
+        }
+    }
+    hosts.into_iter().zip(results).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HostPlan;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn plan(name: &str) -> HostPlan {
+        HostPlan {
+            name: name.to_owned(),
+            attr: name.to_owned(),
+            target: hbdeploy_ssh::Target {
+                address: "127.0.0.1".to_owned(),
+                port: 22,
+                user: "root".to_owned(),
+                identity_file: None,
+                known_hosts: "/dev/null".into(),
+                connect_timeout: Duration::from_secs(1),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_keep_host_order_and_parallelism_is_bounded() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let hosts = ["a", "b", "c", "d", "e"].map(plan).to_vec();
+        let results = each_host(hosts, NonZeroUsize::MIN.saturating_add(1), |plan| {
+            let running = Arc::clone(&running);
+            let peak = Arc::clone(&peak);
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                // Later hosts finish first, so completion order differs from host order.
+                let delay = 10 - plan.name.len() as u64 * (plan.name.as_bytes()[0] - b'a') as u64;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                plan.name.to_uppercase()
+            }
+        })
+        .await;
+        let names: Vec<(String, Option<String>)> =
+            results.into_iter().map(|(p, r)| (p.name, r)).collect();
+        assert_eq!(
+            names,
+            ["a", "b", "c", "d", "e"].map(|n| (n.to_owned(), Some(n.to_uppercase())))
+        );
+        assert_eq!(peak.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_task_leaves_none() {
+        let results = each_host(
+            vec![plan("ok"), plan("boom")],
+            NonZeroUsize::MIN,
+            |plan| async move {
+                assert_ne!(plan.name, "boom", "deliberate panic");
+                1
+            },
+        )
+        .await;
+        assert_eq!(results[0].1, Some(1));
+        assert_eq!(results[1].1, None);
+    }
+}

@@ -1,0 +1,145 @@
+//! `hbdeploy rollback`: put hosts back on an earlier generation of their system profile, in
+//! parallel, refusing (with the host left exactly as it was) when there is nothing to go back to.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use hbdeploy_ssh::Connection;
+
+use crate::event::{EventSender, Stage};
+use crate::fanout::each_host;
+use crate::report::{HostReport, Outcome, Report};
+use crate::state::read_state;
+use crate::{Goal, HostError, HostPlan, remote};
+
+/// Which generation to go back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTarget {
+    /// The generation before the profile's current one (`nix-env --rollback`).
+    Previous,
+    /// This generation (`nix-env --switch-generation N`).
+    Generation(u32),
+}
+
+/// A rollback of several hosts.
+#[derive(Debug, Clone)]
+pub struct RollbackRequest {
+    /// The selected hosts.
+    pub hosts: Vec<HostPlan>,
+    /// Where to go.
+    pub target: RollbackTarget,
+    /// `Switch` (activate now and at boot) or `Boot` (boot default only).
+    pub goal: Goal,
+    /// Hosts handled at once.
+    pub parallel: NonZeroUsize,
+}
+
+/// Rolls every host of `request` back; one report entry per host, in order.
+pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report {
+    let start = Instant::now();
+    let target = request.target;
+    let goal = request.goal;
+    let results = each_host(request.hosts.clone(), request.parallel, |plan| {
+        let events = events.clone();
+        async move { roll_back_host(plan, target, goal, events, start).await }
+    })
+    .await;
+    let hosts = results
+        .into_iter()
+        .map(|(plan, report)| {
+            report.unwrap_or_else(|| {
+                let report = HostReport::failed(
+                    &plan.name,
+                    Stage::Activate,
+                    HostError::TaskLost,
+                    start.elapsed(),
+                );
+                events.finished(&report);
+                report
+            })
+        })
+        .collect();
+    Report {
+        hosts,
+        build_time: Duration::ZERO,
+    }
+}
+
+async fn roll_back_host(
+    plan: HostPlan,
+    target: RollbackTarget,
+    goal: Goal,
+    events: EventSender,
+    start: Instant,
+) -> HostReport {
+    let mut report = HostReport::new(&plan.name, Stage::Connect);
+    events.stage(&plan.name, Stage::Connect);
+    let result = match Connection::connect(&plan.target).await {
+        Ok(conn) => {
+            report.stage = Stage::Activate;
+            events.stage(&plan.name, Stage::Activate);
+            let result = switch_back(&conn, &plan.name, target, goal, &events, &mut report).await;
+            conn.close().await;
+            result
+        }
+        Err(err) => Err(HostError::Connect(err)),
+    };
+    if let Err(error) = result {
+        report.outcome = Outcome::Failed(error);
+    }
+    report.duration = start.elapsed();
+    events.finished(&report);
+    report
+}
+
+async fn switch_back(
+    conn: &Connection,
+    host: &str,
+    target: RollbackTarget,
+    goal: Goal,
+    events: &EventSender,
+    report: &mut HostReport,
+) -> Result<(), HostError> {
+    let state = read_state(conn, Stage::Activate).await?;
+    let chosen = match target {
+        RollbackTarget::Previous => {
+            state
+                .previous()
+                .cloned()
+                .ok_or(HostError::NoEarlierGeneration {
+                    current: state.profile_generation,
+                })?
+        }
+        RollbackTarget::Generation(number) => {
+            state
+                .generation(number)
+                .cloned()
+                .ok_or_else(|| HostError::NoSuchGeneration {
+                    requested: number,
+                    available: state.generations.iter().map(|g| g.number).collect(),
+                })?
+        }
+    };
+    report.new_path = Some(chosen.path.clone());
+    // Everything that can be checked is checked before the profile changes.
+    let probe = remote::probe(conn, host, &chosen.path, events).await?;
+    let operation = match target {
+        RollbackTarget::Previous => "--rollback".to_owned(),
+        RollbackTarget::Generation(number) => format!("--switch-generation {number}"),
+    };
+    report.generation = remote::change_profile(conn, host, &operation, events).await?;
+    let output = remote::switch(conn, host, &chosen.path, goal, probe, events).await?;
+    if output.exit.success() {
+        return Ok(());
+    }
+    // Say exactly where the host was left: read it again rather than guess.
+    let left = read_state(conn, Stage::Activate).await.ok();
+    Err(HostError::RollbackActivation {
+        generation: chosen.number,
+        goal,
+        exit: output.exit.clone(),
+        tail: remote::tail(&output),
+        profile_generation: left.as_ref().and_then(|s| s.profile_generation),
+        current: left.and_then(|s| s.current),
+    })
+}

@@ -1,0 +1,216 @@
+//! What a host runs: its system profile's generations, the running system
+//! (`/run/current-system`) and the booted one (`/run/booted-system`), read with one command.
+
+use hbdeploy_nix::StorePath;
+use hbdeploy_ssh::Connection;
+
+use crate::remote::SYSTEM_PROFILE;
+use crate::{HostError, Stage};
+
+/// One generation of the system profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Its number, as `nix-env --list-generations` shows it.
+    pub number: u32,
+    /// When it was created, in seconds since the Unix epoch (the link's mtime).
+    pub created: u64,
+    /// The system it points at.
+    pub path: StorePath,
+}
+
+/// The system-related state of a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostState {
+    /// `/run/current-system`: the running system.
+    pub current: Option<StorePath>,
+    /// `/run/booted-system`: the system the host booted.
+    pub booted: Option<StorePath>,
+    /// The generation the system profile points at.
+    pub profile_generation: Option<u32>,
+    /// Every generation, oldest first.
+    pub generations: Vec<Generation>,
+    /// Whether the booted and the running system differ in kernel, initrd or kernel modules.
+    pub reboot_needed: bool,
+}
+
+impl HostState {
+    /// The generation the profile points at.
+    pub fn profile(&self) -> Option<&Generation> {
+        let number = self.profile_generation?;
+        self.generations.iter().find(|g| g.number == number)
+    }
+
+    /// The generation with this number.
+    pub fn generation(&self, number: u32) -> Option<&Generation> {
+        self.generations.iter().find(|g| g.number == number)
+    }
+
+    /// The newest generation older than the profile's, as `nix-env --rollback` picks it.
+    pub fn previous(&self) -> Option<&Generation> {
+        let current = self.profile_generation?;
+        self.generations
+            .iter()
+            .filter(|g| g.number < current)
+            .max_by_key(|g| g.number)
+    }
+
+    /// The generation of the running system: the newest generation pointing at it.
+    pub fn current_generation(&self) -> Option<u32> {
+        let current = self.current.as_ref()?;
+        self.generations
+            .iter()
+            .filter(|g| &g.path == current)
+            .map(|g| g.number)
+            .max()
+    }
+}
+
+/// The command that prints the state as `key value…` lines. Missing links print nothing useful
+/// and parse as absent; `kernel`, `initrd` and `kernel-modules` decide whether a reboot is due.
+pub(crate) fn state_command() -> String {
+    format!(
+        "for l in /run/current-system /run/booted-system; do echo \"link $l $(readlink -f $l 2>/dev/null)\"; done; \
+         echo \"profile $(readlink {SYSTEM_PROFILE} 2>/dev/null)\"; \
+         for f in kernel initrd kernel-modules; do \
+           echo \"boot $f $(readlink -f /run/booted-system/$f 2>/dev/null) $(readlink -f /run/current-system/$f 2>/dev/null)\"; \
+         done; \
+         for l in {SYSTEM_PROFILE}-*-link; do \
+           [ -L \"$l\" ] && echo \"gen $l $(stat -c %Y \"$l\") $(readlink -f \"$l\")\"; \
+         done; true"
+    )
+}
+
+/// The generation number in a profile link name, e.g. `system-12-link` → 12.
+fn link_number(link: &str) -> Option<u32> {
+    let name = link.rsplit('/').next()?;
+    name.strip_prefix("system-")?
+        .strip_suffix("-link")?
+        .parse()
+        .ok()
+}
+
+/// Parses the output of [`state_command`]. Lines it does not understand are ignored.
+pub(crate) fn parse_state(text: &str) -> HostState {
+    let mut state = HostState::default();
+    let mut boot_differs = false;
+    let mut boot_files_seen = false;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["link", "/run/current-system", path] => state.current = StorePath::new(*path).ok(),
+            ["link", "/run/booted-system", path] => state.booted = StorePath::new(*path).ok(),
+            ["profile", link] => state.profile_generation = link_number(link),
+            ["boot", _, paths @ ..] if !paths.is_empty() => {
+                boot_files_seen = true;
+                boot_differs |= paths.len() != 2 || paths[0] != paths[1];
+            }
+            ["gen", link, created, path] => {
+                if let (Some(number), Ok(created), Ok(path)) =
+                    (link_number(link), created.parse(), StorePath::new(*path))
+                {
+                    state.generations.push(Generation {
+                        number,
+                        created,
+                        path,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    state.generations.sort_by_key(|g| g.number);
+    // Without kernel files on either side (not a real NixOS system), compare the systems.
+    state.reboot_needed = match (&state.booted, &state.current) {
+        (Some(_), Some(_)) if boot_files_seen => boot_differs,
+        (Some(booted), Some(current)) => booted != current,
+        _ => false,
+    };
+    state
+}
+
+/// Connects to the host and reads its state; nothing is changed.
+pub async fn host_state(plan: &crate::HostPlan) -> Result<HostState, HostError> {
+    let conn = Connection::connect(&plan.target)
+        .await
+        .map_err(HostError::Connect)?;
+    let state = read_state(&conn, Stage::Connect).await;
+    conn.close().await;
+    state
+}
+
+/// Reads the host's state over `conn`.
+pub async fn read_state(conn: &Connection, stage: Stage) -> Result<HostState, HostError> {
+    let output = conn
+        .run(&state_command(), |_| {})
+        .await
+        .map_err(|source| HostError::Channel { stage, source })?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "reading the system profile and /run/current-system".to_owned(),
+            exit: output.exit.clone(),
+            tail: output.tail.iter().map(|l| l.text.clone()).collect(),
+        });
+    }
+    Ok(parse_state(&output.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a";
+    const B: &str = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-b";
+
+    fn sample(booted: &str) -> String {
+        format!(
+            "link /run/current-system {B}\nlink /run/booted-system {booted}\nprofile system-3-link\n\
+             boot kernel  \nboot initrd  \nboot kernel-modules  \n\
+             gen /nix/var/nix/profiles/system-1-link 1700000000 {A}\n\
+             gen /nix/var/nix/profiles/system-3-link 1700000300 {B}\n\
+             gen /nix/var/nix/profiles/system-2-link 1700000100 {A}\n"
+        )
+    }
+
+    #[test]
+    fn parses_links_profile_and_generations() {
+        let state = parse_state(&sample(A));
+        assert_eq!(state.current.as_ref().map(StorePath::as_str), Some(B));
+        assert_eq!(state.profile_generation, Some(3));
+        let numbers: Vec<u32> = state.generations.iter().map(|g| g.number).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+        assert_eq!(state.previous().map(|g| g.number), Some(2));
+        assert_eq!(state.current_generation(), Some(3));
+        assert_eq!(state.generation(1).map(|g| g.created), Some(1_700_000_000));
+    }
+
+    #[test]
+    fn reboot_is_needed_when_booted_and_running_differ() {
+        assert!(parse_state(&sample(A)).reboot_needed);
+        assert!(!parse_state(&sample(B)).reboot_needed);
+        let kernels_same = sample(A).replace(
+            "boot kernel  \n",
+            &format!("boot kernel {A}/kernel {A}/kernel\n"),
+        );
+        assert!(
+            !parse_state(&kernels_same).reboot_needed,
+            "same kernel, no reboot"
+        );
+    }
+
+    #[test]
+    fn a_fresh_host_has_nothing() {
+        let state = parse_state("link /run/current-system \nlink /run/booted-system \nprofile \n");
+        assert_eq!(state, HostState::default());
+        assert!(state.previous().is_none());
+    }
+
+    #[test]
+    fn link_numbers() {
+        assert_eq!(
+            link_number("/nix/var/nix/profiles/system-12-link"),
+            Some(12)
+        );
+        assert_eq!(link_number("system-x-link"), None);
+        assert_eq!(link_number("/nix/var/nix/profiles/system-*-link"), None);
+    }
+}

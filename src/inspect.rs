@@ -1,0 +1,212 @@
+//! The commands that only look: `status` and `generations`. Tables on stdout, or JSON with
+//! `--json` (shapes documented in docs/json.md); progress, if any, on stderr.
+
+use std::process::ExitCode;
+
+use hbdeploy_pipeline::{
+    EventSender, FlakeMatch, HostState, HostStatus, StatusRequest, host_state,
+};
+use serde_json::{Value, json};
+
+use crate::cli::{Cli, GenerationsArgs, Selection, StatusArgs};
+use crate::summary::table;
+use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, time};
+
+/// `hbdeploy generations HOST`.
+pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, AppError> {
+    let selection = Selection {
+        all: false,
+        selectors: vec![args.host.clone()],
+    };
+    let (_, plans) = load(cli, &selection, false)?;
+    let [plan] = plans.as_slice() else {
+        return Err(AppError::Usage(
+            format!(
+                "`{}` selects {} hosts; generations lists one",
+                args.host,
+                plans.len()
+            ),
+            Some("name a single host: hbdeploy generations HOST".to_owned()),
+        ));
+    };
+    let state = match host_state(plan).await {
+        Ok(state) => state,
+        Err(error) => {
+            out(&crate::summary::failure(&plan.name, &error));
+            return Ok(ExitCode::from(EXIT_HOST_FAILED));
+        }
+    };
+    if args.json {
+        out(&format!("{:#}\n", generations_json(&plan.name, &state)));
+    } else {
+        out(&generations_table(&state));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn generations_json(host: &str, state: &HostState) -> Value {
+    let generations: Vec<Value> = state
+        .generations
+        .iter()
+        .map(|g| {
+            json!({
+                "number": g.number,
+                "created": format!("{}Z", time::utc(g.created).replace(' ', "T")),
+                "path": g.path.as_str(),
+                "current": state.profile_generation == Some(g.number),
+                "running": state.current.as_ref() == Some(&g.path),
+                "booted": state.booted.as_ref() == Some(&g.path),
+            })
+        })
+        .collect();
+    json!({ "host": host, "generations": generations })
+}
+
+fn generations_table(state: &HostState) -> String {
+    if state.generations.is_empty() {
+        return "the host has no system generations\n".to_owned();
+    }
+    let rows = state
+        .generations
+        .iter()
+        .map(|g| {
+            let mut flags = Vec::new();
+            if state.profile_generation == Some(g.number) {
+                flags.push("current");
+            }
+            if state.current.as_ref() == Some(&g.path) {
+                flags.push("running");
+            }
+            if state.booted.as_ref() == Some(&g.path) {
+                flags.push("booted");
+            }
+            vec![
+                g.number.to_string(),
+                time::utc(g.created),
+                g.path.to_string(),
+                flags.join(", "),
+            ]
+        })
+        .collect();
+    table(&["GEN", "CREATED (UTC)", "SYSTEM", ""], rows)
+}
+
+/// `hbdeploy status`.
+pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, AppError> {
+    let (fleet, hosts) = load(cli, &args.selection, true)?;
+    let request = StatusRequest {
+        flake: fleet.flake.to_string(),
+        parallel: parallel(&fleet, args.parallel),
+        hosts,
+        build: args.build,
+    };
+    let nix = nix().await?;
+    let statuses = hbdeploy_pipeline::status(&request, &nix, EventSender::none())
+        .await
+        .map_err(AppError::Pipeline)?;
+    if args.json {
+        let hosts: Vec<Value> = statuses.iter().map(status_json).collect();
+        out(&format!("{:#}\n", json!({ "hosts": hosts })));
+    } else {
+        out(&status_table(&statuses));
+    }
+    Ok(if statuses.iter().all(|s| s.state.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_HOST_FAILED)
+    })
+}
+
+fn status_json(status: &HostStatus) -> Value {
+    let (flake_system, flake_detail) = match &status.flake {
+        FlakeMatch::UpToDate => (None, None),
+        FlakeMatch::Differs(path) => (Some(path.to_string()), None),
+        FlakeMatch::Unknown(why) => (None, Some(why.clone())),
+    };
+    let flake = status.flake.label().replace(' ', "-");
+    match &status.state {
+        Ok(state) => json!({
+            "host": status.host,
+            "reachable": true,
+            "error": null,
+            "current_system": state.current.as_ref().map(|p| p.as_str()),
+            "generation": state.current_generation(),
+            "profile_generation": state.profile_generation,
+            "booted_system": state.booted.as_ref().map(|p| p.as_str()),
+            "reboot_needed": state.reboot_needed,
+            "flake": flake,
+            "flake_system": flake_system,
+            "flake_detail": flake_detail,
+        }),
+        Err(error) => json!({
+            "host": status.host,
+            "reachable": false,
+            "error": crate::summary::error_chain(error),
+            "current_system": null,
+            "generation": null,
+            "profile_generation": null,
+            "booted_system": null,
+            "reboot_needed": null,
+            "flake": flake,
+            "flake_system": flake_system,
+            "flake_detail": flake_detail,
+        }),
+    }
+}
+
+fn status_table(statuses: &[HostStatus]) -> String {
+    let dash = || "-".to_owned();
+    let rows = statuses
+        .iter()
+        .map(|s| match &s.state {
+            Ok(state) => vec![
+                s.host.clone(),
+                "yes".to_owned(),
+                state
+                    .current
+                    .as_ref()
+                    .map(|p| p.short())
+                    .unwrap_or_else(dash),
+                state
+                    .current_generation()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(dash),
+                state
+                    .booted
+                    .as_ref()
+                    .map(|p| p.short())
+                    .unwrap_or_else(dash),
+                if state.reboot_needed { "yes" } else { "no" }.to_owned(),
+                s.flake.label().to_owned(),
+            ],
+            Err(_) => vec![
+                s.host.clone(),
+                "no".to_owned(),
+                dash(),
+                dash(),
+                dash(),
+                dash(),
+                s.flake.label().to_owned(),
+            ],
+        })
+        .collect();
+    let mut text = table(
+        &[
+            "HOST",
+            "REACHABLE",
+            "CURRENT SYSTEM",
+            "GEN",
+            "BOOTED SYSTEM",
+            "REBOOT",
+            "FLAKE",
+        ],
+        rows,
+    );
+    for s in statuses {
+        if let Err(error) = &s.state {
+            text.push('\n');
+            text.push_str(&crate::summary::failure(&s.host, error));
+        }
+    }
+    text
+}
