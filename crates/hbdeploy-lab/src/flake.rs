@@ -27,6 +27,8 @@ pub enum Activation {
     FailAfterSwitch,
     /// Sleeps this many seconds, then activates and exits 0.
     Slow(u32),
+    /// Fails like [`Activation::Fail`] when activating now (`switch`, `test`); `boot` works.
+    FailNow,
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -110,6 +112,10 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
         Activation::Slow(seconds) => return (format!("sleep {seconds}"), String::new()),
+        Activation::FailNow => (
+            "if [ \"$goal\" != boot ]; then echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1; fi",
+            "",
+        ),
     };
     (before.to_owned(), after.to_owned())
 }

@@ -291,6 +291,15 @@ impl LabHost {
         self.sh("nix-env -p /nix/var/nix/profiles/system --list-generations 2>/dev/null || true")
     }
 
+    /// Simulates a reboot: the boot default becomes both the booted and the running system.
+    pub fn reboot(&self) -> Result<(), LabError> {
+        self.sh(&format!(
+            "set -e; next=$(readlink -f {HOST_STATE}/boot-default); \
+             ln -sfn \"$next\" /run/booted-system; ln -sfn \"$next\" /run/current-system"
+        ))
+        .map(|_| ())
+    }
+
     /// How many SSH logins this host's sshd accepted.
     pub fn accepted_logins(&self) -> usize {
         std::fs::read_to_string(self.dir.join("state/sshd.log"))

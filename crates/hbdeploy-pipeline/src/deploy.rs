@@ -237,10 +237,17 @@ impl HostJob {
             return Ok(());
         }
         let began = self.enter(report, Stage::Activate);
-        let activated = remote::activate(conn, name, &self.path, self.goal, &self.events).await;
+        let activated = remote::activate(
+            conn,
+            name,
+            &self.path,
+            self.goal,
+            &self.events,
+            &mut report.generation,
+        )
+        .await;
         report.timings.push((Stage::Activate, began.elapsed()));
-        report.generation = activated?;
-        Ok(())
+        activated
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

@@ -193,9 +193,13 @@ impl HostError {
                 goal,
                 ..
             } => Some(format!(
-                "fix the configuration and apply again, or put the previous generation back on \
-                 the host: nix-env -p /nix/var/nix/profiles/system --rollback && \
-                 /nix/var/nix/profiles/system/bin/switch-to-configuration {goal}"
+                "fix the configuration and apply again, or put the previous generation back: \
+                 hbdeploy rollback HOST{}",
+                if *goal == Goal::Boot {
+                    " --goal boot"
+                } else {
+                    ""
+                }
             )),
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"

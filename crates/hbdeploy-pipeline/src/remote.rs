@@ -141,24 +141,23 @@ pub async fn switch(
 }
 
 /// Activates the copied system `path` for `goal`: checks it is a NixOS system, sets the system
-/// profile for `switch` and `boot`, then runs `switch-to-configuration`. Returns the profile's
-/// generation when it was set.
+/// profile for `switch` and `boot` (storing the new generation in `generation`, also when the
+/// activation then fails), then runs `switch-to-configuration`.
 pub async fn activate(
     conn: &Connection,
     host: &str,
     path: &StorePath,
     goal: Goal,
     events: &EventSender,
-) -> Result<Option<u32>, HostError> {
+    generation: &mut Option<u32>,
+) -> Result<(), HostError> {
     let probe = probe(conn, host, path, events).await?;
-    let generation = if goal.sets_profile() {
-        change_profile(conn, host, &format!("--set {path}"), events).await?
-    } else {
-        None
-    };
+    if goal.sets_profile() {
+        *generation = change_profile(conn, host, &format!("--set {path}"), events).await?;
+    }
     let output = switch(conn, host, path, goal, probe, events).await?;
     if output.exit.success() {
-        Ok(generation)
+        Ok(())
     } else {
         Err(HostError::Activation {
             goal,
