@@ -383,3 +383,31 @@ fn status_sees_a_reboot_is_needed() {
     assert_eq!(value["hosts"][0]["reboot_needed"], true, "{}", run.both());
     assert_eq!(value["hosts"][0]["generation"], 1);
 }
+
+#[test]
+fn a_host_that_never_answers_cannot_make_status_hang() {
+    let lab = Lab::start(&["server"]).expect("lab");
+    // Something that accepts TCP connections on the ghost's address but never speaks SSH.
+    let silent = std::net::TcpListener::bind((lab.dead_address(), hbdeploy_lab::SSH_PORT))
+        .expect("bind the silent listener");
+    let extra = format!(
+        "\n[hosts.ghost]\naddress = \"{}\"\nconnect-timeout = 2\n",
+        lab.dead_address()
+    );
+    lab.write_fleet(&[], &extra).expect("fleet");
+    let started = std::time::Instant::now();
+    let run = hbdeploy(&lab, &["status"]);
+    let took = started.elapsed();
+    drop(silent);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(row(&run, "ghost")[1], "no");
+    assert!(
+        run.stdout.contains("no answer from root@")
+            && run.stdout.contains("within 2s (connect-timeout)"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(row(&run, "server")[1], "yes");
+    // Bounded by the 2 s timeout, not by anything the silent host does.
+    assert!(took < std::time::Duration::from_secs(20), "took {took:?}");
+}
