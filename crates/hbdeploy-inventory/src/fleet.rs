@@ -15,6 +15,7 @@ use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
 use crate::paths::{FlakeRef, PathError, Resolver};
 use crate::reader::Table;
+use crate::safety::SafetyOverrides;
 use crate::schema::{self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
 use crate::ssh::SshOverrides;
 
@@ -68,6 +69,8 @@ impl Fleet {
             None => NonZeroUsize::MIN.saturating_add(DEFAULT_PARALLEL - 1),
         };
 
+        let safety = SafetyOverrides::read(&fleet)?;
+
         let ssh = match root.table("ssh")? {
             Some(table) => {
                 table.check_keys(SSH_KEYS)?;
@@ -87,7 +90,7 @@ impl Fleet {
         };
         let mut hosts = BTreeMap::new();
         for (key, value) in hosts_table.entries() {
-            let host = read_host(&hosts_table, key, value, &ssh, &resolver)?;
+            let host = read_host(&hosts_table, key, value, &ssh, &safety, &resolver)?;
             hosts.insert(host.name.clone(), host);
         }
         Ok(Fleet {
@@ -233,7 +236,7 @@ mod tests {
         check(
             &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
             "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
-             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout",
+             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, magic-rollback, confirm-timeout, wave",
         );
     }
 

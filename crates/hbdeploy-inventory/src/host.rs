@@ -10,7 +10,8 @@ use crate::error::{InventoryError, Problem};
 use crate::name::{HostName, Tag};
 use crate::paths::Resolver;
 use crate::reader::{Key, Table, Value};
-use crate::schema::HOST_KEYS;
+use crate::safety::{Safety, SafetyOverrides};
+use crate::schema::{HOST_KEYS, MAX_WAVE};
 use crate::ssh::{SshOverrides, SshSettings};
 
 /// One machine of the fleet.
@@ -26,6 +27,10 @@ pub struct Host {
     pub tags: Vec<Tag>,
     /// How to reach it.
     pub ssh: SshSettings,
+    /// How it is protected while it switches.
+    pub safety: Safety,
+    /// Its rollout wave: hosts of wave 0 are deployed first, then wave 1, and so on.
+    pub wave: u32,
 }
 
 impl Host {
@@ -41,6 +46,7 @@ pub(crate) fn read_host(
     key: &Key<'_>,
     value: &Value<'_>,
     ssh: &SshOverrides,
+    safety: &SafetyOverrides,
     resolver: &Resolver<'_>,
 ) -> Result<Host, InventoryError> {
     let name = HostName::new(key.get_ref().as_ref()).map_err(|reason| {
@@ -72,12 +78,16 @@ pub(crate) fn read_host(
     };
     let tags = read_tags(&table)?;
     let ssh = SshOverrides::read(&table, resolver)?.resolve(ssh, &table, resolver)?;
+    let safety = SafetyOverrides::read(&table)?.resolve(safety);
+    let wave = table.integer::<u32>("wave", 0, MAX_WAVE)?.unwrap_or(0);
     Ok(Host {
         name,
         address: address.into_inner().to_owned(),
         attr,
         tags,
         ssh,
+        safety,
+        wave,
     })
 }
 

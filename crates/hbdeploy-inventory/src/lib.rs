@@ -18,6 +18,7 @@ mod host;
 mod name;
 mod paths;
 mod reader;
+mod safety;
 mod schema;
 mod select;
 mod ssh;
@@ -28,9 +29,11 @@ pub use fleet::Fleet;
 pub use host::Host;
 pub use name::{HostName, MAX_NAME_LEN, NameError, Tag};
 pub use paths::FlakeRef;
+pub use safety::Safety;
 pub use schema::{
-    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PARALLEL, DEFAULT_PORT,
-    DEFAULT_USER, MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL,
+    DEFAULT_CONFIRM_TIMEOUT_SECS, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS,
+    DEFAULT_PARALLEL, DEFAULT_PORT, DEFAULT_USER, MAX_CONFIRM_TIMEOUT_SECS,
+    MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL, MAX_WAVE,
 };
 pub use select::{SelectError, Selector};
 pub use ssh::SshSettings;

@@ -220,6 +220,17 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// `key` as a boolean, if present.
+    pub(crate) fn boolean(&self, key: &str) -> Result<Option<bool>, InventoryError> {
+        let Some((_, value)) = self.get(key) else {
+            return Ok(None);
+        };
+        match value.get_ref() {
+            DeValue::Boolean(b) => Ok(Some(*b)),
+            _ => Err(self.wrong_type(key, value, "a boolean (true or false)")),
+        }
+    }
+
     /// `key` as an array of strings, if present.
     pub(crate) fn strings(
         &self,

@@ -8,7 +8,7 @@
 pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts"];
 
 /// Keys of `[fleet]`.
-pub(crate) const FLEET_KEYS: &[&str] = &["flake", "parallel"];
+pub(crate) const FLEET_KEYS: &[&str] = &["flake", "parallel", "magic-rollback", "confirm-timeout"];
 
 /// Keys of `[ssh]`; each may be overridden in a host table.
 pub(crate) const SSH_KEYS: &[&str] = &[
@@ -29,6 +29,9 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "identity-file",
     "known-hosts",
     "connect-timeout",
+    "magic-rollback",
+    "confirm-timeout",
+    "wave",
 ];
 
 /// Hosts handled at once when `parallel` is not set.
@@ -41,6 +44,13 @@ pub const DEFAULT_PORT: u16 = 22;
 pub const DEFAULT_KNOWN_HOSTS: &str = "~/.ssh/known_hosts";
 /// Seconds to wait for a TCP connection and SSH handshake when `connect-timeout` is not set.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// Seconds a magic-rollback watchdog waits for the deployer's confirmation when
+/// `confirm-timeout` is not set.
+pub const DEFAULT_CONFIRM_TIMEOUT_SECS: u64 = 30;
+/// The largest `confirm-timeout` accepted, one hour.
+pub const MAX_CONFIRM_TIMEOUT_SECS: u64 = 3600;
+/// The largest `wave` accepted.
+pub const MAX_WAVE: u64 = 1000;
 /// The largest `parallel` accepted: more is a typo, and would exhaust file descriptors.
 pub const MAX_PARALLEL: u64 = 1000;
 /// The largest `connect-timeout` accepted, one hour: more is a typo, not a timeout.
@@ -62,6 +72,9 @@ pub(crate) fn example(key: &str) -> &'static str {
         "address" => "address = \"server.example.org\"",
         "attr" => "attr = \"server\"",
         "tags" => "tags = [\"infra\"]",
+        "magic-rollback" => "magic-rollback = true",
+        "confirm-timeout" => "confirm-timeout = 30",
+        "wave" => "wave = 1",
         // A host's own table: the key is its name, so no fixed example fits better.
         _ => "[hosts.NAME] followed by address = \"…\"",
     }
@@ -73,6 +86,8 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
         "parallel" => "`parallel` is how many hosts are handled at once; use 1 for one at a time",
         "port" => "use the port the host's sshd listens on; the default is 22",
         "connect-timeout" => "`connect-timeout` is a number of seconds; the default is 10",
+        "confirm-timeout" => "`confirm-timeout` is a number of seconds; the default is 30",
+        "wave" => "`wave` orders hosts into waves: 0 (the default) goes first, then 1, 2, …",
         _ => "see docs/fleet.md for the allowed values",
     }
 }

@@ -1,0 +1,114 @@
+//! Safe-activation settings: magic rollback and its confirmation timeout, set in `[fleet]` for
+//! every host and overridable per host, and a host's rollout `wave`.
+
+use std::time::Duration;
+
+use crate::error::InventoryError;
+use crate::reader::Table;
+use crate::schema::{DEFAULT_CONFIRM_TIMEOUT_SECS, MAX_CONFIRM_TIMEOUT_SECS};
+
+/// How a host is protected while it switches, fully resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Safety {
+    /// Arm a watchdog on the host that restores the previous generation unless the deployer
+    /// confirms, over a new connection, that the host is still reachable (`switch` and `test`).
+    pub magic_rollback: bool,
+    /// How long the watchdog waits for that confirmation.
+    pub confirm_timeout: Duration,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            magic_rollback: true,
+            confirm_timeout: Duration::from_secs(DEFAULT_CONFIRM_TIMEOUT_SECS),
+        }
+    }
+}
+
+/// The safety keys set in one table; unset keys are `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SafetyOverrides {
+    magic_rollback: Option<bool>,
+    confirm_timeout: Option<Duration>,
+}
+
+impl SafetyOverrides {
+    /// Reads `magic-rollback` and `confirm-timeout` of `table` (`[fleet]` or a host table).
+    pub(crate) fn read(table: &Table<'_>) -> Result<Self, InventoryError> {
+        Ok(SafetyOverrides {
+            magic_rollback: table.boolean("magic-rollback")?,
+            confirm_timeout: table
+                .integer::<u64>("confirm-timeout", 1, MAX_CONFIRM_TIMEOUT_SECS)?
+                .map(Duration::from_secs),
+        })
+    }
+
+    /// A host's settings: its own table over `[fleet]` over the defaults.
+    pub(crate) fn resolve(&self, fleet: &SafetyOverrides) -> Safety {
+        let default = Safety::default();
+        Safety {
+            magic_rollback: self
+                .magic_rollback
+                .or(fleet.magic_rollback)
+                .unwrap_or(default.magic_rollback),
+            confirm_timeout: self
+                .confirm_timeout
+                .or(fleet.confirm_timeout)
+                .unwrap_or(default.confirm_timeout),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::Fleet;
+
+    fn parse(text: &str) -> Result<Fleet, String> {
+        Fleet::parse(
+            text,
+            Path::new("/f/fleet.toml"),
+            Some(Path::new("/home/me")),
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn host_overrides_fleet_overrides_defaults() {
+        let fleet = parse(
+            "[fleet]\nflake = \".\"\nconfirm-timeout = 12\n\
+             [hosts.a]\naddress = \"a\"\n\
+             [hosts.b]\naddress = \"b\"\nmagic-rollback = false\nconfirm-timeout = 5\nwave = 2\n",
+        )
+        .expect("valid");
+        let a = fleet.host("a").expect("a");
+        assert_eq!(
+            a.safety,
+            Safety {
+                magic_rollback: true,
+                confirm_timeout: Duration::from_secs(12)
+            }
+        );
+        assert_eq!(a.wave, 0);
+        let b = fleet.host("b").expect("b");
+        assert!(!b.safety.magic_rollback);
+        assert_eq!(b.safety.confirm_timeout, Duration::from_secs(5));
+        assert_eq!(b.wave, 2);
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let err =
+            parse("[fleet]\nflake = \".\"\nmagic-rollback = \"yes\"\n[hosts.a]\naddress = \"a\"\n")
+                .expect_err("string is not a boolean");
+        assert!(err.contains("fleet.toml:3:18"), "{err}");
+        assert!(err.contains("must be a boolean"), "{err}");
+        let err =
+            parse("[fleet]\nflake = \".\"\n[hosts.a]\naddress = \"a\"\nconfirm-timeout = 0\n")
+                .expect_err("zero");
+        assert!(err.contains("fleet.toml:5:19"), "{err}");
+    }
+}
