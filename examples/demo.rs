@@ -1,6 +1,6 @@
 //! The demo: starts a lab of three simulated NixOS hosts (`laptop`, `desktop`, `server`), writes
 //! a fleet.toml for it, and runs `hbdeploy apply --all` against it, twice: once to deploy new
-//! systems, once more to show that an unchanged fleet copies nothing. Then it shows what each
+//! systems, once more to show that an unchanged fleet is left alone. Then it shows what each
 //! host runs, from inside the host, and stops the lab.
 //!
 //! Run it with `scripts/demo.sh` (which installs nix and sshd and builds everything), or, once
@@ -76,7 +76,8 @@ fn demo() -> Result<ExitCode, String> {
         ))
     };
     let first = apply("hbdeploy apply --all")?;
-    let second = apply("hbdeploy apply --all (again: nothing changed, nothing is copied)")?;
+    let second =
+        apply("hbdeploy apply --all (again: nothing changed, so every host is unchanged)")?;
 
     say("what each host runs now, seen from inside the host");
     for host in lab.hosts() {

@@ -1,10 +1,17 @@
 //! The commands that change hosts: `apply` and `rollback`. Both run with the UI task listening
 //! to the pipeline's events, then print the per-host result table.
 
+use std::num::NonZeroUsize;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use console::Term;
+use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    DeployRequest, Event, EventSender, Report, RollbackRequest, RollbackTarget, deploy,
+    Cancel, CancelHandle, DeployRequest, Event, EventSender, HostPlan, Report, RollbackRequest,
+    RollbackTarget, deploy,
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -13,22 +20,90 @@ use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, summary, ui};
 
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
-    let (fleet, hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    for host in &mut hosts {
+        if args.no_magic_rollback {
+            host.safety.magic_rollback = false;
+        }
+        if let Some(secs) = args.confirm_timeout {
+            host.safety.confirm_timeout = Duration::from_secs(secs);
+        }
+    }
+    let canary = canaries(&fleet, &hosts, &args.canary)?;
+    let (handle, cancel) = Cancel::new();
     let request = DeployRequest {
         flake: fleet.flake.to_string(),
         parallel: parallel(&fleet, args.parallel),
         hosts,
         goal: args.goal.into(),
         reactivate: args.reactivate,
+        auto_rollback: !args.no_auto_rollback,
+        canary,
+        batch: args.batch.and_then(|n| NonZeroUsize::new(n.into())),
+        cancel,
     };
     let nix = nix().await?;
+    let interrupted = on_interrupt(handle);
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli, names, |events| async move {
         deploy(&request, &nix, events).await
     })
     .await
     .map_err(AppError::Pipeline)?;
-    Ok(finish(&report))
+    let code = finish(&report);
+    Ok(if interrupted.load(Ordering::SeqCst) {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        code
+    })
+}
+
+/// Exit code after Ctrl-C, as shells report a death by SIGINT.
+const EXIT_INTERRUPTED: u8 = 130;
+
+/// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
+/// the second exits at once. Activations run detached on the hosts, so even then no host is left
+/// with its profile set to a generation whose activation never started.
+fn on_interrupt(handle: CancelHandle) -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        flag.store(true, Ordering::SeqCst);
+        handle.cancel();
+        let _ = Term::stderr().write_line(
+            "interrupted: starting nothing new; running activations finish or roll back \
+             (Ctrl-C again to exit now)",
+        );
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = Term::stderr().write_line("interrupted again: exiting now");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        }
+    });
+    interrupted
+}
+
+/// The canary hosts named by `--canary` (names or @tags), which must be among the selected ones.
+fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<String>, AppError> {
+    if args.is_empty() {
+        return Ok(Vec::new());
+    }
+    let selectors = Selector::parse_args(false, args).map_err(AppError::Select)?;
+    let chosen = fleet.select(&selectors).map_err(AppError::Select)?;
+    let mut names = Vec::new();
+    for host in chosen {
+        let name = host.name.to_string();
+        if !hosts.iter().any(|h| h.name == name) {
+            return Err(AppError::Usage(
+                format!("canary host `{name}` is not among the hosts being deployed"),
+                Some("select it too, e.g. hbdeploy apply --all --canary HOST".to_owned()),
+            ));
+        }
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// `hbdeploy rollback`.

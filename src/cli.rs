@@ -141,6 +141,29 @@ pub struct ApplyArgs {
     /// Activate hosts that already run the new system too (otherwise they are `unchanged`).
     #[arg(long)]
     pub reactivate: bool,
+
+    /// Do not arm the on-host watchdog that restores the previous generation unless hbdeploy
+    /// confirms the new system over a new connection (armed by default for switch and test).
+    #[arg(long)]
+    pub no_magic_rollback: bool,
+
+    /// Seconds the watchdog waits for the confirmation (default: `confirm-timeout` in
+    /// fleet.toml, 30).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub confirm_timeout: Option<u64>,
+
+    /// Leave a host whose activation failed on the failed generation instead of putting the
+    /// previous one back.
+    #[arg(long)]
+    pub no_auto_rollback: bool,
+
+    /// Deploy these hosts (names or @tags) first, and the others only if they all succeed.
+    #[arg(long, value_name = "HOST|@TAG")]
+    pub canary: Vec<String>,
+
+    /// At most N hosts per wave; a failed wave stops the next ones.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub batch: Option<u16>,
 }
 
 /// `--goal` values.

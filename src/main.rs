@@ -19,7 +19,7 @@ use clap::Parser;
 use console::Term;
 use hbdeploy_inventory::{Fleet, InventoryError, SelectError, Selector};
 use hbdeploy_nix::Nix;
-use hbdeploy_pipeline::{HostPlan, PipelineError};
+use hbdeploy_pipeline::{HostPlan, HostSafety, PipelineError};
 use hbdeploy_ssh::Target;
 
 use crate::cli::{Cli, Command, Selection};
@@ -118,6 +118,11 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
             known_hosts: host.ssh.known_hosts.clone(),
             connect_timeout: host.ssh.connect_timeout,
         },
+        safety: HostSafety {
+            magic_rollback: host.safety.magic_rollback,
+            confirm_timeout: host.safety.confirm_timeout,
+        },
+        wave: host.wave,
     }
 }
 

@@ -42,13 +42,22 @@ pub fn render(report: &Report) -> String {
             text.push_str(&failure(&host.host, error));
         }
     }
-    let failed = report.failed().count();
+    let count = |f: fn(&Outcome) -> bool| report.hosts.iter().filter(|h| f(&h.outcome)).count();
+    let failed = count(|o| matches!(o, Outcome::Failed(_)));
+    let skipped = count(|o| matches!(o, Outcome::Skipped));
+    let interrupted = count(|o| matches!(o, Outcome::Interrupted));
     text.push_str(&format!(
-        "\n{} hosts: {} succeeded, {} failed\n",
+        "\n{} hosts: {} succeeded, {failed} failed",
         report.hosts.len(),
-        report.hosts.len() - failed,
-        failed
+        report.hosts.len() - failed - skipped - interrupted,
     ));
+    if skipped > 0 {
+        text.push_str(&format!(", {skipped} skipped"));
+    }
+    if interrupted > 0 {
+        text.push_str(&format!(", {interrupted} interrupted"));
+    }
+    text.push('\n');
     text
 }
 
@@ -56,10 +65,12 @@ fn row(host: &HostReport) -> Vec<String> {
     let dash = || "-".to_owned();
     vec![
         host.host.clone(),
-        match host.outcome {
+        match &host.outcome {
             Outcome::Succeeded => "ok",
             Outcome::Unchanged => "unchanged",
-            Outcome::Failed(_) => "FAILED",
+            Outcome::Skipped => "skipped",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Failed(error) => error.label(),
         }
         .to_owned(),
         host.stage.to_string(),

@@ -29,6 +29,8 @@ pub enum Activation {
     Slow(u32),
     /// Fails like [`Activation::Fail`] when activating now (`switch`, `test`); `boot` works.
     FailNow,
+    /// Activates, then kills the host's sshd and exits 0: the host can no longer be reached.
+    KillSshd,
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -93,8 +95,23 @@ if [ "$goal" = switch ] || [ "$goal" = boot ]; then
   ln -sfn "$sys" "$state/boot-default"
   echo "boot default of @host@ is now $sys"
 fi
+@sshd@
 @failure_after@
 "#;
+
+/// Like a NixOS activation (re)starting sshd.service: make sure the host's sshd runs.
+const ENSURE_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
+  if ! kill -0 "$(cat /run/sshd.pid 2>/dev/null)" 2>/dev/null; then
+    /usr/sbin/sshd -f /var/lib/hbdeploy-lab/sshd_config -E /var/lib/hbdeploy-lab/sshd.log
+    echo "started sshd"
+  fi
+fi"#;
+
+/// A broken configuration that takes sshd down with it.
+const KILL_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
+  kill "$(cat /run/sshd.pid)"
+  echo "stopped sshd"
+fi"#;
 
 fn failure_snippets(activation: Activation) -> (String, String) {
     let (before, after) = match activation {
@@ -111,6 +128,7 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "",
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
+        Activation::KillSshd => ("", ""),
         Activation::Slow(seconds) => return (format!("sleep {seconds}"), String::new()),
         Activation::FailNow => (
             "if [ \"$goal\" != boot ]; then echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1; fi",
@@ -122,7 +140,13 @@ fn failure_snippets(activation: Activation) -> (String, String) {
 
 fn script_for(host: &str, spec: &SystemSpec) -> String {
     let (before, after) = failure_snippets(spec.activation);
+    let sshd = if spec.activation == Activation::KillSshd {
+        KILL_SSHD
+    } else {
+        ENSURE_SSHD
+    };
     SWITCH_SCRIPT
+        .replace("@sshd@", sshd)
         .replace("@failure_before@", &before)
         .replace("@failure_after@", &after)
         .replace("@host@", host)

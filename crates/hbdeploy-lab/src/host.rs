@@ -69,7 +69,7 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
-PidFile none
+PidFile /run/sshd.pid
 AuthorizedKeysFile /root/.ssh/authorized_keys
 MaxStartups 100:30:200
 MaxSessions 20

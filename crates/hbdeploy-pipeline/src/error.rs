@@ -120,7 +120,7 @@ pub enum HostError {
     #[error("internal error: the host's task ended abnormally; its state is unknown")]
     TaskLost,
     /// `switch-to-configuration` failed.
-    #[error("{}", activation_message(*goal, exit, *profile_set))]
+    #[error("{}", activation_message(*goal, exit, *profile_set, restored))]
     Activation {
         /// The goal.
         goal: Goal,
@@ -130,6 +130,39 @@ pub enum HostError {
         tail: Vec<String>,
         /// Whether the system profile already pointed at the new system.
         profile_set: bool,
+        /// What automatic rollback did about it.
+        restored: Restored,
+    },
+    /// Another deployment holds the host's lock; nothing was changed.
+    #[error("the host is locked by another deployment ({holder}); the host was not changed")]
+    Locked {
+        /// Who holds it and since when, as the holder described itself.
+        holder: String,
+    },
+    /// Magic rollback: the deployer could not confirm the new system over a new connection, so
+    /// the host restored its previous generation by itself.
+    #[error(
+        "rolled back: the new system could not be confirmed over a new SSH connection ({why}), so the host restored its previous generation by itself"
+    )]
+    RolledBack {
+        /// Why confirming failed.
+        why: String,
+    },
+    /// Magic rollback: the host's watchdog tried to restore the previous generation and failed.
+    #[error(
+        "the new system could not be confirmed, and the host's own rollback failed ({detail}); the host may be on either generation"
+    )]
+    WatchdogFailed {
+        /// What the watchdog reported.
+        detail: String,
+    },
+    /// Magic rollback: the host could not be reached to confirm, nor afterwards.
+    #[error(
+        "unreachable, rollback pending: the new system could not be confirmed ({why}); the host restores its previous generation by itself once the confirmation timeout passes"
+    )]
+    RollbackPending {
+        /// Why confirming failed.
+        why: String,
     },
 }
 
@@ -154,14 +187,33 @@ fn channel_left(stage: crate::Stage) -> &'static str {
     }
 }
 
-fn activation_message(goal: Goal, exit: &Exit, profile_set: bool) -> String {
+fn activation_message(goal: Goal, exit: &Exit, profile_set: bool, restored: &Restored) -> String {
+    let failed = format!("switch-to-configuration {goal} failed ({exit})");
     let left = if profile_set {
         "the system profile already points at the new system (it is the boot default), and the \
          running system may be partly switched"
     } else {
         "the running system may be partly switched; the system profile was not changed"
     };
-    format!("switch-to-configuration {goal} failed ({exit}): {left}")
+    match restored {
+        Restored::Yes => format!(
+            "{failed}; rolled back: the previous generation is active again and the failed one \
+             was removed from the profile"
+        ),
+        Restored::Failed(exit) => format!("{failed}; rolling back failed too ({exit}): {left}"),
+        Restored::No(why) => format!("{failed} ({why}): {left}"),
+    }
+}
+
+/// What automatic rollback did after a failed activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Restored {
+    /// The previous generation was put back and activated.
+    Yes,
+    /// Putting it back failed, with this exit.
+    Failed(Exit),
+    /// It was not attempted, for this reason.
+    No(&'static str),
 }
 
 impl HostError {
@@ -179,6 +231,10 @@ impl HostError {
             | HostError::NotNixos { .. }
             | HostError::NoEarlierGeneration { .. }
             | HostError::NoSuchGeneration { .. }
+            | HostError::Locked { .. }
+            | HostError::RolledBack { .. }
+            | HostError::WatchdogFailed { .. }
+            | HostError::RollbackPending { .. }
             | HostError::TaskLost => Vec::new(),
         }
     }
@@ -191,6 +247,7 @@ impl HostError {
             HostError::Activation {
                 profile_set: true,
                 goal,
+                restored: Restored::No(_) | Restored::Failed(_),
                 ..
             } => Some(format!(
                 "fix the configuration and apply again, or put the previous generation back: \
@@ -201,11 +258,34 @@ impl HostError {
                     ""
                 }
             )),
+            HostError::Locked { .. } => Some(
+                "wait for the other deployment to finish; a lock dies with its deployer's \
+                 connection"
+                    .to_owned(),
+            ),
+            HostError::RollbackPending { .. } => {
+                Some("check the host once it is reachable again: hbdeploy status HOST".to_owned())
+            }
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
                     .to_owned(),
             ),
             _ => None,
+        }
+    }
+}
+
+impl HostError {
+    /// The word for the result column: `FAILED`, or how the host was saved.
+    pub fn label(&self) -> &'static str {
+        match self {
+            HostError::RolledBack { .. }
+            | HostError::Activation {
+                restored: Restored::Yes,
+                ..
+            } => "rolled-back",
+            HostError::RollbackPending { .. } => "rollback-pending",
+            _ => "FAILED",
         }
     }
 }

@@ -104,6 +104,8 @@ impl EventSender {
         let summary = match &report.outcome {
             Outcome::Succeeded => "done".to_owned(),
             Outcome::Unchanged => "unchanged".to_owned(),
+            Outcome::Skipped => "skipped: an earlier wave failed".to_owned(),
+            Outcome::Interrupted => "interrupted".to_owned(),
             Outcome::Failed(error) => error.to_string(),
         };
         self.send(Event::HostFinished {

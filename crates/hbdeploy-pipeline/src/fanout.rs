@@ -62,6 +62,8 @@ mod tests {
                 known_hosts: "/dev/null".into(),
                 connect_timeout: Duration::from_secs(1),
             },
+            safety: crate::HostSafety::default(),
+            wave: 0,
         }
     }
 

@@ -13,13 +13,15 @@ mod fanout;
 mod remote;
 mod report;
 mod rollback;
+mod safe;
 mod state;
 mod status;
+mod waves;
 
 use std::num::NonZeroUsize;
 
 pub use deploy::deploy;
-pub use error::{HostError, PipelineError};
+pub use error::{HostError, PipelineError, Restored};
 pub use event::{Event, EventSender, Stage};
 pub use report::{CopyStats, HostReport, Outcome, Report};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
@@ -99,6 +101,69 @@ pub struct HostPlan {
     pub attr: String,
     /// Where and how to connect.
     pub target: hbdeploy_ssh::Target,
+    /// How the host is protected while it switches.
+    pub safety: HostSafety,
+    /// Its rollout wave (0 first).
+    pub wave: u32,
+}
+
+/// Magic-rollback settings of one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostSafety {
+    /// Arm the on-host watchdog for `switch` and `test`.
+    pub magic_rollback: bool,
+    /// How long the watchdog waits for the deployer's confirmation.
+    pub confirm_timeout: std::time::Duration,
+}
+
+impl Default for HostSafety {
+    fn default() -> Self {
+        HostSafety {
+            magic_rollback: true,
+            confirm_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
+/// Tells a running deployment to stop starting new hosts and stages (the first Ctrl-C).
+#[derive(Debug, Clone)]
+pub struct Cancel(tokio::sync::watch::Receiver<bool>);
+
+/// The sending side of a [`Cancel`].
+#[derive(Debug)]
+pub struct CancelHandle(tokio::sync::watch::Sender<bool>);
+
+impl Cancel {
+    /// A pair: the handle cancels, the `Cancel` is handed to the pipeline.
+    pub fn new() -> (CancelHandle, Cancel) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (CancelHandle(tx), Cancel(rx))
+    }
+
+    /// A `Cancel` that never fires.
+    pub fn never() -> Cancel {
+        Cancel::new().1
+    }
+
+    /// Whether cancellation was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when cancellation is asked for (never, if the handle is dropped first).
+    pub async fn cancelled(&self) {
+        let mut rx = self.0.clone();
+        if rx.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl CancelHandle {
+    /// Asks the deployment to stop starting new work.
+    pub fn cancel(&self) {
+        let _ = self.0.send(true);
+    }
 }
 
 /// A whole deployment.
@@ -114,6 +179,14 @@ pub struct DeployRequest {
     pub parallel: NonZeroUsize,
     /// Activate even hosts that already run the new system (otherwise they are `unchanged`).
     pub reactivate: bool,
+    /// Put the previous generation back when an activation fails.
+    pub auto_rollback: bool,
+    /// Hosts deployed first, as a wave of their own; the rest only if they all succeed.
+    pub canary: Vec<String>,
+    /// At most this many hosts per wave.
+    pub batch: Option<NonZeroUsize>,
+    /// The first Ctrl-C.
+    pub cancel: Cancel,
 }
 
 #[cfg(test)]

@@ -15,6 +15,10 @@ pub enum Outcome {
     Unchanged,
     /// It failed; the error says where the host was left.
     Failed(HostError),
+    /// It was never attempted: an earlier wave failed. Nothing was changed.
+    Skipped,
+    /// The run was interrupted (Ctrl-C) before this host's next stage; nothing more was changed.
+    Interrupted,
 }
 
 /// How much of a closure `nix copy` had to send.

@@ -10,7 +10,7 @@ use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::report::{HostReport, Outcome, Report};
 use crate::state::read_state;
-use crate::{Goal, HostError, HostPlan, remote};
+use crate::{Goal, HostError, HostPlan, remote, safe};
 
 /// Which generation to go back to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,9 +76,17 @@ async fn roll_back_host(
     events.stage(&plan.name, Stage::Connect);
     let result = match Connection::connect(&plan.target).await {
         Ok(conn) => {
-            report.stage = Stage::Activate;
-            events.stage(&plan.name, Stage::Activate);
-            let result = switch_back(&conn, &plan.name, target, goal, &events, &mut report).await;
+            let result = match safe::lock(&conn, &safe::holder_description("rollback")).await {
+                Ok(lock) => {
+                    report.stage = Stage::Activate;
+                    events.stage(&plan.name, Stage::Activate);
+                    let result =
+                        switch_back(&conn, &plan.name, target, goal, &events, &mut report).await;
+                    lock.release().await;
+                    result
+                }
+                Err(error) => Err(error),
+            };
             conn.close().await;
             result
         }

@@ -10,6 +10,7 @@
 mod auth;
 mod error;
 mod exec;
+mod hold;
 mod hostkey;
 mod known_hosts;
 
@@ -21,6 +22,7 @@ use russh::client;
 
 pub use error::SshError;
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
+pub use hold::Held;
 pub use hostkey::HostKeyVerdict;
 
 /// Where and how to reach one host.
