@@ -21,7 +21,7 @@ use std::process::Command;
 
 pub use flake::{Activation, Buildability, HOST_STATE, SystemSpec};
 pub use host::LabHost;
-pub use run::{Run, hbdeploy};
+pub use run::{Run, finish, hbdeploy};
 
 /// The port every lab sshd listens on (each on its own address).
 pub const SSH_PORT: u16 = 2222;

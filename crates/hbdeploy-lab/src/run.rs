@@ -23,24 +23,40 @@ impl Run {
     }
 }
 
-/// Runs `binary` with `args` and the lab's nix settings (no binary caches), colour off, stdin
-/// closed. `fleet`, when given, is passed as `--fleet`.
-pub fn hbdeploy(binary: &Path, fleet: Option<&Path>, args: &[&str]) -> Result<Run, LabError> {
+fn command(binary: &Path, fleet: Option<&Path>, args: &[&str]) -> Command {
     let mut command = Command::new(binary);
     if let Some(fleet) = fleet {
         command.arg("--fleet").arg(fleet);
     }
-    let output = command
+    command
         .args(args)
         .env("NIX_CONFIG", NIX_CONFIG)
         .env("NO_COLOR", "1")
         .env_remove("HBDEPLOY_FLEET")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Runs `binary` with `args` and the lab's nix settings (no binary caches), colour off, stdin
+/// closed. `fleet`, when given, is passed as `--fleet`.
+pub fn hbdeploy(binary: &Path, fleet: Option<&Path>, args: &[&str]) -> Result<Run, LabError> {
+    let child = command(binary, fleet, args)
+        .spawn()
         .map_err(|source| LabError::Io {
             what: format!("run {}", binary.display()),
             source,
         })?;
+    finish(child)
+}
+
+/// Waits for a hbdeploy started with [`Lab::spawn_hbdeploy`] and collects its output.
+pub fn finish(child: std::process::Child) -> Result<Run, LabError> {
+    let output = child.wait_with_output().map_err(|source| LabError::Io {
+        what: "wait for hbdeploy".to_owned(),
+        source,
+    })?;
     Ok(Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -49,6 +65,21 @@ pub fn hbdeploy(binary: &Path, fleet: Option<&Path>, args: &[&str]) -> Result<Ru
 }
 
 impl Lab {
+    /// Starts hbdeploy against this lab's fleet file without waiting for it (to interrupt it, or
+    /// to run two at once); collect it with [`finish`].
+    pub fn spawn_hbdeploy(
+        &self,
+        binary: &Path,
+        args: &[&str],
+    ) -> Result<std::process::Child, LabError> {
+        command(binary, Some(&self.dir().join("fleet.toml")), args)
+            .spawn()
+            .map_err(|source| LabError::Io {
+                what: format!("start {}", binary.display()),
+                source,
+            })
+    }
+
     /// Runs hbdeploy against this lab's fleet file (written by [`Lab::write_fleet`]).
     pub fn hbdeploy(&self, binary: &Path, args: &[&str]) -> Result<Run, LabError> {
         hbdeploy(binary, Some(&self.dir().join("fleet.toml")), args)

@@ -292,11 +292,10 @@ async fn wait_for_result(
             return Confirmation::Pending(why);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        answer = match decide(plan, token, false, give_up).await {
-            // `decide` cannot confirm any more (the directory exists); it reads the result.
-            Ok(answer) => answer,
-            Err(_) => String::new(),
-        };
+        // `decide` cannot confirm any more (the directory exists); it reads the result.
+        answer = decide(plan, token, false, give_up)
+            .await
+            .unwrap_or_default();
     }
 }
 

@@ -13,7 +13,7 @@ pub(crate) fn plan_waves(
     canary: &[String],
     batch: Option<NonZeroUsize>,
 ) -> Vec<Vec<usize>> {
-    let is_canary = |plan: &HostPlan| canary.iter().any(|c| *c == plan.name);
+    let is_canary = |plan: &HostPlan| canary.contains(&plan.name);
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let canaries: Vec<usize> = (0..hosts.len()).filter(|&i| is_canary(&hosts[i])).collect();
     if !canaries.is_empty() {

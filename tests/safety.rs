@@ -1,0 +1,319 @@
+//! Safe activation against the lab (issue 4): magic rollback when the new system breaks sshd,
+//! automatic rollback of a failed activation, canaries, the target lock, and Ctrl-C.
+
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hbdeploy_lab::{Activation, Lab, LabHost, Run, SystemSpec};
+
+const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+
+fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
+    lab.hbdeploy(Path::new(HBDEPLOY), args)
+        .expect("hbdeploy runs")
+}
+
+fn row(run: &Run, host: &str) -> Vec<String> {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no row for {host}\n{}", run.both()))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
+    lab.host(name).expect("lab host")
+}
+
+fn running(lab: &Lab, name: &str) -> String {
+    host(lab, name)
+        .current_system()
+        .expect("read")
+        .expect("a running system")
+}
+
+fn spec(generation: u32, activation: Activation) -> SystemSpec {
+    SystemSpec {
+        generation,
+        activation,
+        ..SystemSpec::default()
+    }
+}
+
+/// A lab whose hosts all run generation 1 (deployed once, successfully).
+fn deployed(names: &[&str]) -> Lab {
+    let lab = Lab::start(names).expect("lab starts");
+    lab.write_fleet(&[], "").expect("fleet");
+    let first = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(first.code, 0, "{}", first.both());
+    lab
+}
+
+/// Waits until `check` holds, for at most `limit`.
+fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    check()
+}
+
+#[test]
+fn a_system_that_kills_sshd_is_rolled_back_by_the_host_itself() {
+    let mut lab = deployed(&["broken", "fine"]);
+    let old = running(&lab, "broken");
+    lab.set_system("broken", spec(2, Activation::KillSshd))
+        .expect("flake");
+    lab.set_system("fine", spec(2, Activation::Succeed))
+        .expect("flake");
+
+    let run = hbdeploy(&lab, &["apply", "--all", "--confirm-timeout", "3"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "broken")[1..3],
+        ["rolled-back", "activate"],
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout.contains(
+            "broken: rolled back: the new system could not be confirmed over a new SSH connection"
+        ),
+        "{}",
+        run.both()
+    );
+    assert_eq!(row(&run, "fine")[1], "ok", "{}", run.both());
+    assert!(
+        run.stdout.contains("2 hosts: 1 succeeded, 1 failed"),
+        "{}",
+        run.both()
+    );
+
+    // The host went back on its own: old system running, profile on generation 1 again, the
+    // broken generation gone from the profile, and sshd back (a fresh login works).
+    let h = host(&lab, "broken");
+    assert_eq!(running(&lab, "broken"), old);
+    assert_eq!(h.profile_system().expect("read"), Some(old.clone()));
+    let generations = h.generations().expect("read");
+    assert_eq!(generations.lines().count(), 1, "{generations}");
+    let status = hbdeploy(&lab, &["status", "broken"]);
+    assert_eq!(status.code, 0, "sshd is back: {}", status.both());
+    assert!(
+        h.activations()
+            .expect("read")
+            .iter()
+            .any(|a| a.contains("toy-2"))
+    );
+}
+
+#[test]
+fn a_failed_activation_is_rolled_back_unless_asked_not_to() {
+    let mut lab = deployed(&["server"]);
+    let old = running(&lab, "server");
+    lab.set_system("server", spec(2, Activation::FailAfterSwitch))
+        .expect("flake");
+
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "server")[1..3],
+        ["rolled-back", "activate"],
+        "{}",
+        run.both()
+    );
+    assert_eq!(
+        row(&run, "server")[4],
+        "1",
+        "back on generation 1: {}",
+        run.both()
+    );
+    assert!(
+        run.stdout
+            .contains("switch-to-configuration switch failed (exit code 4); rolled back"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout
+            .contains("  | error: toy activation of server failed after switching"),
+        "{}",
+        run.both()
+    );
+    let h = host(&lab, "server");
+    assert_eq!(running(&lab, "server"), old);
+    assert_eq!(h.profile_system().expect("read"), Some(old.clone()));
+    assert_eq!(h.generations().expect("read").lines().count(), 1);
+
+    let kept = hbdeploy(&lab, &["apply", "--all", "--no-auto-rollback"]);
+    assert_eq!(kept.code, 1, "{}", kept.both());
+    assert_eq!(row(&kept, "server")[1], "FAILED", "{}", kept.both());
+    assert!(
+        kept.stdout.contains("(automatic rollback is off)"),
+        "{}",
+        kept.both()
+    );
+    assert!(
+        kept.stdout
+            .contains("the system profile already points at the new system"),
+        "{}",
+        kept.both()
+    );
+    assert_ne!(
+        running(&lab, "server"),
+        old,
+        "left on the failed generation, as asked"
+    );
+}
+
+#[test]
+fn a_failing_canary_stops_the_other_hosts_from_being_touched() {
+    let mut lab = deployed(&["canary", "a", "b"]);
+    let logins: Vec<usize> = ["a", "b"].map(|n| host(&lab, n).accepted_logins()).to_vec();
+    lab.set_system("canary", spec(2, Activation::Fail))
+        .expect("flake");
+    lab.bump_all().expect("flake");
+
+    let run = hbdeploy(&lab, &["apply", "--all", "--canary", "canary"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(row(&run, "canary")[1], "rolled-back", "{}", run.both());
+    for name in ["a", "b"] {
+        assert_eq!(row(&run, name)[1], "skipped", "{}", run.both());
+    }
+    assert!(
+        run.stdout
+            .contains("3 hosts: 0 succeeded, 1 failed, 2 skipped"),
+        "{}",
+        run.both()
+    );
+    let after: Vec<usize> = ["a", "b"].map(|n| host(&lab, n).accepted_logins()).to_vec();
+    assert_eq!(logins, after, "skipped hosts were contacted");
+
+    // Batches: one host per wave; all succeed in order.
+    lab.set_system("canary", spec(5, Activation::Succeed))
+        .expect("flake");
+    let batched = hbdeploy(&lab, &["apply", "--all", "--batch", "1"]);
+    assert_eq!(batched.code, 0, "{}", batched.both());
+}
+
+#[test]
+fn two_deployments_of_one_host_do_not_run_at_once() {
+    let mut lab = deployed(&["server"]);
+    lab.set_system("server", spec(2, Activation::Slow(4)))
+        .expect("flake");
+    let first = lab
+        .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all"])
+        .expect("start the first apply");
+    let h = host(&lab, "server");
+    assert!(
+        wait_until(Duration::from_secs(60), || h
+            .activations()
+            .expect("read")
+            .len()
+            == 2),
+        "the first apply never started activating"
+    );
+    let second = hbdeploy(&lab, &["apply", "--all", "--reactivate"]);
+    let first = hbdeploy_lab::finish(first).expect("first apply ends");
+    assert_eq!(first.code, 0, "{}", first.both());
+    assert_eq!(second.code, 1, "{}", second.both());
+    assert_eq!(
+        row(&second, "server")[1..3],
+        ["FAILED", "connect"],
+        "{}",
+        second.both()
+    );
+    assert!(
+        second
+            .stdout
+            .contains("server: the host is locked by another deployment (hbdeploy apply by "),
+        "{}",
+        second.both()
+    );
+    assert_eq!(
+        h.activations().expect("read").len(),
+        2,
+        "the second apply activated"
+    );
+
+    // The lock died with the first deployment: a third apply goes through.
+    let third = hbdeploy(&lab, &["rollback", "server"]);
+    assert_eq!(third.code, 0, "{}", third.both());
+}
+
+#[test]
+fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
+    let mut lab = deployed(&["a", "b", "c", "d"]);
+    for name in ["a", "b", "c", "d"] {
+        lab.set_system(name, spec(2, Activation::Slow(3)))
+            .expect("flake");
+    }
+    let before: Vec<String> = ["a", "b", "c", "d"].map(|n| running(&lab, n)).to_vec();
+    let child = lab
+        .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all", "--parallel", "2"])
+        .expect("start apply");
+    let activating = || {
+        ["a", "b", "c", "d"]
+            .iter()
+            .filter(|n| host(&lab, n).activations().expect("read").len() == 2)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || activating() == 2),
+        "two hosts never started activating"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let run = hbdeploy_lab::finish(child).expect("apply ends");
+    assert_eq!(run.code, 130, "{}", run.both());
+    assert!(
+        run.stderr.contains("interrupted: starting nothing new"),
+        "{}",
+        run.both()
+    );
+
+    let mut finished = 0;
+    for (name, old) in ["a", "b", "c", "d"].iter().zip(&before) {
+        let cells = row(&run, name);
+        let h = host(&lab, name);
+        let now = running(&lab, name);
+        // Every host is on its old or its new generation, consistent with the report.
+        assert_eq!(
+            h.profile_system().expect("read"),
+            Some(now.clone()),
+            "{name}"
+        );
+        match cells[1].as_str() {
+            "ok" => {
+                finished += 1;
+                assert_ne!(&now, old, "{name} reported ok but runs the old system");
+            }
+            "interrupted" => {
+                assert_eq!(&now, old, "{name} reported interrupted but changed");
+                assert_eq!(
+                    h.activations().expect("read").len(),
+                    1,
+                    "{name} was activated"
+                );
+            }
+            other => panic!("{name}: unexpected result {other}\n{}", run.both()),
+        }
+    }
+    assert_eq!(finished, 2, "{}", run.both());
+    assert!(
+        run.stdout
+            .contains("4 hosts: 2 succeeded, 0 failed, 2 interrupted"),
+        "{}",
+        run.both()
+    );
+}
