@@ -6,6 +6,7 @@
 //! configuration or environment error.
 
 mod cli;
+mod install;
 mod summary;
 mod ui;
 
@@ -31,6 +32,7 @@ enum AppError {
     Inventory(InventoryError),
     Select(SelectError),
     Pipeline(PipelineError),
+    Install(hbdeploy_pipeline::install::InstallError),
     Runtime(std::io::Error),
 }
 
@@ -40,6 +42,7 @@ impl AppError {
             AppError::Inventory(err) => (err, err.hint().map(str::to_owned)),
             AppError::Select(err) => (err, err.hint().map(str::to_owned)),
             AppError::Pipeline(err) => (err, err.hint()),
+            AppError::Install(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
         };
         let mut text = format!("error: {error}\n");
@@ -82,6 +85,7 @@ fn fail(err: AppError) -> ExitCode {
 async fn run(cli: Cli) -> Result<ExitCode, AppError> {
     match cli.command {
         Command::Apply(ref args) => apply(&cli, args).await,
+        Command::Install(ref args) => install::run(&cli, args).await,
     }
 }
 
