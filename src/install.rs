@@ -26,7 +26,6 @@ const INSTALLER_PORT: u16 = 22;
 
 /// Runs `hbdeploy install`.
 pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
-    let refuse = |err: InstallError| AppError::Install(err);
     // Without a way to ask, refuse before anything else happens.
     if !args.print && !args.yes_wipe_disk && !interactive() {
         let devices = args.disks.iter().map(|d| d.device().to_owned()).collect();
@@ -42,32 +41,50 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
     let nix = Nix::detect()
         .await
         .map_err(|err| refuse(InstallError::Nix(err)))?;
-
+    if let Some(target) = &args.target {
+        let target = Target {
+            address: target.address.clone(),
+            port: target.port.unwrap_or(INSTALLER_PORT),
+            user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
+            identity_file: host.ssh.identity_file.clone(),
+            known_hosts: host.ssh.known_hosts.clone(),
+            connect_timeout: host.ssh.connect_timeout,
+        };
+        return push(cli, args, &nix, request, &target).await;
+    }
     let (events, ui) = listen(&request.host, cli.verbose);
     let disks = install::resolve_disks(&nix, &request, &args.disks, &events).await;
-    let Some(target) = &args.target else {
-        finish(events, ui).await;
-        let disks = disks.map_err(refuse)?;
-        let argv = disko_install_argv(&request.flake, &request.attr, &disks);
-        if args.print {
-            let _ = Term::stdout().write_line(&shell_line(&argv));
-            return Ok(ExitCode::SUCCESS);
-        }
-        return on_this_machine(args, &request, &disks, &argv).await;
-    };
-    let target = Target {
-        address: target.address.clone(),
-        port: target.port.unwrap_or(INSTALLER_PORT),
-        user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
-        identity_file: host.ssh.identity_file.clone(),
-        known_hosts: host.ssh.known_hosts.clone(),
-        connect_timeout: host.ssh.connect_timeout,
-    };
+    finish(events, ui).await;
+    let disks = disks.map_err(refuse)?;
+    let argv = disko_install_argv(&request.flake, &request.attr, &disks);
+    if args.print {
+        let _ = Term::stdout().write_line(&shell_line(&argv));
+        return Ok(ExitCode::SUCCESS);
+    }
+    on_this_machine(args, &request, &disks, &argv).await
+}
+
+fn refuse(err: InstallError) -> AppError {
+    AppError::Install(err)
+}
+
+/// The pushed install: evaluate and check (refusals are errors), ask, then install and report.
+async fn push(
+    cli: &Cli,
+    args: &InstallArgs,
+    nix: &Nix,
+    request: InstallRequest,
+    target: &Target,
+) -> Result<ExitCode, AppError> {
+    let host = request.host.clone();
+    let (events, ui) = listen(&host, cli.verbose);
     let installer = async {
-        let plan = install::plan(&nix, request.clone(), disks?, &events).await?;
-        install::connect(plan, &target, args.force, &events).await
+        let disks = install::resolve_disks(nix, &request, &args.disks, &events).await?;
+        let plan = install::plan(nix, request, disks, &events).await?;
+        install::connect(plan, target, args.force, &events).await
     }
     .await;
+    // Every progress line is out before the prompt or the error.
     finish(events, ui).await;
     let installer = installer.map_err(refuse)?;
 
@@ -76,15 +93,15 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
         .iter()
         .map(|d| (describe(&d.disk, &d.about), d.disk.device.clone()))
         .collect();
-    let consent = match consent(args, &request.host, &target.display(), wipe).await {
+    let consent = match consent(args, &host, &target.display(), wipe).await {
         Ok(consent) => consent,
         Err(err) => {
             installer.close().await;
             return Err(refuse(err));
         }
     };
-    let (events, ui) = listen(&request.host, cli.verbose);
-    let report = installer.install(&nix, consent, &events).await;
+    let (events, ui) = listen(&host, cli.verbose);
+    let report = installer.install(nix, consent, &events).await;
     finish(events, ui).await;
     let _ = Term::stdout().write_str(&render(&report));
     Ok(match report.outcome {
@@ -174,7 +191,6 @@ async fn on_this_machine(
     disks: &[DiskDevice],
     argv: &[String],
 ) -> Result<ExitCode, AppError> {
-    let refuse = |err: InstallError| AppError::Install(err);
     install::check_this_machine(disks, args.force).map_err(refuse)?;
     let wipe = disks
         .iter()
