@@ -370,6 +370,13 @@ fn target_checks_refuse_before_anything_is_copied() {
         &[&server, "--disk", &disk, "--force"],
         "has no nixos-install (looked on PATH and in /run/current-system/sw/bin)",
     );
+    // Nothing listens there.
+    let dead = format!("root@{}:2222", lab.dead_address());
+    check(
+        &[&dead, "--disk", &disk],
+        "error: cannot reach the target; nothing was changed\n  caused by: cannot connect to",
+    );
+    check(&[&dead, "--disk", &disk], "--target names its address");
     assert!(
         host(&lab, "desktop")
             .store_entries()

@@ -178,7 +178,14 @@ impl InstallError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             InstallError::Nix(err) => return err.hint(),
-            InstallError::Connect(err) | InstallError::Channel(err) => return err.hint(),
+            InstallError::Connect(err) => match **err {
+                SshError::Connect { .. } | SshError::Timeout { .. } => "check that the machine \
+                    is up, booted into the installer with sshd started (systemctl start sshd), \
+                    and that --target names its address (and port, when not 22)"
+                    .to_owned(),
+                _ => return err.hint(),
+            },
+            InstallError::Channel(err) => return err.hint(),
             InstallError::TagNotHost { .. } => {
                 "name the host: hbdeploy install HOST --disk DEVICE".to_owned()
             }

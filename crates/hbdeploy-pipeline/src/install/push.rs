@@ -1,5 +1,6 @@
 //! A pushed install: evaluate, check the target, then (with the user's consent) build, copy, run
-//! the disko script and `nixos-install`, over one SSH connection to the live installer.
+//! the disko script and `nixos-install`, over one SSH connection to the live installer (and
+//! those `nix copy` opens for itself).
 //!
 //! Both closures go to the installer's own store (in its RAM on an ISO); `nixos-install` then
 //! copies the system onto the new disks. The store paths put into command lines were validated
