@@ -70,12 +70,12 @@ pub struct InstallArgs {
     #[arg(long = "disk", value_name = "[NAME=]DEVICE", required = true)]
     pub disks: Vec<DiskArg>,
 
-    /// Only print the disko-install command that installs the host on the machine it runs on.
+    /// Only print the host's disko-install command, to run on the machine to install.
     #[arg(long, conflicts_with_all = ["target", "yes_wipe_disk", "force"])]
     pub print: bool,
 
-    /// Install over SSH onto this machine, booted into the NixOS installer, instead of onto the
-    /// machine hbdeploy runs on (user: the host's in fleet.toml; port: 22).
+    /// Install over SSH onto the machine at this address, booted into the NixOS installer,
+    /// instead of onto the machine hbdeploy runs on (user: the host's in fleet.toml; port: 22).
     #[arg(long, value_name = "[USER@]ADDRESS[:PORT]")]
     pub target: Option<TargetArg>,
 
