@@ -7,7 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use hbdeploy_lab::{Disko, Lab, LabHost, Medium, Run, SystemSpec};
 
@@ -459,71 +459,12 @@ fn usage_errors_exit_2_with_a_clear_message() {
     settings().bind(|| insta::assert_snapshot!("usage_errors", text));
 }
 
-/// Runs hbdeploy on a pseudo-terminal (util-linux `script`), types `answer` once the wipe prompt
-/// appears, and returns what the terminal showed (stdout and stderr together, as `stdout`).
-fn install_on_a_terminal(lab: &Lab, args: &[&str], answer: &str) -> Run {
-    use std::io::{Read, Write};
-    let quote = |word: &str| format!("'{}'", word.replace('\'', r"'\''"));
-    let fleet = lab.dir().join("fleet.toml");
-    let mut line = format!(
-        "{} --fleet {} install",
-        quote(HBDEPLOY),
-        quote(&fleet.display().to_string())
-    );
-    for arg in args {
-        line.push(' ');
-        line.push_str(&quote(arg));
-    }
-    let mut child = Command::new("script")
-        .args(["--quiet", "--return", "--command", &line, "/dev/null"])
-        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut shown = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut answered = false;
-    loop {
-        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
-            Ok(chunk) => shown.extend(chunk),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        if !answered && String::from_utf8_lossy(&shown).contains("anything else to stop: ") {
-            stdin
-                .write_all(format!("{answer}\r").as_bytes())
-                .expect("type the answer");
-            answered = true;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no end in sight:\n{}",
-            String::from_utf8_lossy(&shown)
-        );
-    }
-    reader.join().expect("reader");
-    let status = child.wait().expect("script ends");
-    drop(stdin);
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&shown).replace("\r\n", "\n"),
-        stderr: String::new(),
-    }
+/// Runs `hbdeploy install` on a pseudo-terminal and types `answer` at the wipe prompt.
+fn on_a_terminal(lab: &Lab, args: &[&str], answer: &str) -> Run {
+    let mut all = vec!["install"];
+    all.extend_from_slice(args);
+    lab.hbdeploy_on_a_terminal(bin(), &all, "anything else to stop: ", &[answer])
+        .expect("hbdeploy runs on a terminal")
 }
 
 #[test]
@@ -540,7 +481,7 @@ fn on_a_terminal_the_user_must_type_the_device_again() {
     let desktop = host(&lab, "desktop");
 
     // The disk's name is not its device: no consent.
-    let declined = install_on_a_terminal(&lab, &args, "nvme1n1");
+    let declined = on_a_terminal(&lab, &args, "nvme1n1");
     assert_eq!(declined.code, 2, "{}", declined.stdout);
     assert!(
         declined.stdout.contains(&format!(
@@ -564,7 +505,7 @@ fn on_a_terminal_the_user_must_type_the_device_again() {
         "precious data on nvme1n1\n"
     );
 
-    let confirmed = install_on_a_terminal(&lab, &args, &disk);
+    let confirmed = on_a_terminal(&lab, &args, &disk);
     assert_eq!(confirmed.code, 0, "{}", confirmed.stdout);
     assert!(
         confirmed.stdout.contains("installed desktop on"),

@@ -8,13 +8,14 @@
 //! by PID, also when a test panics. A host can also pose as a machine booted into the NixOS
 //! installer, with stand-in disks and `nixos-install`, for `hbdeploy install`.
 //!
-//! Requires root, util-linux (`unshare`, `nsenter`), `nix-bin` and `openssh-server`.
+//! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`.
 
 mod flake;
 mod host;
 mod installer;
 mod run;
 mod slot;
+mod terminal;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -25,6 +26,7 @@ pub use flake::{Activation, Buildability, Disko, HOST_STATE, SystemSpec};
 pub use host::LabHost;
 pub use installer::Medium;
 pub use run::{Run, hbdeploy};
+pub use terminal::hbdeploy_on_a_terminal;
 
 /// The port every lab sshd listens on (each on its own address).
 pub const SSH_PORT: u16 = 2222;

@@ -24,16 +24,19 @@ mod disks;
 mod error;
 mod live;
 mod push;
-mod report;
 mod target;
 
+use std::time::Duration;
+
+use hbdeploy_nix::{DiskDevice, StorePath};
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::CopyStats;
 
 pub use disks::{DiskArg, DiskArgError, resolve_disks};
 pub use error::{InstallError, StepError};
 pub use live::{LIVE_RULE, check_this_machine};
 pub use push::{InstallPlan, Installer, ProbedDisk, connect, nixos_install_command, plan};
-pub use report::{InstallReport, StepRecord};
 pub use target::{TargetArg, TargetArgError};
 
 /// The steps of a pushed install, in order. One name per concept: `build` and `copy` are the
@@ -156,6 +159,45 @@ impl WipeConsent {
     /// The user consented (see the type's documentation for when that is true).
     pub fn given() -> WipeConsent {
         WipeConsent(())
+    }
+}
+
+/// One step that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRecord {
+    /// The step.
+    pub step: InstallStep,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// The result of a pushed install.
+#[derive(Debug)]
+pub struct InstallReport {
+    /// The host.
+    pub host: String,
+    /// `user@address:port` of the installer.
+    pub target: String,
+    /// Each disk and its device.
+    pub disks: Vec<DiskDevice>,
+    /// The system installed (or to be).
+    pub system: StorePath,
+    /// Where the disko script mounted the new root.
+    pub root: String,
+    /// The steps after the consent that ran, in order; the failed one last.
+    pub steps: Vec<StepRecord>,
+    /// What the copy sent, if it ran.
+    pub copy: Option<CopyStats>,
+    /// Success, or the step's failure.
+    pub outcome: Result<(), StepError>,
+}
+
+impl InstallReport {
+    /// The step that failed, if one did.
+    pub fn failed_step(&self) -> Option<InstallStep> {
+        self.steps.iter().find(|s| !s.ok).map(|s| s.step)
     }
 }
 

@@ -12,8 +12,10 @@ use hbdeploy_nix::{DiskDevice, InstallDrvs, Nix, SshDest, StorePath};
 use hbdeploy_ssh::{CommandOutput, Connection, Target};
 
 use super::live::{self, SYSTEM_BIN};
-use super::report::{InstallReport, StepRecord};
-use super::{InstallError, InstallEvents, InstallRequest, InstallStep, StepError, WipeConsent};
+use super::{
+    InstallError, InstallEvents, InstallReport, InstallRequest, InstallStep, StepError, StepRecord,
+    WipeConsent,
+};
 use crate::CopyStats;
 
 /// Everything evaluated for a pushed install: the disks and what to build for them.
