@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hbdeploy_pipeline::Goal;
+use hbdeploy_pipeline::install::{DiskArg, TargetArg};
 
 /// Push-model NixOS fleet deployer: one build for every host, then copy and activate them all
 /// in parallel over SSH.
@@ -40,6 +41,8 @@ pub enum Command {
     Generations(GenerationsArgs),
     /// Show what each host runs, and whether it is what the flake builds.
     Status(StatusArgs),
+    /// Install a host's system on a machine booted into the NixOS installer, wiping its disks.
+    Install(InstallArgs),
 }
 
 /// Which hosts: `--all`, names and `@tags`.
@@ -164,6 +167,35 @@ pub struct ApplyArgs {
     /// At most N hosts per wave; a failed wave stops the next ones.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: Option<u16>,
+}
+
+/// Options of `install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The host to install, by its name in fleet.toml.
+    #[arg(value_name = "HOST")]
+    pub host: String,
+
+    /// A disk to wipe: DEVICE for a host with one disko disk, NAME=DEVICE for each of several.
+    #[arg(long = "disk", value_name = "[NAME=]DEVICE", required = true)]
+    pub disks: Vec<DiskArg>,
+
+    /// Only print the host's disko-install command, to run on the machine to install.
+    #[arg(long, conflicts_with_all = ["target", "yes_wipe_disk", "force"])]
+    pub print: bool,
+
+    /// Install over SSH onto the machine at this address, booted into the NixOS installer,
+    /// instead of onto the machine hbdeploy runs on (user: the host's in fleet.toml; port: 22).
+    #[arg(long, value_name = "[USER@]ADDRESS[:PORT]")]
+    pub target: Option<TargetArg>,
+
+    /// Wipe the disks without asking; without a terminal to ask on, install refuses otherwise.
+    #[arg(long)]
+    pub yes_wipe_disk: bool,
+
+    /// Install even on a machine that is not a NixOS live installer.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `--goal` values.

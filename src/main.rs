@@ -8,6 +8,7 @@
 mod change;
 mod cli;
 mod inspect;
+mod install;
 mod summary;
 mod time;
 mod ui;
@@ -38,6 +39,8 @@ pub(crate) enum AppError {
     Select(SelectError),
     /// nix could not run.
     Pipeline(PipelineError),
+    /// `install` refused or could not start.
+    Install(hbdeploy_pipeline::install::InstallError),
     /// The async runtime could not start.
     Runtime(std::io::Error),
     /// A command's own usage error, with a hint.
@@ -50,6 +53,7 @@ impl AppError {
             AppError::Inventory(err) => (err, err.hint().map(str::to_owned)),
             AppError::Select(err) => (err, err.hint().map(str::to_owned)),
             AppError::Pipeline(err) => (err, err.hint()),
+            AppError::Install(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
             AppError::Usage(message, hint) => {
                 let mut text = format!("error: {message}\n");
@@ -102,6 +106,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Rollback(args) => change::rollback(&cli, args).await,
         Command::Generations(args) => inspect::generations(&cli, args).await,
         Command::Status(args) => inspect::status(&cli, args).await,
+        Command::Install(args) => install::run(&cli, args).await,
     }
 }
 

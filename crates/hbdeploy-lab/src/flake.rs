@@ -5,10 +5,17 @@
 //! `bin/switch-to-configuration` behaves like NixOS's for `switch`, `boot`, `test` and
 //! `dry-activate`: it points `/run/current-system` at the system, records the boot default, and
 //! logs every activation to the host's state directory. A system can be told to fail.
+//!
+//! For `hbdeploy install`, each configuration also declares disko disks
+//! (`config.disko.devices.disk`), has a toy `config.system.build.diskoScript` (see
+//! `installer.rs`) and an `extendModules` that honours a module overriding a disk's `device`,
+//! as NixOS's does.
 
 use std::collections::BTreeMap;
 
 use hbdeploy_nix::nix_string;
+
+use crate::installer::disko_script_for;
 
 /// Where the lab's state directory is mounted inside every host.
 pub const HOST_STATE: &str = "/var/lib/hbdeploy-lab";
@@ -45,6 +52,16 @@ pub enum Buildability {
     EvalFails,
 }
 
+/// How a toy system's disko script behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Disko {
+    /// "Formats" every disk (overwrites the stand-in file), records it, exits 0.
+    #[default]
+    Formats,
+    /// Prints an error and exits 1 before touching any disk.
+    Fails,
+}
+
 /// One host's toy system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SystemSpec {
@@ -56,6 +73,10 @@ pub struct SystemSpec {
     pub activation: Activation,
     /// Whether it evaluates and builds.
     pub build: Buildability,
+    /// Its disko disks, `disko.devices.disk.<name>.device`: name → device.
+    pub disks: BTreeMap<String, String>,
+    /// How its disko script behaves.
+    pub disko: Disko,
 }
 
 impl Default for SystemSpec {
@@ -65,6 +86,8 @@ impl Default for SystemSpec {
             payload_bytes: 4096,
             activation: Activation::Succeed,
             build: Buildability::Builds,
+            disks: BTreeMap::from([("vda".to_owned(), "/dev/vda".to_owned())]),
+            disko: Disko::Formats,
         }
     }
 }
@@ -174,10 +197,25 @@ pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>) -> Strin
                 nix_string(&script_for(host, spec)),
             ),
         };
-        configs.push_str(&format!(
-            "      {} = {{ config.system.build.toplevel = {toplevel}; }};\n",
-            nix_string(host)
-        ));
+        let config = match spec.build {
+            Buildability::EvalFails => format!("{{ config.system.build.toplevel = {toplevel}; }}"),
+            Buildability::Builds | Buildability::BuildFails => {
+                let disks: String = spec
+                    .disks
+                    .iter()
+                    .map(|(name, device)| {
+                        format!(" {} = {};", nix_string(name), nix_string(device))
+                    })
+                    .collect();
+                format!(
+                    "mkConfig {{ host = {}; toplevel = {toplevel}; disks = {{{disks} }}; \
+                     diskoScript = {}; }}",
+                    nix_string(host),
+                    nix_string(&disko_script_for(host, spec.disko == Disko::Fails)),
+                )
+            }
+        };
+        configs.push_str(&format!("      {} = {config};\n", nix_string(host)));
     }
     FLAKE_TEMPLATE
         .replace("@system@", &nix_string(system))
@@ -212,6 +250,32 @@ const FLAKE_TEMPLATE: &str = r#"{
           '') "nixos-system-${host}-toy-${generation}" {
             inherit host generation payload etc switchScript;
           };
+      # A configuration: its toplevel, its disko disks and disko script, and an extendModules
+      # that applies modules setting disko.devices.disk.<name>.device (plain or mkOverride'd).
+      unwrap = v: if builtins.isAttrs v && (v._type or "") == "override" then v.content else v;
+      mkConfig = { host, toplevel, disks, diskoScript }:
+        let
+          configure = applied:
+            let
+              override = acc: m: acc // builtins.mapAttrs (name: d:
+                if builtins.hasAttr name acc then unwrap d.device
+                else throw "lab: ${host} declares no disko disk ${name}")
+                (m.disko.devices.disk or { });
+              devices = builtins.foldl' override disks applied;
+              pairs = map (name: name + "=" + devices.${name}) (builtins.attrNames devices);
+            in {
+              config = {
+                system.build.toplevel = toplevel;
+                system.build.diskoScript = sh ''
+                  { echo '#!/bin/sh'; echo "disks='$disks'"; printf '%s\n' "$script"; } > $out
+                  chmod +x $out
+                '' "disko-${host}" { disks = builtins.concatStringsSep " " pairs; script = diskoScript; };
+                disko.devices.disk = builtins.mapAttrs (name: device: { inherit device; }) devices;
+                disko.rootMountPoint = "/mnt";
+              };
+              extendModules = args: configure (applied ++ (args.modules or [ ]));
+            };
+        in configure [ ];
     in {
       nixosConfigurations = {
 @configs@      };
@@ -243,7 +307,8 @@ mod tests {
             ),
         ]);
         let text = flake_text("x86_64-linux", &systems);
-        assert!(text.contains("\"a\" = { config.system.build.toplevel = mk { host = \"a\";"));
+        assert!(text.contains("\"a\" = mkConfig { host = \"a\"; toplevel = mk { host = \"a\";"));
+        assert!(text.contains("disks = { \"vda\" = \"/dev/vda\"; };"));
         assert!(text.contains("\"b\" = { config.system.build.toplevel = throw"));
         assert!(text.contains("toy activation of c fails on purpose"));
         assert!(!text.contains("@configs@") && !text.contains("@system@"));

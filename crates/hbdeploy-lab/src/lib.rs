@@ -5,23 +5,28 @@
 //! on its own loopback address, and root login by key. The lab's flake builds toy NixOS systems
 //! with real nix and no nixpkgs. A lab claims its own address range and state directory, so labs
 //! in parallel tests never see each other's hosts, and [`Drop`] stops every process it started,
-//! by PID, also when a test panics.
+//! by PID, also when a test panics. A host can also pose as a machine booted into the NixOS
+//! installer, with stand-in disks and `nixos-install`, for `hbdeploy install`.
 //!
-//! Requires root, util-linux (`unshare`, `nsenter`), `nix-bin` and `openssh-server`.
+//! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`.
 
 mod flake;
 mod host;
+mod installer;
 mod run;
 mod slot;
+mod terminal;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use flake::{Activation, Buildability, HOST_STATE, SystemSpec};
+pub use flake::{Activation, Buildability, Disko, HOST_STATE, SystemSpec};
 pub use host::LabHost;
+pub use installer::Medium;
 pub use run::{Run, finish, hbdeploy};
+pub use terminal::hbdeploy_on_a_terminal;
 
 /// The port every lab sshd listens on (each on its own address).
 pub const SSH_PORT: u16 = 2222;

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use hbdeploy_lab::{Lab, NIX_CONFIG};
+use hbdeploy_lab::{Lab, Medium, NIX_CONFIG};
 
 fn nix(args: &[&str]) -> String {
     let out = Command::new("nix")
@@ -98,4 +98,81 @@ fn parallel_labs_get_distinct_ranges() {
     let a2 = two.host("a").expect("a").address;
     assert_ne!(a1, a2);
     assert_ne!(one.dir(), two.dir());
+}
+
+#[test]
+fn an_installer_host_runs_the_toy_disko_script_with_an_overridden_device() {
+    let mut lab = Lab::start(&["desktop", "server"]).expect("lab starts");
+    let spec = hbdeploy_lab::SystemSpec {
+        disks: [("nvme1n1".to_owned(), "/dev/nvme1n1".to_owned())].into(),
+        ..hbdeploy_lab::SystemSpec::default()
+    };
+    lab.set_system("desktop", spec).expect("flake");
+    let desktop = lab.host("desktop").expect("desktop");
+    desktop
+        .make_installer(Medium::LiveInstaller)
+        .expect("installer");
+    let disk = desktop.add_disk("nvme1n1").expect("disk");
+
+    // The disk names, and a disko script built for another device than disk.nix's.
+    let flake = format!("{}#nixosConfigurations", lab.flake_ref());
+    let names = nix(&[
+        "eval",
+        "--json",
+        &flake,
+        "--apply",
+        "cs: builtins.attrNames cs.desktop.config.disko.devices.disk",
+    ]);
+    assert_eq!(names.trim(), r#"["nvme1n1"]"#);
+    let apply = format!(
+        "cs: (cs.desktop.extendModules {{ modules = [ {{ disko.devices.disk.nvme1n1.device = \
+         {{ _type = \"override\"; priority = 10; content = \"{disk}\"; }}; }} ]; }})\
+         .config.system.build.diskoScript.drvPath"
+    );
+    let drv = nix(&["eval", "--raw", &flake, "--apply", &apply]);
+    let json = nix(&["build", "--json", "--no-link", &drv]);
+    let script = json
+        .split("\"out\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("out path")
+        .to_owned();
+
+    // Inside the host: the installer's face, and the script run from the host's view of the
+    // deployer's store path (the lab hosts share no store, so copy the one file over).
+    let os_release = desktop.sh("cat /etc/os-release").expect("sh");
+    assert!(os_release.contains("VARIANT_ID=installer"), "{os_release}");
+    assert!(
+        !std::fs::read_to_string("/etc/os-release")
+            .unwrap_or_default()
+            .contains("lab live installer"),
+        "the bind mount leaked out of the host's namespace"
+    );
+    let which = desktop
+        .sh("PATH=$PATH:/run/current-system/sw/bin command -v nixos-install")
+        .expect("sh");
+    assert_eq!(which.trim(), "/run/current-system/sw/bin/nixos-install");
+    let text = std::fs::read_to_string(&script).expect("script");
+    assert!(text.contains(&format!("disks='nvme1n1={disk}'")), "{text}");
+    let copy = lab.dir().join("hosts/desktop/state/disko");
+    std::fs::write(&copy, &text).expect("copy script");
+    let out = desktop
+        .sh("sh /var/lib/hbdeploy-lab/disko")
+        .expect("disko runs");
+    assert!(out.contains("mounted the new file systems"), "{out}");
+    assert_eq!(desktop.install_log(), [format!("formatted nvme1n1 {disk}")]);
+    assert!(
+        desktop
+            .disk_content("nvme1n1")
+            .expect("read")
+            .contains("by disko")
+    );
+    // The other host is no installer.
+    let server = lab.host("server").expect("server");
+    assert!(
+        !server
+            .sh("cat /etc/os-release")
+            .expect("sh")
+            .contains("VARIANT_ID=installer")
+    );
 }

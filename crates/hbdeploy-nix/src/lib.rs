@@ -1,8 +1,9 @@
 //! The nix driver of hbdeploy.
 //!
 //! Builds the argument vectors for `nix eval`, `nix build --json`, `nix copy` and `nix-store`
-//! queries, runs them as child processes, and parses what they print. It knows nothing of russh
-//! or of hosts: callers pass flake attributes, store paths and SSH destinations.
+//! queries, runs them as child processes, and parses what they print; it also holds the nix
+//! expressions and the `disko-install` command line that installing a host needs. It knows
+//! nothing of russh or of hosts: callers pass flake attributes, store paths and SSH destinations.
 //!
 //! nix 2.8 (Debian's `nix-bin`) is the oldest version supported; where newer versions differ
 //! (the installable syntax for a derivation's output) the detected [`NixVersion`] decides.
@@ -10,8 +11,10 @@
 mod build;
 mod command;
 mod copy;
+mod disko;
 mod error;
 mod eval;
+mod expr;
 mod store_path;
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ use std::path::PathBuf;
 pub use build::BuildResults;
 pub use command::OutputSink;
 pub use copy::SshDest;
+pub use disko::{DISKO_INSTALL, DiskDevice, InstallDrvs, disko_install_argv, shell_line};
 pub use error::NixError;
 pub use eval::{Toplevel, nix_string};
 pub use store_path::{StorePath, StorePathError};

@@ -5,11 +5,14 @@
 //! The pipeline never prints: it sends [`Event`]s to whoever listens (the binary's UI) and returns
 //! the report. A host's failure is a value in the report, never an early return, so one host's
 //! failure never stops the others.
+//!
+//! [`install`] puts one host's system onto a new machine's disks, from a live installer.
 
 mod deploy;
 mod error;
 mod event;
 mod fanout;
+pub mod install;
 mod remote;
 mod report;
 mod rollback;

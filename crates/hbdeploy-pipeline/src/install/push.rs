@@ -1,0 +1,379 @@
+//! A pushed install: evaluate, check the target, then (with the user's consent) build, copy, run
+//! the disko script and `nixos-install`, over one SSH connection to the live installer (and
+//! those `nix copy` opens for itself).
+//!
+//! Both closures go to the installer's own store (in its RAM on an ISO); `nixos-install` then
+//! copies the system onto the new disks. The store paths put into command lines were validated
+//! as [`StorePath`]s, the devices when parsed and the mount point here.
+
+use std::time::Instant;
+
+use hbdeploy_nix::{DiskDevice, InstallDrvs, Nix, SshDest, StorePath};
+use hbdeploy_ssh::{CommandOutput, Connection, Target};
+
+use super::live::{self, SYSTEM_BIN};
+use super::{
+    InstallError, InstallEvents, InstallReport, InstallRequest, InstallStep, StepError, StepRecord,
+    WipeConsent,
+};
+use crate::CopyStats;
+
+/// Everything evaluated for a pushed install: the disks and what to build for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallPlan {
+    /// The host and flake.
+    pub request: InstallRequest,
+    /// Each disk and its device, in declared order.
+    pub disks: Vec<DiskDevice>,
+    /// The system and disko script, evaluated with those devices.
+    pub drvs: InstallDrvs,
+}
+
+/// Evaluates the system and the disko script of `disks` (one `nix eval`), so that a
+/// configuration that does not evaluate is refused before anyone is asked to wipe a disk.
+pub async fn plan(
+    nix: &Nix,
+    request: InstallRequest,
+    disks: Vec<DiskDevice>,
+    events: &InstallEvents,
+) -> Result<InstallPlan, InstallError> {
+    let mut sink = |line: &str| events.output(InstallStep::Evaluate, line);
+    let drvs = nix
+        .install_drvs(&request.flake, &request.attr, &disks, &mut sink)
+        .await?
+        .map_err(|lines| InstallError::Eval {
+            attr: request.attr.clone(),
+            lines,
+        })?;
+    let root = &drvs.root_mount_point;
+    let plain = root.starts_with('/')
+        && root
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    if !plain {
+        return Err(InstallError::BadRootMountPoint {
+            attr: request.attr.clone(),
+            root: root.clone(),
+        });
+    }
+    Ok(InstallPlan {
+        request,
+        disks,
+        drvs,
+    })
+}
+
+/// A disk as the target sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbedDisk {
+    /// The disk and its device.
+    pub disk: DiskDevice,
+    /// Size and model from the target's lsblk; empty when it cannot tell.
+    pub about: String,
+}
+
+/// A checked target, connected, waiting for the consent to wipe its disks.
+#[derive(Debug)]
+pub struct Installer {
+    plan: InstallPlan,
+    conn: Connection,
+    disks: Vec<ProbedDisk>,
+}
+
+/// Connects to `target` and checks it: a live installer (unless `force`), a root login,
+/// `nixos-install`, and every device. Changes nothing.
+pub async fn connect(
+    plan: InstallPlan,
+    target: &Target,
+    force: bool,
+    events: &InstallEvents,
+) -> Result<Installer, InstallError> {
+    events.step(InstallStep::Connect);
+    let conn = Connection::connect(target)
+        .await
+        .map_err(|err| InstallError::Connect(Box::new(err)))?;
+    match check(&conn, &plan, force, events).await {
+        Ok(disks) => Ok(Installer { plan, conn, disks }),
+        Err(error) => {
+            conn.close().await;
+            Err(error)
+        }
+    }
+}
+
+async fn check(
+    conn: &Connection,
+    plan: &InstallPlan,
+    force: bool,
+    events: &InstallEvents,
+) -> Result<Vec<ProbedDisk>, InstallError> {
+    let target = conn.target().display();
+    let output = conn
+        .run(&live::probe_script(&plan.disks), |_| {})
+        .await
+        .map_err(|err| InstallError::Channel(Box::new(err)))?;
+    if !output.exit.success() {
+        return Err(InstallError::Probe {
+            target,
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    let probe = live::parse_probe(&output.stdout);
+    if let Err(evidence) = live::judge(&probe.os_release) {
+        if !force {
+            return Err(InstallError::NotLive { target, evidence });
+        }
+        events.note(format!(
+            "not a live installer ({evidence}); going on: --force"
+        ));
+    }
+    if probe.uid != "0" {
+        return Err(InstallError::NotRoot {
+            target,
+            uid: probe.uid,
+        });
+    }
+    if !probe.nixos_install {
+        return Err(InstallError::NoNixosInstall { target });
+    }
+    plan.disks
+        .iter()
+        .map(
+            |disk| match probe.devices.iter().find(|(d, _)| *d == disk.device) {
+                Some((_, about)) => Ok(ProbedDisk {
+                    disk: disk.clone(),
+                    about: about.clone(),
+                }),
+                None => Err(InstallError::NoDevice {
+                    target: target.clone(),
+                    device: disk.device.clone(),
+                }),
+            },
+        )
+        .collect()
+}
+
+fn tail(output: &CommandOutput) -> Vec<String> {
+    output.tail.iter().map(|l| l.text.clone()).collect()
+}
+
+/// The `nixos-install` command run on the target: the root and system are checked values.
+pub fn nixos_install_command(system: &StorePath, root: &str) -> String {
+    format!(
+        "PATH=\"$PATH:{SYSTEM_BIN}\" nixos-install --no-root-passwd --no-channel-copy \
+         --root {root} --system {system}"
+    )
+}
+
+impl Installer {
+    /// The disks that will be wiped, as the target describes them.
+    pub fn disks(&self) -> &[ProbedDisk] {
+        &self.disks
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        self.conn.target()
+    }
+
+    /// Ends the connection without installing.
+    pub async fn close(self) {
+        self.conn.close().await;
+    }
+
+    /// Builds, copies, runs the disko script, then `nixos-install`; stops at the first step
+    /// that fails. Every step is in the report, with the failure if there was one.
+    pub async fn install(
+        self,
+        nix: &Nix,
+        _consent: WipeConsent,
+        events: &InstallEvents,
+    ) -> InstallReport {
+        let mut report = InstallReport {
+            host: self.plan.request.host.clone(),
+            target: self.conn.target().display(),
+            disks: self.plan.disks.clone(),
+            system: self.plan.drvs.system.out_path.clone(),
+            root: self.plan.drvs.root_mount_point.clone(),
+            steps: Vec::new(),
+            copy: None,
+            outcome: Ok(()),
+        };
+        let job = Job {
+            installer: &self,
+            nix,
+            events,
+        };
+        for step in InstallStep::AFTER_CONSENT {
+            events.step(step);
+            let began = Instant::now();
+            let result = job.run(step, &mut report).await;
+            report.steps.push(StepRecord {
+                step,
+                ok: result.is_ok(),
+                duration: began.elapsed(),
+            });
+            if let Err(error) = result {
+                report.outcome = Err(error);
+                break;
+            }
+        }
+        self.conn.close().await;
+        report
+    }
+}
+
+/// The steps' shared context.
+struct Job<'a> {
+    installer: &'a Installer,
+    nix: &'a Nix,
+    events: &'a InstallEvents,
+}
+
+impl Job<'_> {
+    async fn run(&self, step: InstallStep, report: &mut InstallReport) -> Result<(), StepError> {
+        let drvs = &self.installer.plan.drvs;
+        match step {
+            InstallStep::Build => self.build().await,
+            InstallStep::Copy => {
+                report.copy = Some(self.copy().await?);
+                Ok(())
+            }
+            InstallStep::Disko => {
+                let script = drvs.disko_script.out_path.to_string();
+                let output = self.remote(step, &script).await?;
+                match output.exit.success() {
+                    true => Ok(()),
+                    false => Err(StepError::Disko {
+                        exit: output.exit.clone(),
+                        tail: tail(&output),
+                        devices: report.disks.iter().map(|d| d.device.clone()).collect(),
+                    }),
+                }
+            }
+            InstallStep::NixosInstall => {
+                let root = &drvs.root_mount_point;
+                let command = nixos_install_command(&drvs.system.out_path, root);
+                let output = self.remote(step, &command).await?;
+                match output.exit.success() {
+                    true => Ok(()),
+                    false => Err(StepError::NixosInstall {
+                        exit: output.exit.clone(),
+                        tail: tail(&output),
+                        system: drvs.system.out_path.clone(),
+                        root: root.clone(),
+                    }),
+                }
+            }
+            InstallStep::Evaluate | InstallStep::Connect => Ok(()),
+        }
+    }
+
+    /// One `nix build` of the system and the disko script.
+    async fn build(&self) -> Result<(), StepError> {
+        let drvs = &self.installer.plan.drvs;
+        let both = [drvs.system.clone(), drvs.disko_script.clone()];
+        let mut sink = |line: &str| self.events.output(InstallStep::Build, line);
+        let built = self
+            .nix
+            .build(&both, None, &mut sink)
+            .await
+            .map_err(|err| StepError::Build {
+                lines: vec![err.to_string()]
+                    .into_iter()
+                    .chain(err.tail().iter().cloned())
+                    .collect(),
+            })?;
+        let mut lines: Vec<String> = Vec::new();
+        for drv in &both {
+            match built.get(&drv.drv_path) {
+                Some(Ok(())) => {}
+                Some(Err(errors)) => lines.extend(errors.iter().cloned()),
+                None => lines.push(format!("nix build did not report {}", drv.drv_path)),
+            }
+        }
+        lines.dedup();
+        if lines.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::Build { lines })
+        }
+    }
+
+    /// Copies what the target lacks of both closures (nothing at all if it has everything).
+    async fn copy(&self) -> Result<CopyStats, StepError> {
+        let drvs = &self.installer.plan.drvs;
+        let roots = [&drvs.system.out_path, &drvs.disko_script.out_path];
+        let mut closure: Vec<StorePath> = Vec::new();
+        for root in roots {
+            let paths = self
+                .nix
+                .closure(root)
+                .await
+                .map_err(|source| StepError::Closure {
+                    path: root.clone(),
+                    source,
+                })?;
+            closure.extend(paths);
+        }
+        closure.sort();
+        closure.dedup();
+        let mut command = String::from("nix-store --check-validity --print-invalid");
+        for path in &closure {
+            command.push(' ');
+            command.push_str(path.as_str());
+        }
+        // Its stdout is a list of paths for this code, not progress for the user: not streamed.
+        let output = self
+            .installer
+            .conn
+            .run(&command, |_| {})
+            .await
+            .map_err(|source| StepError::Channel {
+                step: InstallStep::Copy,
+                source,
+            })?;
+        if !output.exit.success() {
+            return Err(StepError::Check {
+                exit: output.exit.clone(),
+                tail: tail(&output),
+            });
+        }
+        let missing = output.stdout.lines().filter(|l| !l.is_empty()).count();
+        let stats = CopyStats {
+            sent: missing,
+            total: closure.len(),
+        };
+        if missing > 0 {
+            let target = self.installer.conn.target();
+            let dest = SshDest {
+                user: target.user.clone(),
+                address: target.address.clone(),
+                port: target.port,
+                identity_file: target.identity_file.clone(),
+                known_hosts: target.known_hosts.clone(),
+                connect_timeout_secs: target.connect_timeout.as_secs().max(1),
+            };
+            let mut sink = |line: &str| self.events.output(InstallStep::Copy, line);
+            for root in roots {
+                self.nix
+                    .copy_to(&dest, root, &mut sink)
+                    .await
+                    .map_err(StepError::Copy)?;
+            }
+        }
+        self.events
+            .note(format!("copied {} of {} paths", stats.sent, stats.total));
+        Ok(stats)
+    }
+
+    /// Runs `command` on the target, streaming its output as events of `step`.
+    async fn remote(&self, step: InstallStep, command: &str) -> Result<CommandOutput, StepError> {
+        self.installer
+            .conn
+            .run(command, |line| self.events.output(step, &line.text))
+            .await
+            .map_err(|source| StepError::Channel { step, source })
+    }
+}
