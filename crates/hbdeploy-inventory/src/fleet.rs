@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::doc::Doc;
 use crate::error::{InventoryError, Problem};
+use crate::health::read_checks;
 use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
 use crate::paths::{FlakeRef, PathError, Resolver};
@@ -70,6 +71,7 @@ impl Fleet {
         };
 
         let safety = SafetyOverrides::read(&fleet)?;
+        let health = read_checks(&root)?;
 
         let ssh = match root.table("ssh")? {
             Some(table) => {
@@ -90,7 +92,9 @@ impl Fleet {
         };
         let mut hosts = BTreeMap::new();
         for (key, value) in hosts_table.entries() {
-            let host = read_host(&hosts_table, key, value, &ssh, &safety, &resolver)?;
+            let mut host = read_host(&hosts_table, key, value, &ssh, &safety, &resolver)?;
+            // Checks for every host run first, then the host's own.
+            host.health.splice(0..0, health.iter().cloned());
             hosts.insert(host.name.clone(), host);
         }
         Ok(Fleet {
@@ -236,7 +240,7 @@ mod tests {
         check(
             &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
             "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
-             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, magic-rollback, confirm-timeout, wave",
+             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, magic-rollback, confirm-timeout, wave, health",
         );
     }
 

@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use crate::error::{InventoryError, Problem};
+use crate::health::{HealthCheck, read_checks};
 use crate::name::{HostName, Tag};
 use crate::paths::Resolver;
 use crate::reader::{Key, Table, Value};
@@ -31,6 +32,8 @@ pub struct Host {
     pub safety: Safety,
     /// Its rollout wave: hosts of wave 0 are deployed first, then wave 1, and so on.
     pub wave: u32,
+    /// Checks run after activation: `[[health]]` for every host, then its own.
+    pub health: Vec<HealthCheck>,
 }
 
 impl Host {
@@ -88,6 +91,7 @@ pub(crate) fn read_host(
         ssh,
         safety,
         wave,
+        health: read_checks(&table)?,
     })
 }
 

@@ -14,6 +14,7 @@
 mod doc;
 mod error;
 mod fleet;
+mod health;
 mod host;
 mod name;
 mod paths;
@@ -26,14 +27,15 @@ mod suggest;
 
 pub use error::{ConfigError, InventoryError, Location, Problem};
 pub use fleet::Fleet;
+pub use health::{HealthCheck, Probe};
 pub use host::Host;
 pub use name::{HostName, MAX_NAME_LEN, NameError, Tag};
 pub use paths::FlakeRef;
 pub use safety::Safety;
 pub use schema::{
-    DEFAULT_CONFIRM_TIMEOUT_SECS, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS,
-    DEFAULT_PARALLEL, DEFAULT_PORT, DEFAULT_USER, MAX_CONFIRM_TIMEOUT_SECS,
-    MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL, MAX_WAVE,
+    DEFAULT_CONFIRM_TIMEOUT_SECS, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEALTH_RETRIES,
+    DEFAULT_HEALTH_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PARALLEL, DEFAULT_PORT, DEFAULT_USER,
+    MAX_CONFIRM_TIMEOUT_SECS, MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL, MAX_WAVE,
 };
 pub use select::{SelectError, Selector};
 pub use ssh::SshSettings;

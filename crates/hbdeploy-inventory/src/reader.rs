@@ -220,6 +220,36 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// `key` as an array of tables (`[[key]]`), empty if absent. Each table is named
+    /// `[[dotted.key]]` #n in errors.
+    pub(crate) fn tables(&self, key: &str) -> Result<Vec<Table<'a>>, InventoryError> {
+        let Some((_, value)) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            return Err(self.wrong_type(key, value, "an array of tables ([[…]])"));
+        };
+        let segment = bare_or_quoted(key);
+        let dotted = if self.dotted.is_empty() {
+            segment
+        } else {
+            format!("{}.{segment}", self.dotted)
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let DeValue::Table(map) = item.get_ref() else {
+                return Err(self.wrong_type(key, item, "an array of tables ([[…]])"));
+            };
+            tables.push(Table {
+                doc: self.doc,
+                map,
+                dotted: format!("{dotted}][{i}"),
+                span: item.span(),
+            });
+        }
+        Ok(tables)
+    }
+
     /// `key` as a boolean, if present.
     pub(crate) fn boolean(&self, key: &str) -> Result<Option<bool>, InventoryError> {
         let Some((_, value)) = self.get(key) else {

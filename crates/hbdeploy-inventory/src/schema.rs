@@ -5,7 +5,7 @@
 //! tests below check that every accepted key has an example.
 
 /// Tables at the top level.
-pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts"];
+pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts", "health"];
 
 /// Keys of `[fleet]`.
 pub(crate) const FLEET_KEYS: &[&str] = &["flake", "parallel", "magic-rollback", "confirm-timeout"];
@@ -32,7 +32,16 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "magic-rollback",
     "confirm-timeout",
     "wave",
+    "health",
 ];
+
+/// Keys of a health check (`[[health]]` or `[[hosts.NAME.health]]`).
+pub(crate) const HEALTH_KEYS: &[&str] = &["command", "tcp", "http", "status", "timeout", "retries"];
+
+/// Seconds one health-check attempt may take when `timeout` is not set.
+pub const DEFAULT_HEALTH_TIMEOUT_SECS: u64 = 30;
+/// Attempts after the first when `retries` is not set.
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
 
 /// Hosts handled at once when `parallel` is not set.
 pub const DEFAULT_PARALLEL: usize = 10;
@@ -75,6 +84,13 @@ pub(crate) fn example(key: &str) -> &'static str {
         "magic-rollback" => "magic-rollback = true",
         "confirm-timeout" => "confirm-timeout = 30",
         "wave" => "wave = 1",
+        "health" => "[[health]] followed by command = \"systemctl is-system-running\"",
+        "command" => "command = \"systemctl is-system-running\"",
+        "tcp" => "tcp = \"server.example.org:443\"",
+        "http" => "http = \"http://server.example.org/health\"",
+        "status" => "status = 200",
+        "timeout" => "timeout = 30",
+        "retries" => "retries = 3",
         // A host's own table: the key is its name, so no fixed example fits better.
         _ => "[hosts.NAME] followed by address = \"…\"",
     }
@@ -87,6 +103,9 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
         "port" => "use the port the host's sshd listens on; the default is 22",
         "connect-timeout" => "`connect-timeout` is a number of seconds; the default is 10",
         "confirm-timeout" => "`confirm-timeout` is a number of seconds; the default is 30",
+        "timeout" => "`timeout` is a number of seconds for one attempt; the default is 30",
+        "retries" => "`retries` is how many times a failed check is tried again; the default is 3",
+        "status" => "`status` is an HTTP status code, 100 to 599",
         "wave" => "`wave` orders hosts into waves: 0 (the default) goes first, then 1, 2, …",
         _ => "see docs/fleet.md for the allowed values",
     }
@@ -118,6 +137,7 @@ mod tests {
             .chain(FLEET_KEYS)
             .chain(SSH_KEYS)
             .chain(HOST_KEYS)
+            .chain(HEALTH_KEYS)
         {
             let line = example(key);
             assert!(line.contains(key) || *key == "hosts", "{key}: {line}");
