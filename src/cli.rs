@@ -41,6 +41,8 @@ pub enum Command {
     Generations(GenerationsArgs),
     /// Show what each host runs, and whether it is what the flake builds.
     Status(StatusArgs),
+    /// Run the hosts' health checks now (changes nothing).
+    Check(CheckArgs),
     /// Install a host's system on a machine booted into the NixOS installer, wiping its disks.
     Install(InstallArgs),
 }
@@ -104,6 +106,18 @@ pub struct GenerationsArgs {
     /// Print JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Which hosts (default: all).
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Hosts checked at once (default: `parallel` in fleet.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
 }
 
 /// Options of `status`.

@@ -8,7 +8,7 @@ use hbdeploy_pipeline::{
 };
 use serde_json::{Value, json};
 
-use crate::cli::{Cli, GenerationsArgs, Selection, StatusArgs};
+use crate::cli::{CheckArgs, Cli, GenerationsArgs, Selection, StatusArgs};
 use crate::summary::table;
 use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, time};
 
@@ -89,6 +89,64 @@ fn generations_table(state: &HostState) -> String {
         })
         .collect();
     table(&["GEN", "CREATED (UTC)", "SYSTEM", ""], rows)
+}
+
+/// `hbdeploy check`: every selected host's health checks, now.
+pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
+    let (fleet, hosts) = load(cli, &args.selection, true)?;
+    let parallel = parallel(&fleet, args.parallel);
+    let results = hbdeploy_pipeline::check_hosts(hosts, parallel).await;
+    let mut rows = Vec::new();
+    let mut notes = String::new();
+    let mut healthy = true;
+    for host in &results {
+        match &host.results {
+            Err(error) => {
+                healthy = false;
+                rows.push(vec![
+                    host.host.clone(),
+                    "-".to_owned(),
+                    "unreachable".to_owned(),
+                ]);
+                notes.push('\n');
+                notes.push_str(&crate::summary::failure(&host.host, error));
+            }
+            Ok(checks) if checks.is_empty() => {
+                rows.push(vec![
+                    host.host.clone(),
+                    "(no checks)".to_owned(),
+                    "-".to_owned(),
+                ]);
+            }
+            Ok(checks) => {
+                for (name, result) in checks {
+                    let verdict = match result {
+                        Ok(()) => "ok".to_owned(),
+                        Err(failure) => {
+                            healthy = false;
+                            let plural = if failure.attempts == 1 { "" } else { "s" };
+                            notes.push_str(&format!(
+                                "\n{}: {} failed after {} attempt{plural}: {}\n",
+                                host.host, failure.check, failure.attempts, failure.detail
+                            ));
+                            for line in &failure.output {
+                                notes.push_str(&format!("  | {line}\n"));
+                            }
+                            "FAILED".to_owned()
+                        }
+                    };
+                    rows.push(vec![host.host.clone(), name.clone(), verdict]);
+                }
+            }
+        }
+    }
+    out(&table(&["HOST", "CHECK", "RESULT"], rows));
+    out(&notes);
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_HOST_FAILED)
+    })
 }
 
 /// `hbdeploy status`.

@@ -20,7 +20,7 @@ use clap::Parser;
 use console::Term;
 use hbdeploy_inventory::{Fleet, InventoryError, SelectError, Selector};
 use hbdeploy_nix::Nix;
-use hbdeploy_pipeline::{HostPlan, HostSafety, PipelineError};
+use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, PipelineError};
 use hbdeploy_ssh::Target;
 
 use crate::cli::{Cli, Command, Selection};
@@ -106,6 +106,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Rollback(args) => change::rollback(&cli, args).await,
         Command::Generations(args) => inspect::generations(&cli, args).await,
         Command::Status(args) => inspect::status(&cli, args).await,
+        Command::Check(args) => inspect::check(&cli, args).await,
         Command::Install(args) => install::run(&cli, args).await,
     }
 }
@@ -128,6 +129,24 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
             confirm_timeout: host.safety.confirm_timeout,
         },
         wave: host.wave,
+        health: host.health.iter().map(check).collect(),
+    }
+}
+
+/// The pipeline's form of a fleet.toml health check.
+fn check(check: &hbdeploy_inventory::HealthCheck) -> Check {
+    use hbdeploy_inventory::Probe;
+    Check {
+        probe: match &check.probe {
+            Probe::Command(command) => CheckProbe::Command(command.clone()),
+            Probe::Tcp(address) => CheckProbe::Tcp(address.clone()),
+            Probe::Http { url, status } => CheckProbe::Http {
+                url: url.clone(),
+                status: *status,
+            },
+        },
+        timeout: check.timeout,
+        retries: check.retries,
     }
 }
 

@@ -146,6 +146,7 @@ fn stage_status(stage: Stage) -> String {
         Stage::Connect => "connecting…",
         Stage::Copy => "copying…",
         Stage::Activate => "activating…",
+        Stage::Check => "checking health…",
     };
     Style::new().cyan().apply_to(verb).to_string()
 }

@@ -317,3 +317,108 @@ fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
         run.both()
     );
 }
+
+/// A one-shot HTTP server answering `status` to every request, on `address`.
+fn http_server(address: std::net::SocketAddr, status: &'static str) -> std::thread::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind(address).expect("bind the HTTP stand-in");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut socket in listener.incoming().take(4).flatten() {
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request);
+            let _ = socket
+                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        }
+    })
+}
+
+#[test]
+fn a_failing_health_check_rolls_back_only_that_host() {
+    let mut lab = Lab::start(&["checked", "other"]).expect("lab");
+    let web = std::net::SocketAddr::from((lab.dead_address(), 8080));
+    let _server = http_server(web, "200 OK");
+    let other = lab.host("other").expect("other").address;
+    let extra = format!(
+        "\n[[health]]\nhttp = \"http://{web}/health\"\nretries = 0\n\
+         \n[[hosts.checked.health]]\ncommand = \"grep -q toy-1 /run/current-system/nixos-version\"\nretries = 1\ntimeout = 5\n\
+         \n[[hosts.other.health]]\ntcp = \"{other}:{}\"\n",
+        hbdeploy_lab::SSH_PORT
+    );
+    lab.write_fleet(&[], &extra).expect("fleet");
+    let first = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(
+        first.code,
+        0,
+        "generation 1 passes its checks: {}",
+        first.both()
+    );
+    let old = running(&lab, "checked");
+
+    lab.bump_all().expect("generation 2");
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "checked")[1..3],
+        ["rolled-back", "check"],
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout.contains(
+            "checked: health check command `grep -q toy-1 /run/current-system/nixos-version` \
+             failed after 2 attempts (exit code 1); rolled back"
+        ),
+        "{}",
+        run.both()
+    );
+    assert_eq!(running(&lab, "checked"), old);
+    assert_eq!(
+        host(&lab, "checked")
+            .generations()
+            .expect("read")
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(row(&run, "other")[1], "ok", "{}", run.both());
+    assert!(running(&lab, "other").contains("toy-2"));
+}
+
+#[test]
+fn check_runs_the_checks_on_demand_and_changes_nothing() {
+    let lab = deployed(&["server"]);
+    let web = std::net::SocketAddr::from((lab.dead_address(), 8081));
+    let _server = http_server(web, "503 Service Unavailable");
+    let server = lab.host("server").expect("server").address;
+    let extra = format!(
+        "\n[[hosts.server.health]]\ntcp = \"{server}:{port}\"\nretries = 0\n\
+         \n[[hosts.server.health]]\ntcp = \"{dead}:9\"\nretries = 0\ntimeout = 2\n\
+         \n[[hosts.server.health]]\nhttp = \"http://{web}/\"\nretries = 0\n\
+         \n[[hosts.server.health]]\nhttp = \"http://{web}/\"\nstatus = 503\nretries = 0\n",
+        port = hbdeploy_lab::SSH_PORT,
+        dead = lab.dead_address(),
+    );
+    lab.write_fleet(&[], &extra).expect("fleet");
+    let activations = host(&lab, "server").activations().expect("read").len();
+    let run = hbdeploy(&lab, &["check"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    let results: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("server "))
+        .map(|l| l.split_whitespace().last().unwrap_or(""))
+        .collect();
+    assert_eq!(results, ["ok", "FAILED", "FAILED", "ok"], "{}", run.both());
+    assert!(run.stdout.contains("http http://127.77."), "{}", run.both());
+    assert!(run.stdout.contains("/ (status 503)  ok"), "{}", run.both());
+    assert!(
+        run.stdout.contains("HTTP status 503, expected 2xx"),
+        "{}",
+        run.both()
+    );
+    assert!(run.stdout.contains("cannot connect"), "{}", run.both());
+    assert_eq!(
+        host(&lab, "server").activations().expect("read").len(),
+        activations
+    );
+}

@@ -10,6 +10,7 @@ use hbdeploy_ssh::Connection;
 use crate::error::Restored;
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
+use crate::health::run_checks;
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
@@ -408,20 +409,33 @@ impl HostJob {
         .await?;
         report.generation = activation.generation;
         if activation.exit.success() {
-            let Some(armed) = armed else {
+            if let Some(armed) = armed {
+                self.events
+                    .note(name, "confirming over a new connection".to_owned());
+                match safe::confirm(&self.plan, &token, probe.systemd, armed).await {
+                    Confirmation::Confirmed => {}
+                    Confirmation::RolledBack(why) => {
+                        report.generation = previous.profile.as_ref().map(|g| g.number);
+                        return Err(HostError::RolledBack { why });
+                    }
+                    Confirmation::RollbackFailed(detail) => {
+                        return Err(HostError::WatchdogFailed { detail });
+                    }
+                    Confirmation::Pending(why) => return Err(HostError::RollbackPending { why }),
+                }
+            }
+            if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
+                return Ok(());
+            }
+            report.stage = Stage::Check;
+            self.events.stage(name, Stage::Check);
+            let Err(failure) = run_checks(conn, &self.plan.health).await else {
                 return Ok(());
             };
-            self.events
-                .note(name, "confirming over a new connection".to_owned());
-            return match safe::confirm(&self.plan, &token, probe.systemd, armed).await {
-                Confirmation::Confirmed => Ok(()),
-                Confirmation::RolledBack(why) => {
-                    report.generation = previous.profile.as_ref().map(|g| g.number);
-                    Err(HostError::RolledBack { why })
-                }
-                Confirmation::RollbackFailed(detail) => Err(HostError::WatchdogFailed { detail }),
-                Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
-            };
+            let restored = self
+                .restore(conn, restore.as_deref(), true, &previous, report)
+                .await?;
+            return Err(HostError::HealthCheck { failure, restored });
         }
 
         // The activation failed. Whatever happens next, the watchdog must not act on its own.
@@ -435,34 +449,15 @@ impl HostJob {
                 tail: activation.tail,
             });
         }
-        let restored = match (&restore, self.auto_rollback, watchdog_stopped) {
-            (_, false, _) => Restored::No("automatic rollback is off"),
-            (None, true, _) => Restored::No("there is no previous generation to go back to"),
-            (Some(_), true, false) => Restored::No("the host's watchdog is already restoring it"),
-            (Some(script), true, true) => {
-                self.events.note(
-                    name,
-                    "activation failed: restoring the previous generation".to_owned(),
-                );
-                let output = conn
-                    .run(script, |line| {
-                        self.events.output(Some(name), Stage::Activate, &line.text);
-                    })
-                    .await
-                    .map_err(|source| HostError::Channel {
-                        stage: Stage::Activate,
-                        source,
-                    })?;
-                if output.exit.success() {
-                    if self.goal.sets_profile() {
-                        report.generation = previous.profile.as_ref().map(|g| g.number);
-                    }
-                    Restored::Yes
-                } else {
-                    Restored::Failed(output.exit)
-                }
-            }
-        };
+        let restored = self
+            .restore(
+                conn,
+                restore.as_deref(),
+                watchdog_stopped,
+                &previous,
+                report,
+            )
+            .await?;
         Err(HostError::Activation {
             goal: self.goal,
             exit: activation.exit,
@@ -470,6 +465,49 @@ impl HostJob {
             profile_set: self.goal.sets_profile(),
             restored,
         })
+    }
+
+    /// Puts the previous generation back after a failed activation or health check, when
+    /// automatic rollback is on and there is something to go back to.
+    async fn restore(
+        &self,
+        conn: &Connection,
+        script: Option<&str>,
+        watchdog_stopped: bool,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<Restored, HostError> {
+        let name = self.plan.name.as_str();
+        let script = match (script, self.auto_rollback, watchdog_stopped) {
+            (_, false, _) => return Ok(Restored::No("automatic rollback is off")),
+            (None, true, _) => {
+                return Ok(Restored::No(
+                    "there is no previous generation to go back to",
+                ));
+            }
+            (Some(_), true, false) => {
+                return Ok(Restored::No("the host's watchdog is already restoring it"));
+            }
+            (Some(script), true, true) => script,
+        };
+        self.events
+            .note(name, "restoring the previous generation".to_owned());
+        let output = conn
+            .run(script, |line| {
+                self.events.output(Some(name), Stage::Activate, &line.text);
+            })
+            .await
+            .map_err(|source| HostError::Channel {
+                stage: Stage::Activate,
+                source,
+            })?;
+        if !output.exit.success() {
+            return Ok(Restored::Failed(output.exit));
+        }
+        if self.goal.sets_profile() {
+            report.generation = previous.profile.as_ref().map(|g| g.number);
+        }
+        Ok(Restored::Yes)
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

@@ -133,6 +133,14 @@ pub enum HostError {
         /// What automatic rollback did about it.
         restored: Restored,
     },
+    /// A health check failed after activation.
+    #[error("{}", check_message(failure, restored))]
+    HealthCheck {
+        /// Which check, and what it said.
+        failure: crate::CheckFailure,
+        /// What automatic rollback did about it.
+        restored: Restored,
+    },
     /// Another deployment holds the host's lock; nothing was changed.
     #[error("the host is locked by another deployment ({holder}); the host was not changed")]
     Locked {
@@ -205,6 +213,26 @@ fn activation_message(goal: Goal, exit: &Exit, profile_set: bool, restored: &Res
     }
 }
 
+fn check_message(failure: &crate::CheckFailure, restored: &Restored) -> String {
+    let failed = format!(
+        "health check {} failed after {} attempt{} ({})",
+        failure.check,
+        failure.attempts,
+        if failure.attempts == 1 { "" } else { "s" },
+        failure.detail
+    );
+    match restored {
+        Restored::Yes => format!(
+            "{failed}; rolled back: the previous generation is active again and the new one was \
+             removed from the profile"
+        ),
+        Restored::Failed(exit) => format!(
+            "{failed}; rolling back failed too ({exit}): the host may be on either generation"
+        ),
+        Restored::No(why) => format!("{failed} ({why}): the host runs the new generation"),
+    }
+}
+
 /// What automatic rollback did after a failed activation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Restored {
@@ -225,6 +253,7 @@ impl HostError {
             | HostError::Profile { tail, .. }
             | HostError::Activation { tail, .. }
             | HostError::RollbackActivation { tail, .. } => tail.clone(),
+            HostError::HealthCheck { failure, .. } => failure.output.clone(),
             HostError::Copy(err) | HostError::Closure { source: err, .. } => err.tail().to_vec(),
             HostError::Connect(_)
             | HostError::Channel { .. }
@@ -281,6 +310,10 @@ impl HostError {
         match self {
             HostError::RolledBack { .. }
             | HostError::Activation {
+                restored: Restored::Yes,
+                ..
+            }
+            | HostError::HealthCheck {
                 restored: Restored::Yes,
                 ..
             } => "rolled-back",

@@ -18,6 +18,8 @@ pub enum Stage {
     Copy,
     /// Setting the profile and running `switch-to-configuration`.
     Activate,
+    /// Running the host's health checks.
+    Check,
 }
 
 impl Stage {
@@ -29,6 +31,7 @@ impl Stage {
             Stage::Connect => "connect",
             Stage::Copy => "copy",
             Stage::Activate => "activate",
+            Stage::Check => "check",
         }
     }
 }

@@ -63,6 +63,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
             },
             safety: crate::HostSafety::default(),
+            health: Vec::new(),
             wave: 0,
         }
     }

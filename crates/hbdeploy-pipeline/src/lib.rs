@@ -12,6 +12,7 @@ mod deploy;
 mod error;
 mod event;
 mod fanout;
+mod health;
 pub mod install;
 mod remote;
 mod report;
@@ -26,6 +27,7 @@ use std::num::NonZeroUsize;
 pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
 pub use event::{Event, EventSender, Stage};
+pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use report::{CopyStats, HostReport, Outcome, Report};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
 pub use state::{Generation, HostState, host_state};
@@ -108,6 +110,8 @@ pub struct HostPlan {
     pub safety: HostSafety,
     /// Its rollout wave (0 first).
     pub wave: u32,
+    /// Checks run after activation; a failure rolls the host back like a failed activation.
+    pub health: Vec<Check>,
 }
 
 /// Magic-rollback settings of one host.

@@ -59,6 +59,7 @@ mod tests {
                     connect_timeout: std::time::Duration::from_secs(1),
                 },
                 safety: crate::HostSafety::default(),
+                health: Vec::new(),
                 wave: *wave,
             })
             .collect()

@@ -1,0 +1,285 @@
+//! Health checks after activation, and on demand (`hbdeploy check`): a command run on the host
+//! over its connection, or a TCP connection or an HTTP GET from the deployer. Each attempt is
+//! bounded by the check's timeout; a failed check is tried again `retries` times, two seconds
+//! apart, before it counts as failed.
+
+use std::time::Duration;
+
+use hbdeploy_ssh::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Pause between attempts of a failing check.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+/// What a check probes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckProbe {
+    /// A shell command on the host; exit 0 is healthy.
+    Command(String),
+    /// A TCP connection from the deployer to `host:port`.
+    Tcp(String),
+    /// An HTTP GET from the deployer: 2xx, or exactly `status`.
+    Http {
+        /// `http://host[:port]/path`.
+        url: String,
+        /// The expected status.
+        status: Option<u16>,
+    },
+}
+
+/// One check, as the pipeline runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What it probes.
+    pub probe: CheckProbe,
+    /// The limit of one attempt.
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.probe {
+            CheckProbe::Command(command) => write!(f, "command `{command}`"),
+            CheckProbe::Tcp(address) => write!(f, "tcp {address}"),
+            CheckProbe::Http { url, status: None } => write!(f, "http {url}"),
+            CheckProbe::Http {
+                url,
+                status: Some(code),
+            } => write!(f, "http {url} (status {code})"),
+        }
+    }
+}
+
+/// A check that failed: which, how often, and what it said last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFailure {
+    /// The check, as shown to the user.
+    pub check: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// What the last attempt said.
+    pub detail: String,
+    /// The last attempt's output (command checks).
+    pub output: Vec<String>,
+}
+
+/// Runs every check in order, each with its retries; stops at the first that fails for good.
+pub async fn run_checks(conn: &Connection, checks: &[Check]) -> Result<(), CheckFailure> {
+    for check in checks {
+        run_check(conn, check).await?;
+    }
+    Ok(())
+}
+
+/// One check, with its retries.
+pub async fn run_check(conn: &Connection, check: &Check) -> Result<(), CheckFailure> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let outcome = match tokio::time::timeout(check.timeout, attempt(conn, &check.probe)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err((
+                format!("no answer within {}s", check.timeout.as_secs()),
+                Vec::new(),
+            )),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err((detail, output)) if attempts > check.retries => {
+                return Err(CheckFailure {
+                    check: check.to_string(),
+                    attempts,
+                    detail,
+                    output,
+                });
+            }
+            Err(_) => tokio::time::sleep(RETRY_PAUSE).await,
+        }
+    }
+}
+
+/// Each check, as shown to the user, with its result.
+pub type CheckResults = Vec<(String, Result<(), CheckFailure>)>;
+
+/// The result of `hbdeploy check` for one host.
+#[derive(Debug)]
+pub struct HostChecks {
+    /// The host.
+    pub host: String,
+    /// Each check with its result, or why the host could not be reached.
+    pub results: Result<CheckResults, crate::HostError>,
+}
+
+/// Runs every selected host's checks, hosts in parallel, checks in order (all of them, even after
+/// one failed); changes nothing.
+pub async fn check_hosts(
+    hosts: Vec<crate::HostPlan>,
+    parallel: std::num::NonZeroUsize,
+) -> Vec<HostChecks> {
+    let results = crate::fanout::each_host(hosts, parallel, |plan| async move {
+        let conn = Connection::connect(&plan.target)
+            .await
+            .map_err(crate::HostError::Connect)?;
+        let mut results = Vec::new();
+        for check in &plan.health {
+            results.push((check.to_string(), run_check(&conn, check).await));
+        }
+        conn.close().await;
+        Ok(results)
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|(plan, results)| HostChecks {
+            host: plan.name,
+            results: results.unwrap_or(Err(crate::HostError::TaskLost)),
+        })
+        .collect()
+}
+
+type Attempt = Result<(), (String, Vec<String>)>;
+
+async fn attempt(conn: &Connection, probe: &CheckProbe) -> Attempt {
+    match probe {
+        CheckProbe::Command(command) => {
+            let output = conn
+                .run(command, |_| {})
+                .await
+                .map_err(|err| (err.to_string(), Vec::new()))?;
+            if output.exit.success() {
+                Ok(())
+            } else {
+                let lines = output.tail.iter().map(|l| l.text.clone()).collect();
+                Err((output.exit.to_string(), lines))
+            }
+        }
+        CheckProbe::Tcp(address) => TcpStream::connect(address.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|err| (format!("cannot connect: {err}"), Vec::new())),
+        CheckProbe::Http { url, status } => http_get(url)
+            .await
+            .and_then(|code| {
+                let healthy = match status {
+                    Some(expected) => code == *expected,
+                    None => (200..300).contains(&code),
+                };
+                if healthy {
+                    Ok(())
+                } else {
+                    let wanted = status.map_or("2xx".to_owned(), |s| s.to_string());
+                    Err(format!("HTTP status {code}, expected {wanted}"))
+                }
+            })
+            .map_err(|detail| (detail, Vec::new())),
+    }
+}
+
+/// `http://host[:port]/path` split into the address to connect to, the Host header and the path.
+fn split_url(url: &str) -> Option<(String, String, String)> {
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (&rest[..slash], &rest[slash..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() || authority.contains(['@', ' ']) || path.contains([' ', '\r', '\n']) {
+        return None;
+    }
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    Some((address, authority.to_owned(), path.to_owned()))
+}
+
+/// A minimal HTTP/1.1 GET: the status code of the answer.
+async fn http_get(url: &str) -> Result<u16, String> {
+    let (address, host, path) = split_url(url).ok_or_else(|| format!("cannot use URL {url}"))?;
+    let mut stream = TcpStream::connect(&address)
+        .await
+        .map_err(|err| format!("cannot connect to {address}: {err}"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: hbdeploy\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|err| format!("cannot send the request: {err}"))?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 8192 {
+        let n = stream
+            .read(&mut buf)
+            .await
+            .map_err(|err| format!("cannot read the answer: {err}"))?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status_line = line.lines().next().unwrap_or("");
+    let mut fields = status_line.split_whitespace();
+    match (fields.next(), fields.next().and_then(|c| c.parse().ok())) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/") => Ok(code),
+        _ => Err(format!("not an HTTP answer: {status_line:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_address_host_and_path() {
+        let check = |url: &str, expected: Option<(&str, &str, &str)>| {
+            let got = split_url(url);
+            let expected = expected.map(|(a, h, p)| (a.to_owned(), h.to_owned(), p.to_owned()));
+            assert_eq!(got, expected, "{url}");
+        };
+        check("http://web/health", Some(("web:80", "web", "/health")));
+        check(
+            "http://10.0.0.1:8080",
+            Some(("10.0.0.1:8080", "10.0.0.1:8080", "/")),
+        );
+        check("https://web/", None);
+        check("http:///x", None);
+        check("http://a b/", None);
+    }
+
+    #[tokio::test]
+    async fn http_status_is_read_from_a_real_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let server = tokio::spawn(async move {
+            for answer in [
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.0 503 Busy\r\n\r\n",
+            ] {
+                let (mut socket, _) = listener.accept().await.expect("accept");
+                let mut request = [0u8; 1024];
+                let n = socket.read(&mut request).await.expect("read");
+                assert!(String::from_utf8_lossy(&request[..n]).starts_with("GET /h HTTP/1.1\r\n"));
+                socket.write_all(answer.as_bytes()).await.expect("write");
+            }
+        });
+        assert_eq!(
+            http_get(&format!("http://127.0.0.1:{port}/h")).await,
+            Ok(204)
+        );
+        assert_eq!(
+            http_get(&format!("http://127.0.0.1:{port}/h")).await,
+            Ok(503)
+        );
+        server.await.expect("server");
+    }
+}
