@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use crate::cli::{CheckArgs, Cli, GenerationsArgs, Selection, StatusArgs};
 use crate::summary::table;
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, time};
+use hbdeploy_pipeline::time;
+
+use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel};
 
 /// `hbdeploy generations HOST`.
 pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, AppError> {

@@ -10,7 +10,6 @@ mod cli;
 mod inspect;
 mod install;
 mod summary;
-mod time;
 mod ui;
 
 use std::num::NonZeroUsize;

@@ -20,6 +20,7 @@ mod rollback;
 mod safe;
 mod state;
 mod status;
+pub mod time;
 mod waves;
 
 use std::num::NonZeroUsize;

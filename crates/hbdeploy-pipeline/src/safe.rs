@@ -41,8 +41,9 @@ pub fn holder_description(command: &str) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let text = format!(
-        "hbdeploy {command} by {user}@{machine} (pid {}) since {since}",
-        std::process::id()
+        "hbdeploy {command} by {user}@{machine} (pid {}) since {} UTC",
+        std::process::id(),
+        crate::time::utc(since)
     );
     // The description travels inside single quotes on the host's shell command line.
     text.chars()
