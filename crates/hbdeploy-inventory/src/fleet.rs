@@ -19,6 +19,7 @@ use crate::reader::Table;
 use crate::safety::SafetyOverrides;
 use crate::schema::{self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
 use crate::ssh::SshOverrides;
+use crate::transfer::{self, FleetTransfer, TransferOverrides};
 
 /// The whole of `fleet.toml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,8 @@ pub struct Fleet {
     pub parallel: NonZeroUsize,
     /// Every host, by name; never empty.
     pub hosts: BTreeMap<HostName, Host>,
+    /// Fleet-wide build and transfer settings.
+    pub transfer: FleetTransfer,
 }
 
 impl Fleet {
@@ -71,6 +74,8 @@ impl Fleet {
         };
 
         let safety = SafetyOverrides::read(&fleet)?;
+        let transfer = transfer::read_fleet(&fleet, &resolver)?;
+        let transfer_defaults = TransferOverrides::read(&fleet)?;
         let health = read_checks(&root)?;
 
         let ssh = match root.table("ssh")? {
@@ -92,7 +97,14 @@ impl Fleet {
         };
         let mut hosts = BTreeMap::new();
         for (key, value) in hosts_table.entries() {
-            let mut host = read_host(&hosts_table, key, value, &ssh, &safety, &resolver)?;
+            let mut host = read_host(
+                &hosts_table,
+                key,
+                value,
+                &ssh,
+                (&safety, &transfer_defaults),
+                &resolver,
+            )?;
             // Checks for every host run first, then the host's own.
             host.health.splice(0..0, health.iter().cloned());
             hosts.insert(host.name.clone(), host);
@@ -102,6 +114,7 @@ impl Fleet {
             flake,
             parallel,
             hosts,
+            transfer,
         })
     }
 
@@ -240,7 +253,8 @@ mod tests {
         check(
             &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
             "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
-             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, magic-rollback, confirm-timeout, wave, health",
+             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, magic-rollback, confirm-timeout, wave, health, \
+             substitute, compress, trusted, fast-connection, build-on",
         );
     }
 

@@ -14,6 +14,7 @@ use crate::reader::{Key, Table, Value};
 use crate::safety::{Safety, SafetyOverrides};
 use crate::schema::{HOST_KEYS, MAX_WAVE};
 use crate::ssh::{SshOverrides, SshSettings};
+use crate::transfer::{Transfer, TransferOverrides};
 
 /// One machine of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct Host {
     pub wave: u32,
     /// Checks run after activation: `[[health]]` for every host, then its own.
     pub health: Vec<HealthCheck>,
+    /// Where its system is built and how its closure travels.
+    pub transfer: Transfer,
 }
 
 impl Host {
@@ -49,7 +52,7 @@ pub(crate) fn read_host(
     key: &Key<'_>,
     value: &Value<'_>,
     ssh: &SshOverrides,
-    safety: &SafetyOverrides,
+    (safety, transfer): (&SafetyOverrides, &TransferOverrides),
     resolver: &Resolver<'_>,
 ) -> Result<Host, InventoryError> {
     let name = HostName::new(key.get_ref().as_ref()).map_err(|reason| {
@@ -92,6 +95,7 @@ pub(crate) fn read_host(
         safety,
         wave,
         health: read_checks(&table)?,
+        transfer: TransferOverrides::read(&table)?.resolve(transfer, &table)?,
     })
 }
 

@@ -24,6 +24,7 @@ mod schema;
 mod select;
 mod ssh;
 mod suggest;
+mod transfer;
 
 pub use error::{ConfigError, InventoryError, Location, Problem};
 pub use fleet::Fleet;
@@ -39,3 +40,4 @@ pub use schema::{
 };
 pub use select::{SelectError, Selector};
 pub use ssh::SshSettings;
+pub use transfer::{BuildOn, FleetTransfer, Transfer};

@@ -8,7 +8,19 @@
 pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts", "health"];
 
 /// Keys of `[fleet]`.
-pub(crate) const FLEET_KEYS: &[&str] = &["flake", "parallel", "magic-rollback", "confirm-timeout"];
+pub(crate) const FLEET_KEYS: &[&str] = &[
+    "flake",
+    "parallel",
+    "magic-rollback",
+    "confirm-timeout",
+    "builders",
+    "signing-key",
+    "parallel-copy",
+    "parallel-activate",
+    "substitute",
+    "compress",
+    "trusted",
+];
 
 /// Keys of `[ssh]`; each may be overridden in a host table.
 pub(crate) const SSH_KEYS: &[&str] = &[
@@ -33,6 +45,11 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "confirm-timeout",
     "wave",
     "health",
+    "substitute",
+    "compress",
+    "trusted",
+    "fast-connection",
+    "build-on",
 ];
 
 /// Keys of a health check (`[[health]]` or `[[hosts.NAME.health]]`).
@@ -84,6 +101,15 @@ pub(crate) fn example(key: &str) -> &'static str {
         "magic-rollback" => "magic-rollback = true",
         "confirm-timeout" => "confirm-timeout = 30",
         "wave" => "wave = 1",
+        "builders" => "builders = \"ssh://builder x86_64-linux\"",
+        "signing-key" => "signing-key = \"~/.config/nix/deploy-key.sec\"",
+        "parallel-copy" => "parallel-copy = 4",
+        "parallel-activate" => "parallel-activate = 10",
+        "substitute" => "substitute = false",
+        "compress" => "compress = true",
+        "trusted" => "trusted = false",
+        "fast-connection" => "fast-connection = true",
+        "build-on" => "build-on = \"target\"",
         "health" => "[[health]] followed by command = \"systemctl is-system-running\"",
         "command" => "command = \"systemctl is-system-running\"",
         "tcp" => "tcp = \"server.example.org:443\"",
