@@ -28,12 +28,23 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         if let Some(secs) = args.confirm_timeout {
             host.safety.confirm_timeout = Duration::from_secs(secs);
         }
+        if args.no_substitute {
+            host.transfer.substitute = false;
+        }
+        if args.build_on_target {
+            host.transfer.build_on_target = true;
+        }
     }
     let canary = canaries(&fleet, &hosts, &args.canary)?;
     let (handle, cancel) = Cancel::new();
+    let all = parallel(&fleet, args.parallel);
     let request = DeployRequest {
         flake: fleet.flake.to_string(),
-        parallel: parallel(&fleet, args.parallel),
+        parallel: all,
+        parallel_copy: fleet.transfer.parallel_copy.unwrap_or(all),
+        parallel_activate: fleet.transfer.parallel_activate.unwrap_or(all),
+        builders: args.builders.clone().or(fleet.transfer.builders.clone()),
+        signing_key: fleet.transfer.signing_key.clone(),
         hosts,
         goal: args.goal.into(),
         reactivate: args.reactivate,

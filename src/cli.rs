@@ -181,6 +181,19 @@ pub struct ApplyArgs {
     /// At most N hosts per wave; a failed wave stops the next ones.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: Option<u16>,
+
+    /// Copy everything from here instead of letting hosts fetch from their binary caches.
+    #[arg(long)]
+    pub no_substitute: bool,
+
+    /// Build every selected host's system on the host itself (copy the derivation, realise it).
+    #[arg(long)]
+    pub build_on_target: bool,
+
+    /// Nix remote builders for the local build (as nix's `builders` setting; default:
+    /// `builders` in fleet.toml).
+    #[arg(long, value_name = "SPEC")]
+    pub builders: Option<String>,
 }
 
 /// Options of `install`.

@@ -19,7 +19,7 @@ use clap::Parser;
 use console::Term;
 use hbdeploy_inventory::{Fleet, InventoryError, SelectError, Selector};
 use hbdeploy_nix::Nix;
-use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, PipelineError};
+use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, HostTransfer, PipelineError};
 use hbdeploy_ssh::Target;
 
 use crate::cli::{Cli, Command, Selection};
@@ -129,6 +129,13 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
         },
         wave: host.wave,
         health: host.health.iter().map(check).collect(),
+        transfer: HostTransfer {
+            substitute: host.transfer.substitute,
+            compress: host.transfer.compress,
+            build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
+            // root is trusted by every nix; anyone else only when fleet.toml says so.
+            trusted: host.transfer.trusted.unwrap_or(host.ssh.user == "root"),
+        },
     }
 }
 

@@ -76,11 +76,15 @@ MaxSessions 20
 LogLevel VERBOSE
 ";
 
-/// The nix.conf of every lab host: no binary caches (none can be reached), flakes on.
+/// The nix.conf of every lab host: no binary caches (none can be reached), flakes on, and builds
+/// as root rather than as the machine's shared `nixbld` users: every lab host's nix has its own
+/// user pool lock, and a nix that finishes a build kills every process of its build user, which
+/// would kill another store's build running as the same user.
 const HOST_NIX_CONF: &str = "\
 experimental-features = nix-command flakes
 substituters =
 sandbox = false
+build-users-group =
 ";
 
 impl LabHost {

@@ -296,6 +296,24 @@ impl LabHost {
         self.sh("nix-env -p /nix/var/nix/profiles/system --list-generations 2>/dev/null || true")
     }
 
+    /// Appends settings to this host's own `/etc/nix/nix.conf` (e.g. `require-sigs = true`);
+    /// every later `nix` on the host reads them.
+    pub fn append_nix_conf(&self, text: &str) -> Result<(), LabError> {
+        use std::io::Write;
+        let path = self.dir.join("etc-nix/nix.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| LabError::Io {
+                what: format!("open {}", path.display()),
+                source,
+            })?;
+        writeln!(file, "{text}").map_err(|source| LabError::Io {
+            what: format!("write {}", path.display()),
+            source,
+        })
+    }
+
     /// Simulates a reboot: the boot default becomes both the booted and the running system.
     pub fn reboot(&self) -> Result<(), LabError> {
         self.sh(&format!(

@@ -23,6 +23,20 @@ pub struct SshDest {
     pub connect_timeout_secs: u64,
 }
 
+/// How `nix copy` sends a closure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// Let the destination fetch what its own binary caches have (`--substitute-on-destination`).
+    pub substitute: bool,
+    /// Skip the destination's signature checks (`--no-check-sigs`): only for a user the
+    /// destination's nix trusts, and only when the closure is not signed.
+    pub no_check_sigs: bool,
+    /// Compress the SSH stream (`?compress=true`).
+    pub compress: bool,
+    /// Copy the derivation (and its build inputs) instead of its outputs (`--derivation`).
+    pub derivation: bool,
+}
+
 impl SshDest {
     /// The store URI, e.g. `ssh-ng://root@10.0.0.5`.
     pub fn uri(&self) -> String {
@@ -78,30 +92,70 @@ fn checked(what: &'static str, path: &std::path::Path) -> Result<String, NixErro
     }
 }
 
-fn copy_args(dest: &SshDest, path: &StorePath) -> Vec<String> {
+fn copy_args(dest: &SshDest, path: &StorePath, options: CopyOptions) -> Vec<String> {
     let mut args: Vec<String> = FEATURES.iter().map(|s| (*s).to_owned()).collect();
-    // Unsigned paths are accepted because the deploying user is trusted on the target (root by
-    // default); signed copies are a separate, opt-in step.
-    args.extend([
-        "copy".to_owned(),
-        "--no-check-sigs".to_owned(),
-        "--to".to_owned(),
-        dest.uri(),
-        path.to_string(),
-    ]);
+    args.push("copy".to_owned());
+    if options.no_check_sigs {
+        args.push("--no-check-sigs".to_owned());
+    }
+    if options.substitute {
+        args.push("--substitute-on-destination".to_owned());
+    }
+    if options.derivation {
+        args.push("--derivation".to_owned());
+    }
+    let mut uri = dest.uri();
+    if options.compress {
+        uri.push_str("?compress=true");
+    }
+    args.extend(["--to".to_owned(), uri, path.to_string()]);
     args
 }
 
 impl Nix {
-    /// Copies the closure of `path` to `dest`. Paths already there are not sent again.
+    /// Signs the closure of `path` in the local store with the secret key in `key_file`.
+    pub async fn sign(&self, path: &StorePath, key_file: &std::path::Path) -> Result<(), NixError> {
+        let shown = format!("nix store sign -r -k {} {path}", key_file.display());
+        let mut args: Vec<String> = FEATURES.iter().map(|s| (*s).to_owned()).collect();
+        args.extend(["store", "sign", "-r", "-k"].map(String::from));
+        args.push(key_file.to_string_lossy().into_owned());
+        args.push(path.to_string());
+        let output = command::run(command::cmd(&self.nix, &args), &shown, &mut |_| {}).await?;
+        if output.success {
+            Ok(())
+        } else {
+            Err(NixError::failed(&shown, &output))
+        }
+    }
+
+    /// Copies the closure of `path` to `dest` as the deploying user is trusted there (unsigned,
+    /// `--no-check-sigs`, the host's caches first). Paths already there are not sent again.
     pub async fn copy_to(
         &self,
         dest: &SshDest,
         path: &StorePath,
         on_line: OutputSink<'_>,
     ) -> Result<(), NixError> {
+        let options = CopyOptions {
+            substitute: true,
+            no_check_sigs: true,
+            compress: false,
+            derivation: false,
+        };
+        self.copy_with(dest, path, options, on_line).await
+    }
+
+    /// Copies the closure of `path` (or, with `options.derivation`, of the derivation `path`)
+    /// to `dest`.
+    pub async fn copy_with(
+        &self,
+        dest: &SshDest,
+        path: &StorePath,
+        options: CopyOptions,
+        on_line: OutputSink<'_>,
+    ) -> Result<(), NixError> {
         let shown = format!("nix copy --to {} {path}", dest.uri());
-        let mut cmd = command::cmd(&self.nix, copy_args(dest, path));
+        let mut cmd = command::cmd(&self.nix, copy_args(dest, path, options));
         cmd.env("NIX_SSHOPTS", dest.ssh_opts()?);
         let output = command::run(cmd, &shown, on_line).await?;
         if output.success {
@@ -160,17 +214,39 @@ mod tests {
     }
 
     #[test]
-    fn copy_args_skip_signature_checks_for_trusted_users() {
+    fn copy_args_follow_the_options() {
         let path = StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-h1")
             .expect("valid");
-        let args = copy_args(&dest(), &path);
+        let trusted = CopyOptions {
+            substitute: true,
+            no_check_sigs: true,
+            compress: false,
+            derivation: false,
+        };
         assert_eq!(
-            &args[2..],
+            &copy_args(&dest(), &path, trusted)[2..],
             [
                 "copy",
                 "--no-check-sigs",
+                "--substitute-on-destination",
                 "--to",
                 "ssh-ng://root@127.77.0.11",
+                path.as_str()
+            ]
+        );
+        let signed_slow_link = CopyOptions {
+            substitute: false,
+            no_check_sigs: false,
+            compress: true,
+            derivation: true,
+        };
+        assert_eq!(
+            &copy_args(&dest(), &path, signed_slow_link)[2..],
+            [
+                "copy",
+                "--derivation",
+                "--to",
+                "ssh-ng://root@127.77.0.11?compress=true",
                 path.as_str()
             ]
         );

@@ -1,12 +1,15 @@
 //! The deployment itself: one evaluation and one build for every selected host, then one task
 //! per host (connect, copy, activate), at most `parallel` at a time.
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use hbdeploy_nix::{Nix, SshDest, StorePath, Toplevel};
-use hbdeploy_ssh::Connection;
+use std::sync::Arc;
 
+use hbdeploy_nix::{CopyOptions, Nix, SshDest, StorePath};
+use hbdeploy_ssh::Connection;
+use tokio::sync::Semaphore;
+
+use crate::build::{Built, build_all};
 use crate::error::Restored;
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
@@ -27,7 +30,13 @@ pub async fn deploy(
     let start = Instant::now();
     let cancel = &request.cancel;
     let prepared = tokio::select! {
-        prepared = build_all(&request.flake, &request.hosts, nix, &events) => Some(prepared?),
+        prepared = build_all(
+            &request.flake,
+            &request.hosts,
+            nix,
+            &events,
+            request.builders.as_deref(),
+        ) => Some(prepared?),
         // Dropping the build kills the nix processes (kill_on_drop).
         () = cancel.cancelled() => None,
     };
@@ -50,7 +59,7 @@ pub async fn deploy(
     };
 
     let mut slots: Vec<Option<HostReport>> = request.hosts.iter().map(|_| None).collect();
-    let mut ready: Vec<Option<StorePath>> = Vec::with_capacity(request.hosts.len());
+    let mut ready: Vec<Option<Built>> = Vec::with_capacity(request.hosts.len());
     for ((plan, result), slot) in request.hosts.iter().zip(prepared).zip(&mut slots) {
         ready.push(match result {
             Err((stage, error)) => {
@@ -59,9 +68,9 @@ pub async fn deploy(
                 *slot = Some(report);
                 None
             }
-            Ok(path) if !request.goal.reaches_hosts() => {
+            Ok(built) if !request.goal.reaches_hosts() => {
                 let report = HostReport {
-                    new_path: Some(path),
+                    new_path: Some(built.out),
                     duration: start.elapsed(),
                     ..HostReport::new(&plan.name, Stage::Build)
                 };
@@ -69,13 +78,15 @@ pub async fn deploy(
                 *slot = Some(report);
                 None
             }
-            Ok(path) => Some(path),
+            Ok(built) => Some(built),
         });
     }
 
+    let copy_permits = Arc::new(Semaphore::new(request.parallel_copy.get()));
+    let activate_permits = Arc::new(Semaphore::new(request.parallel_activate.get()));
     let mut stopped = false;
     for wave in plan_waves(&request.hosts, &request.canary, request.batch) {
-        let jobs: Vec<(HostPlan, StorePath)> = wave
+        let jobs: Vec<(HostPlan, Built)> = wave
             .iter()
             .filter_map(|&i| Some((request.hosts[i].clone(), ready[i].clone()?)))
             .collect();
@@ -87,10 +98,10 @@ pub async fn deploy(
                     Outcome::Interrupted
                 }
             };
-            for (plan, path) in jobs {
+            for (plan, built) in jobs {
                 let report = HostReport {
                     outcome: outcome(),
-                    new_path: Some(path),
+                    new_path: Some(built.out),
                     duration: start.elapsed(),
                     ..HostReport::new(&plan.name, Stage::Build)
                 };
@@ -99,10 +110,14 @@ pub async fn deploy(
             }
             continue;
         }
-        let results = each_host(jobs, request.parallel, |(plan, path)| {
+        let results = each_host(jobs, request.parallel, |(plan, built)| {
             let job = HostJob {
                 plan,
-                path,
+                path: built.out.clone(),
+                built,
+                copy_permits: Arc::clone(&copy_permits),
+                activate_permits: Arc::clone(&activate_permits),
+                signing_key: request.signing_key.clone(),
                 goal: request.goal,
                 reactivate: request.reactivate,
                 auto_rollback: request.auto_rollback,
@@ -155,85 +170,14 @@ fn put(slots: &mut [Option<HostReport>], hosts: &[HostPlan], report: HostReport)
     }
 }
 
-/// Per host: its built system, or the stage and error that stopped it.
-pub(crate) type Prepared = Vec<Result<StorePath, (Stage, Box<HostError>)>>;
-
-/// Evaluates and builds every host's system: one `nix eval`, one `nix build`.
-pub(crate) async fn build_all(
-    flake: &str,
-    hosts: &[HostPlan],
-    nix: &Nix,
-    events: &EventSender,
-) -> Result<Prepared, PipelineError> {
-    for plan in hosts {
-        events.stage(&plan.name, Stage::Evaluate);
-    }
-    let mut attrs: Vec<String> = hosts.iter().map(|p| p.attr.clone()).collect();
-    attrs.sort();
-    attrs.dedup();
-    let mut sink = |line: &str| events.output(None, Stage::Evaluate, line);
-    let evaluated = nix.eval_toplevels(flake, &attrs, &mut sink).await?;
-
-    let mut toplevels: Vec<Toplevel> = evaluated
-        .values()
-        .filter_map(|r| r.as_ref().ok().cloned())
-        .collect();
-    toplevels.sort_by(|a, b| a.drv_path.cmp(&b.drv_path));
-    toplevels.dedup();
-    for plan in hosts {
-        if matches!(evaluated.get(&plan.attr), Some(Ok(_))) {
-            events.stage(&plan.name, Stage::Build);
-        }
-    }
-    let built = if toplevels.is_empty() {
-        BTreeMap::new()
-    } else {
-        let mut sink = |line: &str| events.output(None, Stage::Build, line);
-        nix.build(&toplevels, None, &mut sink).await?
-    };
-
-    Ok(hosts
-        .iter()
-        .map(|plan| match evaluated.get(&plan.attr) {
-            Some(Ok(toplevel)) => match built.get(&toplevel.drv_path) {
-                Some(Ok(())) => Ok(toplevel.out_path.clone()),
-                Some(Err(lines)) => Err((
-                    Stage::Build,
-                    Box::new(HostError::Build {
-                        attr: plan.attr.clone(),
-                        lines: lines.clone(),
-                    }),
-                )),
-                None => Err((
-                    Stage::Build,
-                    Box::new(HostError::Build {
-                        attr: plan.attr.clone(),
-                        lines: vec!["nix build did not report this system".to_owned()],
-                    }),
-                )),
-            },
-            Some(Err(lines)) => Err((
-                Stage::Evaluate,
-                Box::new(HostError::Eval {
-                    attr: plan.attr.clone(),
-                    lines: lines.clone(),
-                }),
-            )),
-            None => Err((
-                Stage::Evaluate,
-                Box::new(HostError::Eval {
-                    attr: plan.attr.clone(),
-                    lines: vec!["nix eval did not report this configuration".to_owned()],
-                }),
-            )),
-        })
-        .collect())
-}
-
 /// Everything one host's task needs; owned, so the task can run on its own.
 struct HostJob {
     plan: HostPlan,
     path: StorePath,
+    built: Built,
+    copy_permits: Arc<Semaphore>,
+    activate_permits: Arc<Semaphore>,
+    signing_key: Option<std::path::PathBuf>,
     goal: Goal,
     reactivate: bool,
     auto_rollback: bool,
@@ -341,8 +285,11 @@ impl HostJob {
             return Ok(Err(stop));
         }
 
+        // The semaphores are never closed; a failed acquire would only mean running unbounded.
+        let permit = Arc::clone(&self.copy_permits).acquire_owned().await.ok();
         let began = self.enter(report, Stage::Copy);
         let stats = self.copy(conn).await;
+        drop(permit);
         report.timings.push((Stage::Copy, began.elapsed()));
         let stats = stats?;
         report.copy = Some(stats);
@@ -356,8 +303,13 @@ impl HostJob {
         if let Err(stop) = self.check_cancel() {
             return Ok(Err(stop));
         }
+        let permit = Arc::clone(&self.activate_permits)
+            .acquire_owned()
+            .await
+            .ok();
         let began = self.enter(report, Stage::Activate);
         let activated = self.activate(conn, &state, report).await;
+        drop(permit);
         report.timings.push((Stage::Activate, began.elapsed()));
         activated.map(Ok)
     }
@@ -511,8 +463,12 @@ impl HostJob {
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a
-    /// `nix copy` process: validity of the top path implies its whole closure is there.
+    /// `nix copy` process: validity of the top path implies its whole closure is there. A host
+    /// that builds its own system gets the derivation and realises it.
     async fn copy(&self, conn: &Connection) -> Result<CopyStats, HostError> {
+        if self.built.on_target {
+            return self.build_on_target(conn).await;
+        }
         let closure = self
             .nix
             .closure(&self.path)
@@ -529,6 +485,21 @@ impl HostJob {
         if missing.is_empty() {
             return Ok(stats);
         }
+        if let Some(key) = &self.signing_key {
+            self.nix
+                .sign(&self.path, key)
+                .await
+                .map_err(|source| HostError::Sign {
+                    key: key.clone(),
+                    source,
+                })?;
+        }
+        self.nix_copy(&self.path, false).await?;
+        Ok(stats)
+    }
+
+    /// `nix copy` of `path` (or of the derivation `path`) with this host's options.
+    async fn nix_copy(&self, path: &StorePath, derivation: bool) -> Result<(), HostError> {
         let target = &self.plan.target;
         let dest = SshDest {
             user: target.user.clone(),
@@ -538,12 +509,50 @@ impl HostJob {
             known_hosts: target.known_hosts.clone(),
             connect_timeout_secs: target.connect_timeout.as_secs().max(1),
         };
+        let transfer = self.plan.transfer;
+        let options = CopyOptions {
+            substitute: transfer.substitute,
+            // Signed closures are checked; unsigned ones only skip checks for trusted users.
+            no_check_sigs: self.signing_key.is_none() && transfer.trusted,
+            compress: transfer.compress,
+            derivation,
+        };
         let name = self.plan.name.as_str();
         let mut sink = |line: &str| self.events.output(Some(name), Stage::Copy, line);
         self.nix
-            .copy_to(&dest, &self.path, &mut sink)
+            .copy_with(&dest, path, options, &mut sink)
             .await
-            .map_err(HostError::Copy)?;
-        Ok(stats)
+            .map_err(HostError::Copy)
+    }
+
+    /// Copies the derivation and realises it on the host; the result must be the path that
+    /// evaluation promised.
+    async fn build_on_target(&self, conn: &Connection) -> Result<CopyStats, HostError> {
+        let missing = remote::missing_paths(conn, std::slice::from_ref(&self.path)).await?;
+        if missing.is_empty() {
+            return Ok(CopyStats { sent: 0, total: 1 });
+        }
+        self.nix_copy(&self.built.drv, true).await?;
+        let name = self.plan.name.as_str();
+        self.events
+            .note(name, "building the system on the host".to_owned());
+        let output = conn
+            .run(&format!("nix-store --realise {}", self.built.drv), |line| {
+                self.events.output(Some(name), Stage::Copy, &line.text)
+            })
+            .await
+            .map_err(|source| HostError::Channel {
+                stage: Stage::Copy,
+                source,
+            })?;
+        let produced = output.stdout.lines().any(|l| l == self.path.as_str());
+        if !output.exit.success() || !produced {
+            return Err(HostError::Remote {
+                command: format!("nix-store --realise {}", self.built.drv),
+                exit: output.exit.clone(),
+                tail: output.tail.iter().map(|l| l.text.clone()).collect(),
+            });
+        }
+        Ok(CopyStats { sent: 1, total: 1 })
     }
 }

@@ -56,6 +56,15 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// Signing the closure with the fleet's signing key failed; nothing was copied.
+    #[error("cannot sign the closure with {}; the host was not changed", key.display())]
+    Sign {
+        /// The key file.
+        key: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: NixError,
+    },
     /// `nix copy` failed; the host's running system was not changed.
     #[error("copying the closure failed; the host's running system was not changed")]
     Copy(#[source] NixError),
@@ -254,7 +263,9 @@ impl HostError {
             | HostError::Activation { tail, .. }
             | HostError::RollbackActivation { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
-            HostError::Copy(err) | HostError::Closure { source: err, .. } => err.tail().to_vec(),
+            HostError::Copy(err)
+            | HostError::Closure { source: err, .. }
+            | HostError::Sign { source: err, .. } => err.tail().to_vec(),
             HostError::Connect(_)
             | HostError::Channel { .. }
             | HostError::NotNixos { .. }
@@ -272,6 +283,12 @@ impl HostError {
     pub fn hint(&self) -> Option<String> {
         match self {
             HostError::Connect(err) | HostError::Channel { source: err, .. } => err.hint(),
+            HostError::Copy(err) if err.tail().iter().any(|l| l.contains("lacks a valid signature")) => Some(
+                "the host requires signatures from keys it trusts: set signing-key in [fleet] to a \
+                 nix secret key whose public key is in the host's trusted-public-keys, or make the \
+                 login user trusted by the host's nix (trusted-users) and set trusted = true"
+                    .to_owned(),
+            ),
             HostError::Copy(err) => err.hint(),
             HostError::Activation {
                 profile_set: true,

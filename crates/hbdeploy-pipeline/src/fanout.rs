@@ -64,6 +64,7 @@ mod tests {
             },
             safety: crate::HostSafety::default(),
             health: Vec::new(),
+            transfer: crate::HostTransfer::default(),
             wave: 0,
         }
     }

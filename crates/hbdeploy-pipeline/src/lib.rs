@@ -8,6 +8,7 @@
 //!
 //! [`install`] puts one host's system onto a new machine's disks, from a live installer.
 
+mod build;
 mod deploy;
 mod error;
 mod event;
@@ -113,6 +114,32 @@ pub struct HostPlan {
     pub wave: u32,
     /// Checks run after activation; a failure rolls the host back like a failed activation.
     pub health: Vec<Check>,
+    /// Where its system is built and how it is copied.
+    pub transfer: HostTransfer,
+}
+
+/// How one host's system is built and copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostTransfer {
+    /// `nix copy --substitute-on-destination`: the host fetches what its caches have.
+    pub substitute: bool,
+    /// Compress the copy's SSH stream.
+    pub compress: bool,
+    /// Copy the derivation and build on the host instead of building here.
+    pub build_on_target: bool,
+    /// The login user is trusted by the host's nix: unsigned copies use `--no-check-sigs`.
+    pub trusted: bool,
+}
+
+impl Default for HostTransfer {
+    fn default() -> Self {
+        HostTransfer {
+            substitute: true,
+            compress: false,
+            build_on_target: false,
+            trusted: true,
+        }
+    }
 }
 
 /// Magic-rollback settings of one host.
@@ -195,6 +222,14 @@ pub struct DeployRequest {
     pub batch: Option<NonZeroUsize>,
     /// The first Ctrl-C.
     pub cancel: Cancel,
+    /// `--builders` for the local `nix build`.
+    pub builders: Option<String>,
+    /// Sign closures with this nix secret key before copying them.
+    pub signing_key: Option<std::path::PathBuf>,
+    /// Hosts copied to at once.
+    pub parallel_copy: NonZeroUsize,
+    /// Hosts activated at once.
+    pub parallel_activate: NonZeroUsize,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use hbdeploy_nix::{Nix, StorePath};
 
-use crate::deploy::build_all;
+use crate::build::build_all;
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::state::{HostState, host_state};
@@ -74,7 +74,7 @@ pub async fn status(
     });
     let built = async {
         if request.build {
-            build_all(&request.flake, &request.hosts, nix, &events)
+            build_all(&request.flake, &request.hosts, nix, &events, None)
                 .await
                 .map(Some)
         } else {
@@ -94,11 +94,11 @@ pub async fn status(
                 (Err(_), Some(Ok(_))) => {
                     FlakeMatch::Unknown("the host could not be read".to_owned())
                 }
-                (Ok(state), Some(Ok(path))) => {
-                    if state.current.as_ref() == Some(path) {
+                (Ok(state), Some(Ok(built))) => {
+                    if state.current.as_ref() == Some(&built.out) {
                         FlakeMatch::UpToDate
                     } else {
-                        FlakeMatch::Differs(path.clone())
+                        FlakeMatch::Differs(built.out.clone())
                     }
                 }
             };

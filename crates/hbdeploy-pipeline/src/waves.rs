@@ -60,6 +60,7 @@ mod tests {
                 },
                 safety: crate::HostSafety::default(),
                 health: Vec::new(),
+                transfer: crate::HostTransfer::default(),
                 wave: *wave,
             })
             .collect()
