@@ -431,13 +431,13 @@ fn goals_build_push_and_dry_activate_stop_where_they_say() {
 
 #[test]
 fn hosts_activate_in_parallel() {
-    // Four hosts whose activations each take two seconds. One after another, each host would
-    // finish before the next started activating; in parallel all four are activating before the
-    // first one is done. The plain progress lines on stderr show the order.
+    // Four hosts whose activations each wait until all four are activating (a barrier on the
+    // lab's disk). One after another, the first would wait in vain and fail; in parallel all four
+    // are activating before the first one is done. The progress lines show the order.
     let mut lab = lab(&["a", "b", "c", "d"]);
     for name in ["a", "b", "c", "d"] {
         let slow = SystemSpec {
-            activation: Activation::Slow(2),
+            activation: Activation::Barrier(4),
             ..SystemSpec::default()
         };
         lab.set_system(name, slow).expect("flake");

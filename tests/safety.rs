@@ -75,7 +75,8 @@ fn a_system_that_kills_sshd_is_rolled_back_by_the_host_itself() {
     lab.set_system("fine", spec(2, Activation::Succeed))
         .expect("flake");
 
-    let run = hbdeploy(&lab, &["apply", "--all", "--confirm-timeout", "3"]);
+    // Long enough for the healthy host to confirm even on a loaded machine.
+    let run = hbdeploy(&lab, &["apply", "--all", "--confirm-timeout", "8"]);
     assert_eq!(run.code, 1, "{}", run.both());
     assert_eq!(
         row(&run, "broken")[1..3],
@@ -206,7 +207,7 @@ fn a_failing_canary_stops_the_other_hosts_from_being_touched() {
 #[test]
 fn two_deployments_of_one_host_do_not_run_at_once() {
     let mut lab = deployed(&["server"]);
-    lab.set_system("server", spec(2, Activation::Slow(4)))
+    lab.set_system("server", spec(2, Activation::Gate))
         .expect("flake");
     let first = lab
         .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all"])
@@ -221,6 +222,7 @@ fn two_deployments_of_one_host_do_not_run_at_once() {
         "the first apply never started activating"
     );
     let second = hbdeploy(&lab, &["apply", "--all", "--reactivate"]);
+    lab.open_gate().expect("gate");
     let first = hbdeploy_lab::finish(first).expect("first apply ends");
     assert_eq!(first.code, 0, "{}", first.both());
     assert_eq!(second.code, 1, "{}", second.both());
@@ -252,13 +254,29 @@ fn two_deployments_of_one_host_do_not_run_at_once() {
 fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
     let mut lab = deployed(&["a", "b", "c", "d"]);
     for name in ["a", "b", "c", "d"] {
-        lab.set_system(name, spec(2, Activation::Slow(3)))
+        lab.set_system(name, spec(2, Activation::Gate))
             .expect("flake");
     }
     let before: Vec<String> = ["a", "b", "c", "d"].map(|n| running(&lab, n)).to_vec();
-    let child = lab
+    let mut child = lab
         .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all", "--parallel", "2"])
         .expect("start apply");
+    // Read stderr as it comes, to know when hbdeploy has taken the interrupt in.
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
     let activating = || {
         ["a", "b", "c", "d"]
             .iter()
@@ -274,7 +292,23 @@ fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
         .status()
         .expect("kill runs");
     assert!(status.success());
-    let run = hbdeploy_lab::finish(child).expect("apply ends");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.starts_with("interrupted: starting nothing new") => break,
+            Ok(_) => continue,
+            Err(_) => panic!("hbdeploy never acknowledged the interrupt"),
+        }
+    }
+    // Only now may the two running activations finish.
+    lab.open_gate().expect("gate");
+    let output = child.wait_with_output().expect("apply ends");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: reader.join().expect("reader"),
+    };
     assert_eq!(run.code, 130, "{}", run.both());
     assert!(
         run.stderr.contains("interrupted: starting nothing new"),

@@ -185,7 +185,8 @@ fn copy_and_activation_parallelism_are_bounded_separately() {
     for name in ["a", "b", "c", "d"] {
         let spec = SystemSpec {
             payload_bytes: 4 << 20,
-            activation: Activation::Slow(1),
+            // The first two activations wait for each other: they must overlap.
+            activation: Activation::Barrier(2),
             ..SystemSpec::default()
         };
         lab.set_system(name, spec).expect("flake");

@@ -38,6 +38,12 @@ pub enum Activation {
     FailNow,
     /// Activates, then kills the host's sshd and exits 0: the host can no longer be reached.
     KillSshd,
+    /// Waits until this many hosts of the lab have reached this point of their activation (at
+    /// most a minute, then fails): proof that activations overlap, without timing assumptions.
+    Barrier(u32),
+    /// Waits until the test opens the gate ([`crate::Lab::open_gate`]; at most two minutes,
+    /// then fails): an activation that is running for as long as a test needs it to.
+    Gate,
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -152,6 +158,23 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
         Activation::KillSshd => ("", ""),
+        Activation::Barrier(count) => {
+            return (
+                format!(
+                    "touch @labdir@/barrier/@host@; n=0; \
+                     while [ \"$(ls @labdir@/barrier | wc -l)\" -lt {count} ]; do \
+                     n=$((n+1)); if [ $n -gt 600 ]; then echo \"error: barrier timeout\" >&2; exit 1; fi; \
+                     sleep 0.1; done"
+                ),
+                String::new(),
+            );
+        }
+        Activation::Gate => (
+            "echo \"waiting at the gate\"; n=0; while [ ! -e @labdir@/gate ]; do \
+             n=$((n+1)); if [ $n -gt 1200 ]; then echo \"error: gate timeout\" >&2; exit 1; fi; \
+             sleep 0.1; done",
+            "",
+        ),
         Activation::Slow(seconds) => return (format!("sleep {seconds}"), String::new()),
         Activation::FailNow => (
             "if [ \"$goal\" != boot ]; then echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1; fi",
@@ -161,7 +184,7 @@ fn failure_snippets(activation: Activation) -> (String, String) {
     (before.to_owned(), after.to_owned())
 }
 
-fn script_for(host: &str, spec: &SystemSpec) -> String {
+fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str) -> String {
     let (before, after) = failure_snippets(spec.activation);
     let sshd = if spec.activation == Activation::KillSshd {
         KILL_SSHD
@@ -173,11 +196,12 @@ fn script_for(host: &str, spec: &SystemSpec) -> String {
         .replace("@failure_before@", &before)
         .replace("@failure_after@", &after)
         .replace("@host@", host)
+        .replace("@labdir@", lab_dir)
 }
 
 /// The text of the lab's `flake.nix` for `systems` (host name → spec), for `system` (e.g.
-/// `x86_64-linux`).
-pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>) -> String {
+/// `x86_64-linux`); `lab_dir` is where barrier and gate files live (seen by every host).
+pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>, lab_dir: &str) -> String {
     let mut configs = String::new();
     for (host, spec) in systems {
         let toplevel = match spec.build {
@@ -194,7 +218,7 @@ pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>) -> Strin
                 nix_string(&spec.generation.to_string()),
                 nix_string(&spec.payload_bytes.to_string()),
                 spec.build == Buildability::BuildFails,
-                nix_string(&script_for(host, spec)),
+                nix_string(&script_for(host, spec, lab_dir)),
             ),
         };
         let config = match spec.build {
@@ -306,7 +330,7 @@ mod tests {
                 },
             ),
         ]);
-        let text = flake_text("x86_64-linux", &systems);
+        let text = flake_text("x86_64-linux", &systems, "/lab");
         assert!(text.contains("\"a\" = mkConfig { host = \"a\"; toplevel = mk { host = \"a\";"));
         assert!(text.contains("disks = { \"vda\" = \"/dev/vda\"; };"));
         assert!(text.contains("\"b\" = { config.system.build.toplevel = throw"));
@@ -316,7 +340,7 @@ mod tests {
 
     #[test]
     fn scripts_keep_out_placeholder_for_the_builder() {
-        let script = script_for("h", &SystemSpec::default());
+        let script = script_for("h", &SystemSpec::default(), "/lab");
         assert!(script.contains("sys=@out@"));
         assert!(!script.contains("@host@") && !script.contains("@failure"));
         assert!(!script.contains("${"), "nix would interpolate it");

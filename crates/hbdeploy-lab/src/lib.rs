@@ -205,11 +205,17 @@ impl Lab {
     fn write_flake(&self) -> Result<(), LabError> {
         let dir = self.slot.dir.join("flake");
         host::mkdir(&dir)?;
+        host::mkdir(&self.slot.dir.join("barrier"))?;
         let system = format!("{}-linux", std::env::consts::ARCH);
         host::write(
             &dir.join("flake.nix"),
-            &flake::flake_text(&system, &self.systems),
+            &flake::flake_text(&system, &self.systems, &self.slot.dir.to_string_lossy()),
         )
+    }
+
+    /// Lets activations waiting at [`Activation::Gate`] go on.
+    pub fn open_gate(&self) -> Result<(), LabError> {
+        host::write(&self.slot.dir.join("gate"), "")
     }
 
     /// A fleet.toml for this lab: every host with its address, the lab's key and known_hosts,
