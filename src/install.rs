@@ -48,6 +48,8 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
             identity_file: host.ssh.identity_file.clone(),
             known_hosts: host.ssh.known_hosts.clone(),
+            // A live installer has a fresh host key of its own, never the installed host's.
+            pinned_keys: Vec::new(),
             connect_timeout: host.ssh.connect_timeout,
         };
         return push(cli, args, &nix, request, &target).await;

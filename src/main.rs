@@ -121,6 +121,7 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
             user: host.ssh.user.clone(),
             identity_file: host.ssh.identity_file.clone(),
             known_hosts: host.ssh.known_hosts.clone(),
+            pinned_keys: host.host_keys.clone(),
             connect_timeout: host.ssh.connect_timeout,
         },
         safety: HostSafety {

@@ -37,6 +37,9 @@ pub struct Host {
     pub health: Vec<HealthCheck>,
     /// Where its system is built and how its closure travels.
     pub transfer: Transfer,
+    /// Host keys pinned in fleet.toml (`host-key`), in OpenSSH form `TYPE BASE64`; trusted
+    /// besides the known_hosts file.
+    pub host_keys: Vec<String>,
 }
 
 impl Host {
@@ -96,6 +99,7 @@ pub(crate) fn read_host(
         wave,
         health: read_checks(&table)?,
         transfer: TransferOverrides::read(&table)?.resolve(transfer, &table)?,
+        host_keys: read_host_keys(&table)?,
     })
 }
 
@@ -132,6 +136,42 @@ fn check_address(
         Some((reason, hint)) => Err(table.invalid("address", span, reason, hint)),
         None => Ok(()),
     }
+}
+
+/// Reads `host-key`: one key or an array of keys, each `TYPE BASE64` (a comment may follow).
+fn read_host_keys(table: &Table<'_>) -> Result<Vec<String>, InventoryError> {
+    let keys = match table.get("host-key") {
+        None => return Ok(Vec::new()),
+        Some((_, value)) if matches!(value.get_ref(), toml::de::DeValue::String(_)) => {
+            table.string("host-key")?.into_iter().collect::<Vec<_>>()
+        }
+        Some(_) => table.strings("host-key")?.unwrap_or_default(),
+    };
+    keys.into_iter()
+        .map(|key| {
+            let mut fields = key.get_ref().split_whitespace();
+            let kind = fields.next().unwrap_or("");
+            let data = fields.next().unwrap_or("");
+            let kind_ok = kind.starts_with("ssh-")
+                || kind.starts_with("ecdsa-sha2-")
+                || kind.starts_with("sk-");
+            let data_ok = data.len() > 16
+                && data
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+            if kind_ok && data_ok {
+                Ok(format!("{kind} {data}"))
+            } else {
+                Err(table.invalid(
+                    "host-key",
+                    key.span(),
+                    "is not a public key in OpenSSH form",
+                    "copy the key from `hbdeploy keyscan HOST` or the host's \
+                     /etc/ssh/ssh_host_ed25519_key.pub, e.g. host-key = \"ssh-ed25519 AAAA…\"",
+                ))
+            }
+        })
+        .collect()
 }
 
 /// Reads `tags`: valid names, each at most once.
@@ -260,6 +300,37 @@ mod tests {
             "address = \"a\"\nattr = \"\"",
             "/f.toml:5:8: `attr` in [hosts.a] is empty | remove `attr` to use the host's name, \
              or give the attribute under nixosConfigurations",
+        );
+    }
+
+    #[test]
+    fn host_keys_are_one_or_several_openssh_keys() {
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMFEGlvgqrN9D7RX6IDRcvyBOCUCCTViRSpfGeNYakNl";
+        let parse = |body: &str| {
+            let text = format!("[fleet]\nflake = \"/f\"\n[hosts.a]\naddress = \"a\"\n{body}\n");
+            Fleet::parse(&text, Path::new("/f.toml"), Some(Path::new("/h")))
+                .map(|f| {
+                    f.hosts
+                        .values()
+                        .next()
+                        .map(|h| h.host_keys.clone())
+                        .unwrap_or_default()
+                })
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            parse(&format!("host-key = \"{key} root@a\"")),
+            Ok(vec![key.to_owned()])
+        );
+        assert_eq!(
+            parse(&format!("host-key = [\"{key}\", \"{key}\"]")).map(|k| k.len()),
+            Ok(2)
+        );
+        let bad = parse("host-key = \"AAAAC3Nza\"").expect_err("no type");
+        assert!(
+            bad.contains("/f.toml:5:12: `host-key` in [hosts.a] is not a public key"),
+            "{bad}"
         );
     }
 }

@@ -50,6 +50,7 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "trusted",
     "fast-connection",
     "build-on",
+    "host-key",
 ];
 
 /// Keys of a health check (`[[health]]` or `[[hosts.NAME.health]]`).
@@ -110,6 +111,7 @@ pub(crate) fn example(key: &str) -> &'static str {
         "trusted" => "trusted = false",
         "fast-connection" => "fast-connection = true",
         "build-on" => "build-on = \"target\"",
+        "host-key" => "host-key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA…\"",
         "health" => "[[health]] followed by command = \"systemctl is-system-running\"",
         "command" => "command = \"systemctl is-system-running\"",
         "tcp" => "tcp = \"server.example.org:443\"",

@@ -240,6 +240,18 @@ impl LabHost {
         Ok(())
     }
 
+    /// The PID (in this machine's PID namespace) of the sshd listener the lab started, to stop
+    /// or freeze it by PID.
+    pub fn sshd_pid(&self) -> Option<u32> {
+        let nsenter = self.sshd.as_ref()?.id();
+        std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Stops the host's sshd listener (its PID is the `nsenter` child's only child), so the host
     /// becomes unreachable. Sessions already open are not affected.
     pub fn stop_sshd(&mut self) {
@@ -267,6 +279,9 @@ impl LabHost {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         if let Some(mut nsenter) = self.sshd.take() {
+            // nsenter stops itself when its child is stopped (a test may freeze sshd): kill it
+            // rather than wait for it.
+            let _ = nsenter.kill();
             let _ = nsenter.wait();
         }
     }

@@ -80,6 +80,22 @@ impl Lab {
             })
     }
 
+    /// Runs hbdeploy against this lab's fleet file with extra environment variables.
+    pub fn hbdeploy_with_env(
+        &self,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Run, LabError> {
+        let mut command = command(binary, Some(&self.dir().join("fleet.toml")), args);
+        command.envs(env.iter().copied());
+        let child = command.spawn().map_err(|source| LabError::Io {
+            what: format!("run {}", binary.display()),
+            source,
+        })?;
+        finish(child)
+    }
+
     /// Runs hbdeploy against this lab's fleet file (written by [`Lab::write_fleet`]).
     pub fn hbdeploy(&self, binary: &Path, args: &[&str]) -> Result<Run, LabError> {
         hbdeploy(binary, Some(&self.dir().join("fleet.toml")), args)

@@ -17,6 +17,7 @@ use crate::health::run_checks;
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
+use crate::trust;
 use crate::waves::plan_waves;
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
@@ -501,12 +502,14 @@ impl HostJob {
     /// `nix copy` of `path` (or of the derivation `path`) with this host's options.
     async fn nix_copy(&self, path: &StorePath, derivation: bool) -> Result<(), HostError> {
         let target = &self.plan.target;
+        let trust = trust::for_copy(target, &safe::new_token())
+            .map_err(|(path, source)| HostError::TrustFile { path, source })?;
         let dest = SshDest {
             user: target.user.clone(),
             address: target.address.clone(),
             port: target.port,
             identity_file: target.identity_file.clone(),
-            known_hosts: target.known_hosts.clone(),
+            known_hosts: trust.path().to_path_buf(),
             connect_timeout_secs: target.connect_timeout.as_secs().max(1),
         };
         let transfer = self.plan.transfer;

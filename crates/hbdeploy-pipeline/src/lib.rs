@@ -22,6 +22,7 @@ mod safe;
 mod state;
 mod status;
 pub mod time;
+mod trust;
 mod waves;
 
 use std::num::NonZeroUsize;

@@ -56,6 +56,7 @@ mod tests {
                     user: "root".to_owned(),
                     identity_file: None,
                     known_hosts: "/dev/null".into(),
+                    pinned_keys: Vec::new(),
                     connect_timeout: std::time::Duration::from_secs(1),
                 },
                 safety: crate::HostSafety::default(),

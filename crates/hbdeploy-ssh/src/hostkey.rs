@@ -41,6 +41,12 @@ pub enum HostKeyVerdict {
         /// The `@revoked` line (1-based).
         line: usize,
     },
+    /// Keys are pinned for the host in fleet.toml, and the offered one is none of them (nor in
+    /// the known_hosts file).
+    NotPinned {
+        /// SHA256 fingerprint of the offered key.
+        fingerprint: String,
+    },
     /// The file exists but could not be read or parsed.
     Unreadable {
         /// The known_hosts file.
@@ -78,6 +84,11 @@ impl std::fmt::Display for HostKeyVerdict {
                 "the host offered {fingerprint}, which {}:{line} marks @revoked",
                 file.display()
             ),
+            HostKeyVerdict::NotPinned { fingerprint } => write!(
+                f,
+                "HOST KEY MISMATCH: the host offered {fingerprint}, which is not the host-key \
+                 pinned in fleet.toml; this may be a man-in-the-middle attack"
+            ),
             HostKeyVerdict::Unreadable { file, reason } => {
                 write!(f, "cannot read {}: {reason}", file.display())
             }
@@ -107,6 +118,9 @@ impl HostKeyVerdict {
                 "the host uses a key that must never be trusted again: give it a new host key"
                     .to_owned()
             }
+            HostKeyVerdict::NotPinned { .. } => "if the host was reinstalled, check its new key \
+                 out of band and replace host-key in fleet.toml (hbdeploy keyscan HOST shows it)"
+                .to_owned(),
             HostKeyVerdict::Unreadable { file, .. } => {
                 format!("fix or remove {}", file.display())
             }
@@ -122,12 +136,34 @@ pub(crate) fn check(target: &Target, key: &PublicKeyOrCertificate) -> HostKeyVer
     let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
         return HostKeyVerdict::Certificate;
     };
-    check_key(
+    let verdict = check_key(
         &target.address,
         target.port,
         key,
         target.known_hosts.as_path(),
-    )
+    );
+    pinned(verdict, key, &target.pinned_keys)
+}
+
+/// Applies the keys pinned in fleet.toml over the known_hosts verdict: a pinned key is trusted
+/// unless known_hosts revoked it; with pins, a key that matches neither is refused as not pinned.
+fn pinned(
+    verdict: HostKeyVerdict,
+    key: &russh::keys::PublicKey,
+    pins: &[String],
+) -> HostKeyVerdict {
+    if pins.is_empty() {
+        return verdict;
+    }
+    let matches_pin = pins.iter().any(|pin| {
+        russh::keys::PublicKey::from_openssh(pin).is_ok_and(|p| p.key_data() == key.key_data())
+    });
+    match verdict {
+        HostKeyVerdict::Revoked { .. } | HostKeyVerdict::Trusted => verdict,
+        _ if matches_pin => HostKeyVerdict::Trusted,
+        HostKeyVerdict::Unknown { fingerprint, .. } => HostKeyVerdict::NotPinned { fingerprint },
+        other => other,
+    }
 }
 
 fn check_key(
@@ -229,6 +265,34 @@ mod tests {
         assert!(
             matches!(got, HostKeyVerdict::Changed { line: 3, .. }),
             "expected changed at line 3, got {got:?}"
+        );
+    }
+
+    #[test]
+    fn pins_trust_their_key_refuse_others_and_never_beat_revoked() {
+        let unknown = verdict(None, "10.0.0.4", 22, KEY_A);
+        assert_eq!(
+            pinned(unknown.clone(), &key(KEY_A), &[KEY_A.to_owned()]),
+            HostKeyVerdict::Trusted
+        );
+        assert!(matches!(
+            pinned(unknown.clone(), &key(KEY_A), &[KEY_B.to_owned()]),
+            HostKeyVerdict::NotPinned { .. }
+        ));
+        assert_eq!(pinned(unknown.clone(), &key(KEY_A), &[]), unknown);
+        let revoked = verdict(
+            Some(&format!("@revoked * {KEY_A}\n")),
+            "10.0.0.5",
+            22,
+            KEY_A,
+        );
+        assert!(
+            matches!(revoked, HostKeyVerdict::Revoked { .. }),
+            "{revoked:?}"
+        );
+        assert_eq!(
+            pinned(revoked.clone(), &key(KEY_A), &[KEY_A.to_owned()]),
+            revoked
         );
     }
 

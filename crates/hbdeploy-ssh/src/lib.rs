@@ -38,6 +38,8 @@ pub struct Target {
     pub identity_file: Option<PathBuf>,
     /// The known_hosts file the host key is checked against.
     pub known_hosts: PathBuf,
+    /// Host keys pinned in fleet.toml (`TYPE BASE64`), trusted besides the known_hosts file.
+    pub pinned_keys: Vec<String>,
     /// Upper bound for TCP connect plus SSH handshake plus authentication.
     pub connect_timeout: Duration,
 }
@@ -126,6 +128,7 @@ impl Connection {
                     Some(verdict @ HostKeyVerdict::Unknown { .. })
                     | Some(verdict @ HostKeyVerdict::Changed { .. })
                     | Some(verdict @ HostKeyVerdict::Revoked { .. })
+                    | Some(verdict @ HostKeyVerdict::NotPinned { .. })
                     | Some(verdict @ HostKeyVerdict::Unreadable { .. }) => SshError::HostKey {
                         target: target.display(),
                         verdict,

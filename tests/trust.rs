@@ -1,0 +1,302 @@
+//! SSH trust and access against the lab (issue 5): pinned keys, known_hosts as OpenSSH writes
+//! it (hashed, `[host]:port`, `@revoked`), one trust policy for russh and `nix copy`, agent
+//! authentication, and a frozen host.
+
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hbdeploy_lab::{Lab, LabHost, Run, SSH_PORT};
+
+const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+
+fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
+    lab.hbdeploy(Path::new(HBDEPLOY), args)
+        .expect("hbdeploy runs")
+}
+
+fn row(run: &Run, host: &str) -> Vec<String> {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no row for {host}\n{}", run.both()))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
+    lab.host(name).expect("lab host")
+}
+
+/// The host key of `name` as the lab's known_hosts file lists it: `TYPE BASE64`.
+fn host_key(lab: &Lab, name: &str) -> String {
+    let address = host(lab, name).address;
+    let text = std::fs::read_to_string(lab.known_hosts()).expect("known_hosts");
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("[{address}]:{SSH_PORT} ")))
+        .expect("host listed");
+    line.split_whitespace()
+        .skip(1)
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Writes the lab's fleet with `known-hosts` pointing at `known_hosts` and `host_lines` added to
+/// the host tables (`(host, line)`).
+fn fleet(lab: &Lab, known_hosts: &Path, host_lines: &[(&str, String)]) {
+    let mut text = lab.fleet_toml(&[], "").replace(
+        &format!("known-hosts = \"{}\"", lab.known_hosts().display()),
+        &format!("known-hosts = \"{}\"", known_hosts.display()),
+    );
+    for (name, line) in host_lines {
+        text = text.replace(
+            &format!("[hosts.{name}]\n"),
+            &format!("[hosts.{name}]\n{line}\n"),
+        );
+    }
+    std::fs::write(lab.dir().join("fleet.toml"), text).expect("write fleet");
+}
+
+#[test]
+fn pinned_keys_are_trusted_by_russh_and_nix_copy_alike() {
+    let lab = Lab::start(&["pinned", "wrong"]).expect("lab");
+    let empty = lab.dir().join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    let pinned = host_key(&lab, "pinned");
+    fleet(
+        &lab,
+        &empty,
+        &[
+            ("pinned", format!("host-key = \"{pinned}\"")),
+            // The other host's key: wrong for this host.
+            ("wrong", format!("host-key = [\"{pinned}\"]")),
+        ],
+    );
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    // Copied (nix copy's ssh trusted the pin too) and activated.
+    assert_eq!(row(&run, "pinned")[1], "ok", "{}", run.both());
+    assert_eq!(row(&run, "pinned")[5], "3/3", "{}", run.both());
+    assert_eq!(
+        row(&run, "wrong")[1..3],
+        ["FAILED", "connect"],
+        "{}",
+        run.both()
+    );
+    assert!(run.stdout.contains("HOST KEY MISMATCH"), "{}", run.both());
+    assert!(host(&lab, "wrong").store_entries().expect("ls").is_empty());
+    assert_eq!(host(&lab, "wrong").accepted_logins(), 0);
+}
+
+#[test]
+fn hashed_known_hosts_are_accepted_and_revoked_keys_refused() {
+    let lab = Lab::start(&["hashed", "revoked"]).expect("lab");
+    let hashed = lab.dir().join("hashed_known_hosts");
+    std::fs::copy(lab.known_hosts(), &hashed).expect("copy");
+    let status = Command::new("ssh-keygen")
+        .args(["-H", "-f"])
+        .arg(&hashed)
+        .output()
+        .expect("ssh-keygen");
+    assert!(status.status.success());
+    let text = std::fs::read_to_string(&hashed).expect("read");
+    assert!(text.lines().all(|l| l.starts_with("|1|")), "{text}");
+    let revoked_key = host_key(&lab, "revoked");
+    std::fs::write(&hashed, format!("{text}@revoked * {revoked_key}\n")).expect("write");
+    fleet(&lab, &hashed, &[]);
+
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "hashed")[1],
+        "ok",
+        "russh and nix copy read hashed names: {}",
+        run.both()
+    );
+    assert_eq!(
+        row(&run, "revoked")[1..3],
+        ["FAILED", "connect"],
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout.contains("which ") && run.stdout.contains("marks @revoked"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(host(&lab, "revoked").accepted_logins(), 0);
+}
+
+#[test]
+fn nix_copy_refuses_a_changed_key_on_its_own() {
+    // russh refuses first in a deployment; this shows nix copy's ssh applies the same strict
+    // policy when asked directly.
+    let lab = Lab::start(&["a", "b"]).expect("lab");
+    let changed = lab.dir().join("changed_known_hosts");
+    let b_key = host_key(&lab, "b");
+    let a = host(&lab, "a").address;
+    std::fs::write(&changed, format!("[{a}]:{SSH_PORT} {b_key}\n")).expect("write");
+    let attr = format!(
+        "{}#nixosConfigurations.a.config.system.build.toplevel",
+        lab.flake_ref()
+    );
+    let built = Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "build",
+            "--no-link",
+            "--json",
+            &attr,
+        ])
+        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
+        .output()
+        .expect("nix build");
+    let json = String::from_utf8_lossy(&built.stdout).into_owned();
+    let out = json
+        .split("\"out\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("out");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let result = runtime.block_on(async {
+        let nix = hbdeploy_nix::Nix::detect().await.expect("nix");
+        let dest = hbdeploy_nix::SshDest {
+            user: "root".to_owned(),
+            address: a.to_string(),
+            port: SSH_PORT,
+            identity_file: Some(lab.identity_file().to_path_buf()),
+            known_hosts: changed.clone(),
+            connect_timeout_secs: 5,
+        };
+        let path = hbdeploy_nix::StorePath::new(out).expect("store path");
+        nix.copy_to(&dest, &path, &mut |_| {}).await
+    });
+    let err = result.expect_err("a changed key must be refused");
+    let tail = err.tail().join("\n");
+    assert!(
+        tail.contains("HOST IDENTIFICATION HAS CHANGED")
+            || tail.contains("Host key verification failed"),
+        "{tail}"
+    );
+    assert!(host(&lab, "a").store_entries().expect("ls").is_empty());
+}
+
+#[test]
+fn the_ssh_agent_authenticates_when_no_identity_file_is_set() {
+    let lab = Lab::start(&["server"]).expect("lab");
+    let socket = lab.dir().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&socket)
+        .output()
+        .expect("ssh-agent (openssh-client)");
+    let text = String::from_utf8_lossy(&agent.stdout).into_owned();
+    let pid: u32 = text
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .and_then(|s| s.parse().ok())
+        .expect("agent pid");
+    // Stop the agent we started, by its PID, whatever the assertions below do.
+    struct Agent(u32);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+    let _agent = Agent(pid);
+    let sock = socket.to_string_lossy().into_owned();
+    let added = Command::new("ssh-add")
+        .arg(lab.identity_file())
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .expect("ssh-add");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let text = lab.fleet_toml(&[], "").replace(
+        &format!("identity-file = \"{}\"\n", lab.identity_file().display()),
+        "",
+    );
+    std::fs::write(lab.dir().join("fleet.toml"), text).expect("write");
+
+    let without = lab
+        .hbdeploy_with_env(
+            Path::new(HBDEPLOY),
+            &["apply", "--all"],
+            &[("SSH_AUTH_SOCK", "")],
+        )
+        .expect("run");
+    assert_eq!(without.code, 1, "{}", without.both());
+    assert!(
+        without.stdout.contains("ssh-agent is not usable"),
+        "{}",
+        without.both()
+    );
+
+    let with = lab
+        .hbdeploy_with_env(
+            Path::new(HBDEPLOY),
+            &["apply", "--all"],
+            &[("SSH_AUTH_SOCK", &sock)],
+        )
+        .expect("run");
+    assert_eq!(with.code, 0, "{}", with.both());
+    assert!(
+        host(&lab, "server")
+            .current_system()
+            .expect("read")
+            .is_some()
+    );
+}
+
+#[test]
+fn a_frozen_host_fails_within_the_timeout_while_the_others_finish() {
+    let lab = Lab::start(&["frozen", "fine"]).expect("lab");
+    let text = lab
+        .fleet_toml(&[], "")
+        .replace("connect-timeout = 5", "connect-timeout = 2");
+    std::fs::write(lab.dir().join("fleet.toml"), text).expect("write");
+    let pid = host(&lab, "frozen").sshd_pid().expect("sshd pid");
+    let stop = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(stop.success());
+    struct Thaw(u32);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-CONT", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _thaw = Thaw(pid);
+    let started = Instant::now();
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "frozen")[1..3],
+        ["FAILED", "connect"],
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.stdout.contains("within 2s (connect-timeout)"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(row(&run, "fine")[1], "ok", "{}", run.both());
+    // Bounded by the timeout, not by the frozen host (a hang guard, not a speed target).
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
