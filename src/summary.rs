@@ -92,6 +92,11 @@ fn seconds(duration: Duration) -> String {
 
 /// The error and its causes on one line, for JSON.
 pub fn error_chain(error: &HostError) -> String {
+    chain(error)
+}
+
+/// Any error and its causes on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

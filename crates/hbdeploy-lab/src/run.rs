@@ -80,6 +80,21 @@ impl Lab {
             })
     }
 
+    /// Like [`Lab::spawn_hbdeploy`], with extra environment variables.
+    pub fn spawn_hbdeploy_with_env(
+        &self,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<std::process::Child, LabError> {
+        let mut command = command(binary, Some(&self.dir().join("fleet.toml")), args);
+        command.envs(env.iter().copied());
+        command.spawn().map_err(|source| LabError::Io {
+            what: format!("start {}", binary.display()),
+            source,
+        })
+    }
+
     /// Runs hbdeploy against this lab's fleet file (written by [`Lab::write_fleet`]).
     pub fn hbdeploy(&self, binary: &Path, args: &[&str]) -> Result<Run, LabError> {
         hbdeploy(binary, Some(&self.dir().join("fleet.toml")), args)
