@@ -216,10 +216,10 @@ async fn conclude(
     let record = Record {
         id: crate::ledger::new_id(started),
         time: time::iso(started),
-        user: crate::ledger::user(),
-        machine: crate::ledger::machine(),
-        command: crate::ledger::command_line(std::env::args()),
-        flake: crate::ledger::flake_info(&fleet.flake.to_string()).await,
+        user: crate::provenance::user(),
+        machine: crate::provenance::machine(),
+        command: crate::provenance::command_line(std::env::args()),
+        flake: crate::provenance::flake_info(&fleet.flake.to_string()).await,
         hosts: report.hosts.iter().map(host_record).collect(),
     };
     let recorded = match Ledger::for_fleet(&fleet.path).append(&record) {

@@ -15,6 +15,7 @@ mod install;
 mod json;
 mod ledger;
 mod plan;
+mod provenance;
 mod summary;
 mod time;
 mod ui;

@@ -172,3 +172,21 @@ fn plain_progress_has_one_line_per_step_and_no_control_characters() {
     );
     settings(&lab).bind(|| insta::assert_snapshot!("plain_progress", run.stderr));
 }
+
+#[test]
+fn live_progress_on_a_terminal_ends_with_every_host_done() {
+    let lab = Lab::start(&["server"]).expect("lab");
+    lab.write_fleet(&[], "").expect("fleet");
+    let run = lab
+        .hbdeploy_on_a_terminal(Path::new(HBDEPLOY), &["apply", "server"], "\u{0}", &[])
+        .expect("runs");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(run.stdout.contains("✓ server  done"), "{:?}", run.stdout);
+    assert!(
+        run.stdout.contains("1 done, 0 failed, 0 remaining"),
+        "{:?}",
+        run.stdout
+    );
+    // NO_COLOR is set: cursor movement, but no colour codes.
+    assert!(!run.stdout.contains("\u{1b}[3"), "{:?}", run.stdout);
+}
