@@ -28,6 +28,9 @@ pub fn settings(lab: &Lab) -> insta::Settings {
     settings.add_filter(r"/nix/store/[0-9a-z]{32}-", "/nix/store/[hash]-");
     settings.add_filter(r"/nix/store/[0-9a-z]{8}…-", "/nix/store/[hash]…-");
     settings.add_filter(r"\b\d{8}T\d{6}Z-\d+\b", "[id]");
+    // IDs differ in length (process IDs): so does the padding after them in tables.
+    settings.add_filter(r"(?m)^ID +TIME", "ID  TIME");
+    settings.add_filter(r"\[id\] +\[time\]", "[id]  [time]");
     settings.add_filter(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\dZ?", "[time]");
     settings.add_filter(r"\b\d+\.\d+s\b", "[secs]");
     settings.add_filter(
@@ -35,8 +38,15 @@ pub fn settings(lab: &Lab) -> insta::Settings {
         r#""duration_secs": "[secs]""#,
     );
     settings.add_filter(r"127\.77\.\d+\.\d+", "[address]");
-    settings.add_filter(&format!(r"\b{}\b", regex_escape(&user())), "[user]");
-    settings.add_filter(&format!(r"\b{}\b", regex_escape(&machine())), "[machine]");
+    // Who ran it and where, in the ledger's JSON and the history table (not `root@` of SSH).
+    let user = regex_escape(&user());
+    settings.add_filter(&format!(r#""user": "{user}""#), r#""user": "[user]""#);
+    settings.add_filter(&format!(r"(\[time\] +){user}\b"), "$1[user]");
+    let machine = regex_escape(&machine());
+    settings.add_filter(
+        &format!(r#""machine": "{machine}""#),
+        r#""machine": "[machine]""#,
+    );
     settings.add_filter(r"\(pid \d+\)", "(pid [pid])");
     settings
 }
