@@ -122,4 +122,39 @@ mod tests {
         assert_eq!(local_dir("github:me/nixos"), None);
         assert_eq!(local_dir("path:relative"), None);
     }
+
+    #[tokio::test]
+    async fn a_local_flake_in_git_has_a_revision_and_a_dirty_flag() {
+        let dir = std::env::temp_dir().join(format!("hbdeploy-provenance-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let git = |args: &[&str]| {
+            let status = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .output()
+                .expect("git runs");
+            assert!(status.status.success(), "{status:?}");
+        };
+        let reference = dir.display().to_string();
+        assert_eq!(
+            flake_info(&reference).await.rev,
+            None,
+            "not a git work tree"
+        );
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("flake.nix"), "{ }").expect("write");
+        git(&["add", "flake.nix"]);
+        git(&["commit", "-q", "-m", "x"]);
+        let clean = flake_info(&format!("path:{reference}")).await;
+        assert_eq!(clean.rev.as_deref().map(str::len), Some(40));
+        assert_eq!(clean.dirty, Some(false));
+        std::fs::write(dir.join("flake.nix"), "{ outputs = _: { }; }").expect("write");
+        assert_eq!(flake_info(&reference).await.dirty, Some(true));
+        let remote = flake_info("github:me/nixos").await;
+        assert_eq!((remote.rev, remote.dirty), (None, None));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
