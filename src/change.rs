@@ -1,5 +1,6 @@
 //! The commands that change hosts: `apply` and `rollback`. Both run with the UI task listening
-//! to the pipeline's events, then print the per-host result table.
+//! to the pipeline's events, record the run in the ledger, then print the per-host result table
+//! (or the JSON document). `apply --ask` shows the plan and asks before it changes anything.
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
@@ -16,11 +17,18 @@ use hbdeploy_pipeline::{
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
+use crate::ledger::{HostRecord, Ledger, Record};
+use hbdeploy_pipeline::time;
+
 use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, summary, ui};
 
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
+    let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    if args.ask {
+        ask(cli, args).await?;
+    }
     for host in &mut hosts {
         if args.no_magic_rollback {
             host.safety.magic_rollback = false;
@@ -61,7 +69,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     })
     .await
     .map_err(AppError::Pipeline)?;
-    let code = finish(&report);
+    let code = conclude(&fleet, started, "apply", &report, args.json).await;
     Ok(if interrupted.load(Ordering::SeqCst) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else {
@@ -117,16 +125,74 @@ fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<St
     Ok(names)
 }
 
+/// `apply --ask`: shows the plan, then asks on the terminal (unless `--yes`). Refuses, before
+/// building anything, when there is no terminal to ask on.
+async fn ask(cli: &Cli, args: &ApplyArgs) -> Result<(), AppError> {
+    if !args.yes && !interactive() {
+        return Err(AppError::Usage(
+            "apply --ask needs a terminal to ask on; nothing was changed".to_owned(),
+            Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
+        ));
+    }
+    let changes = crate::plan::make(cli, &args.selection, args.parallel, false).await?;
+    let shown = crate::plan::render(&changes);
+    // With --json, stdout is for the result document only.
+    if args.json {
+        let _ = Term::stderr().write_str(&shown);
+    } else {
+        out(&shown);
+    }
+    if args.yes {
+        return Ok(());
+    }
+    let count = changes.len();
+    let asked = tokio::task::spawn_blocking(move || {
+        let term = Term::stderr();
+        let _ = term.write_str(&format!(
+            "Apply to {count} host{}? [y/N] ",
+            if count == 1 { "" } else { "s" }
+        ));
+        term.read_line().unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    if matches!(asked.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+        Ok(())
+    } else {
+        Err(AppError::Usage(
+            "not confirmed; nothing was changed".to_owned(),
+            None,
+        ))
+    }
+}
+
+/// Whether the user can be asked: stdin and stderr are a terminal.
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && Term::stderr().is_term()
+}
+
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
+    let started = time::now();
     let (fleet, hosts) = load(cli, &args.selection, false)?;
+    let target = match (&args.to_deploy, args.to) {
+        (Some(id), _) => {
+            let [host] = hosts.as_slice() else {
+                return Err(AppError::Usage(
+                    format!("--to-deploy puts one host back, not {}", hosts.len()),
+                    Some("name a single host: hbdeploy rollback HOST --to-deploy ID".to_owned()),
+                ));
+            };
+            crate::history::deployed_target(&fleet, id, &host.name)?
+        }
+        (None, Some(number)) => RollbackTarget::Generation(number),
+        (None, None) => RollbackTarget::Previous,
+    };
     let request = RollbackRequest {
         parallel: parallel(&fleet, args.parallel),
         hosts,
-        target: match args.to {
-            Some(number) => RollbackTarget::Generation(number),
-            None => RollbackTarget::Previous,
-        },
+        target,
         goal: args.goal.into(),
     };
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
@@ -134,11 +200,11 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         Ok::<_, AppError>(hbdeploy_pipeline::rollback(&request, events).await)
     })
     .await?;
-    Ok(finish(&report))
+    Ok(conclude(&fleet, started, "rollback", &report, args.json).await)
 }
 
 /// Runs `work` with a UI task listening to its events; returns once the UI has shown them all.
-async fn watched<F, Fut, T>(cli: &Cli, hosts: Vec<String>, work: F) -> T
+pub async fn watched<F, Fut, T>(cli: &Cli, hosts: Vec<String>, work: F) -> T
 where
     F: FnOnce(EventSender) -> Fut,
     Fut: std::future::Future<Output = T>,
@@ -151,12 +217,63 @@ where
     result
 }
 
-/// Prints the result table and picks the exit code.
-fn finish(report: &Report) -> ExitCode {
-    out(&summary::render(report));
+/// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.
+/// A ledger that cannot be written is a warning: the hosts were changed all the same.
+async fn conclude(
+    fleet: &Fleet,
+    started: u64,
+    command: &str,
+    report: &Report,
+    json: bool,
+) -> ExitCode {
+    let record = Record {
+        id: crate::ledger::new_id(started),
+        time: time::iso(started),
+        user: crate::provenance::user(),
+        machine: crate::provenance::machine(),
+        command: crate::provenance::command_line(std::env::args()),
+        flake: crate::provenance::flake_info(&fleet.flake.to_string()).await,
+        hosts: report.hosts.iter().map(host_record).collect(),
+    };
+    let recorded = match Ledger::for_fleet(&fleet.path).append(&record) {
+        Ok(_) => Some(record.id.as_str()),
+        Err(err) => {
+            let _ = Term::stderr().write_line(&format!(
+                "warning: the deployment was not recorded in the history: {}",
+                crate::summary::chain(&err)
+            ));
+            None
+        }
+    };
+    if json {
+        out(&format!(
+            "{:#}\n",
+            crate::json::report(command, recorded, report)
+        ));
+    } else {
+        out(&summary::render(report));
+        if let Some(id) = recorded {
+            let _ = Term::stderr().write_line(&format!("recorded as deployment {id}"));
+        }
+    }
     if report.all_succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_HOST_FAILED)
+    }
+}
+
+fn host_record(host: &hbdeploy_pipeline::HostReport) -> HostRecord {
+    HostRecord {
+        host: host.host.clone(),
+        outcome: crate::json::outcome(&host.outcome).to_owned(),
+        stage: host.stage.as_str().to_owned(),
+        old_path: host.old_path.as_ref().map(|p| p.to_string()),
+        new_path: host.new_path.as_ref().map(|p| p.to_string()),
+        generation: host.generation,
+        error: match &host.outcome {
+            hbdeploy_pipeline::Outcome::Failed(error) => Some(summary::error_chain(error)),
+            _ => None,
+        },
     }
 }

@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// When to use colour on the terminal (`NO_COLOR` set means never, unless `always`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +49,27 @@ pub enum Command {
     Check(CheckArgs),
     /// Install a host's system on a machine booted into the NixOS installer, wiping its disks.
     Install(InstallArgs),
+    /// Build the selected hosts' systems and show what applying them would change.
+    Plan(PlanArgs),
+    /// Run a command on the selected hosts in parallel.
+    Exec(ExecArgs),
+    /// Show the deployment history recorded by apply and rollback.
+    History(HistoryArgs),
+    /// Print a shell completion script for bash, zsh or fish.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one per subcommand into a directory.
+    Man(ManArgs),
+}
+
+/// `--color` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
 }
 
 /// Which hosts: `--all`, names and `@tags`.
@@ -77,6 +102,14 @@ pub struct RollbackArgs {
     /// Hosts handled at once (default: `parallel` in fleet.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: Option<u16>,
+
+    /// Put the host back on what this deployment (an ID from `hbdeploy history`) gave it.
+    #[arg(long, value_name = "ID", conflicts_with = "to")]
+    pub to_deploy: Option<String>,
+
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `rollback --goal` values.
@@ -194,6 +227,91 @@ pub struct ApplyArgs {
     /// `builders` in fleet.toml).
     #[arg(long, value_name = "SPEC")]
     pub builders: Option<String>,
+
+    /// Show the plan first and ask for confirmation on the terminal before changing any host.
+    #[arg(long)]
+    pub ask: bool,
+
+    /// With --ask: show the plan and apply without asking (also without a terminal).
+    #[arg(long, requires = "ask")]
+    pub yes: bool,
+
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Copy each changed host's closure to it (its running system stays as it is) to show what
+    /// `switch-to-configuration dry-activate` would restart.
+    #[arg(long)]
+    pub copy: bool,
+
+    /// Print the plan as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Hosts read at once (default: `parallel` in fleet.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
+}
+
+/// Options of `exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Print each host's output together once it finished, instead of line by line as it comes.
+    #[arg(long)]
+    pub group: bool,
+
+    /// Hosts running the command at once (default: `parallel` in fleet.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
+
+    /// The command, after `--`; run by each host's login shell, as `ssh HOST COMMAND…` does.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Options of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this host's entries.
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+
+    /// Only the last N deployments.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Print JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write hbdeploy.1 and a page per subcommand (hbdeploy-apply.1, …) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Options of `install`.

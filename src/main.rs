@@ -7,8 +7,15 @@
 
 mod change;
 mod cli;
+mod completions;
+mod exec;
+mod history;
 mod inspect;
 mod install;
+mod json;
+mod ledger;
+mod plan;
+mod provenance;
 mod summary;
 mod ui;
 
@@ -22,7 +29,7 @@ use hbdeploy_nix::Nix;
 use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, HostTransfer, PipelineError};
 use hbdeploy_ssh::Target;
 
-use crate::cli::{Cli, Command, Selection};
+use crate::cli::{Cli, ColorChoice, Command, Selection};
 
 /// Exit code when some host failed.
 pub(crate) const EXIT_HOST_FAILED: u8 = 1;
@@ -40,8 +47,10 @@ pub(crate) enum AppError {
     Pipeline(PipelineError),
     /// `install` refused or could not start.
     Install(hbdeploy_pipeline::install::InstallError),
-    /// The async runtime could not start.
+    /// The async runtime could not start, or a file could not be written.
     Runtime(std::io::Error),
+    /// The deployment ledger could not be read.
+    Ledger(ledger::LedgerError),
     /// A command's own usage error, with a hint.
     Usage(String, Option<String>),
 }
@@ -54,6 +63,13 @@ impl AppError {
             AppError::Pipeline(err) => (err, err.hint()),
             AppError::Install(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
+            AppError::Ledger(err) => (
+                err,
+                Some(format!(
+                    "check the state directory's permissions, or choose another with {}",
+                    ledger::STATE_DIR_ENV
+                )),
+            ),
             AppError::Usage(message, hint) => {
                 let mut text = format!("error: {message}\n");
                 if let Some(hint) = hint {
@@ -77,9 +93,22 @@ impl AppError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
-        console::set_colors_enabled(false);
-        console::set_colors_enabled_stderr(false);
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    match cli.color {
+        ColorChoice::Always => {
+            console::set_colors_enabled(true);
+            console::set_colors_enabled_stderr(true);
+        }
+        ColorChoice::Never => {
+            console::set_colors_enabled(false);
+            console::set_colors_enabled_stderr(false);
+        }
+        // console decides per stream: colour only on a terminal.
+        ColorChoice::Auto if no_color => {
+            console::set_colors_enabled(false);
+            console::set_colors_enabled_stderr(false);
+        }
+        ColorChoice::Auto => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +136,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Status(args) => inspect::status(&cli, args).await,
         Command::Check(args) => inspect::check(&cli, args).await,
         Command::Install(args) => install::run(&cli, args).await,
+        Command::Plan(args) => plan::plan(&cli, args).await,
+        Command::Exec(args) => exec::exec(&cli, args).await,
+        Command::History(args) => history::history(&cli, args),
+        Command::Completions(args) => Ok(completions::completions(args)),
+        Command::Man(args) => completions::man(args),
     }
 }
 

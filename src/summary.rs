@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
+use console::{Alignment, Style};
 use hbdeploy_pipeline::{HostError, HostReport, Outcome, Report};
 
-/// Lays out `rows` under `header`, columns separated by two spaces, no trailing blanks.
+/// Lays out `rows` under `header`, columns separated by two spaces, no trailing blanks. Widths
+/// are measured without colour codes, so coloured cells line up.
 pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
+            *width = (*width).max(console::measure_text_width(cell));
         }
     }
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
@@ -19,7 +21,7 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
         let cells: Vec<String> = row
             .iter()
             .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .map(|(cell, width)| console::pad_str(cell, *width, Alignment::Left, None).into_owned())
             .collect();
         text.push_str(cells.join("  ").trim_end());
         text.push('\n');
@@ -27,7 +29,8 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     text
 }
 
-/// Renders the report as plain text (no colour codes: it may go to a file).
+/// Renders the report. The result column is coloured only when stdout is a terminal with colour
+/// on; the words carry the meaning without it.
 pub fn render(report: &Report) -> String {
     let rows = report.hosts.iter().map(row).collect();
     // A blank line sets the table apart from the progress lines above it.
@@ -66,13 +69,23 @@ fn row(host: &HostReport) -> Vec<String> {
     vec![
         host.host.clone(),
         match &host.outcome {
-            Outcome::Succeeded => "ok",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Skipped => "skipped",
-            Outcome::Interrupted => "interrupted",
-            Outcome::Failed(error) => error.label(),
+            Outcome::Succeeded => Style::new().green().apply_to("ok"),
+            Outcome::Unchanged => Style::new().apply_to("unchanged"),
+            Outcome::Skipped | Outcome::Interrupted => {
+                Style::new()
+                    .yellow()
+                    .apply_to(if matches!(host.outcome, Outcome::Skipped) {
+                        "skipped"
+                    } else {
+                        "interrupted"
+                    })
+            }
+            Outcome::Failed(error) => match error.label() {
+                "FAILED" => Style::new().red().bold().apply_to("FAILED"),
+                label => Style::new().yellow().bold().apply_to(label),
+            },
         }
-        .to_owned(),
+        .to_string(),
         host.stage.to_string(),
         host.new_path
             .as_ref()
@@ -92,6 +105,11 @@ fn seconds(duration: Duration) -> String {
 
 /// The error and its causes on one line, for JSON.
 pub fn error_chain(error: &HostError) -> String {
+    chain(error)
+}
+
+/// Any error and its causes on one line.
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {

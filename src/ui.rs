@@ -1,11 +1,17 @@
 //! Live progress: the only listener of the pipeline's events.
 //!
-//! On a terminal (and without `-v`) it keeps one line per host showing its current stage,
-//! redrawn in place. Elsewhere, or with `-v`, it prints plain `[host] stage …` lines, which read
-//! well in logs and CI; `-v` adds every line nix and the activations print.
+//! On a terminal (and without `-v`) it keeps one line per host with a spinner, its current stage
+//! and its elapsed time, an overall line (done, failed, remaining), and while building the last
+//! few lines nix printed, all redrawn in place. Elsewhere, or with `-v`, it prints plain
+//! `[host] stage …` lines without control characters, which read well in logs and CI; `-v` adds
+//! every line nix and the activations print.
 
-use console::{Style, Term};
-use hbdeploy_pipeline::{Event, Stage};
+mod live;
+
+use std::time::Duration;
+
+use console::Term;
+use hbdeploy_pipeline::Event;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// How progress is shown.
@@ -31,11 +37,26 @@ impl Mode {
     }
 }
 
+/// How often the live lines are redrawn (spinners, elapsed times).
+const TICK: Duration = Duration::from_millis(100);
+
 /// Consumes events until the pipeline drops its sender.
 pub async fn run(mut events: UnboundedReceiver<Event>, mode: Mode, hosts: Vec<String>) {
     let term = Term::stderr();
-    let mut live = LiveLines::new(hosts);
-    while let Some(event) = events.recv().await {
+    let mut live = live::LiveLines::new(hosts);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        let event = match mode {
+            Mode::Plain { .. } => events.recv().await,
+            Mode::Live => tokio::select! {
+                event = events.recv() => event,
+                _ = tick.tick() => {
+                    live.draw(&term);
+                    continue;
+                }
+            },
+        };
+        let Some(event) = event else { break };
         match mode {
             Mode::Plain { verbose } => {
                 if let Some(line) = plain_line(&event, verbose) {
@@ -49,111 +70,67 @@ pub async fn run(mut events: UnboundedReceiver<Event>, mode: Mode, hosts: Vec<St
             }
         }
     }
+    if mode == Mode::Live {
+        live.finish(&term);
+    }
 }
 
-/// The plain rendering of one event, if it is shown at all.
+/// `text` without control characters (colour codes, carriage returns), which would garble a
+/// log; tabs become spaces.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // An ANSI escape sequence: ESC [ parameters final-byte.
+            '\u{1b}' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\t' => out.push(' '),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The plain rendering of one event, if it is shown at all; never with control characters.
 pub fn plain_line(event: &Event, verbose: bool) -> Option<String> {
-    match event {
-        Event::StageStarted { host, stage } => Some(format!("[{host}] {stage}")),
-        Event::Note { host, text } => Some(format!("[{host}] {text}")),
+    let line = match event {
+        Event::StageStarted { host, stage } => format!("[{host}] {stage}"),
+        Event::Note { host, text } => format!("[{host}] {text}"),
         Event::Output { host, stage, line } if verbose => {
             let who = host.as_deref().unwrap_or("nix");
-            Some(format!("[{who}] {stage} | {line}"))
+            format!("[{who}] {stage} | {line}")
         }
-        Event::Output { .. } => None,
+        Event::Output { .. } => return None,
         Event::HostFinished {
             host,
             succeeded,
             stage,
             summary,
-        } => Some(if *succeeded {
-            format!("[{host}] done")
-        } else {
-            format!("[{host}] FAILED at {stage}: {summary}")
-        }),
-    }
-}
-
-/// One status line per host, in selection order.
-struct LiveLines {
-    rows: Vec<(String, String)>,
-    width: usize,
-    drawn: usize,
-}
-
-impl LiveLines {
-    fn new(hosts: Vec<String>) -> LiveLines {
-        let width = hosts.iter().map(String::len).max().unwrap_or(0);
-        LiveLines {
-            rows: hosts
-                .into_iter()
-                .map(|h| (h, "waiting".to_owned()))
-                .collect(),
-            width,
-            drawn: 0,
-        }
-    }
-
-    /// Updates the host's status; true if something changed.
-    fn apply(&mut self, event: &Event) -> bool {
-        let (host, status) = match event {
-            Event::StageStarted { host, stage } => (host, stage_status(*stage)),
-            Event::Note { host, text } => (host, text.clone()),
-            Event::HostFinished {
-                host,
-                succeeded,
-                stage,
-                ..
-            } => (
-                host,
-                if *succeeded {
-                    Style::new().green().apply_to("done").to_string()
-                } else {
-                    Style::new()
-                        .red()
-                        .bold()
-                        .apply_to(format!("FAILED at {stage}"))
-                        .to_string()
-                },
-            ),
-            Event::Output { .. } => return false,
-        };
-        match self.rows.iter_mut().find(|(name, _)| name == host) {
-            Some(row) => {
-                row.1 = status;
-                true
+        } => {
+            if *succeeded {
+                format!("[{host}] done")
+            } else {
+                format!("[{host}] FAILED at {stage}: {summary}")
             }
-            None => false,
         }
-    }
-
-    fn draw(&mut self, term: &Term) {
-        if self.drawn > 0 {
-            let _ = term.move_cursor_up(self.drawn);
-        }
-        for (host, status) in &self.rows {
-            let _ = term.clear_line();
-            let _ = term.write_line(&format!("{host:<width$}  {status}", width = self.width));
-        }
-        self.drawn = self.rows.len();
-    }
-}
-
-fn stage_status(stage: Stage) -> String {
-    let verb = match stage {
-        Stage::Evaluate => "evaluating…",
-        Stage::Build => "building…",
-        Stage::Connect => "connecting…",
-        Stage::Copy => "copying…",
-        Stage::Activate => "activating…",
-        Stage::Check => "checking health…",
     };
-    Style::new().cyan().apply_to(verb).to_string()
+    Some(printable(&line))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_pipeline::Stage;
 
     #[test]
     fn plain_lines_name_host_and_stage() {
@@ -192,17 +169,15 @@ mod tests {
     }
 
     #[test]
-    fn live_rows_follow_events_and_ignore_strangers() {
-        let mut live = LiveLines::new(vec!["a".into(), "bb".into()]);
-        assert!(live.apply(&Event::Note {
-            host: "bb".into(),
-            text: "copied 1 of 3 paths".into()
-        }));
-        assert!(!live.apply(&Event::Note {
-            host: "zz".into(),
-            text: "x".into()
-        }));
-        assert_eq!(live.rows[1].1, "copied 1 of 3 paths");
-        assert_eq!(live.rows[0].1, "waiting");
+    fn control_characters_never_reach_plain_lines() {
+        assert_eq!(
+            printable("\u{1b}[31;1merror:\u{1b}[0m x\r\ty"),
+            "error: x y"
+        );
+        let event = Event::Note {
+            host: "h".into(),
+            text: "a\u{7}b".into(),
+        };
+        assert_eq!(plain_line(&event, false).as_deref(), Some("[h] ab"));
     }
 }

@@ -80,6 +80,21 @@ impl Lab {
             })
     }
 
+    /// Like [`Lab::spawn_hbdeploy`], with extra environment variables.
+    pub fn spawn_hbdeploy_with_env(
+        &self,
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<std::process::Child, LabError> {
+        let mut command = command(binary, Some(&self.dir().join("fleet.toml")), args);
+        command.envs(env.iter().copied());
+        command.spawn().map_err(|source| LabError::Io {
+            what: format!("start {}", binary.display()),
+            source,
+        })
+    }
+
     /// Runs hbdeploy against this lab's fleet file with extra environment variables.
     pub fn hbdeploy_with_env(
         &self,
@@ -87,13 +102,7 @@ impl Lab {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Run, LabError> {
-        let mut command = command(binary, Some(&self.dir().join("fleet.toml")), args);
-        command.envs(env.iter().copied());
-        let child = command.spawn().map_err(|source| LabError::Io {
-            what: format!("run {}", binary.display()),
-            source,
-        })?;
-        finish(child)
+        finish(self.spawn_hbdeploy_with_env(binary, args, env)?)
     }
 
     /// Runs hbdeploy against this lab's fleet file (written by [`Lab::write_fleet`]).

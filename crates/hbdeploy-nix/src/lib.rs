@@ -15,6 +15,7 @@ mod disko;
 mod error;
 mod eval;
 mod expr;
+mod sizes;
 mod store_path;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use copy::{CopyOptions, SshDest};
 pub use disko::{DISKO_INSTALL, DiskDevice, InstallDrvs, disko_install_argv, shell_line};
 pub use error::NixError;
 pub use eval::{Toplevel, nix_string};
+pub use sizes::{SizedClosure, pair_sizes};
 pub use store_path::{StorePath, StorePathError};
 
 /// The experimental features every `nix` call needs; passed explicitly so a stock nix.conf works.

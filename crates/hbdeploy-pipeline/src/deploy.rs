@@ -274,6 +274,7 @@ impl HostJob {
         } else {
             None
         };
+        report.old_path = state.as_ref().and_then(|s| s.current.clone());
         if let Some(state) = &state
             && !self.reactivate
             && already_there(state, &self.path, self.goal)

@@ -113,6 +113,17 @@ pub enum HostError {
         /// The generations the host has.
         available: Vec<u32>,
     },
+    /// `rollback --to-deploy`: no generation points at the deployment's system any more.
+    #[error(
+        "no generation of the system profile points at {path} any more{}; the host was not changed",
+        generation.map(|n| format!(" (generation {n} was removed or replaced)")).unwrap_or_default()
+    )]
+    DeployedSystemGone {
+        /// The generation the deployment left, if any.
+        generation: Option<u32>,
+        /// The system the deployment put on the host.
+        path: StorePath,
+    },
     /// `rollback`: the profile was switched, but activating that generation failed.
     #[error(
         "switch-to-configuration {goal} of generation {generation} failed ({exit}): the system \
@@ -280,6 +291,7 @@ impl HostError {
             | HostError::NotNixos { .. }
             | HostError::NoEarlierGeneration { .. }
             | HostError::NoSuchGeneration { .. }
+            | HostError::DeployedSystemGone { .. }
             | HostError::Locked { .. }
             | HostError::RolledBack { .. }
             | HostError::WatchdogFailed { .. }

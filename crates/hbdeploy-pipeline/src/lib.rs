@@ -6,15 +6,19 @@
 //! the report. A host's failure is a value in the report, never an early return, so one host's
 //! failure never stops the others.
 //!
-//! [`install`] puts one host's system onto a new machine's disks, from a live installer.
+//! [`plan`] tells what a deployment would change without changing it, [`exec`] runs a command on
+//! hosts, and [`install`] puts one host's system onto a new machine's disks, from a live installer.
 
 mod build;
+pub mod closure_diff;
 mod deploy;
 mod error;
 mod event;
+mod exec;
 mod fanout;
 mod health;
 pub mod install;
+mod plan;
 mod remote;
 mod report;
 mod rollback;
@@ -30,7 +34,9 @@ use std::num::NonZeroUsize;
 pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
 pub use event::{Event, EventSender, Stage};
+pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
+pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};
 pub use report::{CopyStats, HostReport, Outcome, Report};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
 pub use state::{Generation, HostState, host_state};

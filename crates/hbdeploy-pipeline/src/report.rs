@@ -39,6 +39,8 @@ pub struct HostReport {
     pub outcome: Outcome,
     /// The last stage the host entered.
     pub stage: Stage,
+    /// The system it ran before (`/run/current-system`), when the run read it.
+    pub old_path: Option<StorePath>,
     /// The system built for it, if it was built.
     pub new_path: Option<StorePath>,
     /// What the copy stage sent, if it ran.
@@ -58,6 +60,7 @@ impl HostReport {
             host: host.to_owned(),
             outcome: Outcome::Succeeded,
             stage,
+            old_path: None,
             new_path: None,
             copy: None,
             generation: None,

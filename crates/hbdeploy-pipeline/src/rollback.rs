@@ -4,6 +4,7 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::Connection;
 
 use crate::event::{EventSender, Stage};
@@ -13,12 +14,20 @@ use crate::state::read_state;
 use crate::{Goal, HostError, HostPlan, remote, safe};
 
 /// Which generation to go back to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollbackTarget {
     /// The generation before the profile's current one (`nix-env --rollback`).
     Previous,
     /// This generation (`nix-env --switch-generation N`).
     Generation(u32),
+    /// What an earlier deployment gave the host: its generation if that still points at its
+    /// system, else the newest generation that does.
+    Deployed {
+        /// The generation the deployment left the host on, if it set one.
+        generation: Option<u32>,
+        /// The system the deployment put on the host.
+        path: StorePath,
+    },
 }
 
 /// A rollback of several hosts.
@@ -37,10 +46,10 @@ pub struct RollbackRequest {
 /// Rolls every host of `request` back; one report entry per host, in order.
 pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report {
     let start = Instant::now();
-    let target = request.target;
     let goal = request.goal;
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
         let events = events.clone();
+        let target = request.target.clone();
         async move { roll_back_host(plan, target, goal, events, start).await }
     })
     .await;
@@ -109,7 +118,8 @@ async fn switch_back(
     report: &mut HostReport,
 ) -> Result<(), HostError> {
     let state = read_state(conn, Stage::Activate).await?;
-    let chosen = match target {
+    report.old_path = state.current.clone();
+    let chosen = match &target {
         RollbackTarget::Previous => {
             state
                 .previous()
@@ -120,20 +130,37 @@ async fn switch_back(
         }
         RollbackTarget::Generation(number) => {
             state
-                .generation(number)
+                .generation(*number)
                 .cloned()
                 .ok_or_else(|| HostError::NoSuchGeneration {
-                    requested: number,
+                    requested: *number,
                     available: state.generations.iter().map(|g| g.number).collect(),
                 })?
         }
+        RollbackTarget::Deployed { generation, path } => generation
+            .and_then(|n| state.generation(n))
+            .filter(|g| &g.path == path)
+            .or_else(|| {
+                state
+                    .generations
+                    .iter()
+                    .filter(|g| &g.path == path)
+                    .max_by_key(|g| g.number)
+            })
+            .cloned()
+            .ok_or_else(|| HostError::DeployedSystemGone {
+                generation: *generation,
+                path: path.clone(),
+            })?,
     };
     report.new_path = Some(chosen.path.clone());
     // Everything that can be checked is checked before the profile changes.
     let probe = remote::probe(conn, host, &chosen.path, events).await?;
     let operation = match target {
         RollbackTarget::Previous => "--rollback".to_owned(),
-        RollbackTarget::Generation(number) => format!("--switch-generation {number}"),
+        RollbackTarget::Generation(_) | RollbackTarget::Deployed { .. } => {
+            format!("--switch-generation {}", chosen.number)
+        }
     };
     report.generation = remote::change_profile(conn, host, &operation, events).await?;
     let output = remote::switch(conn, host, &chosen.path, goal, probe, events).await?;

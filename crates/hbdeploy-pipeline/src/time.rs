@@ -13,6 +13,24 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) for `secs` since the Unix epoch.
+pub fn iso(secs: u64) -> String {
+    format!("{}Z", utc(secs).replace(' ', "T"))
+}
+
+/// `YYYYMMDDTHHMMSSZ` for `secs` since the Unix epoch: sortable, and safe in file names.
+pub fn compact(secs: u64) -> String {
+    iso(secs).replace(['-', ':'], "")
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -37,5 +55,7 @@ mod tests {
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
         assert_eq!(utc(1_795_852_800), "2026-11-28 08:00:00");
+        assert_eq!(iso(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(compact(1_700_000_000), "20231114T221320Z");
     }
 }

@@ -1,0 +1,128 @@
+//! `hbdeploy exec`: run one shell command on every selected host in parallel, over the same
+//! connections and trust rules as a deployment, streaming each output line as it arrives.
+//!
+//! The command line is passed to the host's login shell as one string, as `ssh host COMMAND…`
+//! does. A command that exits non-zero, a host that cannot be reached and a connection that
+//! breaks are all per-host results, never an early return.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use hbdeploy_ssh::{Connection, Exit, OutputLine, SshError};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::HostPlan;
+use crate::fanout::each_host;
+
+/// A command for several hosts.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    /// The selected hosts.
+    pub hosts: Vec<HostPlan>,
+    /// Hosts running the command at once.
+    pub parallel: NonZeroUsize,
+    /// The shell command line.
+    pub command: String,
+}
+
+/// One line a host's command printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecLine {
+    /// The host.
+    pub host: String,
+    /// The line, and which stream it came from.
+    pub line: OutputLine,
+}
+
+/// Why a host could not run the command to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The host could not be reached; the command did not run.
+    #[error("cannot reach the host; the command did not run")]
+    Connect(#[source] SshError),
+    /// The connection broke; the command may or may not have run to its end.
+    #[error("the SSH connection failed while the command ran; it may not have finished")]
+    Channel(#[source] SshError),
+    /// The host's task ended abnormally (a bug).
+    #[error("internal error: the host's task ended abnormally")]
+    TaskLost,
+}
+
+impl ExecError {
+    /// Advice for the user, where there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ExecError::Connect(err) | ExecError::Channel(err) => err.hint(),
+            ExecError::TaskLost => None,
+        }
+    }
+}
+
+/// One host's result.
+#[derive(Debug)]
+pub struct ExecResult {
+    /// The host.
+    pub host: String,
+    /// How the command ended, or why it could not run.
+    pub outcome: Result<Exit, ExecError>,
+    /// Time from connecting until the command ended.
+    pub duration: Duration,
+}
+
+impl ExecResult {
+    /// Whether the command ran and exited 0.
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.outcome, Ok(exit) if exit.success())
+    }
+}
+
+/// Runs the command on every host of `request`, at most `parallel` at once, sending each output
+/// line to `lines` as it arrives. One result per host, in order.
+pub async fn exec(request: &ExecRequest, lines: UnboundedSender<ExecLine>) -> Vec<ExecResult> {
+    let command = request.command.clone();
+    let results = each_host(request.hosts.clone(), request.parallel, |plan| {
+        let lines = lines.clone();
+        let command = command.clone();
+        async move {
+            let start = Instant::now();
+            let outcome = run_on(&plan, &command, &lines).await;
+            ExecResult {
+                host: plan.name,
+                outcome,
+                duration: start.elapsed(),
+            }
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|(plan, result)| {
+            result.unwrap_or(ExecResult {
+                host: plan.name,
+                outcome: Err(ExecError::TaskLost),
+                duration: Duration::ZERO,
+            })
+        })
+        .collect()
+}
+
+async fn run_on(
+    plan: &HostPlan,
+    command: &str,
+    lines: &UnboundedSender<ExecLine>,
+) -> Result<Exit, ExecError> {
+    let conn = Connection::connect(&plan.target)
+        .await
+        .map_err(ExecError::Connect)?;
+    let output = conn
+        .run(command, |line| {
+            let _ = lines.send(ExecLine {
+                host: plan.name.clone(),
+                line: line.clone(),
+            });
+        })
+        .await
+        .map_err(ExecError::Channel);
+    conn.close().await;
+    Ok(output?.exit)
+}

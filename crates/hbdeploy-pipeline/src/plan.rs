@@ -1,0 +1,355 @@
+//! `hbdeploy plan`: build the selected hosts' systems and tell, per host, what applying them
+//! would change — running system → new system, the closures' sizes and package changes, and
+//! (only with `copy`) what `switch-to-configuration dry-activate` says — without changing any
+//! host's system.
+//!
+//! By default nothing is written to a host: the host's current closure is read with
+//! `nix-store` queries over the one SSH connection. `dry-activate` needs the new system in the
+//! host's store, so it runs only when the request allows copying the closure there (`plan
+//! --copy`): copying adds store paths but changes neither the profile nor the running system,
+//! and the next `apply` then has nothing left to copy.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use hbdeploy_nix::{Nix, SizedClosure, SshDest, StorePath, pair_sizes};
+use hbdeploy_ssh::{Connection, Exit};
+
+use crate::build::build_all;
+use crate::closure_diff::{ClosureDiff, diff};
+use crate::event::{Event, EventSender, Stage};
+use crate::fanout::each_host;
+use crate::state::read_state;
+use crate::{HostError, HostPlan, PipelineError, remote};
+
+/// A plan of several hosts.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    /// The flake reference, as nix takes it.
+    pub flake: String,
+    /// The selected hosts.
+    pub hosts: Vec<HostPlan>,
+    /// Hosts read at once.
+    pub parallel: NonZeroUsize,
+    /// Copy each changed host's closure to it and run `dry-activate` there.
+    pub copy: bool,
+}
+
+/// What applying would do to one host.
+#[derive(Debug)]
+pub enum PlanOutcome {
+    /// The host would change.
+    Changes,
+    /// The host already runs the new system, and its profile points at it.
+    Unchanged,
+    /// The plan could not be made; the error says why (the host was not changed).
+    Failed(HostError),
+}
+
+/// What `dry-activate` printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryActivation {
+    /// How it ended.
+    pub exit: Exit,
+    /// Its output, both streams, in arrival order (at most [`DRY_ACTIVATE_LINES`]).
+    pub lines: Vec<String>,
+}
+
+/// How many lines of `dry-activate` output a plan keeps.
+pub const DRY_ACTIVATE_LINES: usize = 200;
+
+/// One host's plan.
+#[derive(Debug)]
+pub struct HostChanges {
+    /// The host.
+    pub host: String,
+    /// Whether it would change, or why it could not be planned.
+    pub outcome: PlanOutcome,
+    /// The last stage the plan reached for this host.
+    pub stage: Stage,
+    /// `/run/current-system` on the host, when it was read.
+    pub old_path: Option<StorePath>,
+    /// The system the flake builds for it, when it was built.
+    pub new_path: Option<StorePath>,
+    /// The profile's system on the host (the boot default), when it was read.
+    pub profile_path: Option<StorePath>,
+    /// Old closure → new closure, when both were read.
+    pub diff: Option<ClosureDiff>,
+    /// `dry-activate`'s answer, when it ran.
+    pub dry_activate: Option<DryActivation>,
+    /// Wall time from the start of the plan until this host was planned.
+    pub duration: Duration,
+}
+
+impl HostChanges {
+    fn new(host: &str, stage: Stage) -> HostChanges {
+        HostChanges {
+            host: host.to_owned(),
+            outcome: PlanOutcome::Changes,
+            stage,
+            old_path: None,
+            new_path: None,
+            profile_path: None,
+            diff: None,
+            dry_activate: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Whether the host could be planned.
+    pub fn succeeded(&self) -> bool {
+        !matches!(self.outcome, PlanOutcome::Failed(_))
+    }
+}
+
+/// Plans every host of `request`; one entry per host, in order. An error only when nix itself
+/// cannot run.
+pub async fn plan(
+    request: &PlanRequest,
+    nix: &Nix,
+    events: EventSender,
+) -> Result<Vec<HostChanges>, PipelineError> {
+    let start = Instant::now();
+    // A plan compares closures here, so every system is built here, even one that `apply`
+    // would build on its host.
+    let local: Vec<HostPlan> = request
+        .hosts
+        .iter()
+        .cloned()
+        .map(|mut plan| {
+            plan.transfer.build_on_target = false;
+            plan
+        })
+        .collect();
+    let built = build_all(&request.flake, &local, nix, &events, None).await?;
+    let mut slots: Vec<Option<HostChanges>> = Vec::with_capacity(request.hosts.len());
+    let mut jobs: Vec<(usize, HostPlan, StorePath)> = Vec::new();
+    for (index, (plan, result)) in request.hosts.iter().zip(built).enumerate() {
+        match result {
+            Ok(built) => {
+                jobs.push((index, plan.clone(), built.out));
+                slots.push(None);
+            }
+            Err((stage, error)) => {
+                let changes = HostChanges {
+                    outcome: PlanOutcome::Failed(*error),
+                    duration: start.elapsed(),
+                    ..HostChanges::new(&plan.name, stage)
+                };
+                finished(&events, &changes);
+                slots.push(Some(changes));
+            }
+        }
+    }
+    let copy = request.copy;
+    let results = each_host(jobs, request.parallel, |(_, plan, path)| {
+        let nix = nix.clone();
+        let events = events.clone();
+        async move {
+            let mut changes = plan_host(&plan, path, &nix, copy, &events).await;
+            changes.duration = start.elapsed();
+            finished(&events, &changes);
+            changes
+        }
+    })
+    .await;
+    for ((index, plan, _), changes) in results {
+        slots[index] = Some(changes.unwrap_or_else(|| HostChanges {
+            outcome: PlanOutcome::Failed(HostError::TaskLost),
+            duration: start.elapsed(),
+            ..HostChanges::new(&plan.name, Stage::Connect)
+        }));
+    }
+    Ok(slots
+        .into_iter()
+        .zip(&request.hosts)
+        .map(|(slot, plan)| {
+            slot.unwrap_or_else(|| HostChanges {
+                outcome: PlanOutcome::Failed(HostError::TaskLost),
+                ..HostChanges::new(&plan.name, Stage::Build)
+            })
+        })
+        .collect())
+}
+
+fn finished(events: &EventSender, changes: &HostChanges) {
+    let summary = match &changes.outcome {
+        PlanOutcome::Changes => "planned".to_owned(),
+        PlanOutcome::Unchanged => "unchanged".to_owned(),
+        PlanOutcome::Failed(error) => error.to_string(),
+    };
+    events.send(Event::HostFinished {
+        host: changes.host.clone(),
+        succeeded: changes.succeeded(),
+        stage: changes.stage,
+        summary,
+    });
+}
+
+async fn plan_host(
+    plan: &HostPlan,
+    path: StorePath,
+    nix: &Nix,
+    copy: bool,
+    events: &EventSender,
+) -> HostChanges {
+    let mut changes = HostChanges {
+        new_path: Some(path.clone()),
+        ..HostChanges::new(&plan.name, Stage::Connect)
+    };
+    events.stage(&plan.name, Stage::Connect);
+    let conn = match Connection::connect(&plan.target).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            changes.outcome = PlanOutcome::Failed(HostError::Connect(error));
+            return changes;
+        }
+    };
+    if let Err(error) = on_host(&conn, plan, &path, nix, copy, events, &mut changes).await {
+        changes.outcome = PlanOutcome::Failed(error);
+    }
+    conn.close().await;
+    changes
+}
+
+async fn on_host(
+    conn: &Connection,
+    plan: &HostPlan,
+    path: &StorePath,
+    nix: &Nix,
+    copy: bool,
+    events: &EventSender,
+    changes: &mut HostChanges,
+) -> Result<(), HostError> {
+    let state = read_state(conn, Stage::Connect).await?;
+    changes.old_path = state.current.clone();
+    changes.profile_path = state.profile().map(|g| g.path.clone());
+    let new = nix
+        .closure_sizes(path)
+        .await
+        .map_err(|source| HostError::Closure {
+            path: path.clone(),
+            source,
+        })?;
+    let old = match &state.current {
+        Some(current) => remote_closure(conn, current).await?,
+        None => Vec::new(),
+    };
+    changes.diff = Some(diff(&old, &new));
+    if changes.old_path.as_ref() == Some(path) && changes.profile_path.as_ref() == Some(path) {
+        changes.outcome = PlanOutcome::Unchanged;
+        return Ok(());
+    }
+    if !copy {
+        return Ok(());
+    }
+    changes.stage = Stage::Copy;
+    events.stage(&plan.name, Stage::Copy);
+    let closure: Vec<StorePath> = new.into_iter().map(|(p, _)| p).collect();
+    copy_closure(conn, plan, path, &closure, nix, events).await?;
+    changes.stage = Stage::Activate;
+    events.stage(&plan.name, Stage::Activate);
+    events.note(&plan.name, "dry-activate".to_owned());
+    changes.dry_activate = Some(dry_activate(conn, &plan.name, path, events).await?);
+    Ok(())
+}
+
+/// Marks the end of the paths in [`remote_closure`]'s output.
+const SIZES_MARK: &str = "hbdeploy-sizes";
+
+/// The host's closure of `path`, with sizes, read with `nix-store` over `conn`.
+async fn remote_closure(conn: &Connection, path: &StorePath) -> Result<SizedClosure, HostError> {
+    let command = format!(
+        "p=$(nix-store --query --requisites {path}) && printf '%s\\n' \"$p\" && \
+         echo {SIZES_MARK} && nix-store --query --size $p"
+    );
+    let shown = "nix-store --query --requisites/--size of the running system";
+    let output = conn
+        .run(&command, |_| {})
+        .await
+        .map_err(|source| HostError::Channel {
+            stage: Stage::Connect,
+            source,
+        })?;
+    let failed = |exit: Exit| HostError::Remote {
+        command: shown.to_owned(),
+        exit,
+        tail: remote::tail(&output),
+    };
+    if !output.exit.success() {
+        return Err(failed(output.exit.clone()));
+    }
+    let (paths, sizes) = output
+        .stdout
+        .split_once(&format!("{SIZES_MARK}\n"))
+        .ok_or_else(|| failed(output.exit.clone()))?;
+    pair_sizes(paths, sizes).ok_or_else(|| failed(output.exit.clone()))
+}
+
+/// Copies what the host lacks of `closure` (the closure of `path`), as `apply` does.
+async fn copy_closure(
+    conn: &Connection,
+    plan: &HostPlan,
+    path: &StorePath,
+    closure: &[StorePath],
+    nix: &Nix,
+    events: &EventSender,
+) -> Result<(), HostError> {
+    let missing = remote::missing_paths(conn, closure).await?;
+    events.note(
+        &plan.name,
+        format!("copying {} of {} paths", missing.len(), closure.len()),
+    );
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let target = &plan.target;
+    let dest = SshDest {
+        user: target.user.clone(),
+        address: target.address.clone(),
+        port: target.port,
+        identity_file: target.identity_file.clone(),
+        known_hosts: target.known_hosts.clone(),
+        connect_timeout_secs: target.connect_timeout.as_secs().max(1),
+    };
+    let mut sink = |line: &str| events.output(Some(&plan.name), Stage::Copy, line);
+    nix.copy_to(&dest, path, &mut sink)
+        .await
+        .map_err(HostError::Copy)
+}
+
+/// Runs `switch-to-configuration dry-activate` of `path` on the host, in the session (it
+/// changes nothing, so it needs neither the lock nor a transient unit).
+async fn dry_activate(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    events: &EventSender,
+) -> Result<DryActivation, HostError> {
+    remote::probe(conn, host, path, events).await?;
+    let command = format!("{path}/bin/switch-to-configuration dry-activate");
+    let mut lines = Vec::new();
+    let output = conn
+        .run(&command, |line| {
+            events.output(Some(host), Stage::Activate, &line.text);
+            if lines.len() < DRY_ACTIVATE_LINES {
+                lines.push(line.text.clone());
+            }
+        })
+        .await
+        .map_err(|source| HostError::Channel {
+            stage: Stage::Activate,
+            source,
+        })?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "switch-to-configuration dry-activate".to_owned(),
+            exit: output.exit.clone(),
+            tail: remote::tail(&output),
+        });
+    }
+    Ok(DryActivation {
+        exit: output.exit,
+        lines,
+    })
+}

@@ -1,0 +1,309 @@
+//! The deployment ledger: one record per `apply` and `rollback`, kept on this machine.
+//!
+//! Where: `$HBDEPLOY_STATE_DIR/deployments/` when that is set, else `.hbdeploy/deployments/`
+//! next to fleet.toml, so each fleet has its own history wherever hbdeploy is started from.
+//!
+//! How: one file per record, `<id>.json`, where the ID is the run's start time (UTC) and process
+//! ID. A record is written to a hidden temporary file (`.<id>.json.tmp`, created exclusively),
+//! flushed to disk with `fsync`, and only then renamed to its final name, which is atomic; the
+//! directory is synced after the rename. A run killed while writing leaves at most a temporary
+//! file, which readers ignore; a record that was renamed is complete. Earlier records are never
+//! opened for writing, so no crash can damage them, and two runs at once write two different
+//! files, so their records cannot interleave. No lock is needed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the state directory.
+pub const STATE_DIR_ENV: &str = "HBDEPLOY_STATE_DIR";
+
+/// For tests only: stall this many seconds halfway through writing a record, so a test can kill
+/// the process mid-write.
+const STALL_ENV: &str = "HBDEPLOY_TEST_STALL_LEDGER_WRITE";
+
+/// Why the ledger could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// A file operation failed.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record could not be turned into JSON (a bug).
+    #[error("cannot encode the deployment record")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// Where the flake came from, when it was deployed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlakeInfo {
+    /// The flake reference, as passed to nix.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `git rev-parse HEAD` of a local flake in a git work tree, else `null`.
+    pub rev: Option<String>,
+    /// Whether that work tree had uncommitted changes (`git status --porcelain`), else `null`.
+    pub dirty: Option<bool>,
+}
+
+/// One host in a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host.
+    pub host: String,
+    /// How it ended (as in the JSON result: `succeeded`, `unchanged`, `failed`, …).
+    pub outcome: String,
+    /// The last stage it entered.
+    pub stage: String,
+    /// What it ran before.
+    pub old_path: Option<String>,
+    /// What the run built for it (or rolled it back to).
+    pub new_path: Option<String>,
+    /// The profile generation it was left on, when known.
+    pub generation: Option<u32>,
+    /// Why it failed, on one line.
+    pub error: Option<String>,
+}
+
+/// One `apply` or `rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The record's ID: `<start time>-<pid>`, sortable by time.
+    pub id: String,
+    /// When the run started, RFC 3339 in UTC.
+    pub time: String,
+    /// Who ran it (`$USER`).
+    pub user: String,
+    /// On which machine.
+    pub machine: String,
+    /// The command line, without the program name and `--fleet`.
+    pub command: String,
+    /// The flake and its revision.
+    pub flake: FlakeInfo,
+    /// Each selected host.
+    pub hosts: Vec<HostRecord>,
+}
+
+impl Record {
+    /// Whether `host` is in this record.
+    pub fn host(&self, host: &str) -> Option<&HostRecord> {
+        self.hosts.iter().find(|h| h.host == host)
+    }
+}
+
+/// What reading the ledger found.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// The records, oldest first.
+    pub records: Vec<Record>,
+    /// Files named like records that could not be read or parsed.
+    pub unreadable: Vec<PathBuf>,
+}
+
+/// The ledger of one fleet.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    dir: PathBuf,
+}
+
+impl Ledger {
+    /// The ledger of the fleet in `fleet_file`.
+    pub fn for_fleet(fleet_file: &Path) -> Ledger {
+        let state = match std::env::var_os(STATE_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => fleet_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(".hbdeploy"),
+        };
+        Ledger {
+            dir: state.join("deployments"),
+        }
+    }
+
+    /// The directory holding the records.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes `record` as a new file; returns its path.
+    pub fn append(&self, record: &Record) -> Result<PathBuf, LedgerError> {
+        let io = |what, path: &Path| {
+            let path = path.to_owned();
+            move |source| LedgerError::Io { what, path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        let mut bytes = serde_json::to_vec_pretty(record).map_err(LedgerError::Encode)?;
+        bytes.push(b'\n');
+        let temp = self.dir.join(format!(".{}.json.tmp", record.id));
+        let done = self.dir.join(format!("{}.json", record.id));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io("create", &temp))?;
+        let (first, rest) = bytes.split_at(bytes.len() / 2);
+        file.write_all(first).map_err(io("write", &temp))?;
+        stall_for_tests(&file);
+        file.write_all(rest).map_err(io("write", &temp))?;
+        file.sync_all().map_err(io("sync", &temp))?;
+        drop(file);
+        std::fs::rename(&temp, &done).map_err(io("rename into place", &temp))?;
+        // Make the rename itself durable; a failure here leaves a complete record anyway.
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(done)
+    }
+
+    /// Every record, oldest first. A missing directory is an empty ledger; temporary files of
+    /// writes that never finished are ignored.
+    pub fn read(&self) -> Result<Contents, LedgerError> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Contents::default());
+            }
+            Err(source) => {
+                return Err(LedgerError::Io {
+                    what: "read",
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
+        };
+        let mut contents = Contents::default();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let path = entry.path();
+            let parsed = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
+            match parsed {
+                Some(record) => contents.records.push(record),
+                None => contents.unreadable.push(path),
+            }
+        }
+        contents.records.sort_by(|a, b| a.id.cmp(&b.id));
+        contents.unreadable.sort();
+        Ok(contents)
+    }
+}
+
+fn stall_for_tests(file: &std::fs::File) {
+    let Some(secs) = std::env::var(STALL_ENV).ok().and_then(|s| s.parse().ok()) else {
+        return;
+    };
+    let _ = file.sync_all();
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+}
+
+/// A new record's ID: the run's start time and this process's ID.
+pub fn new_id(started: u64) -> String {
+    format!(
+        "{}-{}",
+        hbdeploy_pipeline::time::compact(started),
+        std::process::id()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> Record {
+        Record {
+            id: id.to_owned(),
+            time: "2026-01-01T00:00:00Z".to_owned(),
+            user: "me".to_owned(),
+            machine: "box".to_owned(),
+            command: "apply --all".to_owned(),
+            flake: FlakeInfo {
+                reference: "/x".to_owned(),
+                rev: None,
+                dirty: None,
+            },
+            hosts: Vec::new(),
+        }
+    }
+
+    fn temp_ledger(test: &str) -> Ledger {
+        let dir = std::env::temp_dir()
+            .join("hbdeploy-ledger-tests")
+            .join(format!("{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ledger {
+            dir: dir.join("deployments"),
+        }
+    }
+
+    #[test]
+    fn records_come_back_oldest_first_and_leftovers_are_ignored() {
+        let ledger = temp_ledger("order");
+        for id in [
+            "20260102T000000Z-2",
+            "20260101T000000Z-1",
+            "20260103T000000Z-3",
+        ] {
+            ledger.append(&record(id)).expect("append");
+        }
+        // A write that was killed halfway, and one that was never renamed into place.
+        std::fs::write(
+            ledger.dir().join(".20260104T000000Z-4.json.tmp"),
+            "{\"id\": \"2026",
+        )
+        .expect("write");
+        let contents = ledger.read().expect("read");
+        let ids: Vec<&str> = contents.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "20260101T000000Z-1",
+                "20260102T000000Z-2",
+                "20260103T000000Z-3"
+            ]
+        );
+        assert!(contents.unreadable.is_empty());
+        let _ = std::fs::remove_dir_all(ledger.dir());
+    }
+
+    #[test]
+    fn concurrent_writers_never_mix_records() {
+        let ledger = temp_ledger("concurrent");
+        let threads: Vec<_> = (0..8)
+            .map(|n| {
+                let ledger = ledger.clone();
+                std::thread::spawn(move || {
+                    let mut r = record(&format!("20260101T000000Z-{n}"));
+                    r.command = "x".repeat(10_000 + n);
+                    ledger.append(&r).expect("append");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let contents = ledger.read().expect("read");
+        assert_eq!(contents.records.len(), 8);
+        for r in &contents.records {
+            let n: usize =
+                r.id.rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("n");
+            assert_eq!(r.command.len(), 10_000 + n);
+        }
+        let _ = std::fs::remove_dir_all(ledger.dir());
+    }
+}

@@ -1,0 +1,88 @@
+//! What the lab tests of issue 6 share: running the binary and the insta filters that make its
+//! output stable across runs (store hashes, lab addresses and paths, times, IDs, user names).
+
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::Path;
+
+use hbdeploy_lab::{Lab, LabHost, Run};
+
+/// The binary under test.
+pub const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+
+/// Runs hbdeploy against the lab's fleet.toml.
+pub fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
+    lab.hbdeploy(Path::new(HBDEPLOY), args)
+        .expect("hbdeploy runs")
+}
+
+/// A lab host.
+pub fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
+    lab.host(name).expect("lab host")
+}
+
+/// Insta settings that replace everything that differs between runs with a placeholder.
+pub fn settings(lab: &Lab) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(&regex_escape(&lab.dir().display().to_string()), "[lab]");
+    settings.add_filter(r"/nix/store/[0-9a-z]{32}-", "/nix/store/[hash]-");
+    settings.add_filter(r"/nix/store/[0-9a-z]{8}…-", "/nix/store/[hash]…-");
+    settings.add_filter(r"\b\d{8}T\d{6}Z-\d+\b", "[id]");
+    // IDs differ in length (process IDs): so does the padding after them in tables.
+    settings.add_filter(r"(?m)^ID +TIME", "ID  TIME");
+    settings.add_filter(r"\[id\] +\[time\]", "[id]  [time]");
+    settings.add_filter(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\dZ?", "[time]");
+    settings.add_filter(r"\b\d+\.\d+s\b", "[secs]");
+    settings.add_filter(
+        r#""duration_secs": [0-9.e-]+"#,
+        r#""duration_secs": "[secs]""#,
+    );
+    settings.add_filter(r"127\.77\.\d+\.\d+", "[address]");
+    // Who ran it and where, in the ledger's JSON and the history table (not `root@` of SSH).
+    let user = regex_escape(&user());
+    settings.add_filter(&format!(r#""user": "{user}""#), r#""user": "[user]""#);
+    settings.add_filter(&format!(r"(\[time\] +){user}\b"), "$1[user]");
+    let machine = regex_escape(&machine());
+    settings.add_filter(
+        &format!(r#""machine": "{machine}""#),
+        r#""machine": "[machine]""#,
+    );
+    settings.add_filter(r"\(pid \d+\)", "(pid [pid])");
+    settings
+}
+
+/// As the ledger finds it: `$USER`, `$LOGNAME`, or `unknown`.
+fn user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn machine() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$#&-~".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
+/// Everything about a host that a command which changes nothing must leave alone.
+pub fn untouched(h: &LabHost) -> (Option<String>, Option<String>, String, Vec<String>) {
+    (
+        h.current_system().expect("read"),
+        h.profile_system().expect("read"),
+        h.generations().expect("read"),
+        h.activations().expect("read"),
+    )
+}
