@@ -47,6 +47,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Run the hosts' health checks now (changes nothing).
     Check(CheckArgs),
+    /// Fetch hosts' SSH host keys for review (trusts nothing); --pin writes them into fleet.toml.
+    Keyscan(KeyscanArgs),
     /// Install a host's system on a machine booted into the NixOS installer, wiping its disks.
     Install(InstallArgs),
     /// Build the selected hosts' systems and show what applying them would change.
@@ -141,6 +143,18 @@ pub struct GenerationsArgs {
     pub json: bool,
 }
 
+/// Options of `keyscan`.
+#[derive(Debug, Args)]
+pub struct KeyscanArgs {
+    /// Which hosts (default: all).
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Write the keys into fleet.toml as `host-key` of each host.
+    #[arg(long)]
+    pub pin: bool,
+}
+
 /// Options of `check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -214,6 +228,11 @@ pub struct ApplyArgs {
     /// At most N hosts per wave; a failed wave stops the next ones.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub batch: Option<u16>,
+
+    /// Trust hosts whose key is not known yet, and add their key to the known_hosts file (a
+    /// changed or revoked key is still refused). Prefer `hbdeploy keyscan` and a review.
+    #[arg(long)]
+    pub accept_new: bool,
 
     /// Copy everything from here instead of letting hosts fetch from their binary caches.
     #[arg(long)]

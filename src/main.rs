@@ -13,6 +13,7 @@ mod history;
 mod inspect;
 mod install;
 mod json;
+mod keyscan;
 mod ledger;
 mod plan;
 mod provenance;
@@ -135,6 +136,7 @@ async fn run(cli: Cli) -> Result<ExitCode, AppError> {
         Command::Generations(args) => inspect::generations(&cli, args).await,
         Command::Status(args) => inspect::status(&cli, args).await,
         Command::Check(args) => inspect::check(&cli, args).await,
+        Command::Keyscan(args) => keyscan::run(&cli, args).await,
         Command::Install(args) => install::run(&cli, args).await,
         Command::Plan(args) => plan::plan(&cli, args).await,
         Command::Exec(args) => exec::exec(&cli, args).await,
@@ -156,6 +158,7 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
             identity_file: host.ssh.identity_file.clone(),
             known_hosts: host.ssh.known_hosts.clone(),
             pinned_keys: host.host_keys.clone(),
+            accept_new: false,
             connect_timeout: host.ssh.connect_timeout,
         },
         safety: HostSafety {

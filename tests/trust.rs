@@ -300,3 +300,82 @@ fn a_frozen_host_fails_within_the_timeout_while_the_others_finish() {
     // Bounded by the timeout, not by the frozen host (a hang guard, not a speed target).
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+#[test]
+fn keyscan_shows_the_keys_and_pins_them_into_fleet_toml() {
+    let lab = Lab::start(&["first", "second"]).expect("lab");
+    let empty = lab.dir().join("empty_known_hosts");
+    std::fs::write(&empty, "").expect("write");
+    fleet(&lab, &empty, &[]);
+    let scan = hbdeploy(&lab, &["keyscan"]);
+    assert_eq!(scan.code, 0, "{}", scan.both());
+    for name in ["first", "second"] {
+        let line = format!(
+            "[{}]:{SSH_PORT} {}",
+            host(&lab, name).address,
+            host_key(&lab, name)
+        );
+        assert!(
+            scan.stdout.lines().any(|l| l == line),
+            "{line}\n{}",
+            scan.both()
+        );
+    }
+    // Scanning trusted nothing and logged in nowhere.
+    assert_eq!(std::fs::read_to_string(&empty).expect("read"), "");
+    assert_eq!(host(&lab, "first").accepted_logins(), 0);
+
+    let unknown = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(
+        unknown.code,
+        1,
+        "unknown keys are refused: {}",
+        unknown.both()
+    );
+
+    let pinned = hbdeploy(&lab, &["keyscan", "--pin"]);
+    assert_eq!(pinned.code, 0, "{}", pinned.both());
+    let text = std::fs::read_to_string(lab.dir().join("fleet.toml")).expect("read");
+    assert!(
+        text.contains(&format!(
+            "[hosts.first]\nhost-key = [\"{}\"]",
+            host_key(&lab, "first")
+        )),
+        "{text}"
+    );
+    let again = hbdeploy(&lab, &["keyscan", "--pin"]);
+    assert_eq!(again.code, 2, "pinning twice is refused: {}", again.both());
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+}
+
+#[test]
+fn accept_new_learns_unknown_keys_only() {
+    let lab = Lab::start(&["fresh", "changed"]).expect("lab");
+    let known = lab.dir().join("partial_known_hosts");
+    let changed = host(&lab, "changed").address;
+    // `changed` is listed with fresh's key: a changed key, which accept-new must still refuse.
+    std::fs::write(
+        &known,
+        format!("[{changed}]:{SSH_PORT} {}\n", host_key(&lab, "fresh")),
+    )
+    .expect("write");
+    fleet(&lab, &known, &[]);
+    let run = hbdeploy(&lab, &["apply", "--all", "--accept-new"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(row(&run, "fresh")[1], "ok", "{}", run.both());
+    assert_eq!(
+        row(&run, "changed")[1..3],
+        ["FAILED", "connect"],
+        "{}",
+        run.both()
+    );
+    assert!(run.stdout.contains("HOST KEY CHANGED"), "{}", run.both());
+    let text = std::fs::read_to_string(&known).expect("read");
+    let fresh = host(&lab, "fresh").address;
+    assert!(
+        text.contains(&format!("[{fresh}]:{SSH_PORT} {}", host_key(&lab, "fresh"))),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 2, "{text}");
+}

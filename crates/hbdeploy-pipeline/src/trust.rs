@@ -92,6 +92,7 @@ mod tests {
             identity_file: None,
             known_hosts: known.clone(),
             pinned_keys: vec!["ssh-ed25519 AAAApinned".to_owned()],
+            accept_new: false,
             connect_timeout: Duration::from_secs(1),
         };
         let file = for_copy(&target, "t1").expect("file");
@@ -105,6 +106,7 @@ mod tests {
         assert!(!path.exists());
         let plain = Target {
             pinned_keys: Vec::new(),
+            accept_new: false,
             ..target
         };
         assert_eq!(for_copy(&plain, "t2").expect("file").path(), known);

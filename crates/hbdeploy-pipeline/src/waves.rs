@@ -57,6 +57,7 @@ mod tests {
                     identity_file: None,
                     known_hosts: "/dev/null".into(),
                     pinned_keys: Vec::new(),
+                    accept_new: false,
                     connect_timeout: std::time::Duration::from_secs(1),
                 },
                 safety: crate::HostSafety::default(),

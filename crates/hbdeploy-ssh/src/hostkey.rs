@@ -142,7 +142,42 @@ pub(crate) fn check(target: &Target, key: &PublicKeyOrCertificate) -> HostKeyVer
         key,
         target.known_hosts.as_path(),
     );
-    pinned(verdict, key, &target.pinned_keys)
+    let verdict = pinned(verdict, key, &target.pinned_keys);
+    match verdict {
+        HostKeyVerdict::Unknown { key_line, file, .. } if target.accept_new => {
+            learn(&file, &key_line)
+        }
+        other => other,
+    }
+}
+
+/// `accept-new`: appends `line` to `file` (creating it) and trusts the key.
+fn learn(file: &Path, line: &str) -> HostKeyVerdict {
+    use std::io::Write;
+    let appended = file
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(file)?;
+            writeln!(f, "{line}")
+        });
+    match appended {
+        Ok(()) => HostKeyVerdict::Trusted,
+        Err(err) => HostKeyVerdict::Unreadable {
+            file: file.to_path_buf(),
+            reason: format!("cannot add the new key: {err}"),
+        },
+    }
+}
+
+/// `TYPE BASE64` of a key, without its comment: the form of known_hosts and `host-key`.
+pub fn key_text(key: &russh::keys::PublicKey) -> String {
+    let mut plain = key.clone();
+    plain.set_comment("");
+    plain.to_openssh().unwrap_or_default()
 }
 
 /// Applies the keys pinned in fleet.toml over the known_hosts verdict: a pinned key is trusted
@@ -191,7 +226,7 @@ fn check_key(
             key_line: format!(
                 "{} {}",
                 known_hosts::host_pattern(address, port),
-                key.to_openssh().unwrap_or_default()
+                key_text(key)
             ),
             file: file.to_path_buf(),
         },

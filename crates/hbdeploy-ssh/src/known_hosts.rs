@@ -36,8 +36,8 @@ enum Marker {
     CertAuthority,
 }
 
-/// The name as known_hosts writes it for `address` and `port`.
-pub(crate) fn host_pattern(address: &str, port: u16) -> String {
+/// The name as known_hosts writes it for `address` and `port`: `address`, or `[address]:port`.
+pub fn host_pattern(address: &str, port: u16) -> String {
     if port == 22 {
         address.to_owned()
     } else {

@@ -13,6 +13,7 @@ mod exec;
 mod hold;
 mod hostkey;
 mod known_hosts;
+mod scan;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,10 @@ use russh::client;
 pub use error::SshError;
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
-pub use hostkey::HostKeyVerdict;
+pub use hostkey::{HostKeyVerdict, key_text};
+pub use known_hosts::host_pattern;
+pub use russh::keys::PublicKey;
+pub use scan::scan;
 
 /// Where and how to reach one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +44,9 @@ pub struct Target {
     pub known_hosts: PathBuf,
     /// Host keys pinned in fleet.toml (`TYPE BASE64`), trusted besides the known_hosts file.
     pub pinned_keys: Vec<String>,
+    /// Trust a key the host has never been seen with, and add it to the known_hosts file (as
+    /// OpenSSH's `accept-new`); a changed or revoked key is still refused. Off by default.
+    pub accept_new: bool,
     /// Upper bound for TCP connect plus SSH handshake plus authentication.
     pub connect_timeout: Duration,
 }
