@@ -379,3 +379,59 @@ fn accept_new_learns_unknown_keys_only() {
     );
     assert_eq!(text.lines().count(), 2, "{text}");
 }
+
+#[test]
+fn hostile_values_in_fleet_toml_and_on_the_command_line_are_never_executed() {
+    let lab = Lab::start(&["victim"]).expect("lab");
+    let marker = lab.dir().join("pwned");
+    let m = marker.display();
+    let hostile = [
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("x;touch${{IFS}}{m}"),
+        format!("x'$(touch${{IFS}}{m})'"),
+    ];
+    for evil in &hostile {
+        // As the user, the identity file, the attribute, and (where the inventory lets it
+        // through) the address.
+        let evil_toml = evil.replace('\\', "\\\\").replace('"', "\\\"");
+        for line in [
+            format!("user = \"{evil_toml}\""),
+            format!("identity-file = \"/tmp/{}\"", evil_toml.replace('/', "_")),
+            format!("attr = \"{evil_toml}\""),
+            format!("address = \"{evil_toml}\""),
+        ] {
+            let text = lab
+                .fleet_toml(&[], "")
+                .replace("[hosts.victim]\n", &format!("[hosts.victim]\n{line}\n"))
+                // A later `address` wins in the table we built: drop the lab's own when replaced.
+                .replace(
+                    &format!("{line}\naddress = "),
+                    &format!("{line}\nlab-address = "),
+                );
+            let text = if line.starts_with("address") {
+                text.lines()
+                    .filter(|l| !l.starts_with("lab-address = "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                text.replace("lab-address = ", "address = ")
+            };
+            std::fs::write(lab.dir().join("fleet.toml"), text).expect("write");
+            let run = hbdeploy(&lab, &["apply", "--all"]);
+            assert_ne!(run.code, 0, "{line}: {}", run.both());
+            assert!(!marker.exists(), "{line} was executed\n{}", run.both());
+        }
+        // On the command line, as a host name.
+        lab.write_fleet(&[], "").expect("fleet");
+        let run = hbdeploy(&lab, &["apply", evil]);
+        assert_eq!(run.code, 2, "{}", run.both());
+        assert!(!marker.exists(), "{evil} was executed");
+    }
+    assert!(
+        host(&lab, "victim")
+            .current_system()
+            .expect("read")
+            .is_none()
+    );
+}
