@@ -1,4 +1,6 @@
-//! Public-key authentication: the configured identity file, or else every key ssh-agent holds.
+//! Public-key authentication: the configured identity file; or else every key ssh-agent holds,
+//! then OpenSSH's default identity files (`~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`), as `ssh`
+//! (and so `nix copy`) would try them.
 
 use std::sync::Arc;
 
@@ -16,32 +18,53 @@ pub(crate) async fn authenticate(
     target: &Target,
 ) -> Result<(), SshError> {
     match &target.identity_file {
-        Some(path) => {
-            let key = russh::keys::load_secret_key(path, None).map_err(|source| {
-                SshError::IdentityFile {
-                    path: path.clone(),
-                    source,
-                }
-            })?;
-            let hash = handle
-                .best_supported_rsa_hash()
-                .await
-                .map_err(|source| auth_error(target, source))?
-                .flatten();
-            let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
-            let result = handle
-                .authenticate_publickey(target.user.clone(), key)
-                .await
-                .map_err(|source| auth_error(target, source))?;
-            match result {
-                AuthResult::Success => Ok(()),
-                AuthResult::Failure { .. } => Err(SshError::AuthRejected {
-                    target: target.display(),
-                    offered: format!("identity file {}", path.display()),
-                }),
+        Some(path) => with_file(handle, target, path).await,
+        None => {
+            let agent = authenticate_with_agent(handle, target).await;
+            if agent.is_ok() {
+                return agent;
             }
+            let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+            for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                let Some(path) = home.as_ref().map(|h| h.join(".ssh").join(name)) else {
+                    break;
+                };
+                if path.exists() && with_file(handle, target, &path).await.is_ok() {
+                    return Ok(());
+                }
+            }
+            agent
         }
-        None => authenticate_with_agent(handle, target).await,
+    }
+}
+
+/// Authenticates with the (unencrypted) private key in `path`.
+async fn with_file(
+    handle: &mut Handle<Client>,
+    target: &Target,
+    path: &std::path::Path,
+) -> Result<(), SshError> {
+    let key =
+        russh::keys::load_secret_key(path, None).map_err(|source| SshError::IdentityFile {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|source| auth_error(target, source))?
+        .flatten();
+    let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+    let result = handle
+        .authenticate_publickey(target.user.clone(), key)
+        .await
+        .map_err(|source| auth_error(target, source))?;
+    match result {
+        AuthResult::Success => Ok(()),
+        AuthResult::Failure { .. } => Err(SshError::AuthRejected {
+            target: target.display(),
+            offered: format!("identity file {}", path.display()),
+        }),
     }
 }
 

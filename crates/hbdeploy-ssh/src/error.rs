@@ -99,6 +99,14 @@ impl SshError {
                     .to_owned(),
             ),
             SshError::HostKey { verdict, .. } => Some(verdict.hint()),
+            SshError::IdentityFile {
+                source: russh::keys::Error::KeyIsEncrypted,
+                ..
+            } => Some(
+                "the key is encrypted: add it to ssh-agent once (ssh-add FILE) and leave \
+                 identity-file unset; both hbdeploy and nix copy then use the agent"
+                    .to_owned(),
+            ),
             SshError::NoAgent { .. } => Some(
                 "set `identity-file` in fleet.toml, or start ssh-agent and add a key (ssh-add)"
                     .to_owned(),
