@@ -6,11 +6,12 @@
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 
 use hbdeploy_lab::{Activation, Buildability, Lab, LabHost, Run, SystemSpec};
-
-const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+use support::{HBDEPLOY, host, row, system_path};
 
 fn bin() -> &'static Path {
     Path::new(HBDEPLOY)
@@ -26,46 +27,6 @@ fn apply(lab: &Lab, args: &[&str]) -> Run {
     let mut all = vec!["apply"];
     all.extend_from_slice(args);
     lab.hbdeploy(bin(), &all).expect("hbdeploy runs")
-}
-
-/// The line of the result table for `host`, split into cells.
-fn row(run: &Run, host: &str) -> Vec<String> {
-    run.stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(host))
-        .unwrap_or_else(|| panic!("no result row for {host}\n{}", run.both()))
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The out path of `host`'s system as the lab's flake builds it now.
-fn system_path(lab: &Lab, host: &str) -> String {
-    let attr = format!(
-        "{}#nixosConfigurations.{host}.config.system.build.toplevel.outPath",
-        lab.flake_ref()
-    );
-    let out = std::process::Command::new("nix")
-        .args([
-            "--extra-experimental-features",
-            "nix-command flakes",
-            "eval",
-            "--raw",
-            &attr,
-        ])
-        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
-        .output()
-        .expect("nix eval runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
-    lab.host(name).expect("lab host")
 }
 
 #[test]

@@ -6,12 +6,12 @@
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
-use hbdeploy_lab::{Disko, Lab, LabHost, Medium, Run, SystemSpec};
-
-const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+use hbdeploy_lab::{Disko, Lab, Medium, Run, SystemSpec};
+use support::{HBDEPLOY, host, system_path};
 
 fn bin() -> &'static Path {
     Path::new(HBDEPLOY)
@@ -36,10 +36,6 @@ fn install(lab: &Lab, args: &[&str]) -> Run {
     lab.hbdeploy(bin(), &all).expect("hbdeploy runs")
 }
 
-fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
-    lab.host(name).expect("lab host")
-}
-
 /// `root@<address>:2222`, the lab host's installer login.
 fn target(lab: &Lab, name: &str) -> String {
     format!(
@@ -54,32 +50,6 @@ fn live_installer(lab: &Lab, name: &str) -> String {
     let h = host(lab, name);
     h.make_installer(Medium::LiveInstaller).expect("installer");
     h.add_disk("nvme1n1").expect("disk")
-}
-
-/// The out path of `host`'s system as the lab's flake builds it now (the toy system does not
-/// depend on the disk's device).
-fn system_path(lab: &Lab, host: &str) -> String {
-    let attr = format!(
-        "{}#nixosConfigurations.{host}.config.system.build.toplevel.outPath",
-        lab.flake_ref()
-    );
-    let out = Command::new("nix")
-        .args([
-            "--extra-experimental-features",
-            "nix-command flakes",
-            "eval",
-            "--raw",
-            &attr,
-        ])
-        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
-        .output()
-        .expect("nix eval runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Exit code and both streams, with the lab's paths, addresses, hashes and times made stable.

@@ -4,31 +4,13 @@
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hbdeploy_lab::{Activation, Lab, LabHost, Run, SystemSpec};
-
-const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
-
-fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
-    lab.hbdeploy(Path::new(HBDEPLOY), args)
-        .expect("hbdeploy runs")
-}
-
-fn row(run: &Run, host: &str) -> Vec<String> {
-    run.stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(host))
-        .unwrap_or_else(|| panic!("no row for {host}\n{}", run.both()))
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
-    lab.host(name).expect("lab host")
-}
+use hbdeploy_lab::{Activation, Lab, Run, SystemSpec};
+use support::{HBDEPLOY, hbdeploy, host, row};
 
 fn running(lab: &Lab, name: &str) -> String {
     host(lab, name)

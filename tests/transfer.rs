@@ -5,17 +5,12 @@
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::path::Path;
+mod support;
+
 use std::process::Command;
 
-use hbdeploy_lab::{Activation, Lab, LabHost, NIX_CONFIG, Run, SystemSpec};
-
-const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
-
-fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
-    lab.hbdeploy(Path::new(HBDEPLOY), args)
-        .expect("hbdeploy runs")
-}
+use hbdeploy_lab::{Activation, Lab, NIX_CONFIG, SystemSpec};
+use support::{hbdeploy, host, row, system_path};
 
 fn nix(args: &[&str]) -> std::process::Output {
     Command::new("nix")
@@ -24,35 +19,6 @@ fn nix(args: &[&str]) -> std::process::Output {
         .env("NIX_CONFIG", NIX_CONFIG)
         .output()
         .expect("nix runs")
-}
-
-fn row(run: &Run, host: &str) -> Vec<String> {
-    run.stdout
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(host))
-        .unwrap_or_else(|| panic!("no row for {host}\n{}", run.both()))
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
-    lab.host(name).expect("lab host")
-}
-
-/// What the lab's flake evaluates `host`'s system to, without building it.
-fn system_path(lab: &Lab, name: &str) -> String {
-    let attr = format!(
-        "{}#nixosConfigurations.{name}.config.system.build.toplevel.outPath",
-        lab.flake_ref()
-    );
-    let out = nix(&["eval", "--raw", &attr]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn locally_valid(path: &str) -> bool {

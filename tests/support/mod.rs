@@ -1,4 +1,4 @@
-//! What the lab tests of issue 6 share: running the binary and the insta filters that make its
+//! What the lab tests share: running the binary and the insta filters that make its
 //! output stable across runs (store hashes, lab addresses and paths, times, IDs, user names).
 
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
@@ -19,6 +19,42 @@ pub fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
 /// A lab host.
 pub fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
     lab.host(name).expect("lab host")
+}
+
+/// The cells of `host`'s row in the result table on stdout.
+pub fn row(run: &Run, host: &str) -> Vec<String> {
+    run.stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(host))
+        .unwrap_or_else(|| panic!("no result row for {host}\n{}", run.both()))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What the lab's flake evaluates `host`'s system to now (without building it).
+pub fn system_path(lab: &Lab, host: &str) -> String {
+    let attr = format!(
+        "{}#nixosConfigurations.{host}.config.system.build.toplevel.outPath",
+        lab.flake_ref()
+    );
+    let out = std::process::Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "eval",
+            "--raw",
+            &attr,
+        ])
+        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
+        .output()
+        .expect("nix eval runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Insta settings that replace everything that differs between runs with a placeholder.

@@ -97,6 +97,21 @@ fn clean(line: &[u8]) -> String {
 }
 
 impl Connection {
+    /// Opens a session channel and starts `command` on it.
+    pub(crate) async fn start(
+        &self,
+        command: &str,
+    ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
+        let broken = |source: russh::Error| SshError::Channel {
+            target: self.target.display(),
+            command: command.to_owned(),
+            source: Some(source),
+        };
+        let channel = self.handle.channel_open_session().await.map_err(broken)?;
+        channel.exec(true, command).await.map_err(broken)?;
+        Ok(channel)
+    }
+
     /// Runs `command` (a shell command line) on a new channel of this connection. Each output
     /// line is passed to `on_line` as it arrives. A non-zero exit is not an error: it is in the
     /// returned [`CommandOutput`]; errors are for channels that could not be used at all.
@@ -105,21 +120,7 @@ impl Connection {
         command: &str,
         mut on_line: impl FnMut(&OutputLine),
     ) -> Result<CommandOutput, SshError> {
-        let broken = |source: Option<russh::Error>| SshError::Channel {
-            target: self.target.display(),
-            command: command.to_owned(),
-            source,
-        };
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|err| broken(Some(err)))?;
-        channel
-            .exec(true, command)
-            .await
-            .map_err(|err| broken(Some(err)))?;
-
+        let mut channel = self.start(command).await?;
         let mut stdout = String::new();
         let mut tail: VecDeque<OutputLine> = VecDeque::with_capacity(TAIL_LINES);
         let mut out_lines = LineSplitter::default();

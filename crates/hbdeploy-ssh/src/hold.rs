@@ -30,20 +30,7 @@ impl Connection {
     /// Starts `command` and returns its first line of stdout, with the channel kept open when the
     /// command is still running then. A command that exits without printing gives an empty line.
     pub async fn hold(&self, command: &str) -> Result<(String, Option<Held>), SshError> {
-        let broken = |source: Option<russh::Error>| SshError::Channel {
-            target: self.target.display(),
-            command: command.to_owned(),
-            source,
-        };
-        let mut channel = self
-            .handle
-            .channel_open_session()
-            .await
-            .map_err(|err| broken(Some(err)))?;
-        channel
-            .exec(true, command)
-            .await
-            .map_err(|err| broken(Some(err)))?;
+        let mut channel = self.start(command).await?;
         let mut line = Vec::new();
         while let Some(msg) = channel.wait().await {
             match msg {
