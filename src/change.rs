@@ -40,6 +40,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
             host.transfer.substitute = false;
         }
         host.target.accept_new = args.accept_new;
+        if let Some(jump) = host.target.jump.as_mut() {
+            jump.accept_new = args.accept_new;
+        }
         if args.build_on_target {
             host.transfer.build_on_target = true;
         }

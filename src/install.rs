@@ -51,6 +51,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             // A live installer has a fresh host key of its own, never the installed host's.
             pinned_keys: Vec::new(),
             accept_new: false,
+            jump: None,
             connect_timeout: host.ssh.connect_timeout,
         };
         return push(cli, args, &nix, request, &target).await;

@@ -147,20 +147,11 @@ async fn run(cli: Cli) -> Result<ExitCode, AppError> {
 }
 
 /// The plan for one inventory host.
-fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
+fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
     HostPlan {
         name: host.name.to_string(),
         attr: host.attr.clone(),
-        target: Target {
-            address: host.address.clone(),
-            port: host.ssh.port,
-            user: host.ssh.user.clone(),
-            identity_file: host.ssh.identity_file.clone(),
-            known_hosts: host.ssh.known_hosts.clone(),
-            pinned_keys: host.host_keys.clone(),
-            accept_new: false,
-            connect_timeout: host.ssh.connect_timeout,
-        },
+        target: target(fleet, host, 0),
         safety: HostSafety {
             magic_rollback: host.safety.magic_rollback,
             confirm_timeout: host.safety.confirm_timeout,
@@ -174,6 +165,55 @@ fn plan(host: &hbdeploy_inventory::Host) -> HostPlan {
             // root is trusted by every nix; anyone else only when fleet.toml says so.
             trusted: host.transfer.trusted.unwrap_or(host.ssh.user == "root"),
         },
+    }
+}
+
+/// How to reach `host`, through its `proxy-jump` host when it has one. `depth` bounds chains of
+/// jump hosts that name each other.
+fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Target {
+    let jump = host
+        .proxy_jump
+        .as_deref()
+        .and_then(|jump| match fleet.host(jump) {
+            Some(via) if depth < 8 => Some(Box::new(target(fleet, via, depth + 1))),
+            Some(_) => None,
+            None => Some(Box::new(jump_target(host, jump))),
+        });
+    Target {
+        address: host.address.clone(),
+        port: host.ssh.port,
+        user: host.ssh.user.clone(),
+        identity_file: host.ssh.identity_file.clone(),
+        known_hosts: host.ssh.known_hosts.clone(),
+        pinned_keys: host.host_keys.clone(),
+        accept_new: false,
+        jump,
+        connect_timeout: host.ssh.connect_timeout,
+    }
+}
+
+/// A jump host given as `[user@]address[:port]`, with `host`'s key, known_hosts and timeout.
+fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
+    let (user, rest) = match spec.split_once('@') {
+        Some((user, rest)) => (user.to_owned(), rest),
+        None => (host.ssh.user.clone(), spec),
+    };
+    let (address, port) = match rest.rsplit_once(':') {
+        Some((address, port)) if port.parse::<u16>().is_ok() => {
+            (address.to_owned(), port.parse().unwrap_or(22))
+        }
+        _ => (rest.to_owned(), 22),
+    };
+    Target {
+        address,
+        port,
+        user,
+        identity_file: host.ssh.identity_file.clone(),
+        known_hosts: host.ssh.known_hosts.clone(),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        jump: None,
+        connect_timeout: host.ssh.connect_timeout,
     }
 }
 
@@ -208,7 +248,7 @@ fn load(
         .select(&selectors)
         .map_err(AppError::Select)?
         .into_iter()
-        .map(plan)
+        .map(|host| plan(&fleet, host))
         .collect();
     Ok((fleet, plans))
 }

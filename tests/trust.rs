@@ -156,6 +156,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
             identity_file: Some(lab.identity_file().to_path_buf()),
             known_hosts: changed.clone(),
             connect_timeout_secs: 5,
+            jump: None,
         };
         let path = hbdeploy_nix::StorePath::new(out).expect("store path");
         nix.copy_to(&dest, &path, &mut |_| {}).await
@@ -416,4 +417,40 @@ fn hostile_values_in_fleet_toml_and_on_the_command_line_are_never_executed() {
             .expect("read")
             .is_none()
     );
+}
+
+#[test]
+fn a_host_is_reached_through_its_jump_host_by_russh_and_nix_copy() {
+    let lab = Lab::start(&["bastion", "inner", "other"]).expect("lab");
+    let bastion = host(&lab, "bastion").address;
+    let text = lab
+        .fleet_toml(&[], "")
+        .replace(
+            "[hosts.inner]\n",
+            "[hosts.inner]\nproxy-jump = \"bastion\"\n",
+        )
+        .replace(
+            "[hosts.other]\n",
+            &format!("[hosts.other]\nproxy-jump = \"root@{bastion}:{SSH_PORT}\"\n"),
+        );
+    std::fs::write(lab.dir().join("fleet.toml"), text).expect("write");
+    let run = hbdeploy(&lab, &["apply", "inner", "other"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    for name in ["inner", "other"] {
+        assert_eq!(
+            row(&run, name)[5],
+            "3/3",
+            "copied through the jump host: {}",
+            run.both()
+        );
+        assert!(host(&lab, name).current_system().expect("read").is_some());
+    }
+    // bastion itself was not deployed, yet it carried both hosts' russh and nix copy logins.
+    assert!(
+        host(&lab, "bastion")
+            .current_system()
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(host(&lab, "bastion").accepted_logins(), 4, "{}", run.both());
 }

@@ -40,6 +40,9 @@ pub struct Host {
     /// Host keys pinned in fleet.toml (`host-key`), in OpenSSH form `TYPE BASE64`; trusted
     /// besides the known_hosts file.
     pub host_keys: Vec<String>,
+    /// Reach this host through another (`proxy-jump`): a host of the fleet by name, or
+    /// `[user@]address[:port]`.
+    pub proxy_jump: Option<String>,
 }
 
 impl Host {
@@ -88,6 +91,7 @@ pub(crate) fn read_host(
     let tags = read_tags(&table)?;
     let ssh = SshOverrides::read(&table, resolver)?.resolve(ssh, &table, resolver)?;
     let safety = SafetyOverrides::read(&table)?.resolve(safety);
+    let proxy_jump = read_proxy_jump(&table, &name)?;
     let wave = table.integer::<u32>("wave", 0, MAX_WAVE)?.unwrap_or(0);
     Ok(Host {
         name,
@@ -100,6 +104,7 @@ pub(crate) fn read_host(
         health: read_checks(&table)?,
         transfer: TransferOverrides::read(&table)?.resolve(transfer, &table)?,
         host_keys: read_host_keys(&table)?,
+        proxy_jump,
     })
 }
 
@@ -135,6 +140,31 @@ fn check_address(
     match problem {
         Some((reason, hint)) => Err(table.invalid("address", span, reason, hint)),
         None => Ok(()),
+    }
+}
+
+/// Reads `proxy-jump`: a non-empty value without white space that is not the host itself.
+fn read_proxy_jump(table: &Table<'_>, name: &HostName) -> Result<Option<String>, InventoryError> {
+    let Some(value) = table.string("proxy-jump")? else {
+        return Ok(None);
+    };
+    let jump = value.get_ref();
+    let reason = if jump.is_empty() || jump.contains(char::is_whitespace) || jump.starts_with('-') {
+        Some("is not a host name or [user@]address[:port]")
+    } else if *jump == name.as_str() {
+        Some("names the host itself")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(table.invalid(
+            "proxy-jump",
+            value.span(),
+            reason,
+            "name another host of the fleet, e.g. proxy-jump = \"bastion\", or give \
+             user@address:port",
+        )),
+        None => Ok(Some((*jump).to_owned())),
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "fast-connection",
     "build-on",
     "host-key",
+    "proxy-jump",
 ];
 
 /// Keys of a health check (`[[health]]` or `[[hosts.NAME.health]]`).
@@ -111,6 +112,7 @@ pub(crate) fn example(key: &str) -> &'static str {
         "trusted" => "trusted = false",
         "fast-connection" => "fast-connection = true",
         "build-on" => "build-on = \"target\"",
+        "proxy-jump" => "proxy-jump = \"bastion\"",
         "host-key" => "host-key = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA…\"",
         "health" => "[[health]] followed by command = \"systemctl is-system-running\"",
         "command" => "command = \"systemctl is-system-running\"",

@@ -21,6 +21,9 @@ pub struct SshDest {
     pub known_hosts: PathBuf,
     /// ssh's ConnectTimeout, in seconds.
     pub connect_timeout_secs: u64,
+    /// An ssh config file (`-F`) and the host in it to jump through (`-J`), for a host behind a
+    /// jump host.
+    pub jump: Option<(PathBuf, String)>,
 }
 
 /// How `nix copy` sends a closure.
@@ -71,6 +74,14 @@ impl SshDest {
             "-o".to_owned(),
             "ServerAliveCountMax=3".to_owned(),
         ];
+        if let Some((config, alias)) = &self.jump {
+            opts.extend([
+                "-F".to_owned(),
+                checked("ssh config", config)?,
+                "-J".to_owned(),
+                alias.clone(),
+            ]);
+        }
         if let Some(identity) = &self.identity_file {
             opts.extend([
                 "-i".to_owned(),
@@ -178,6 +189,7 @@ mod tests {
             identity_file: Some(PathBuf::from("/lab/id_ed25519")),
             known_hosts: PathBuf::from("/lab/known_hosts"),
             connect_timeout_secs: 7,
+            jump: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use hbdeploy_nix::{CopyOptions, Nix, SshDest, StorePath};
+use hbdeploy_nix::{CopyOptions, Nix, StorePath};
 use hbdeploy_ssh::Connection;
 use tokio::sync::Semaphore;
 
@@ -505,14 +505,7 @@ impl HostJob {
         let target = &self.plan.target;
         let trust = trust::for_copy(target, &safe::new_token())
             .map_err(|(path, source)| HostError::TrustFile { path, source })?;
-        let dest = SshDest {
-            user: target.user.clone(),
-            address: target.address.clone(),
-            port: target.port,
-            identity_file: target.identity_file.clone(),
-            known_hosts: trust.path().to_path_buf(),
-            connect_timeout_secs: target.connect_timeout.as_secs().max(1),
-        };
+        let dest = trust::dest(target, &trust);
         let transfer = self.plan.transfer;
         let options = CopyOptions {
             substitute: transfer.substitute,

@@ -12,7 +12,7 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use hbdeploy_nix::{Nix, SizedClosure, SshDest, StorePath, pair_sizes};
+use hbdeploy_nix::{Nix, SizedClosure, StorePath, pair_sizes};
 use hbdeploy_ssh::{Connection, Exit};
 
 use crate::build::build_all;
@@ -303,15 +303,9 @@ async fn copy_closure(
     if missing.is_empty() {
         return Ok(());
     }
-    let target = &plan.target;
-    let dest = SshDest {
-        user: target.user.clone(),
-        address: target.address.clone(),
-        port: target.port,
-        identity_file: target.identity_file.clone(),
-        known_hosts: target.known_hosts.clone(),
-        connect_timeout_secs: target.connect_timeout.as_secs().max(1),
-    };
+    let trust = crate::trust::for_copy(&plan.target, &crate::safe::new_token())
+        .map_err(|(path, source)| HostError::TrustFile { path, source })?;
+    let dest = crate::trust::dest(&plan.target, &trust);
     let mut sink = |line: &str| events.output(Some(&plan.name), Stage::Copy, line);
     nix.copy_to(&dest, path, &mut sink)
         .await

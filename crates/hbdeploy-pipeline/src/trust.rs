@@ -1,22 +1,34 @@
 //! One trust store for russh and `nix copy`: when a host has keys pinned in fleet.toml, the
 //! `ssh` that `nix copy` runs gets a known_hosts file holding the configured file's lines plus
 //! the pinned keys, so both sides accept exactly the same keys (and `@revoked` lines still apply).
+//! When a host is reached through jump hosts, `ssh` also gets a config file (`-F`) whose `Host`
+//! blocks give each jump host the same strict options, key and known_hosts as the target.
 
 use std::path::PathBuf;
 
 use hbdeploy_ssh::Target;
 
-/// The known_hosts file `nix copy` should use for a target; a temporary one is removed on drop.
+/// The known_hosts file `nix copy` should use for a target, and the ssh config file naming its
+/// jump hosts; temporary files are removed on drop.
 #[derive(Debug)]
 pub(crate) struct TrustFile {
     path: PathBuf,
     temporary: bool,
+    /// `(config file, alias of the first jump host)` when the target is reached through one.
+    jump: Option<(PathBuf, String)>,
 }
 
 impl TrustFile {
     /// The file to pass as `UserKnownHostsFile`.
     pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
+    }
+
+    /// The ssh config file and the `-J` alias, for a target behind a jump host.
+    pub(crate) fn jump(&self) -> Option<(&std::path::Path, &str)> {
+        self.jump
+            .as_ref()
+            .map(|(file, alias)| (file.as_path(), alias.as_str()))
     }
 }
 
@@ -25,7 +37,67 @@ impl Drop for TrustFile {
         if self.temporary {
             let _ = std::fs::remove_file(&self.path);
         }
+        if let Some((file, _)) = &self.jump {
+            let _ = std::fs::remove_file(file);
+        }
     }
+}
+
+/// Where `nix copy` sends to reach `target`, trusting what `trust` says.
+pub(crate) fn dest(target: &Target, trust: &TrustFile) -> hbdeploy_nix::SshDest {
+    hbdeploy_nix::SshDest {
+        user: target.user.clone(),
+        address: target.address.clone(),
+        port: target.port,
+        identity_file: target.identity_file.clone(),
+        known_hosts: trust.path().to_path_buf(),
+        connect_timeout_secs: target.connect_timeout.as_secs().max(1),
+        jump: trust
+            .jump()
+            .map(|(file, alias)| (file.to_path_buf(), alias.to_owned())),
+    }
+}
+
+/// The targets a connection goes through, outermost first (not counting `target` itself).
+fn jumps(target: &Target) -> Vec<&Target> {
+    let mut chain = Vec::new();
+    let mut next = target.jump.as_deref();
+    while let Some(jump) = next {
+        chain.push(jump);
+        next = jump.jump.as_deref();
+    }
+    chain.reverse();
+    chain
+}
+
+/// `Host` blocks for every jump host; each later one jumps through the one before it.
+fn jump_config(chain: &[&Target], known_hosts: &std::path::Path, token: &str) -> String {
+    let mut text = String::new();
+    for (index, jump) in chain.iter().enumerate() {
+        text.push_str(&format!(
+            "Host hbdeploy-jump-{token}-{index}\n  HostName {}\n  Port {}\n  User {}\n  \
+             UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  \
+             StrictHostKeyChecking yes\n  BatchMode yes\n  ConnectTimeout {}\n",
+            jump.address,
+            jump.port,
+            jump.user,
+            known_hosts.display(),
+            jump.connect_timeout.as_secs().max(1)
+        ));
+        if let Some(identity) = &jump.identity_file {
+            text.push_str(&format!(
+                "  IdentityFile {}\n  IdentitiesOnly yes\n",
+                identity.display()
+            ));
+        }
+        if index > 0 {
+            text.push_str(&format!(
+                "  ProxyJump hbdeploy-jump-{token}-{}\n",
+                index - 1
+            ));
+        }
+    }
+    text
 }
 
 /// The known_hosts lines for `target`'s pinned keys.
@@ -48,21 +120,57 @@ pub(crate) fn for_copy(
     target: &Target,
     token: &str,
 ) -> Result<TrustFile, (PathBuf, std::io::Error)> {
-    if target.pinned_keys.is_empty() {
+    let chain = jumps(target);
+    let mut file = known_hosts_for(target, &chain, token)?;
+    if let Some(last) = chain.len().checked_sub(1) {
+        let config = std::env::temp_dir().join(format!(
+            "hbdeploy-{}-{token}-ssh_config",
+            std::process::id()
+        ));
+        std::fs::write(&config, jump_config(&chain, &file.path, token))
+            .map_err(|source| (config.clone(), source))?;
+        file.jump = Some((config, format!("hbdeploy-jump-{token}-{last}")));
+    }
+    Ok(file)
+}
+
+/// The known_hosts file for the target and its jump hosts: the configured file as it is, or a
+/// temporary file joining every file involved and every pinned key.
+fn known_hosts_for(
+    target: &Target,
+    chain: &[&Target],
+    token: &str,
+) -> Result<TrustFile, (PathBuf, std::io::Error)> {
+    let pins = !target.pinned_keys.is_empty() || chain.iter().any(|j| !j.pinned_keys.is_empty());
+    let other_files = chain.iter().any(|j| j.known_hosts != target.known_hosts);
+    if !pins && !other_files {
         return Ok(TrustFile {
             path: target.known_hosts.clone(),
             temporary: false,
+            jump: None,
         });
     }
-    let mut text = match std::fs::read_to_string(&target.known_hosts) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err((target.known_hosts.clone(), source)),
-    };
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
+    let mut text = String::new();
+    let mut files: Vec<&PathBuf> = vec![&target.known_hosts];
+    for jump in chain {
+        if !files.contains(&&jump.known_hosts) {
+            files.push(&jump.known_hosts);
+        }
+    }
+    for file in files {
+        match std::fs::read_to_string(file) {
+            Ok(lines) => text.push_str(&lines),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err((file.clone(), source)),
+        }
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
     }
     text.push_str(&pin_lines(target));
+    for jump in chain {
+        text.push_str(&pin_lines(jump));
+    }
     let path = std::env::temp_dir().join(format!(
         "hbdeploy-{}-{token}-known_hosts",
         std::process::id()
@@ -71,6 +179,7 @@ pub(crate) fn for_copy(
     Ok(TrustFile {
         path,
         temporary: true,
+        jump: None,
     })
 }
 
@@ -93,6 +202,7 @@ mod tests {
             known_hosts: known.clone(),
             pinned_keys: vec!["ssh-ed25519 AAAApinned".to_owned()],
             accept_new: false,
+            jump: None,
             connect_timeout: Duration::from_secs(1),
         };
         let file = for_copy(&target, "t1").expect("file");
@@ -107,6 +217,7 @@ mod tests {
         let plain = Target {
             pinned_keys: Vec::new(),
             accept_new: false,
+            jump: None,
             ..target
         };
         assert_eq!(for_copy(&plain, "t2").expect("file").path(), known);

@@ -58,6 +58,7 @@ mod tests {
                     known_hosts: "/dev/null".into(),
                     pinned_keys: Vec::new(),
                     accept_new: false,
+                    jump: None,
                     connect_timeout: std::time::Duration::from_secs(1),
                 },
                 safety: crate::HostSafety::default(),

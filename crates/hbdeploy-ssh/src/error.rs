@@ -26,6 +26,17 @@ pub enum SshError {
         /// The timeout that ran out.
         after: Duration,
     },
+    /// The jump host would not open a channel to the target.
+    #[error("{jump} would not forward a connection to {target}")]
+    Jump {
+        /// `user@address:port` of the target.
+        target: String,
+        /// `user@address:port` of the jump host.
+        jump: String,
+        /// russh's error.
+        #[source]
+        source: russh::Error,
+    },
     /// The SSH handshake failed for a reason other than the host key.
     #[error("SSH handshake with {target} failed")]
     Handshake {

@@ -49,6 +49,9 @@ pub struct Target {
     pub accept_new: bool,
     /// Upper bound for TCP connect plus SSH handshake plus authentication.
     pub connect_timeout: Duration,
+    /// Reach the host through this one (SSH `ProxyJump`): a direct-tcpip channel of an
+    /// authenticated connection to it carries this connection.
+    pub jump: Option<Box<Target>>,
 }
 
 impl Target {
@@ -62,6 +65,8 @@ impl Target {
 pub struct Connection {
     handle: client::Handle<Client>,
     target: Target,
+    /// The jump host's connection, kept open for as long as this one.
+    _jump: Option<Box<Connection>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -116,18 +121,45 @@ impl Connection {
             nodelay: true,
             ..client::Config::default()
         });
-        let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
-            .await
-            .map_err(|source| SshError::Connect {
-                target: target.display(),
-                source,
-            })?;
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             target: target.clone(),
             verdict: Arc::clone(&verdict),
         };
-        let handle = match client::connect_stream(config, socket, handler).await {
+        let (connected, jump) = match &target.jump {
+            None => {
+                let socket = tokio::net::TcpStream::connect((target.address.as_str(), target.port))
+                    .await
+                    .map_err(|source| SshError::Connect {
+                        target: target.display(),
+                        source,
+                    })?;
+                (client::connect_stream(config, socket, handler).await, None)
+            }
+            Some(jump) => {
+                let via = Box::pin(Connection::connect_unbounded(jump)).await?;
+                let channel = via
+                    .handle
+                    .channel_open_direct_tcpip(
+                        target.address.clone(),
+                        u32::from(target.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(|source| SshError::Jump {
+                        target: target.display(),
+                        jump: jump.display(),
+                        source,
+                    })?;
+                let stream = channel.into_stream();
+                (
+                    client::connect_stream(config, stream, handler).await,
+                    Some(Box::new(via)),
+                )
+            }
+        };
+        let handle = match connected {
             Ok(handle) => handle,
             Err(source) => {
                 let refused = verdict.lock().ok().and_then(|mut slot| slot.take());
@@ -150,6 +182,7 @@ impl Connection {
         let mut connection = Connection {
             handle,
             target: target.clone(),
+            _jump: jump,
         };
         auth::authenticate(&mut connection.handle, target).await?;
         Ok(connection)

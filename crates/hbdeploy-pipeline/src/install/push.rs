@@ -354,6 +354,7 @@ impl Job<'_> {
                 identity_file: target.identity_file.clone(),
                 known_hosts: target.known_hosts.clone(),
                 connect_timeout_secs: target.connect_timeout.as_secs().max(1),
+                jump: None,
             };
             let mut sink = |line: &str| self.events.output(InstallStep::Copy, line);
             for root in roots {
