@@ -438,3 +438,57 @@ fn check_runs_the_checks_on_demand_and_changes_nothing() {
         activations
     );
 }
+
+#[test]
+fn a_second_ctrl_c_exits_at_once_and_started_activations_still_complete() {
+    let mut lab = Lab::start(&["a", "b"]).expect("lab");
+    lab.write_fleet(&[], "").expect("fleet");
+    for name in ["a", "b"] {
+        lab.set_system(name, spec(1, Activation::Gate))
+            .expect("flake");
+    }
+    let child = lab
+        .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all"])
+        .expect("start apply");
+    let started = || {
+        ["a", "b"]
+            .iter()
+            .all(|n| host(&lab, n).activations().expect("read").len() == 1)
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), started),
+        "activations never started"
+    );
+    for _ in 0..2 {
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let run = hbdeploy_lab::finish(child).expect("apply ends");
+    assert_eq!(run.code, 130, "{}", run.both());
+    assert!(
+        run.stderr.contains("interrupted again: exiting now"),
+        "{}",
+        run.both()
+    );
+    // The deployer is gone; the activations it started were detached on the hosts and finish
+    // once they may: each host ends with its profile and its running system on the new one.
+    lab.open_gate().expect("gate");
+    for name in ["a", "b"] {
+        let h = host(&lab, name);
+        assert!(
+            wait_until(Duration::from_secs(60), || h
+                .current_system()
+                .expect("read")
+                .is_some()),
+            "{name} never finished activating"
+        );
+        assert_eq!(
+            h.profile_system().expect("read"),
+            h.current_system().expect("read")
+        );
+    }
+}
