@@ -28,7 +28,11 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     })
     .await
     .map_err(AppError::Pipeline)?;
-    Ok(finish(&report))
+    let code = finish(&report);
+    if args.timings {
+        out(&summary::timings(&report));
+    }
+    Ok(code)
 }
 
 /// `hbdeploy rollback`.

@@ -141,6 +141,11 @@ pub struct ApplyArgs {
     /// Activate hosts that already run the new system too (otherwise they are `unchanged`).
     #[arg(long)]
     pub reactivate: bool,
+
+    /// After the results, show where each host's time went: build (shared), connect, copy,
+    /// activate.
+    #[arg(long)]
+    pub timings: bool,
 }
 
 /// `--goal` values.
