@@ -8,6 +8,7 @@
 //! `hbdeploy-bench` parses the command line and prints; this module measures and returns data.
 
 pub mod baseline;
+mod cpu;
 pub mod machine;
 mod measure;
 mod output;
@@ -31,7 +32,7 @@ use crate::LabError;
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 12] = [
+pub const POINT_KEYS: [&str; 13] = [
     "hosts",
     "runs",
     "hbdeploy_cold_s",
@@ -43,6 +44,7 @@ pub const POINT_KEYS: [&str; 12] = [
     "peak_rss_mib",
     "ssh_logins_per_host",
     "profile_cold_s",
+    "others_cpu_share",
     "errors",
 ];
 
@@ -94,6 +96,9 @@ pub struct Point {
     pub profile: Vec<Samples>,
     /// The `--timings` table of the last cold run.
     pub profile_table: Option<String>,
+    /// Per measurement, the share of the machine's CPU capacity that processes outside the
+    /// benchmark used meanwhile (0 = none, 1 = every core).
+    pub others_cpu_share: Samples,
     /// The 1-minute load average before and after the point.
     pub load: (Option<f64>, Option<f64>),
     /// Runs that failed, with what went wrong.

@@ -47,6 +47,7 @@ fn point_json(point: &Point) -> Value {
         },
         "profile_cold_s": profile,
         "profile_cold_table": point.profile_table,
+        "others_cpu_share": point.others_cpu_share.to_json(),
         "load_average": { "before": point.load.0, "after": point.load.1 },
         "errors": point.errors,
     })
@@ -160,15 +161,20 @@ pub fn markdown(bench: &Bench) -> String {
     }
 
     text.push_str(
-        "\nNoise (1-minute load average of the whole machine before and after each point):\n\n",
+        "\nNoise: the share of the machine's CPU (all cores) that processes outside the benchmark \
+         used during each measurement, and the 1-minute load average before and after each \
+         point:\n\n",
     );
     text.push_str(
-        "| hosts | load before | load after | failed runs |\n| --- | --- | --- | --- |\n",
+        "| hosts | CPU taken by others | load before | load after | failed runs |\n\
+         | --- | --- | --- | --- | --- |\n",
     );
     for p in &bench.points {
         let load = |l: Option<f64>| l.map_or("–".to_owned(), |l| format!("{l:.2}"));
+        let share = Samples(p.others_cpu_share.0.iter().map(|s| s * 100.0).collect());
         text.push_str(&row(&[
             p.hosts.to_string(),
+            format!("{} %", share.cell(0)),
             load(p.load.0),
             load(p.load.1),
             if p.errors.is_empty() {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::baseline::{Baseline, Mode};
+use super::cpu::CpuSnapshot;
 use super::machine::load_average;
 use super::measure::{Measured, measure};
 use super::profile::{self, COLUMNS};
@@ -32,6 +33,7 @@ struct Bed<'a> {
     fleet: std::path::PathBuf,
     baseline: Baseline,
     hosts: usize,
+    cores: usize,
 }
 
 impl Bed<'_> {
@@ -63,7 +65,13 @@ impl Bed<'_> {
         rss: bool,
     ) -> Result<Option<(Measured, f64)>, LabError> {
         let before = self.logins();
+        let cpu = CpuSnapshot::take();
         let measured = measure(command, rss.then_some("hbdeploy"))?;
+        let (others, _) = cpu.since(CpuSnapshot::take());
+        let capacity = self.cores as f64 * measured.wall.as_secs_f64();
+        if capacity > 0.0 {
+            point.others_cpu_share.push(others / capacity);
+        }
         let logins = (self.logins() - before) as f64 / self.hosts as f64;
         match measured.clone().check(label) {
             Ok(_) => Ok(Some((measured, logins))),
@@ -181,6 +189,7 @@ pub fn run_point(
         fleet,
         baseline,
         hosts,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
     };
     let mut point = Point {
         hosts,
