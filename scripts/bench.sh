@@ -10,5 +10,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
-cargo build --quiet --locked --release --bin hbdeploy --bin hbdeploy-bench
+cargo build --quiet --locked --release --bin hbdeploy
+cargo build --quiet --locked --release -p hbdeploy-lab --bin hbdeploy-bench
 exec target/release/hbdeploy-bench --hbdeploy target/release/hbdeploy "$@"
