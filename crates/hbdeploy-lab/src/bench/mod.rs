@@ -32,7 +32,7 @@ use crate::LabError;
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 13] = [
+pub const POINT_KEYS: [&str; 15] = [
     "hosts",
     "runs",
     "hbdeploy_cold_s",
@@ -41,6 +41,8 @@ pub const POINT_KEYS: [&str; 13] = [
     "plain_parallel_s",
     "plain_sequential_s",
     "nix_build_noop_s",
+    "paired_cold_over_parallel",
+    "paired_sequential_over_cold",
     "peak_rss_mib",
     "ssh_logins_per_host",
     "profile_cold_s",
@@ -80,6 +82,11 @@ pub struct Point {
     pub plain_parallel: Samples,
     /// Plain commands, one host after the other, seconds.
     pub plain_sequential: Samples,
+    /// Per run, hbdeploy cold ÷ plain parallel of that same run: pairs measured minutes apart,
+    /// so drift of the machine cancels better than in a ratio of medians.
+    pub paired_parallel: Samples,
+    /// Per run, plain sequential ÷ hbdeploy cold of that same run.
+    pub paired_sequential: Samples,
     /// One `nix build` of every host's system when all are built already, seconds.
     pub build_noop: Samples,
     /// hbdeploy's own peak RSS in cold runs, MiB.

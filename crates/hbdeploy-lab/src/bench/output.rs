@@ -39,6 +39,8 @@ fn point_json(point: &Point) -> Value {
         "plain_parallel_s": point.plain_parallel.to_json(),
         "plain_sequential_s": point.plain_sequential.to_json(),
         "nix_build_noop_s": point.build_noop.to_json(),
+        "paired_cold_over_parallel": point.paired_parallel.to_json(),
+        "paired_sequential_over_cold": point.paired_sequential.to_json(),
         "peak_rss_mib": { "cold": point.rss_cold.to_json(), "warm": point.rss_warm.to_json() },
         "ssh_logins_per_host": {
             "hbdeploy_cold": point.logins_cold.to_json(),
@@ -106,8 +108,8 @@ pub fn markdown(bench: &Bench) -> String {
         command(bench)
     );
     text.push_str(
-        "| hosts | runs | hbdeploy cold | plain parallel | plain sequential | cold ÷ parallel \
-         | sequential ÷ cold | hbdeploy warm | `nix build` no-op | warm − no-op | cold, `--parallel 10` \
+        "| hosts | runs | hbdeploy cold | plain parallel | plain sequential | cold ÷ parallel: per run · of medians \
+         | sequential ÷ cold: per run · of medians | hbdeploy warm | `nix build` no-op | warm − no-op | cold, `--parallel 10` \
          | peak RSS (MiB) | SSH logins/host cold · warm · plain |\n",
     );
     text.push_str(&row(&vec!["---".to_owned(); 13]));
@@ -119,8 +121,16 @@ pub fn markdown(bench: &Bench) -> String {
             p.cold.cell(2),
             p.plain_parallel.cell(2),
             p.plain_sequential.cell(2),
-            ratio(&p.cold, &p.plain_parallel),
-            ratio(&p.plain_sequential, &p.cold),
+            format!(
+                "{} · {}",
+                p.paired_parallel.cell(2),
+                ratio(&p.cold, &p.plain_parallel)
+            ),
+            format!(
+                "{} · {}",
+                p.paired_sequential.cell(2),
+                ratio(&p.plain_sequential, &p.cold)
+            ),
             p.warm.cell(2),
             p.build_noop.cell(2),
             difference(&p.warm, &p.build_noop),

@@ -150,6 +150,24 @@ impl Bed<'_> {
     }
 }
 
+/// Adds this run's paired ratios, for the variants that succeeded in it (`before` holds the
+/// sample counts of hbdeploy cold, plain parallel and plain sequential before the run).
+fn pair(point: &mut Point, before: (usize, usize, usize)) {
+    let new = |samples: &Samples, count: usize| {
+        (samples.0.len() == count + 1)
+            .then(|| samples.0.last().copied())
+            .flatten()
+    };
+    if let Some(cold) = new(&point.cold, before.0) {
+        if let Some(parallel) = new(&point.plain_parallel, before.1) {
+            point.paired_parallel.push(cold / parallel);
+        }
+        if let Some(sequential) = new(&point.plain_sequential, before.2) {
+            point.paired_sequential.push(sequential / cold);
+        }
+    }
+}
+
 fn record(samples: &mut Samples, m: &Measured, say: &mut dyn FnMut(&str), label: &str) {
     let secs = m.wall.as_secs_f64();
     samples.push(secs);
@@ -203,6 +221,11 @@ pub fn run_point(
 
     for run in 0..config.runs {
         say(&format!("{hosts} hosts: run {}/{}", run + 1, config.runs));
+        let before = (
+            point.cold.0.len(),
+            point.plain_parallel.0.len(),
+            point.plain_sequential.0.len(),
+        );
         if run % 2 == 0 {
             bed.hbdeploy_block(&mut point, say)?;
             bed.plain_block(&mut point, say)?;
@@ -210,6 +233,7 @@ pub fn run_point(
             bed.plain_block(&mut point, say)?;
             bed.hbdeploy_block(&mut point, say)?;
         }
+        pair(&mut point, before);
         point.runs += 1;
     }
     point.load.1 = load_average();
@@ -264,6 +288,22 @@ fn forget_built(prefix: &str) -> Result<usize, LabError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_pair_only_what_succeeded_in_them() {
+        let mut point = Point {
+            cold: Samples(vec![2.0]),
+            plain_parallel: Samples(vec![1.0]),
+            ..Point::default()
+        };
+        pair(&mut point, (0, 0, 0));
+        assert_eq!(point.paired_parallel, Samples(vec![2.0]));
+        assert_eq!(point.paired_sequential, Samples::default());
+        // A run whose cold apply failed pairs nothing.
+        point.plain_parallel.push(4.0);
+        pair(&mut point, (1, 1, 0));
+        assert_eq!(point.paired_parallel, Samples(vec![2.0]));
+    }
 
     #[test]
     fn bench_paths_are_recognised_by_name() {
