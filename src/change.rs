@@ -74,6 +74,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     .await
     .map_err(AppError::Pipeline)?;
     let code = conclude(&fleet, started, "apply", &report, args.json).await;
+    if args.timings && !args.json {
+        out(&summary::timings(&report));
+    }
     Ok(if interrupted.load(Ordering::SeqCst) {
         ExitCode::from(EXIT_INTERRUPTED)
     } else {

@@ -206,6 +206,11 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub reactivate: bool,
 
+    /// After the results, show where each host's time went: build (shared), connect, copy,
+    /// activate.
+    #[arg(long)]
+    pub timings: bool,
+
     /// Do not arm the on-host watchdog that restores the previous generation unless hbdeploy
     /// confirms the new system over a new connection (armed by default for switch and test).
     #[arg(long)]

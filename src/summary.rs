@@ -1,10 +1,11 @@
 //! The end of a run: the per-host result table and, for each failed host, what went wrong and
-//! the last lines of the failing command's output. Also the table layout the other commands use.
+//! the last lines of the failing command's output; with `--timings`, where each host's time
+//! went. Also the table layout the other commands use.
 
 use std::time::Duration;
 
 use console::{Alignment, Style};
-use hbdeploy_pipeline::{HostError, HostReport, Outcome, Report};
+use hbdeploy_pipeline::{HostError, HostReport, Outcome, Report, Stage};
 
 /// Lays out `rows` under `header`, columns separated by two spaces, no trailing blanks. Widths
 /// are measured without colour codes, so coloured cells line up.
@@ -103,6 +104,87 @@ fn seconds(duration: Duration) -> String {
     format!("{:.1}s", duration.as_secs_f64())
 }
 
+/// The stages of a host's own task that `--timings` shows, in order.
+const TIMED: [Stage; 3] = [Stage::Connect, Stage::Copy, Stage::Activate];
+
+/// `--timings`: per host, the shared build, each of its own stages, what is left (waiting for a
+/// parallel slot, reading the host's state) and the total; then the median and the maximum of
+/// each column over the hosts.
+pub fn timings(report: &Report) -> String {
+    let columns: Vec<Vec<Option<Duration>>> = report
+        .hosts
+        .iter()
+        .map(|host| host_timings(host, report.build_time))
+        .collect();
+    let mut rows: Vec<Vec<String>> = report
+        .hosts
+        .iter()
+        .zip(&columns)
+        .map(|(host, cells)| {
+            std::iter::once(host.host.clone())
+                .chain(cells.iter().map(|c| fine(*c)))
+                .collect()
+        })
+        .collect();
+    let width = TIMED.len() + 3;
+    for (label, pick) in [
+        ("(median)", median as fn(&mut [Duration]) -> _),
+        ("(max)", max),
+    ] {
+        let mut row = vec![label.to_owned()];
+        for column in 0..width {
+            let mut values: Vec<Duration> = columns.iter().filter_map(|c| c[column]).collect();
+            row.push(fine(pick(&mut values)));
+        }
+        rows.push(row);
+    }
+    let mut text = String::from("\n");
+    text.push_str(&table(
+        &[
+            "HOST", "BUILD", "CONNECT", "COPY", "ACTIVATE", "OTHER", "TOTAL",
+        ],
+        rows,
+    ));
+    text.push_str(
+        "\nBUILD: the one evaluation and build shared by all hosts. OTHER: waiting for a parallel \
+         slot and reading the host's state. TOTAL: from the start of the run until the host was \
+         done.\n",
+    );
+    text
+}
+
+/// BUILD, each of [`TIMED`], OTHER, TOTAL for one host; `None` where a stage did not run.
+fn host_timings(host: &HostReport, build: Duration) -> Vec<Option<Duration>> {
+    let stage = |wanted: Stage| {
+        host.timings
+            .iter()
+            .filter(|(s, _)| *s == wanted)
+            .map(|(_, d)| *d)
+            .reduce(|a, b| a + b)
+    };
+    let own: Vec<Option<Duration>> = TIMED.into_iter().map(stage).collect();
+    let accounted = build + own.iter().flatten().sum::<Duration>();
+    let mut cells = vec![Some(build)];
+    cells.extend(own);
+    cells.push(Some(host.duration.saturating_sub(accounted)));
+    cells.push(Some(host.duration));
+    cells
+}
+
+fn median(values: &mut [Duration]) -> Option<Duration> {
+    values.sort();
+    values.get(values.len() / 2).copied()
+}
+
+fn max(values: &mut [Duration]) -> Option<Duration> {
+    values.iter().max().copied()
+}
+
+/// Seconds with two decimals: connections take tens of milliseconds.
+fn fine(duration: Option<Duration>) -> String {
+    duration.map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()))
+}
+
 /// The error and its causes on one line, for JSON.
 pub fn error_chain(error: &HostError) -> String {
     chain(error)
@@ -135,4 +217,68 @@ pub fn failure(host: &str, error: &HostError) -> String {
         text.push_str(&format!("  hint: {hint}\n"));
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, timings: &[(Stage, u64)], total: u64) -> HostReport {
+        HostReport {
+            timings: timings
+                .iter()
+                .map(|(s, ms)| (*s, Duration::from_millis(*ms)))
+                .collect(),
+            duration: Duration::from_millis(total),
+            ..HostReport::new(name, Stage::Activate)
+        }
+    }
+
+    #[test]
+    fn timings_show_each_stage_the_rest_and_the_total() {
+        let report = Report {
+            hosts: vec![
+                host(
+                    "a",
+                    &[
+                        (Stage::Connect, 20),
+                        (Stage::Copy, 1500),
+                        (Stage::Activate, 300),
+                    ],
+                    3000,
+                ),
+                host("b", &[(Stage::Connect, 30)], 1250),
+            ],
+            build_time: Duration::from_millis(1000),
+        };
+        let text = timings(&report);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "HOST", "BUILD", "CONNECT", "COPY", "ACTIVATE", "OTHER", "TOTAL"
+            ]
+        );
+        let cells = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(
+            cells(2),
+            ["a", "1.00s", "0.02s", "1.50s", "0.30s", "0.18s", "3.00s"]
+        );
+        assert_eq!(
+            cells(3),
+            ["b", "1.00s", "0.03s", "-", "-", "0.22s", "1.25s"]
+        );
+        assert_eq!(
+            cells(4),
+            [
+                "(median)", "1.00s", "0.03s", "1.50s", "0.30s", "0.22s", "3.00s"
+            ]
+        );
+        assert_eq!(
+            cells(5),
+            [
+                "(max)", "1.00s", "0.03s", "1.50s", "0.30s", "0.22s", "3.00s"
+            ]
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //!
 //! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`.
 
+pub mod bench;
 mod flake;
 mod host;
 mod installer;
@@ -191,6 +192,17 @@ impl Lab {
     /// flake. A name that is no lab host adds a configuration without a host.
     pub fn set_system(&mut self, host: &str, spec: SystemSpec) -> Result<(), LabError> {
         self.systems.insert(host.to_owned(), spec);
+        self.write_flake()
+    }
+
+    /// Sets the toy systems of several hosts at once, rewriting the flake once.
+    pub fn set_systems<'a>(
+        &mut self,
+        specs: impl IntoIterator<Item = (&'a str, SystemSpec)>,
+    ) -> Result<(), LabError> {
+        for (host, spec) in specs {
+            self.systems.insert(host.to_owned(), spec);
+        }
         self.write_flake()
     }
 

@@ -1,0 +1,138 @@
+//! The benchmark of issue 9: how long `hbdeploy apply --all` takes for N lab hosts, cold (every
+//! host gets a new closure) and warm (nothing changed), against the same work done by plain
+//! commands, one host after the other and all at once; with hbdeploy's peak memory, the SSH
+//! logins per host, and where a cold apply's time goes.
+//!
+//! Every run of a sweep point measures hbdeploy and the plain commands back to back, in an order
+//! that alternates between runs, so drift of a shared machine hits both. The binary
+//! `hbdeploy-bench` parses the command line and prints; this module measures and returns data.
+
+pub mod baseline;
+mod cpu;
+pub mod machine;
+mod measure;
+mod output;
+pub mod profile;
+mod run;
+pub mod stats;
+mod targets;
+
+use std::path::PathBuf;
+
+pub use machine::Machine;
+pub use measure::{Measured, measure};
+pub use output::{json, markdown};
+pub use run::run_point;
+pub use stats::Samples;
+pub use targets::{Target, targets};
+
+use crate::LabError;
+
+/// The documented top-level keys of the JSON report.
+pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
+
+/// The documented keys of each sweep point in the JSON report.
+pub const POINT_KEYS: [&str; 15] = [
+    "hosts",
+    "runs",
+    "hbdeploy_cold_s",
+    "hbdeploy_warm_s",
+    "hbdeploy_cold_parallel_10_s",
+    "plain_parallel_s",
+    "plain_sequential_s",
+    "nix_build_noop_s",
+    "paired_cold_over_parallel",
+    "paired_sequential_over_cold",
+    "peak_rss_mib",
+    "ssh_logins_per_host",
+    "profile_cold_s",
+    "others_cpu_share",
+    "errors",
+];
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The sweep: numbers of hosts.
+    pub hosts: Vec<usize>,
+    /// Runs per sweep point.
+    pub runs: usize,
+    /// Size of each host's payload (random bytes), in MiB.
+    pub payload_mib: u64,
+    /// The hbdeploy binary to measure.
+    pub hbdeploy: PathBuf,
+    /// Also measure cold applies with the fleet's default `parallel` (10), for N above 10.
+    pub default_parallel: bool,
+}
+
+/// The measurements of one sweep point (one number of hosts).
+#[derive(Debug, Clone, Default)]
+pub struct Point {
+    /// Number of hosts.
+    pub hosts: usize,
+    /// Runs done.
+    pub runs: usize,
+    /// `hbdeploy apply --all --parallel N`, every host with a new closure, seconds.
+    pub cold: Samples,
+    /// The same with the default `--parallel` (10), when measured.
+    pub cold_parallel_10: Samples,
+    /// `hbdeploy apply --all` again, nothing changed, seconds.
+    pub warm: Samples,
+    /// Plain commands, all hosts at once, seconds.
+    pub plain_parallel: Samples,
+    /// Plain commands, one host after the other, seconds.
+    pub plain_sequential: Samples,
+    /// Per run, hbdeploy cold ÷ plain parallel of that same run: pairs measured minutes apart,
+    /// so drift of the machine cancels better than in a ratio of medians.
+    pub paired_parallel: Samples,
+    /// Per run, plain sequential ÷ hbdeploy cold of that same run.
+    pub paired_sequential: Samples,
+    /// One `nix build` of every host's system when all are built already, seconds.
+    pub build_noop: Samples,
+    /// hbdeploy's own peak RSS in cold runs, MiB.
+    pub rss_cold: Samples,
+    /// hbdeploy's own peak RSS in warm runs, MiB.
+    pub rss_warm: Samples,
+    /// SSH logins per host: hbdeploy cold.
+    pub logins_cold: Samples,
+    /// SSH logins per host: hbdeploy warm.
+    pub logins_warm: Samples,
+    /// SSH logins per host: plain commands.
+    pub logins_plain: Samples,
+    /// Per `--timings` column, the median over hosts of each cold run, seconds.
+    pub profile: Vec<Samples>,
+    /// The `--timings` table of the last cold run.
+    pub profile_table: Option<String>,
+    /// Per measurement, the share of the machine's CPU capacity that processes outside the
+    /// benchmark used meanwhile (0 = none, 1 = every core).
+    pub others_cpu_share: Samples,
+    /// The 1-minute load average before and after the point.
+    pub load: (Option<f64>, Option<f64>),
+    /// Runs that failed, with what went wrong.
+    pub errors: Vec<String>,
+}
+
+/// A whole benchmark: what ran where, and one [`Point`] per number of hosts.
+#[derive(Debug, Clone)]
+pub struct Bench {
+    /// What was asked for.
+    pub config: Config,
+    /// Where it ran.
+    pub machine: Machine,
+    /// The sweep's results, in the order of `config.hosts`.
+    pub points: Vec<Point>,
+}
+
+/// Runs the whole sweep. `progress` gets one line per measurement.
+pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Bench, LabError> {
+    let machine = Machine::detect(&config.hbdeploy);
+    let mut points = Vec::new();
+    for &hosts in &config.hosts {
+        points.push(run_point(config, hosts, progress)?);
+    }
+    Ok(Bench {
+        config: config.clone(),
+        machine,
+        points,
+    })
+}

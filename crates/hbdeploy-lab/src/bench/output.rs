@@ -1,0 +1,201 @@
+//! The benchmark's two outputs: a markdown report (tables for `docs/benchmarks.md`) and JSON
+//! with every sample. The JSON's keys are [`super::JSON_KEYS`] and, per point,
+//! [`super::POINT_KEYS`].
+
+use serde_json::{Value, json};
+
+use super::profile::COLUMNS;
+use super::stats::round;
+use super::{Bench, Point, Samples, targets};
+
+/// How the sweep was asked for, as a command line.
+fn command(bench: &Bench) -> String {
+    let hosts: Vec<String> = bench.config.hosts.iter().map(usize::to_string).collect();
+    format!(
+        "hbdeploy-bench --hosts {} --runs {} --payload-mib {}{}",
+        hosts.join(","),
+        bench.config.runs,
+        bench.config.payload_mib,
+        if bench.config.default_parallel {
+            ""
+        } else {
+            " --no-default-parallel"
+        }
+    )
+}
+
+fn point_json(point: &Point) -> Value {
+    let profile: serde_json::Map<String, Value> = COLUMNS
+        .iter()
+        .zip(&point.profile)
+        .map(|(column, samples)| (column.to_lowercase(), samples.to_json()))
+        .collect();
+    json!({
+        "hosts": point.hosts,
+        "runs": point.runs,
+        "hbdeploy_cold_s": point.cold.to_json(),
+        "hbdeploy_warm_s": point.warm.to_json(),
+        "hbdeploy_cold_parallel_10_s": point.cold_parallel_10.to_json(),
+        "plain_parallel_s": point.plain_parallel.to_json(),
+        "plain_sequential_s": point.plain_sequential.to_json(),
+        "nix_build_noop_s": point.build_noop.to_json(),
+        "paired_cold_over_parallel": point.paired_parallel.to_json(),
+        "paired_sequential_over_cold": point.paired_sequential.to_json(),
+        "peak_rss_mib": { "cold": point.rss_cold.to_json(), "warm": point.rss_warm.to_json() },
+        "ssh_logins_per_host": {
+            "hbdeploy_cold": point.logins_cold.to_json(),
+            "hbdeploy_warm": point.logins_warm.to_json(),
+            "plain": point.logins_plain.to_json(),
+        },
+        "profile_cold_s": profile,
+        "profile_cold_table": point.profile_table,
+        "others_cpu_share": point.others_cpu_share.to_json(),
+        "load_average": { "before": point.load.0, "after": point.load.1 },
+        "errors": point.errors,
+    })
+}
+
+/// The whole benchmark as JSON.
+pub fn json(bench: &Bench) -> Value {
+    let (machine, versions) = bench.machine.to_json();
+    let targets: Vec<Value> = targets(&bench.points, bench.machine.cores)
+        .into_iter()
+        .map(|t| json!({ "target": t.name, "met": t.met, "detail": t.detail }))
+        .collect();
+    json!({
+        "schema": "hbdeploy-bench/1",
+        "date": bench.machine.date,
+        "machine": machine,
+        "versions": versions,
+        "config": {
+            "command": command(bench),
+            "hosts": bench.config.hosts,
+            "runs": bench.config.runs,
+            "payload_mib": bench.config.payload_mib,
+            "parallel": "N: every host at once (--parallel N), and 10 (the default) where measured",
+        },
+        "points": bench.points.iter().map(point_json).collect::<Vec<_>>(),
+        "targets": targets,
+    })
+}
+
+/// `a ÷ b` of the medians, two decimals.
+fn ratio(a: &Samples, b: &Samples) -> String {
+    match (a.median(), b.median()) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".to_owned(),
+    }
+}
+
+fn difference(a: &Samples, b: &Samples) -> String {
+    match (a.median(), b.median()) {
+        (Some(a), Some(b)) => format!("{:+.2}", round(a - b)),
+        _ => "–".to_owned(),
+    }
+}
+
+fn row(cells: &[String]) -> String {
+    format!("| {} |\n", cells.join(" | "))
+}
+
+/// The markdown report: results, where the time goes, targets, noise.
+pub fn markdown(bench: &Bench) -> String {
+    let mut text = format!(
+        "Machine: {}.\n\nCommand: `{}`. Each cell is the median (min–max) over the runs, in seconds \
+         unless noted. hbdeploy ran with `--parallel N` (every host at once), like the plain \
+         parallel floor; the `--parallel 10` column is the fleet default.\n\n",
+        bench.machine.describe(),
+        command(bench)
+    );
+    text.push_str(
+        "| hosts | runs | hbdeploy cold | plain parallel | plain sequential | cold ÷ parallel: per run · of medians \
+         | sequential ÷ cold: per run · of medians | hbdeploy warm | `nix build` no-op | warm − no-op | cold, `--parallel 10` \
+         | peak RSS (MiB) | SSH logins/host cold · warm · plain |\n",
+    );
+    text.push_str(&row(&vec!["---".to_owned(); 13]));
+    for p in &bench.points {
+        let rss = Samples(p.rss_cold.0.iter().chain(&p.rss_warm.0).copied().collect());
+        text.push_str(&row(&[
+            p.hosts.to_string(),
+            p.runs.to_string(),
+            p.cold.cell(2),
+            p.plain_parallel.cell(2),
+            p.plain_sequential.cell(2),
+            format!(
+                "{} · {}",
+                p.paired_parallel.cell(2),
+                ratio(&p.cold, &p.plain_parallel)
+            ),
+            format!(
+                "{} · {}",
+                p.paired_sequential.cell(2),
+                ratio(&p.plain_sequential, &p.cold)
+            ),
+            p.warm.cell(2),
+            p.build_noop.cell(2),
+            difference(&p.warm, &p.build_noop),
+            p.cold_parallel_10.cell(2),
+            rss.cell(1),
+            format!(
+                "{} · {} · {}",
+                p.logins_cold.cell(1),
+                p.logins_warm.cell(1),
+                p.logins_plain.cell(1)
+            ),
+        ]));
+    }
+
+    text.push_str(
+        "\nWhere a cold apply's time goes (hbdeploy's `--timings`: per run the median over hosts, \
+         then the median over runs; BUILD is the one shared evaluation and build, OTHER is \
+         waiting for a parallel slot and reading the host's state):\n\n",
+    );
+    let mut header = vec!["hosts".to_owned()];
+    header.extend(COLUMNS.iter().map(|c| c.to_lowercase()));
+    text.push_str(&row(&header));
+    text.push_str(&row(&vec!["---".to_owned(); header.len()]));
+    for p in &bench.points {
+        let mut cells = vec![p.hosts.to_string()];
+        cells.extend(p.profile.iter().map(|s| s.cell(2)));
+        text.push_str(&row(&cells));
+    }
+
+    text.push_str("\nTargets:\n\n| target | result | figures |\n| --- | --- | --- |\n");
+    for t in targets(&bench.points, bench.machine.cores) {
+        let verdict = match t.met {
+            Some(true) => "met",
+            Some(false) => "**missed**",
+            None => "not measured",
+        };
+        text.push_str(&row(&[t.name.to_owned(), verdict.to_owned(), t.detail]));
+    }
+
+    text.push_str(
+        "\nNoise: the share of the machine's CPU (all cores) that processes outside the benchmark \
+         used during each measurement, and the 1-minute load average before and after each \
+         point:\n\n",
+    );
+    text.push_str(
+        "| hosts | CPU taken by others | load before | load after | failed runs |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for p in &bench.points {
+        let load = |l: Option<f64>| l.map_or("–".to_owned(), |l| format!("{l:.2}"));
+        let share = Samples(p.others_cpu_share.0.iter().map(|s| s * 100.0).collect());
+        text.push_str(&row(&[
+            p.hosts.to_string(),
+            format!("{} %", share.cell(0)),
+            load(p.load.0),
+            load(p.load.1),
+            if p.errors.is_empty() {
+                "0".to_owned()
+            } else {
+                // The JSON has every error in full; the table gets the last line of the first.
+                let first = p.errors[0].lines().rfind(|l| !l.trim().is_empty());
+                let first: String = first.unwrap_or_default().chars().take(160).collect();
+                format!("{} (first: {})", p.errors.len(), first.replace('|', "\\|"))
+            },
+        ]));
+    }
+    text
+}

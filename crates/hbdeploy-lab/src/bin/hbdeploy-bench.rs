@@ -1,0 +1,110 @@
+//! `hbdeploy-bench`: how long `hbdeploy apply --all` takes for N simulated hosts, cold and warm,
+//! against plain `nix build` + `nix copy` + `ssh`, with hbdeploy's peak memory and SSH logins
+//! per host (issue 9). Prints progress on stderr and the markdown report on stdout (or into
+//! `--markdown`); `--json` writes every sample. Needs root, nix, sshd (see `scripts/bench.sh`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use hbdeploy_lab::bench::{self, Config};
+
+/// Benchmark hbdeploy against the plain-command floor on a lab of simulated NixOS hosts.
+#[derive(Debug, Parser)]
+#[command(name = "hbdeploy-bench")]
+struct Args {
+    /// Numbers of hosts to sweep (at most 240).
+    #[arg(long, value_delimiter = ',', default_value = "1,5,20,50")]
+    hosts: Vec<usize>,
+
+    /// Runs per number of hosts; each run measures every variant once.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    runs: u16,
+
+    /// Size of each host's closure payload (random, incompressible bytes), in MiB.
+    #[arg(long, default_value_t = 10)]
+    payload_mib: u64,
+
+    /// Write the results with every sample as JSON to this file.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+
+    /// Write the markdown report to this file instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    markdown: Option<PathBuf>,
+
+    /// The hbdeploy binary to measure (default: the one next to this binary).
+    #[arg(long, value_name = "PATH")]
+    hbdeploy: Option<PathBuf>,
+
+    /// Skip the cold runs with the fleet's default `--parallel 10` (measured above 10 hosts).
+    #[arg(long)]
+    no_default_parallel: bool,
+}
+
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+fn write(path: &PathBuf, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|err| format!("cannot write {}: {err}", path.display()))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    if let Some(bad) = args.hosts.iter().find(|n| **n == 0 || **n > 240) {
+        return Err(format!("--hosts {bad}: a lab holds 1 to 240 hosts"));
+    }
+    let hbdeploy = match args.hbdeploy {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .map_err(|err| format!("cannot find this binary: {err}"))?
+            .with_file_name("hbdeploy"),
+    };
+    if !hbdeploy.is_file() {
+        return Err(format!(
+            "no hbdeploy binary at {} (build it, or pass --hbdeploy PATH)",
+            hbdeploy.display()
+        ));
+    }
+    let config = Config {
+        hosts: args.hosts,
+        runs: args.runs.into(),
+        payload_mib: args.payload_mib,
+        hbdeploy,
+        default_parallel: !args.no_default_parallel,
+    };
+    let mut progress = |line: &str| say(line);
+    let bench = bench::run(&config, &mut progress).map_err(|err| {
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(&format!("\n  caused by: {cause}"));
+            source = cause.source();
+        }
+        text
+    })?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&bench::json(&bench))
+            .map_err(|err| format!("cannot render JSON: {err}"))?;
+        write(path, &(text + "\n"))?;
+    }
+    let markdown = bench::markdown(&bench);
+    match &args.markdown {
+        Some(path) => write(path, &markdown),
+        None => {
+            let _ = std::io::stdout().write_all(markdown.as_bytes());
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            say(&format!("error: {message}"));
+            ExitCode::FAILURE
+        }
+    }
+}

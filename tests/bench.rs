@@ -1,0 +1,69 @@
+//! The benchmark harness of issue 9, end to end on the smallest sweep (one host, one run, a
+//! 1 MiB payload): it measures every variant and reports the documented JSON keys. Durations
+//! are never asserted; SSH login counts are, since they are counts, not timings.
+
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use hbdeploy_lab::bench::{self, Config, JSON_KEYS, POINT_KEYS};
+
+const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
+
+#[test]
+fn the_smallest_sweep_reports_every_documented_key() {
+    let config = Config {
+        hosts: vec![1],
+        runs: 1,
+        payload_mib: 1,
+        hbdeploy: HBDEPLOY.into(),
+        default_parallel: false,
+    };
+    let mut lines = Vec::new();
+    let result = bench::run(&config, &mut |line: &str| lines.push(line.to_owned()))
+        .expect("the bench runs (needs root, nix, sshd)");
+    let json = bench::json(&result);
+    for key in JSON_KEYS {
+        assert!(json.get(key).is_some(), "no {key} in {json:#}");
+    }
+    let point = &json["points"][0];
+    for key in POINT_KEYS {
+        assert!(point.get(key).is_some(), "no {key} in {point:#}");
+    }
+    assert_eq!(point["errors"], serde_json::json!([]), "{point:#}");
+    for measured in [
+        "hbdeploy_cold_s",
+        "hbdeploy_warm_s",
+        "plain_parallel_s",
+        "plain_sequential_s",
+        "nix_build_noop_s",
+    ] {
+        assert!(
+            point[measured]["median"].is_number(),
+            "{measured}: {point:#}"
+        );
+    }
+    assert!(
+        point["peak_rss_mib"]["cold"]["median"].is_number(),
+        "{point:#}"
+    );
+    // One russh connection and one `nix copy` cold; one connection warm; `nix copy` + ssh plain.
+    let logins = &point["ssh_logins_per_host"];
+    assert_eq!(logins["hbdeploy_cold"]["median"], 2.0, "{point:#}");
+    assert_eq!(logins["hbdeploy_warm"]["median"], 1.0, "{point:#}");
+    assert_eq!(logins["plain"]["median"], 2.0, "{point:#}");
+    assert!(
+        point["profile_cold_s"]["copy"]["median"].is_number(),
+        "{point:#}"
+    );
+
+    let markdown = bench::markdown(&result);
+    assert!(
+        markdown.contains("| hosts | runs | hbdeploy cold |"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("\n| 1 | 1 | "), "{markdown}");
+    assert!(
+        lines.iter().any(|l| l.contains("hbdeploy cold")),
+        "{lines:?}"
+    );
+}
