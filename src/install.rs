@@ -331,19 +331,7 @@ fn render(report: &InstallReport) -> String {
 
 /// A failed step: the error, its causes, the command's last lines and the hint.
 fn failure(host: &str, error: &StepError) -> String {
-    let mut text = format!("{host}: {error}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!("  caused by: {cause}\n"));
-        source = cause.source();
-    }
-    for line in error.tail() {
-        text.push_str(&format!("  | {line}\n"));
-    }
-    if let Some(hint) = error.hint() {
-        text.push_str(&format!("  hint: {hint}\n"));
-    }
-    text
+    crate::summary::failure_text(host, error, &error.tail(), error.hint())
 }
 
 fn seconds(duration: Duration) -> String {

@@ -204,16 +204,26 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 
 /// `host: error`, its causes, the output tail and the hint, one per line.
 pub fn failure(host: &str, error: &HostError) -> String {
+    failure_text(host, error, &error.tail(), error.hint())
+}
+
+/// The rendering of [`failure`] for any error with its output tail and hint.
+pub fn failure_text(
+    host: &str,
+    error: &dyn std::error::Error,
+    tail: &[String],
+    hint: Option<String>,
+) -> String {
     let mut text = format!("{host}: {error}\n");
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(&format!("  caused by: {cause}\n"));
         source = cause.source();
     }
-    for line in error.tail() {
+    for line in tail {
         text.push_str(&format!("  | {line}\n"));
     }
-    if let Some(hint) = error.hint() {
+    if let Some(hint) = hint {
         text.push_str(&format!("  hint: {hint}\n"));
     }
     text
