@@ -182,11 +182,6 @@ impl Cancel {
         (CancelHandle(tx), Cancel(rx))
     }
 
-    /// A `Cancel` that never fires.
-    pub fn never() -> Cancel {
-        Cancel::new().1
-    }
-
     /// Whether cancellation was asked for.
     pub fn is_cancelled(&self) -> bool {
         *self.0.borrow()

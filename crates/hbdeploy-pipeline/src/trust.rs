@@ -19,6 +19,16 @@ pub(crate) struct TrustFile {
 }
 
 impl TrustFile {
+    /// The target's configured known_hosts file as it is, with no jump host: for a target that
+    /// has no pinned keys and is reached directly.
+    pub(crate) fn configured(target: &Target) -> TrustFile {
+        TrustFile {
+            path: target.known_hosts.clone(),
+            temporary: false,
+            jump: None,
+        }
+    }
+
     /// The file to pass as `UserKnownHostsFile`.
     pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
@@ -144,11 +154,7 @@ fn known_hosts_for(
     let pins = !target.pinned_keys.is_empty() || chain.iter().any(|j| !j.pinned_keys.is_empty());
     let other_files = chain.iter().any(|j| j.known_hosts != target.known_hosts);
     if !pins && !other_files {
-        return Ok(TrustFile {
-            path: target.known_hosts.clone(),
-            temporary: false,
-            jump: None,
-        });
+        return Ok(TrustFile::configured(target));
     }
     let mut text = String::new();
     let mut files: Vec<&PathBuf> = vec![&target.known_hosts];

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use hbdeploy_nix::{DiskDevice, InstallDrvs, Nix, SshDest, StorePath};
+use hbdeploy_nix::{DiskDevice, InstallDrvs, Nix, StorePath};
 use hbdeploy_ssh::{CommandOutput, Connection, Target};
 
 use super::live::{self, SYSTEM_BIN};
@@ -346,16 +346,9 @@ impl Job<'_> {
             total: closure.len(),
         };
         if missing > 0 {
+            // A live installer is reached directly and has no pinned keys (its key is new).
             let target = self.installer.conn.target();
-            let dest = SshDest {
-                user: target.user.clone(),
-                address: target.address.clone(),
-                port: target.port,
-                identity_file: target.identity_file.clone(),
-                known_hosts: target.known_hosts.clone(),
-                connect_timeout_secs: target.connect_timeout.as_secs().max(1),
-                jump: None,
-            };
+            let dest = crate::trust::dest(target, &crate::trust::TrustFile::configured(target));
             let mut sink = |line: &str| self.events.output(InstallStep::Copy, line);
             for root in roots {
                 self.nix
