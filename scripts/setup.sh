@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what hbdeploy's demo and tests need on Debian/Ubuntu, as root, when it is missing:
-# nix (Debian's nix-bin), OpenSSH's server and client, util-linux (unshare, nsenter).
+# nix (Debian's nix-bin), OpenSSH's server and client, util-linux (unshare, nsenter), sudo.
 # Sourced by scripts/demo.sh and scripts/test.sh; safe to run again.
 set -euo pipefail
 
@@ -14,8 +14,11 @@ command -v nix >/dev/null 2>&1 || missing+=(nix-bin)
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+# sudo: the lab's non-root deploy users escalate with it.
+[ -x /usr/bin/sudo ] || missing+=(sudo)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

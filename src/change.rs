@@ -29,6 +29,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     if args.ask {
         ask(cli, args).await?;
     }
+    if args.ask_sudo_password {
+        sudo_password(&mut hosts).await?;
+    }
     for host in &mut hosts {
         if args.no_magic_rollback {
             host.safety.magic_rollback = false;
@@ -173,6 +176,53 @@ async fn ask(cli: &Cli, args: &ApplyArgs) -> Result<(), AppError> {
     }
 }
 
+/// `--ask-sudo-password`: asks once, on the terminal, and hands the password to every host
+/// whose login is not root. Refuses, before contacting any host, when there is no terminal.
+async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
+    let users: std::collections::BTreeSet<&str> = hosts
+        .iter()
+        .map(|h| h.target.user.as_str())
+        .filter(|user| *user != "root")
+        .collect();
+    if users.is_empty() {
+        return Ok(());
+    }
+    if !interactive() {
+        return Err(AppError::Usage(
+            "--ask-sudo-password needs a terminal to ask on; nothing was changed".to_owned(),
+            Some(
+                "run it on a terminal, or give the login user passwordless sudo (NOPASSWD) on \
+                 the hosts"
+                    .to_owned(),
+            ),
+        ));
+    }
+    let prompt = format!(
+        "sudo password for {} on the hosts: ",
+        users.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    let typed = tokio::task::spawn_blocking(move || {
+        let term = Term::stderr();
+        let _ = term.write_str(&prompt);
+        term.read_secure_line()
+    })
+    .await
+    .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
+    .map_err(|err| {
+        AppError::Usage(
+            format!("cannot read the sudo password from the terminal: {err}"),
+            None,
+        )
+    })?;
+    let password = hbdeploy_ssh::Password::new(&typed);
+    for host in hosts {
+        if let Some(escalation) = host.target.escalation.as_mut() {
+            escalation.password = Some(password.clone());
+        }
+    }
+    Ok(())
+}
+
 /// Whether the user can be asked: stdin and stderr are a terminal.
 fn interactive() -> bool {
     use std::io::IsTerminal;
@@ -182,7 +232,10 @@ fn interactive() -> bool {
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
-    let (fleet, hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    if args.ask_sudo_password {
+        sudo_password(&mut hosts).await?;
+    }
     let target = match (&args.to_deploy, args.to) {
         (Some(id), _) => {
             let [host] = hosts.as_slice() else {

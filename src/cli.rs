@@ -109,6 +109,11 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "ID", conflicts_with = "to")]
     pub to_deploy: Option<String>,
 
+    /// Ask once, on the terminal, for the password `sudo` wants on hosts whose login user is not
+    /// root; it is passed to sudo on stdin, never on a command line.
+    #[arg(long)]
+    pub ask_sudo_password: bool,
+
     /// Print the result as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -259,6 +264,11 @@ pub struct ApplyArgs {
     /// With --ask: show the plan and apply without asking (also without a terminal).
     #[arg(long, requires = "ask")]
     pub yes: bool,
+
+    /// Ask once, on the terminal, for the password `sudo` wants on hosts whose login user is not
+    /// root; it is passed to sudo on stdin, never on a command line.
+    #[arg(long)]
+    pub ask_sudo_password: bool,
 
     /// Print the result as JSON on stdout instead of a table.
     #[arg(long)]

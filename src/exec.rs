@@ -117,8 +117,9 @@ pub fn summary(results: &[ExecResult]) -> String {
     }
     let failed = results.iter().filter(|r| !r.succeeded()).count();
     text.push_str(&format!(
-        "\n{} hosts: {} succeeded, {failed} failed\n",
+        "\n{} host{}: {} succeeded, {failed} failed\n",
         results.len(),
+        if results.len() == 1 { "" } else { "s" },
         results.len() - failed
     ));
     text

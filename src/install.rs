@@ -53,6 +53,9 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             accept_new: false,
             jump: None,
             connect_timeout: host.ssh.connect_timeout,
+            // The installer is reached as root.
+            escalation: None,
+            keepalive: host.ssh.keepalive,
         };
         return push(cli, args, &nix, request, &target).await;
     }

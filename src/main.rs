@@ -28,7 +28,7 @@ use console::Term;
 use hbdeploy_inventory::{Fleet, InventoryError, SelectError, Selector};
 use hbdeploy_nix::Nix;
 use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, HostTransfer, PipelineError};
-use hbdeploy_ssh::Target;
+use hbdeploy_ssh::{Escalation, Target};
 
 use crate::cli::{Cli, ColorChoice, Command, Selection};
 
@@ -162,8 +162,9 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
             substitute: host.transfer.substitute,
             compress: host.transfer.compress,
             build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
-            // root is trusted by every nix; anyone else only when fleet.toml says so.
-            trusted: host.transfer.trusted.unwrap_or(host.ssh.user == "root"),
+            // Assumed trusted unless fleet.toml says otherwise: a nix that does not trust the
+            // user ignores `--no-check-sigs`, and the copy's error then says what to do.
+            trusted: host.transfer.trusted.unwrap_or(true),
         },
     }
 }
@@ -189,6 +190,11 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
         accept_new: false,
         jump,
         connect_timeout: host.ssh.connect_timeout,
+        escalation: Some(Escalation {
+            command: host.ssh.privilege_escalation.clone(),
+            password: None,
+        }),
+        keepalive: host.ssh.keepalive,
     }
 }
 
@@ -214,6 +220,9 @@ fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
         accept_new: false,
         jump: None,
         connect_timeout: host.ssh.connect_timeout,
+        // Nothing runs on a jump host but the forwarding of the connection.
+        escalation: None,
+        keepalive: host.ssh.keepalive,
     }
 }
 

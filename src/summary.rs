@@ -51,8 +51,9 @@ pub fn render(report: &Report) -> String {
     let skipped = count(|o| matches!(o, Outcome::Skipped));
     let interrupted = count(|o| matches!(o, Outcome::Interrupted));
     text.push_str(&format!(
-        "\n{} hosts: {} succeeded, {failed} failed",
+        "\n{} host{}: {} succeeded, {failed} failed",
         report.hosts.len(),
+        if report.hosts.len() == 1 { "" } else { "s" },
         report.hosts.len() - failed - skipped - interrupted,
     ));
     if skipped > 0 {

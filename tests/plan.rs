@@ -110,11 +110,7 @@ fn apply_ask_without_a_terminal_refuses_and_changes_nothing() {
         "{}",
         yes.both()
     );
-    assert!(
-        yes.stdout.contains("1 hosts: 1 succeeded"),
-        "{}",
-        yes.both()
-    );
+    assert!(yes.stdout.contains("1 host: 1 succeeded"), "{}", yes.both());
 }
 
 #[test]

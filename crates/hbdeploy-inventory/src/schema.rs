@@ -29,6 +29,9 @@ pub(crate) const SSH_KEYS: &[&str] = &[
     "identity-file",
     "known-hosts",
     "connect-timeout",
+    "keepalive-interval",
+    "keepalive-count",
+    "privilege-escalation",
 ];
 
 /// Keys of a `[hosts.NAME]` table: its own, then the `[ssh]` overrides.
@@ -41,6 +44,9 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "identity-file",
     "known-hosts",
     "connect-timeout",
+    "keepalive-interval",
+    "keepalive-count",
+    "privilege-escalation",
     "magic-rollback",
     "confirm-timeout",
     "wave",
@@ -72,6 +78,13 @@ pub const DEFAULT_PORT: u16 = 22;
 pub const DEFAULT_KNOWN_HOSTS: &str = "~/.ssh/known_hosts";
 /// Seconds to wait for a TCP connection and SSH handshake when `connect-timeout` is not set.
 pub const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+/// Seconds between SSH keepalives when `keepalive-interval` is not set.
+pub const DEFAULT_KEEPALIVE_INTERVAL_SECS: u64 = 5;
+/// Unanswered keepalives before a connection is declared dead, when `keepalive-count` is not set.
+pub const DEFAULT_KEEPALIVE_COUNT: u64 = 3;
+/// The command that runs commands as root for a user who is not root, when
+/// `privilege-escalation` is not set.
+pub const DEFAULT_PRIVILEGE_ESCALATION: &str = "sudo";
 /// Seconds a magic-rollback watchdog waits for the deployer's confirmation when
 /// `confirm-timeout` is not set.
 pub const DEFAULT_CONFIRM_TIMEOUT_SECS: u64 = 30;
@@ -97,6 +110,9 @@ pub(crate) fn example(key: &str) -> &'static str {
         "identity-file" => "identity-file = \"~/.ssh/id_ed25519\"",
         "known-hosts" => "known-hosts = \"~/.ssh/known_hosts\"",
         "connect-timeout" => "connect-timeout = 10",
+        "keepalive-interval" => "keepalive-interval = 5",
+        "keepalive-count" => "keepalive-count = 3",
+        "privilege-escalation" => "privilege-escalation = [\"sudo\"]",
         "address" => "address = \"server.example.org\"",
         "attr" => "attr = \"server\"",
         "tags" => "tags = [\"infra\"]",
@@ -132,6 +148,12 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
         "parallel" => "`parallel` is how many hosts are handled at once; use 1 for one at a time",
         "port" => "use the port the host's sshd listens on; the default is 22",
         "connect-timeout" => "`connect-timeout` is a number of seconds; the default is 10",
+        "keepalive-interval" => {
+            "`keepalive-interval` is a number of seconds, 0 for no keepalives; the default is 5"
+        }
+        "keepalive-count" => {
+            "`keepalive-count` is how many keepalives may go unanswered; the default is 3"
+        }
         "confirm-timeout" => "`confirm-timeout` is a number of seconds; the default is 30",
         "timeout" => "`timeout` is a number of seconds for one attempt; the default is 30",
         "retries" => "`retries` is how many times a failed check is tried again; the default is 3",

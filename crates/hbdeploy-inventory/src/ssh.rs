@@ -12,7 +12,8 @@ use crate::error::InventoryError;
 use crate::paths::Resolver;
 use crate::reader::Table;
 use crate::schema::{
-    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PORT, DEFAULT_USER,
+    DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_KEEPALIVE_COUNT, DEFAULT_KEEPALIVE_INTERVAL_SECS,
+    DEFAULT_KNOWN_HOSTS, DEFAULT_PORT, DEFAULT_PRIVILEGE_ESCALATION, DEFAULT_USER,
     MAX_CONNECT_TIMEOUT_SECS,
 };
 
@@ -29,6 +30,11 @@ pub struct SshSettings {
     pub known_hosts: PathBuf,
     /// How long to wait for the connection and handshake.
     pub connect_timeout: Duration,
+    /// Seconds between keepalives and how many may go unanswered; `None` when
+    /// `keepalive-interval = 0`.
+    pub keepalive: Option<(Duration, usize)>,
+    /// The command (and arguments) that runs commands as root when `user` is not root.
+    pub privilege_escalation: Vec<String>,
 }
 
 /// The SSH keys set in one table, validated and with paths resolved; unset keys are `None`.
@@ -39,6 +45,9 @@ pub(crate) struct SshOverrides {
     identity_file: Option<PathBuf>,
     known_hosts: Option<PathBuf>,
     connect_timeout: Option<Duration>,
+    keepalive_interval: Option<u64>,
+    keepalive_count: Option<u64>,
+    privilege_escalation: Option<Vec<String>>,
 }
 
 impl SshOverrides {
@@ -78,7 +87,54 @@ impl SshOverrides {
             identity_file: Self::path(table, resolver, "identity-file")?,
             known_hosts: Self::path(table, resolver, "known-hosts")?,
             connect_timeout,
+            keepalive_interval: table.integer::<u64>("keepalive-interval", 0, 3600)?,
+            keepalive_count: table.integer::<u64>("keepalive-count", 1, 100)?,
+            privilege_escalation: Self::escalation(table)?,
         })
+    }
+
+    /// Reads `privilege-escalation`: a command as one string of words, or an array of words.
+    fn escalation(table: &Table<'_>) -> Result<Option<Vec<String>>, InventoryError> {
+        const KEY: &str = "privilege-escalation";
+        let Some((_, value)) = table.get(KEY) else {
+            return Ok(None);
+        };
+        let (words, span) = if matches!(value.get_ref(), toml::de::DeValue::String(_)) {
+            let Some(text) = table.string(KEY)? else {
+                return Ok(None);
+            };
+            let words = text
+                .get_ref()
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>();
+            (words, text.span())
+        } else {
+            let words = table.strings(KEY)?.unwrap_or_default();
+            if let Some(bad) = words
+                .iter()
+                .find(|w| w.get_ref().is_empty() || w.get_ref().chars().any(char::is_control))
+            {
+                return Err(table.invalid(
+                    KEY,
+                    bad.span(),
+                    "has an empty word or a control character",
+                    "give the program and its arguments, e.g. privilege-escalation = [\"sudo\"]",
+                ));
+            }
+            let words = words.iter().map(|w| (*w.get_ref()).to_owned()).collect();
+            (words, value.span())
+        };
+        if words.is_empty() {
+            return Err(table.invalid(
+                KEY,
+                span,
+                "is empty",
+                "name the command that runs a command as root, e.g. privilege-escalation = \
+                 [\"sudo\"], or log in as root",
+            ));
+        }
+        Ok(Some(words))
     }
 
     fn path(
@@ -133,6 +189,28 @@ impl SshOverrides {
                 .connect_timeout
                 .or(base.connect_timeout)
                 .unwrap_or(Duration::from_secs(DEFAULT_CONNECT_TIMEOUT_SECS)),
+            keepalive: match self
+                .keepalive_interval
+                .or(base.keepalive_interval)
+                .unwrap_or(DEFAULT_KEEPALIVE_INTERVAL_SECS)
+            {
+                0 => None,
+                secs => Some((
+                    Duration::from_secs(secs),
+                    usize::try_from(
+                        self.keepalive_count
+                            .or(base.keepalive_count)
+                            .unwrap_or(DEFAULT_KEEPALIVE_COUNT),
+                    )
+                    .unwrap_or(usize::MAX),
+                )),
+            },
+            privilege_escalation: self
+                .privilege_escalation
+                .as_ref()
+                .or(base.privilege_escalation.as_ref())
+                .cloned()
+                .unwrap_or_else(|| vec![DEFAULT_PRIVILEGE_ESCALATION.to_owned()]),
         })
     }
 }
@@ -178,6 +256,8 @@ mod tests {
             identity_file: None,
             known_hosts: PathBuf::from("/home/me/.ssh/known_hosts"),
             connect_timeout: Duration::from_secs(10),
+            keepalive: Some((Duration::from_secs(5), 3)),
+            privilege_escalation: vec!["sudo".to_owned()],
         }
     }
 
@@ -199,7 +279,47 @@ mod tests {
                 identity_file: Some(PathBuf::from("/fleet/keys/fleet")),
                 known_hosts: PathBuf::from("/etc/ssh/known"),
                 connect_timeout: Duration::from_secs(3),
+                ..defaults()
             }),
+        );
+    }
+
+    #[test]
+    fn keepalive_and_escalation_layer_and_zero_turns_keepalives_off() {
+        let text = "[ssh]\nkeepalive-count = 5\nprivilege-escalation = \"doas -u root\"\n\
+                    [host]\nkeepalive-interval = 2\n";
+        let set = settings(text, Some("/home/me")).expect("valid");
+        assert_eq!(set.keepalive, Some((Duration::from_secs(2), 5)));
+        assert_eq!(set.privilege_escalation, ["doas", "-u", "root"]);
+        let off = settings("[host]\nkeepalive-interval = 0\n", Some("/home/me"));
+        assert_eq!(off.map(|s| s.keepalive), Ok(None));
+        let array = settings(
+            "[host]\nprivilege-escalation = [\"/run/wrappers/bin/sudo\", \"-H\"]\n",
+            Some("/home/me"),
+        );
+        assert_eq!(
+            array.map(|s| s.privilege_escalation),
+            Ok(vec!["/run/wrappers/bin/sudo".to_owned(), "-H".to_owned()])
+        );
+    }
+
+    #[test]
+    fn an_empty_escalation_command_is_located() {
+        check(
+            "[ssh]\nprivilege-escalation = \"  \"\n",
+            Err(
+                "fleet.toml:2:24: `privilege-escalation` in [ssh] is empty (hint: name the \
+                 command that runs a command as root, e.g. privilege-escalation = [\"sudo\"], \
+                 or log in as root)",
+            ),
+        );
+        check(
+            "[host]\nprivilege-escalation = [\"sudo\", \"\"]\n",
+            Err(
+                "fleet.toml:2:33: `privilege-escalation` in [host] has an empty word or a \
+                 control character (hint: give the program and its arguments, e.g. \
+                 privilege-escalation = [\"sudo\"])",
+            ),
         );
     }
 

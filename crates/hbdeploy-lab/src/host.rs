@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::LabError;
 use crate::flake::HOST_STATE;
+use crate::{LabUser, Sudo};
 
 /// How long a host may take to come up before the lab gives up.
 const STARTUP: Duration = Duration::from_secs(20);
@@ -29,6 +30,7 @@ pub struct LabHost {
     holder: Child,
     ns_pid: u32,
     sshd: Option<Child>,
+    daemon: Option<Child>,
 }
 
 fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
@@ -70,11 +72,14 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 PidFile /run/sshd.pid
-AuthorizedKeysFile /root/.ssh/authorized_keys
+AuthorizedKeysFile .ssh/authorized_keys
 MaxStartups 100:30:200
 MaxSessions 20
 LogLevel VERBOSE
 ";
+
+/// The account files each host has its own copy of (those that exist on this machine).
+const ACCOUNT_FILES: [&str; 4] = ["passwd", "group", "shadow", "sudoers"];
 
 /// The nix.conf of every lab host: no binary caches (none can be reached), flakes on, and builds
 /// as root rather than as the machine's shared `nixbld` users: every lab host's nix has its own
@@ -96,9 +101,31 @@ impl LabHost {
         dir: PathBuf,
         client_pubkey: &str,
     ) -> Result<(LabHost, String), LabError> {
-        for sub in ["nix", "etc-nix", "root/.ssh", "state"] {
+        for sub in ["nix", "etc-nix", "root/.ssh", "state", "etc"] {
             mkdir(&dir.join(sub))?;
         }
+        // Private copies of the account files, so that a test can add users to one host.
+        let mut accounts = String::new();
+        for file in ACCOUNT_FILES {
+            let real = Path::new("/etc").join(file);
+            if real.exists() {
+                let own = dir.join("etc").join(file);
+                std::fs::copy(&real, &own).map_err(io(format!("copy {}", real.display())))?;
+                accounts.push_str(&format!(
+                    "mount --bind {} {}; ",
+                    own.display(),
+                    real.display()
+                ));
+            }
+        }
+        write(
+            &dir.join("etc/hosts"),
+            &format!("127.0.0.1 localhost\n{address} {name}\n"),
+        )?;
+        accounts.push_str(&format!(
+            "mount --bind {}/etc/hosts /etc/hosts; ",
+            dir.display()
+        ));
         write(&dir.join("etc-nix/nix.conf"), HOST_NIX_CONF)?;
         write(&dir.join("root/.ssh/authorized_keys"), client_pubkey)?;
         let key = dir.join("state/ssh_host_ed25519_key");
@@ -121,7 +148,7 @@ impl LabHost {
         let d = dir.display();
         let script = format!(
             "set -e; mount --bind {d}/nix /nix; mount --bind {d}/etc-nix /etc/nix; \
-             mount --bind {d}/root /root; mount --bind {d}/state {HOST_STATE}; \
+             mount --bind {d}/root /root; mount --bind {d}/state {HOST_STATE}; {accounts}\
              mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/sshd; hostname {name}; \
              touch {HOST_STATE}/ready; while :; do sleep 3600; done"
         );
@@ -151,6 +178,7 @@ impl LabHost {
             ns_pid: 0,
             holder,
             sshd: None,
+            daemon: None,
         };
         host.ns_pid = host.wait_for_namespace()?;
         host.start_sshd(port)?;
@@ -274,10 +302,80 @@ impl LabHost {
         )
     }
 
+    /// Adds a login user to this host: an account (uid 1500), a home with `pubkey` in its
+    /// authorized_keys, the sudo rule, and — when nix should trust it — `trusted-users`. Starts
+    /// the host's nix-daemon (once), which a user who is not root reaches the store through.
+    pub(crate) fn add_user(&mut self, user: &LabUser, pubkey: &str) -> Result<(), LabError> {
+        let name = &user.name;
+        let home = format!("{HOST_STATE}/home/{name}");
+        let shadow = match &user.sudo {
+            Sudo::Password(password) => run(
+                Command::new("openssl").args(["passwd", "-6", password]),
+                "openssl passwd (lab user's password hash)",
+            )?
+            .trim()
+            .to_owned(),
+            _ => "*".to_owned(),
+        };
+        let rule = match user.sudo {
+            Sudo::None => String::new(),
+            Sudo::Passwordless => format!("{name} ALL=(ALL:ALL) NOPASSWD: ALL"),
+            Sudo::Password(_) => format!("{name} ALL=(ALL:ALL) ALL"),
+        };
+        let trusted = if user.trusted {
+            format!("echo 'trusted-users = root {name}' >> /etc/nix/nix.conf; ")
+        } else {
+            String::new()
+        };
+        self.sh(&format!(
+            "set -e; echo '{name}:x:1500:1500::{home}:/bin/sh' >> /etc/passwd; \
+             echo '{name}:x:1500:' >> /etc/group; \
+             echo '{name}:{shadow}:20000:0:99999:7:::' >> /etc/shadow; \
+             if [ -n '{rule}' ]; then echo '{rule}' >> /etc/sudoers; fi; \
+             mkdir -p {home}/.ssh; echo '{pubkey}' > {home}/.ssh/authorized_keys; \
+             chown -R 1500:1500 {home}; chmod 700 {home}/.ssh; {trusted}\
+             mkdir -p /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
+             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user",
+            pubkey = pubkey.trim(),
+        ))?;
+        self.start_daemon()
+    }
+
+    /// Starts the host's nix-daemon (once) and waits for its socket.
+    fn start_daemon(&mut self) -> Result<(), LabError> {
+        if self.daemon.is_some() {
+            return Ok(());
+        }
+        let child = self
+            .nsenter()
+            .args(["nix-daemon", "--daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(io(format!("start nix-daemon of {}", self.name)))?;
+        self.daemon = Some(child);
+        let socket = self.dir.join("nix/var/nix/daemon-socket/socket");
+        let deadline = Instant::now() + STARTUP;
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                return Err(LabError::Startup {
+                    host: self.name.clone(),
+                    detail: "nix-daemon did not create its socket".to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Stops the whole host: every process in its namespace dies with the holder.
     pub(crate) fn stop(&mut self) {
         let _ = self.holder.kill();
         let _ = self.holder.wait();
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
         if let Some(mut nsenter) = self.sshd.take() {
             // nsenter stops itself when its child is stopped (a test may freeze sshd): kill it
             // rather than wait for it.

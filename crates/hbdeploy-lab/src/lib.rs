@@ -70,6 +70,28 @@ pub enum LabError {
     NoSuchHost(String),
 }
 
+/// A login user added to every host of a lab (see [`Lab::add_user`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabUser {
+    /// The login name.
+    pub name: String,
+    /// What sudo lets it do.
+    pub sudo: Sudo,
+    /// Whether the hosts' nix trusts it (`trusted-users`).
+    pub trusted: bool,
+}
+
+/// A lab user's sudo rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sudo {
+    /// None at all.
+    None,
+    /// Any command as root, without a password (`NOPASSWD`).
+    Passwordless,
+    /// Any command as root, after this password.
+    Password(String),
+}
+
 /// A running lab.
 #[derive(Debug)]
 pub struct Lab {
@@ -129,6 +151,21 @@ impl Lab {
         host::write(&lab.known_hosts, &known_hosts)?;
         lab.write_flake()?;
         Ok(lab)
+    }
+
+    /// Adds `user` to every host, with the deployer's key in its authorized_keys.
+    pub fn add_user(&mut self, user: &LabUser) -> Result<(), LabError> {
+        let pubkey =
+            std::fs::read_to_string(self.identity.with_extension("pub")).map_err(|source| {
+                LabError::Io {
+                    what: "read the deployer's public key".to_owned(),
+                    source,
+                }
+            })?;
+        for host in self.hosts.values_mut() {
+            host.add_user(user, &pubkey)?;
+        }
+        Ok(())
     }
 
     /// The address of the `index`-th host: 127.77.<slot>.(11 + index).

@@ -447,7 +447,7 @@ impl HostJob {
         self.events
             .note(name, "restoring the previous generation".to_owned());
         let output = conn
-            .run(script, |line| {
+            .run_root(script, |line| {
                 self.events.output(Some(name), Stage::Activate, &line.text);
             })
             .await

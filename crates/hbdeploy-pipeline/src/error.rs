@@ -37,6 +37,9 @@ pub enum HostError {
         #[source]
         source: SshError,
     },
+    /// The login is not root and could not run commands as root (`sudo` refused).
+    #[error("cannot run commands as root on the host; it was not changed")]
+    Privilege(#[source] SshError),
     /// The local store could not be queried.
     #[error("cannot list the closure of {path} in the local store")]
     Closure {
@@ -287,6 +290,7 @@ impl HostError {
             | HostError::Closure { source: err, .. }
             | HostError::Sign { source: err, .. } => err.tail().to_vec(),
             HostError::Connect(_)
+            | HostError::Privilege(_)
             | HostError::Channel { .. }
             | HostError::NotNixos { .. }
             | HostError::NoEarlierGeneration { .. }
@@ -304,13 +308,23 @@ impl HostError {
     /// Advice for the user, where there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            HostError::Connect(err) | HostError::Channel { source: err, .. } => err.hint(),
-            HostError::Copy(err) if err.tail().iter().any(|l| l.contains("lacks a valid signature")) => Some(
-                "the host requires signatures from keys it trusts: set signing-key in [fleet] to a \
-                 nix secret key whose public key is in the host's trusted-public-keys, or make the \
-                 login user trusted by the host's nix (trusted-users) and set trusted = true"
-                    .to_owned(),
-            ),
+            HostError::Connect(err)
+            | HostError::Channel { source: err, .. }
+            | HostError::Privilege(err) => err.hint(),
+            HostError::Copy(err)
+                if err
+                    .tail()
+                    .iter()
+                    .any(|l| l.contains("lacks a valid signature")) =>
+            {
+                Some(
+                    "the host's nix does not trust the login user, so it wants signed paths: add \
+                     the user to the host's trusted-users (NixOS: nix.settings.trusted-users), or \
+                     set signing-key in [fleet] to a nix secret key whose public key is in the \
+                     host's trusted-public-keys"
+                        .to_owned(),
+                )
+            }
             HostError::Copy(err) => err.hint(),
             HostError::Activation {
                 profile_set: true,

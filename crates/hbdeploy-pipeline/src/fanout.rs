@@ -64,6 +64,8 @@ mod tests {
                 accept_new: false,
                 jump: None,
                 connect_timeout: Duration::from_secs(1),
+                escalation: None,
+                keepalive: None,
             },
             safety: crate::HostSafety::default(),
             health: Vec::new(),

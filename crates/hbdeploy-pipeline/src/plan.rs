@@ -324,7 +324,7 @@ async fn dry_activate(
     let command = format!("{path}/bin/switch-to-configuration dry-activate");
     let mut lines = Vec::new();
     let output = conn
-        .run(&command, |line| {
+        .run_root(&command, |line| {
             events.output(Some(host), Stage::Activate, &line.text);
             if lines.len() < DRY_ACTIVATE_LINES {
                 lines.push(line.text.clone());

@@ -13,15 +13,16 @@ pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 /// hbdeploy's own runtime directory on a host: locks, watchdogs, activation logs.
 pub const RUN_DIR: &str = "/run/hbdeploy";
 
-/// Runs `command`, streaming its output as events of `host`/`stage`.
-async fn run(
+/// Runs `command` as root (through `sudo` when the login is not root), streaming its output as
+/// events of `host`/`stage`.
+async fn run_root(
     conn: &Connection,
     host: &str,
     stage: Stage,
     events: &EventSender,
     command: &str,
 ) -> Result<CommandOutput, HostError> {
-    conn.run(command, |line: &OutputLine| {
+    conn.run_root(command, |line: &OutputLine| {
         events.output(Some(host), stage, &line.text);
     })
     .await
@@ -96,7 +97,15 @@ pub async fn probe(
         "test -x {path}/bin/switch-to-configuration || echo not-nixos; \
          test -d /run/systemd/system && echo systemd; true"
     );
-    let probed = run(conn, host, Stage::Activate, events, &probe).await?;
+    let probed = conn
+        .run(&probe, |line: &OutputLine| {
+            events.output(Some(host), Stage::Activate, &line.text);
+        })
+        .await
+        .map_err(|source| HostError::Channel {
+            stage: Stage::Activate,
+            source,
+        })?;
     if probed.stdout.lines().any(|l| l == "not-nixos") {
         return Err(HostError::NotNixos { path: path.clone() });
     }
@@ -114,7 +123,7 @@ pub async fn change_profile(
     events: &EventSender,
 ) -> Result<Option<u32>, HostError> {
     let command = format!("nix-env -p {SYSTEM_PROFILE} {operation} && readlink {SYSTEM_PROFILE}");
-    let output = run(conn, host, Stage::Activate, events, &command).await?;
+    let output = run_root(conn, host, Stage::Activate, events, &command).await?;
     if !output.exit.success() {
         return Err(HostError::Profile {
             exit: output.exit.clone(),
@@ -140,7 +149,7 @@ pub async fn switch(
     events: &EventSender,
 ) -> Result<CommandOutput, HostError> {
     let command = switch_command(path, goal, probe.systemd);
-    run(conn, host, Stage::Activate, events, &command).await
+    run_root(conn, host, Stage::Activate, events, &command).await
 }
 
 /// What became of one activation command.
@@ -215,7 +224,7 @@ pub async fn activate(
     };
     let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     let output = conn
-        .run(&command, |line: &OutputLine| {
+        .run_root(&command, |line: &OutputLine| {
             let text = line.text.as_str();
             if let Some(link) = text.strip_prefix(GENERATION_MARK) {
                 activation.generation = link

@@ -61,11 +61,14 @@ pub async fn lock(conn: &Connection, holder: &str) -> Result<Lock, HostError> {
          exec cat > /dev/null; else echo \"busy $(cat {RUN_DIR}/lock.info 2>/dev/null)\"; fi"
     );
     let (line, held) = conn
-        .hold(&command)
+        .hold_root(&command)
         .await
-        .map_err(|source| HostError::Channel {
-            stage: Stage::Connect,
-            source,
+        .map_err(|source| match source {
+            source @ hbdeploy_ssh::SshError::Escalation { .. } => HostError::Privilege(source),
+            source => HostError::Channel {
+                stage: Stage::Connect,
+                source,
+            },
         })?;
     match (line.as_str(), held) {
         ("locked", held) => Ok(Lock(held)),
@@ -173,7 +176,7 @@ pub async fn arm(
         )
     };
     let output = conn
-        .run(&command, |_| {})
+        .run_root(&command, |_| {})
         .await
         .map_err(|source| HostError::Channel {
             stage: Stage::Activate,
@@ -193,7 +196,7 @@ pub async fn arm(
 /// Claims the decision on a connection that is already open (after a failed activation, the
 /// deployer rolls back itself): true if the watchdog had not decided yet, and is now stopped.
 pub async fn disarm(conn: &Connection, token: &str, systemd: bool) -> bool {
-    match conn.run(&decide_command(token, systemd), |_| {}).await {
+    match conn.run_root(&decide_command(token, systemd), |_| {}).await {
         Ok(output) => output.stdout.lines().any(|l| l == "confirmed"),
         Err(_) => false,
     }
@@ -266,7 +269,7 @@ async fn decide(
     let conn = Connection::connect(&target)
         .await
         .map_err(|err| error_text(&err))?;
-    let output = conn.run(&decide_command(token, systemd), |_| {}).await;
+    let output = conn.run_root(&decide_command(token, systemd), |_| {}).await;
     conn.close().await;
     let output = output.map_err(|err| error_text(&err))?;
     Ok(output.stdout.lines().next().unwrap_or("").to_owned())

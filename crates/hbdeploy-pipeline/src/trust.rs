@@ -210,6 +210,8 @@ mod tests {
             accept_new: false,
             jump: None,
             connect_timeout: Duration::from_secs(1),
+            escalation: None,
+            keepalive: None,
         };
         let file = for_copy(&target, "t1").expect("file");
         let path = file.path().to_path_buf();

@@ -99,6 +99,16 @@ pub enum SshError {
         #[source]
         source: Option<russh::Error>,
     },
+    /// The privilege escalation command (`sudo`) refused to run a command as root.
+    #[error("{target} cannot run commands as root with `{command}`: {output}")]
+    Escalation {
+        /// `user@address:port`.
+        target: String,
+        /// The escalation command, e.g. `sudo`.
+        command: String,
+        /// What it printed.
+        output: String,
+    },
 }
 
 impl SshError {
@@ -127,7 +137,29 @@ impl SshError {
                  `identity-file`/`user` in fleet.toml"
                     .to_owned(),
             ),
+            SshError::Escalation { output, .. } => Some(escalation_hint(output)),
             _ => None,
         }
+    }
+}
+
+/// What to do when `sudo` (or the configured command) refused, judged from what it printed.
+fn escalation_hint(output: &str) -> String {
+    let said = output.to_lowercase();
+    if said.contains("incorrect password") || said.contains("sorry, try again") {
+        "the sudo password was refused; run again and type the user's password on the host"
+            .to_owned()
+    } else if said.contains("password is required") || said.contains("no password was provided") {
+        "give the user passwordless sudo on the host (NOPASSWD in sudoers), or run with \
+         --ask-sudo-password"
+            .to_owned()
+    } else if said.contains("not found") {
+        "install sudo on the host, or set `privilege-escalation` in fleet.toml to the command \
+         that runs a command as root there"
+            .to_owned()
+    } else {
+        "allow the user to run commands as root with sudo on the host (sudoers), or log in as \
+         root (user = \"root\")"
+            .to_owned()
     }
 }

@@ -118,48 +118,56 @@ impl Connection {
     pub async fn run(
         &self,
         command: &str,
-        mut on_line: impl FnMut(&OutputLine),
+        on_line: impl FnMut(&OutputLine),
     ) -> Result<CommandOutput, SshError> {
-        let mut channel = self.start(command).await?;
-        let mut stdout = String::new();
-        let mut tail: VecDeque<OutputLine> = VecDeque::with_capacity(TAIL_LINES);
-        let mut out_lines = LineSplitter::default();
-        let mut err_lines = LineSplitter::default();
-        let mut exit = Exit::Unknown;
-        let mut record = |stream: Stream, text: String, stdout: &mut String| {
-            if stream == Stream::Stdout {
-                stdout.push_str(&text);
-                stdout.push('\n');
-            }
-            let line = OutputLine { stream, text };
-            on_line(&line);
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
-        };
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    out_lines.push(&data, |l| record(Stream::Stdout, l, &mut stdout));
-                }
-                ChannelMsg::ExtendedData { data, .. } => {
-                    err_lines.push(&data, |l| record(Stream::Stderr, l, &mut stdout));
-                }
-                ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    exit = Exit::Signal(format!("{signal_name:?}"));
-                }
-                _ => {}
-            }
+        let channel = self.start(command).await?;
+        Ok(read(channel, on_line).await)
+    }
+}
+
+/// Reads a started command's output to its end, passing each line to `on_line`.
+pub(crate) async fn read(
+    mut channel: russh::Channel<russh::client::Msg>,
+    mut on_line: impl FnMut(&OutputLine),
+) -> CommandOutput {
+    let mut stdout = String::new();
+    let mut tail: VecDeque<OutputLine> = VecDeque::with_capacity(TAIL_LINES);
+    let mut out_lines = LineSplitter::default();
+    let mut err_lines = LineSplitter::default();
+    let mut exit = Exit::Unknown;
+    let mut record = |stream: Stream, text: String, stdout: &mut String| {
+        if stream == Stream::Stdout {
+            stdout.push_str(&text);
+            stdout.push('\n');
         }
-        out_lines.finish(|l| record(Stream::Stdout, l, &mut stdout));
-        err_lines.finish(|l| record(Stream::Stderr, l, &mut stdout));
-        Ok(CommandOutput {
-            exit,
-            stdout,
-            tail: tail.into_iter().collect(),
-        })
+        let line = OutputLine { stream, text };
+        on_line(&line);
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    };
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                out_lines.push(&data, |l| record(Stream::Stdout, l, &mut stdout));
+            }
+            ChannelMsg::ExtendedData { data, .. } => {
+                err_lines.push(&data, |l| record(Stream::Stderr, l, &mut stdout));
+            }
+            ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                exit = Exit::Signal(format!("{signal_name:?}"));
+            }
+            _ => {}
+        }
+    }
+    out_lines.finish(|l| record(Stream::Stdout, l, &mut stdout));
+    err_lines.finish(|l| record(Stream::Stderr, l, &mut stdout));
+    CommandOutput {
+        exit,
+        stdout,
+        tail: tail.into_iter().collect(),
     }
 }
 

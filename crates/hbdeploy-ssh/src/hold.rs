@@ -30,22 +30,27 @@ impl Connection {
     /// Starts `command` and returns its first line of stdout, with the channel kept open when the
     /// command is still running then. A command that exits without printing gives an empty line.
     pub async fn hold(&self, command: &str) -> Result<(String, Option<Held>), SshError> {
-        let mut channel = self.start(command).await?;
-        let mut line = Vec::new();
-        while let Some(msg) = channel.wait().await {
-            match msg {
-                ChannelMsg::Data { data } => {
-                    line.extend_from_slice(&data);
-                    if let Some(end) = line.iter().position(|&b| b == b'\n') {
-                        line.truncate(end);
-                        let text = String::from_utf8_lossy(&line).into_owned();
-                        return Ok((text, Some(Held { channel })));
-                    }
-                }
-                ChannelMsg::ExitStatus { .. } | ChannelMsg::Eof | ChannelMsg::Close => break,
-                _ => {}
-            }
-        }
-        Ok((String::from_utf8_lossy(&line).trim_end().to_owned(), None))
+        let channel = self.start(command).await?;
+        Ok(first_line(channel).await)
     }
+}
+
+/// Reads a started command's first line of stdout; the channel is kept when it is still open.
+pub(crate) async fn first_line(mut channel: russh::Channel<Msg>) -> (String, Option<Held>) {
+    let mut line = Vec::new();
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => {
+                line.extend_from_slice(&data);
+                if let Some(end) = line.iter().position(|&b| b == b'\n') {
+                    line.truncate(end);
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    return (text, Some(Held { channel }));
+                }
+            }
+            ChannelMsg::ExitStatus { .. } | ChannelMsg::Eof | ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&line).trim_end().to_owned(), None)
 }

@@ -9,6 +9,7 @@
 
 mod auth;
 mod error;
+mod escalate;
 mod exec;
 mod hold;
 mod hostkey;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use russh::client;
 
 pub use error::SshError;
+pub use escalate::{Escalation, Password, shell_quote};
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
 pub use hostkey::{HostKeyVerdict, key_text};
@@ -52,6 +54,11 @@ pub struct Target {
     /// Reach the host through this one (SSH `ProxyJump`): a direct-tcpip channel of an
     /// authenticated connection to it carries this connection.
     pub jump: Option<Box<Target>>,
+    /// How commands that need root run when `user` is not root (`sudo`); `None`: as is.
+    pub escalation: Option<Escalation>,
+    /// Seconds between keepalives, and how many may go unanswered before the connection is
+    /// declared dead; `None` sends none.
+    pub keepalive: Option<(Duration, usize)>,
 }
 
 impl Target {
@@ -115,9 +122,10 @@ impl Connection {
 
     async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
         let config = Arc::new(client::Config {
-            // A host that stops answering is noticed within about 15 s instead of hanging the run.
-            keepalive_interval: Some(Duration::from_secs(5)),
-            keepalive_max: 3,
+            // A host that stops answering is noticed within interval × count instead of hanging
+            // the run.
+            keepalive_interval: target.keepalive.map(|(interval, _)| interval),
+            keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
             nodelay: true,
             ..client::Config::default()
         });

@@ -1,0 +1,217 @@
+//! Commands that need root, run by a user who is not root: each goes through the privilege
+//! escalation command (`sudo` by default) as `sudo -n -- sh -c 'COMMAND'`, the command quoted as
+//! one shell word. With a password, `sudo` reads it from stdin (`-S`), where it is written before
+//! anything else: it never appears on a command line, in a process listing or in a log.
+
+use crate::{CommandOutput, Connection, Held, OutputLine, SshError};
+
+/// How a non-root login runs a command as root.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Escalation {
+    /// The command and its arguments, e.g. `["sudo"]` or `["doas"]`. When the program is `sudo`,
+    /// hbdeploy adds `-n` (or `-S -p ""` with a password) right after it, and `--` before the
+    /// shell; any other program is used exactly as given and must read a password from stdin.
+    pub command: Vec<String>,
+    /// The password, written with a newline to the command's stdin before anything else.
+    pub password: Option<Password>,
+}
+
+impl std::fmt::Debug for Escalation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Escalation")
+            .field("command", &self.command)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+/// A password kept out of `Debug` output; cheap to clone, shared by every host of a run.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(std::sync::Arc<str>);
+
+impl Password {
+    /// Wraps a password as typed (without its newline).
+    pub fn new(text: &str) -> Password {
+        Password(std::sync::Arc::from(text))
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<hidden>)")
+    }
+}
+
+/// Quotes `word` for a POSIX shell: one single-quoted word, each `'` written as `'\''`.
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,%".contains(&b));
+    if safe {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+impl Escalation {
+    /// The command line that runs `command` (a shell command line) as root.
+    pub fn wrap(&self, command: &str) -> String {
+        let mut words: Vec<String> = Vec::new();
+        let mut parts = self.command.iter();
+        if let Some(program) = parts.next() {
+            words.push(shell_quote(program));
+            let is_sudo = std::path::Path::new(program)
+                .file_name()
+                .is_some_and(|name| name == "sudo");
+            if is_sudo {
+                if self.password.is_some() {
+                    words.extend(["-S".to_owned(), "-p".to_owned(), "''".to_owned()]);
+                } else {
+                    words.push("-n".to_owned());
+                }
+            }
+            words.extend(parts.map(|w| shell_quote(w)));
+            if is_sudo {
+                words.push("--".to_owned());
+            }
+        }
+        words.push("sh".to_owned());
+        words.push("-c".to_owned());
+        words.push(shell_quote(command));
+        words.join(" ")
+    }
+
+    fn stdin(&self) -> Option<Vec<u8>> {
+        self.password.as_ref().map(|p| {
+            let mut bytes = p.0.as_bytes().to_vec();
+            bytes.push(b'\n');
+            bytes
+        })
+    }
+}
+
+impl Connection {
+    /// The escalation this connection's commands that need root go through; `None` when the
+    /// login is root (or no escalation is configured).
+    fn escalation(&self) -> Option<&Escalation> {
+        self.target
+            .escalation
+            .as_ref()
+            .filter(|_| self.target.user != "root")
+    }
+
+    /// Runs `command` as root: as is when the login is root, else through the escalation
+    /// command. Otherwise as [`Connection::run`].
+    pub async fn run_root(
+        &self,
+        command: &str,
+        on_line: impl FnMut(&OutputLine),
+    ) -> Result<CommandOutput, SshError> {
+        let Some(escalation) = self.escalation() else {
+            return self.run(command, on_line).await;
+        };
+        let wrapped = escalation.wrap(command);
+        let channel = self.start(&wrapped).await?;
+        if let Some(stdin) = escalation.stdin() {
+            self.feed(&channel, &wrapped, &stdin).await?;
+        }
+        let _ = channel.eof().await;
+        Ok(crate::exec::read(channel, on_line).await)
+    }
+
+    /// Holds `command` as root (see [`Connection::hold`]). Through an escalation command, first
+    /// checks that it works at all (`sudo -n true`), so that a refused or missing password is an
+    /// [`SshError::Escalation`] rather than a command that waits for stdin that never comes.
+    pub async fn hold_root(&self, command: &str) -> Result<(String, Option<Held>), SshError> {
+        let Some(escalation) = self.escalation() else {
+            return self.hold(command).await;
+        };
+        let check = self.run_root("true", |_| {}).await?;
+        if !check.exit.success() {
+            return Err(SshError::Escalation {
+                target: self.target.display(),
+                command: escalation.command.join(" "),
+                output: check
+                    .tail
+                    .iter()
+                    .map(|l| l.text.trim())
+                    .filter(|l| !l.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        let wrapped = escalation.wrap(command);
+        let channel = self.start(&wrapped).await?;
+        if let Some(stdin) = escalation.stdin() {
+            self.feed(&channel, &wrapped, &stdin).await?;
+        }
+        Ok(crate::hold::first_line(channel).await)
+    }
+
+    async fn feed(
+        &self,
+        channel: &russh::Channel<russh::client::Msg>,
+        command: &str,
+        bytes: &[u8],
+    ) -> Result<(), SshError> {
+        channel
+            .data(bytes)
+            .await
+            .map_err(|source| SshError::Channel {
+                target: self.target.display(),
+                command: command.to_owned(),
+                source: Some(source),
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sudo(password: bool) -> Escalation {
+        Escalation {
+            command: vec!["sudo".to_owned()],
+            password: password.then(|| Password::new("pw")),
+        }
+    }
+
+    #[test]
+    fn quoting_survives_hostile_words() {
+        assert_eq!(shell_quote("nix-env"), "nix-env");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's $(x)"), r"'it'\''s $(x)'");
+    }
+
+    #[test]
+    fn sudo_is_non_interactive_without_a_password_and_reads_stdin_with_one() {
+        assert_eq!(
+            sudo(false).wrap("echo 'hi'"),
+            r"sudo -n -- sh -c 'echo '\''hi'\'''"
+        );
+        assert_eq!(sudo(true).wrap("id -u"), "sudo -S -p '' -- sh -c 'id -u'");
+        let doas = Escalation {
+            command: vec!["doas".to_owned(), "-u".to_owned(), "root".to_owned()],
+            password: None,
+        };
+        assert_eq!(doas.wrap("id"), "doas -u root sh -c id");
+        let custom = Escalation {
+            command: vec!["/run/wrappers/bin/sudo".to_owned(), "-H".to_owned()],
+            password: None,
+        };
+        assert_eq!(
+            custom.wrap("id"),
+            "/run/wrappers/bin/sudo -n -H -- sh -c id"
+        );
+    }
+
+    #[test]
+    fn the_password_stays_out_of_debug_output_and_command_lines() {
+        let shown = format!("{:?}", sudo(true));
+        assert!(!shown.contains("pw"), "{shown}");
+        assert!(!sudo(true).wrap("true").contains("pw"));
+        assert_eq!(sudo(true).stdin(), Some(b"pw\n".to_vec()));
+    }
+}

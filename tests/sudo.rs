@@ -1,0 +1,203 @@
+//! Hosts reached as a user who is not root (issue 5): commands that need root go through sudo,
+//! passwordless or with `--ask-sudo-password`; `nix copy` needs the user trusted by the host's
+//! nix, and says so when it is not.
+
+// Test helpers panic with a message on purpose: that is how a test fails.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use hbdeploy_lab::{Lab, LabUser, Sudo, hbdeploy_on_a_terminal};
+use support::{HBDEPLOY, hbdeploy, host, row, system_path};
+
+/// A lab whose hosts have a user `deploy` with `sudo` rights, and a fleet.toml that logs in as
+/// `deploy` everywhere except on the hosts named in `as_root`.
+fn lab_with_deploy_user(names: &[&str], sudo: Sudo, trusted: bool, as_root: &[&str]) -> Lab {
+    let mut lab = Lab::start(names).expect("lab starts");
+    lab.add_user(&LabUser {
+        name: "deploy".to_owned(),
+        sudo,
+        trusted,
+    })
+    .expect("user added");
+    let mut text = lab
+        .fleet_toml(&[], "")
+        .replace("user = \"root\"", "user = \"deploy\"");
+    // Per-host overrides go into the host tables the lab wrote.
+    for name in as_root {
+        text = text.replace(
+            &format!("[hosts.{name}]\n"),
+            &format!("[hosts.{name}]\nuser = \"root\"\n"),
+        );
+    }
+    std::fs::write(lab.dir().join("fleet.toml"), text).expect("fleet written");
+    lab
+}
+
+fn logins_as(lab: &Lab, name: &str, user: &str) -> usize {
+    std::fs::read_to_string(host(lab, name).dir.join("state/sshd.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&format!("Accepted publickey for {user} ")))
+        .count()
+}
+
+#[test]
+fn a_user_with_passwordless_sudo_deploys_with_magic_rollback_and_rolls_back() {
+    let mut lab = lab_with_deploy_user(&["alpha", "beta"], Sudo::Passwordless, true, &[]);
+    let first: Vec<String> = ["alpha", "beta"]
+        .iter()
+        .map(|n| system_path(&lab, n))
+        .collect();
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    for (name, system) in ["alpha", "beta"].iter().zip(&first) {
+        let h = host(&lab, name);
+        assert_eq!(h.current_system().expect("read"), Some(system.clone()));
+        assert_eq!(h.profile_system().expect("read"), Some(system.clone()));
+        assert_eq!(row(&run, name)[1], "ok", "{}", run.both());
+        // Every login was the deploy user's, and the magic-rollback confirmation (a new
+        // connection) ran as root through sudo too: the host was not rolled back.
+        assert!(logins_as(&lab, name, "deploy") >= 2, "{name}");
+        assert_eq!(logins_as(&lab, name, "root"), 0, "{name}");
+    }
+
+    lab.bump_all().expect("new systems");
+    let second = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(second.code, 0, "{}", second.both());
+    let rollback = hbdeploy(&lab, &["rollback", "alpha"]);
+    assert_eq!(rollback.code, 0, "{}", rollback.both());
+    let alpha = host(&lab, "alpha");
+    assert_eq!(
+        alpha.current_system().expect("read"),
+        Some(first[0].clone())
+    );
+    assert_eq!(
+        alpha.profile_system().expect("read"),
+        Some(first[0].clone())
+    );
+    assert_ne!(
+        host(&lab, "beta").current_system().expect("read"),
+        Some(first[1].clone()),
+        "beta was not rolled back"
+    );
+    // Reading state needs no root.
+    let status = hbdeploy(&lab, &["status"]);
+    assert_eq!(status.code, 0, "{}", status.both());
+}
+
+#[test]
+fn sudo_that_wants_a_password_fails_that_host_alone_with_what_to_do() {
+    let lab = lab_with_deploy_user(
+        &["alpha", "beta"],
+        Sudo::Password("s3cret".to_owned()),
+        true,
+        &["beta"],
+    );
+    let system = system_path(&lab, "alpha");
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(row(&run, "alpha")[1], "FAILED", "{}", run.both());
+    assert!(
+        run.both()
+            .contains("cannot run commands as root on the host"),
+        "{}",
+        run.both()
+    );
+    assert!(
+        run.both().contains("NOPASSWD") && run.both().contains("--ask-sudo-password"),
+        "{}",
+        run.both()
+    );
+    let alpha = host(&lab, "alpha");
+    assert_eq!(alpha.current_system().expect("read"), None);
+    assert!(
+        !alpha.has_store_path(&system).expect("read"),
+        "nothing copied"
+    );
+    // The host logged in as root was deployed all the same.
+    assert_eq!(row(&run, "beta")[1], "ok", "{}", run.both());
+}
+
+#[test]
+fn ask_sudo_password_asks_once_and_every_host_uses_it() {
+    let lab = lab_with_deploy_user(
+        &["alpha", "beta", "gamma"],
+        Sudo::Password("s3cret".to_owned()),
+        true,
+        &[],
+    );
+    let fleet = lab.dir().join("fleet.toml");
+    let run = hbdeploy_on_a_terminal(
+        std::path::Path::new(HBDEPLOY),
+        Some(&fleet),
+        &["apply", "--all", "--ask-sudo-password"],
+        "sudo password for deploy on the hosts: ",
+        &["s3cret"],
+    )
+    .expect("runs on a terminal");
+    assert_eq!(run.code, 0, "{}", run.both());
+    assert_eq!(
+        run.stdout
+            .matches("sudo password for deploy on the hosts:")
+            .count(),
+        1,
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("s3cret"), "{}", run.stdout);
+    for name in ["alpha", "beta", "gamma"] {
+        let h = host(&lab, name);
+        assert_eq!(
+            h.current_system().expect("read"),
+            Some(system_path(&lab, name)),
+            "{name}"
+        );
+        let log = std::fs::read_to_string(h.dir.join("state/sshd.log")).unwrap_or_default();
+        assert!(!log.contains("s3cret"), "{name}: {log}");
+    }
+}
+
+#[test]
+fn a_wrong_sudo_password_is_refused_and_nothing_changes() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
+    let fleet = lab.dir().join("fleet.toml");
+    let run = hbdeploy_on_a_terminal(
+        std::path::Path::new(HBDEPLOY),
+        Some(&fleet),
+        &["apply", "--all", "--ask-sudo-password"],
+        "sudo password for deploy on the hosts: ",
+        &["wrong"],
+    )
+    .expect("runs on a terminal");
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert!(
+        run.stdout.contains("sudo password was refused"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(host(&lab, "alpha").current_system().expect("read"), None);
+}
+
+#[test]
+fn ask_sudo_password_without_a_terminal_refuses_before_contacting_hosts() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
+    let run = hbdeploy(&lab, &["apply", "--all", "--ask-sudo-password"]);
+    assert_eq!(run.code, 2, "{}", run.both());
+    assert!(
+        run.stderr
+            .contains("--ask-sudo-password needs a terminal to ask on"),
+        "{}",
+        run.both()
+    );
+    assert_eq!(logins_as(&lab, "alpha", "deploy"), 0);
+}
+
+#[test]
+fn nix_copy_to_a_user_the_host_does_not_trust_says_what_to_do() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Passwordless, false, &[]);
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert!(run.both().contains("trusted-users"), "{}", run.both());
+    assert_eq!(host(&lab, "alpha").current_system().expect("read"), None);
+}
