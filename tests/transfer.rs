@@ -112,7 +112,7 @@ fn signed_copies_pass_a_host_that_requires_signatures_and_unsigned_ones_do_not()
     );
     assert!(
         run.stdout
-            .contains("hint: the host requires signatures from keys it trusts"),
+            .contains("hint: the host's nix accepts unsigned paths only from a user it trusts"),
         "{}",
         run.both()
     );

@@ -318,10 +318,10 @@ impl HostError {
                     .any(|l| l.contains("lacks a valid signature")) =>
             {
                 Some(
-                    "the host's nix does not trust the login user, so it wants signed paths: add \
-                     the user to the host's trusted-users (NixOS: nix.settings.trusted-users), or \
-                     set signing-key in [fleet] to a nix secret key whose public key is in the \
-                     host's trusted-public-keys"
+                    "the host's nix accepts unsigned paths only from a user it trusts: add the \
+                     login user to the host's trusted-users (NixOS: nix.settings.trusted-users) \
+                     and leave trusted = true, or set signing-key in [fleet] to a nix secret key \
+                     whose public key is in the host's trusted-public-keys"
                         .to_owned(),
                 )
             }
