@@ -201,19 +201,15 @@ async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
         "sudo password for {} on the hosts: ",
         users.into_iter().collect::<Vec<_>>().join(", ")
     );
-    let typed = tokio::task::spawn_blocking(move || {
-        let term = Term::stderr();
-        let _ = term.write_str(&prompt);
-        term.read_secure_line()
-    })
-    .await
-    .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
-    .map_err(|err| {
-        AppError::Usage(
-            format!("cannot read the sudo password from the terminal: {err}"),
-            None,
-        )
-    })?;
+    let typed = tokio::task::spawn_blocking(move || crate::secret::ask(&prompt))
+        .await
+        .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
+        .map_err(|err| {
+            AppError::Usage(
+                format!("cannot read the sudo password from the terminal: {err}"),
+                None,
+            )
+        })?;
     let password = hbdeploy_ssh::Password::new(&typed);
     for host in hosts {
         if let Some(escalation) = host.target.escalation.as_mut() {

@@ -17,6 +17,7 @@ mod keyscan;
 mod ledger;
 mod plan;
 mod provenance;
+mod secret;
 mod summary;
 mod ui;
 
