@@ -11,6 +11,7 @@ mod auth;
 mod error;
 mod exec;
 mod hold;
+mod hostcert;
 mod hostkey;
 mod known_hosts;
 mod scan;
@@ -91,7 +92,10 @@ impl client::Handler for Client {
         &mut self,
         key: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let verdict = hostkey::check(&self.target, key);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = hostkey::check(&self.target, key, now);
         let accepted = matches!(verdict, HostKeyVerdict::Trusted);
         if let Ok(mut slot) = self.verdict.lock() {
             *slot = Some(verdict);
@@ -114,13 +118,16 @@ impl Connection {
     }
 
     async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
-        let config = Arc::new(client::Config {
+        let mut config = client::Config {
             // A host that stops answering is noticed within about 15 s instead of hanging the run.
             keepalive_interval: Some(Duration::from_secs(5)),
             keepalive_max: 3,
             nodelay: true,
             ..client::Config::default()
-        });
+        };
+        // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
+        config.preferred.host_key_certificates = hostcert::algorithms(target);
+        let config = Arc::new(config);
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             target: target.clone(),
@@ -164,11 +171,7 @@ impl Connection {
             Err(source) => {
                 let refused = verdict.lock().ok().and_then(|mut slot| slot.take());
                 return Err(match refused {
-                    Some(verdict @ HostKeyVerdict::Unknown { .. })
-                    | Some(verdict @ HostKeyVerdict::Changed { .. })
-                    | Some(verdict @ HostKeyVerdict::Revoked { .. })
-                    | Some(verdict @ HostKeyVerdict::NotPinned { .. })
-                    | Some(verdict @ HostKeyVerdict::Unreadable { .. }) => SshError::HostKey {
+                    Some(verdict) if verdict != HostKeyVerdict::Trusted => SshError::HostKey {
                         target: target.display(),
                         verdict,
                     },
