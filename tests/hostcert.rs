@@ -57,6 +57,16 @@ fn certify(lab: &mut Lab, name: &str, ca: &Path, principals: &[&str], validity: 
         .expect("certify");
 }
 
+/// The host's plain key as `TYPE BASE64`.
+fn plain_key(lab: &Lab, name: &str) -> String {
+    let file = host(lab, name).dir.join("state/ssh_host_ed25519_key.pub");
+    let text = std::fs::read_to_string(file).expect("host key");
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The host's address, which the certificate must name.
 fn address(lab: &Lab, name: &str) -> String {
     host(lab, name).address.to_string()
@@ -128,6 +138,19 @@ fn certified_hosts_deploy_with_only_a_cert_authority_line() {
             Some(system.as_str())
         );
     }
+    // keyscan still fetches the plain key of a certified host, for review or pinning.
+    let scan = hbdeploy(&lab, &["keyscan", "web"]);
+    assert_eq!(scan.code, 0, "{}", scan.both());
+    let line = format!(
+        "[{}]:{SSH_PORT} {}",
+        address(&lab, "web"),
+        plain_key(&lab, "web")
+    );
+    assert!(
+        scan.stdout.lines().any(|l| l == line),
+        "{line}\n{}",
+        scan.both()
+    );
 }
 
 #[test]
@@ -243,22 +266,13 @@ fn a_revoked_ca_is_refused_even_though_it_is_listed() {
 fn pinned_keys_win_over_certificates_on_both_sides() {
     let mut lab = Lab::start(&["pinned", "mispinned"]).expect("lab");
     let (ca, ca_public) = new_ca(&lab, "host_ca");
-    let key = |lab: &Lab, name: &str| {
-        let text =
-            std::fs::read_to_string(host(lab, name).dir.join("state/ssh_host_ed25519_key.pub"))
-                .expect("host key");
-        text.split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
     for name in ["pinned", "mispinned"] {
         let principal = address(&lab, name);
         certify(&mut lab, name, &ca, &[&principal], "-1d:+1d");
     }
     // Both hosts hold valid certificates, but pins ask for the plain key: the right pin deploys
     // (nix copy too, with certificates turned off), the wrong one is a mismatch.
-    let pinned = key(&lab, "pinned");
+    let pinned = plain_key(&lab, "pinned");
     fleet(
         &lab,
         &format!("@cert-authority * {ca_public}\n"),
