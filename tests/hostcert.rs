@@ -353,3 +353,28 @@ fn nix_copy_applies_the_same_certificate_checks_on_its_own() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_certified_host_is_reached_through_a_certified_jump_host() {
+    let mut lab = Lab::start(&["bastion", "inner"]).expect("lab");
+    let (ca, ca_public) = new_ca(&lab, "host_ca");
+    for name in ["bastion", "inner"] {
+        let principal = address(&lab, name);
+        certify(&mut lab, name, &ca, &[&principal], "-1d:+1d");
+    }
+    fleet(
+        &lab,
+        &format!("@cert-authority * {ca_public}\n"),
+        &[("inner", "proxy-jump = \"bastion\"".to_owned())],
+    );
+    let run = hbdeploy(&lab, &["apply", "inner"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    // Copied through the jump host: nix copy's ssh checked both certificates too.
+    assert_eq!(row(&run, "inner")[5], "3/3", "{}", run.both());
+    assert!(
+        host(&lab, "inner")
+            .current_system()
+            .expect("read")
+            .is_some()
+    );
+}
