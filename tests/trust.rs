@@ -157,6 +157,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
             known_hosts: changed.clone(),
             connect_timeout_secs: 5,
             jump: None,
+            plain_host_keys: false,
         };
         let path = hbdeploy_nix::StorePath::new(out).expect("store path");
         nix.copy_to(&dest, &path, &mut |_| {}).await

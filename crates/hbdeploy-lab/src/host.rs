@@ -268,6 +268,38 @@ impl LabHost {
         Ok(())
     }
 
+    /// Gives the host an OpenSSH host certificate: signs its host key with the CA private key
+    /// `ca` (`ssh-keygen -s CA -h`) for `principals` (none: valid for any name) and `validity`
+    /// (`-V`, e.g. `-1d:+1d`), makes sshd present it (`HostCertificate`) and restarts sshd on
+    /// `port`. Signing again replaces the certificate.
+    pub fn certify(
+        &mut self,
+        ca: &Path,
+        principals: &[&str],
+        validity: &str,
+        port: u16,
+    ) -> Result<(), LabError> {
+        let mut sign = Command::new("ssh-keygen");
+        sign.args(["-q", "-s"])
+            .arg(ca)
+            .args(["-h", "-I", &self.name, "-V", validity]);
+        if !principals.is_empty() {
+            sign.args(["-n", &principals.join(",")]);
+        }
+        run(
+            sign.arg(self.dir.join("state/ssh_host_ed25519_key.pub")),
+            "ssh-keygen (host certificate)",
+        )?;
+        let config = self.dir.join("state/sshd_config");
+        let text =
+            std::fs::read_to_string(&config).map_err(io(format!("read {}", config.display())))?;
+        let line = format!("HostCertificate {HOST_STATE}/ssh_host_ed25519_key-cert.pub\n");
+        if !text.contains(&line) {
+            write(&config, &format!("{text}{line}"))?;
+        }
+        self.start_sshd(port)
+    }
+
     /// The PID (in this machine's PID namespace) of the sshd listener the lab started, to stop
     /// or freeze it by PID.
     pub fn sshd_pid(&self) -> Option<u32> {

@@ -24,6 +24,9 @@ pub struct SshDest {
     /// An ssh config file (`-F`) and the host in it to jump through (`-J`), for a host behind a
     /// jump host.
     pub jump: Option<(PathBuf, String)>,
+    /// Ask for a plain host key only, never a host certificate: for a host whose keys are pinned,
+    /// where a certificate must not stand in for the pinned key.
+    pub plain_host_keys: bool,
 }
 
 /// How `nix copy` sends a closure.
@@ -39,6 +42,10 @@ pub struct CopyOptions {
     /// Copy the derivation (and its build inputs) instead of its outputs (`--derivation`).
     pub derivation: bool,
 }
+
+/// The `HostKeyAlgorithms` value that removes every certificate algorithm from OpenSSH's
+/// defaults, leaving plain host keys.
+pub const NO_CERTIFICATES: &str = "-*-cert-v01@openssh.com";
 
 impl SshDest {
     /// The store URI, e.g. `ssh-ng://root@10.0.0.5`.
@@ -74,6 +81,12 @@ impl SshDest {
             "-o".to_owned(),
             "ServerAliveCountMax=3".to_owned(),
         ];
+        if self.plain_host_keys {
+            opts.extend([
+                "-o".to_owned(),
+                format!("HostKeyAlgorithms={NO_CERTIFICATES}"),
+            ]);
+        }
         if let Some((config, alias)) = &self.jump {
             opts.extend([
                 "-F".to_owned(),
@@ -190,6 +203,7 @@ mod tests {
             known_hosts: PathBuf::from("/lab/known_hosts"),
             connect_timeout_secs: 7,
             jump: None,
+            plain_host_keys: false,
         }
     }
 
@@ -201,6 +215,19 @@ mod tests {
              -o UserKnownHostsFile=/lab/known_hosts -o GlobalKnownHostsFile=/dev/null \
              -o ConnectTimeout=7 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
              -i /lab/id_ed25519 -o IdentitiesOnly=yes"
+        );
+    }
+
+    #[test]
+    fn a_pinned_host_is_asked_for_plain_keys_only() {
+        let mut d = dest();
+        d.plain_host_keys = true;
+        assert!(
+            d.ssh_opts()
+                .expect("no spaces")
+                .contains(" -o HostKeyAlgorithms=-*-cert-v01@openssh.com "),
+            "{:?}",
+            d.ssh_opts()
         );
     }
 

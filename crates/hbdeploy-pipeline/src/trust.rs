@@ -1,8 +1,11 @@
 //! One trust store for russh and `nix copy`: when a host has keys pinned in fleet.toml, the
 //! `ssh` that `nix copy` runs gets a known_hosts file holding the configured file's lines plus
 //! the pinned keys, so both sides accept exactly the same keys (and `@revoked` lines still apply).
-//! When a host is reached through jump hosts, `ssh` also gets a config file (`-F`) whose `Host`
-//! blocks give each jump host the same strict options, key and known_hosts as the target.
+//! `@cert-authority` lines go through with the rest, and OpenSSH checks host certificates as
+//! russh does; a host with pinned keys is asked for plain keys only, on both sides, so its pinned
+//! key must match. When a host is reached through jump hosts, `ssh` also gets a config file (`-F`)
+//! whose `Host` blocks give each jump host the same strict options, key and known_hosts as the
+//! target.
 
 use std::path::PathBuf;
 
@@ -65,6 +68,7 @@ pub(crate) fn dest(target: &Target, trust: &TrustFile) -> hbdeploy_nix::SshDest 
         jump: trust
             .jump()
             .map(|(file, alias)| (file.to_path_buf(), alias.to_owned())),
+        plain_host_keys: !target.pinned_keys.is_empty(),
     }
 }
 
@@ -94,6 +98,12 @@ fn jump_config(chain: &[&Target], known_hosts: &std::path::Path, token: &str) ->
             known_hosts.display(),
             jump.connect_timeout.as_secs().max(1)
         ));
+        if !jump.pinned_keys.is_empty() {
+            text.push_str(&format!(
+                "  HostKeyAlgorithms {}\n",
+                hbdeploy_nix::NO_CERTIFICATES
+            ));
+        }
         if let Some(identity) = &jump.identity_file {
             text.push_str(&format!(
                 "  IdentityFile {}\n  IdentitiesOnly yes\n",
@@ -229,6 +239,57 @@ mod tests {
             ..target
         };
         assert_eq!(for_copy(&plain, "t2").expect("file").path(), known);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cert_authorities_reach_nix_copy_and_pins_refuse_certificates() {
+        let dir =
+            std::env::temp_dir().join(format!("hbdeploy-trust-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let known = dir.join("known_hosts");
+        let ca = "@cert-authority * ssh-ed25519 AAAAca\n";
+        std::fs::write(&known, ca).expect("write");
+        let target = Target {
+            address: "10.0.0.9".to_owned(),
+            port: 22,
+            user: "root".to_owned(),
+            identity_file: None,
+            known_hosts: known.clone(),
+            pinned_keys: Vec::new(),
+            accept_new: false,
+            jump: None,
+            connect_timeout: Duration::from_secs(1),
+            escalation: None,
+            keepalive: None,
+        };
+        // Without pins: the configured file itself, CA line and all, and certificates allowed.
+        let file = for_copy(&target, "c1").expect("file");
+        assert_eq!(file.path(), known);
+        assert!(!dest(&target, &file).plain_host_keys);
+        // With pins on the target and a jump host: the CA line is kept in the joined copy, and
+        // only the pinned hosts are asked for plain keys.
+        let pinned = Target {
+            pinned_keys: vec!["ssh-ed25519 AAAApinned".to_owned()],
+            jump: Some(Box::new(Target {
+                address: "10.0.0.1".to_owned(),
+                ..target.clone()
+            })),
+            ..target.clone()
+        };
+        let file = for_copy(&pinned, "c2").expect("file");
+        let text = std::fs::read_to_string(file.path()).expect("read");
+        assert!(text.starts_with(ca), "{text}");
+        assert!(dest(&pinned, &file).plain_host_keys);
+        let chain = jumps(&pinned);
+        assert!(!jump_config(&chain, file.path(), "c2").contains("HostKeyAlgorithms"));
+        let mut pinned_jump = (*chain[0]).clone();
+        pinned_jump.pinned_keys = vec!["ssh-ed25519 AAAAjump".to_owned()];
+        assert!(
+            jump_config(&[&pinned_jump], file.path(), "c2")
+                .contains("  HostKeyAlgorithms -*-cert-v01@openssh.com\n")
+        );
+        drop(file);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -46,8 +46,8 @@ pub enum SshError {
         #[source]
         source: russh::Error,
     },
-    /// The host key was not accepted.
-    #[error("host key of {target} refused: {verdict}")]
+    /// The host key or host certificate was not accepted.
+    #[error("host {} of {target} refused: {verdict}", verdict.subject())]
     HostKey {
         /// `user@address:port`.
         target: String,

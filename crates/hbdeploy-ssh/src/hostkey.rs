@@ -1,12 +1,14 @@
 //! Strict host-key checking: a key is accepted only when the known_hosts file lists it for this
-//! host and port. An unknown key, a changed key and an unreadable file are all refusals, each with
-//! what the user needs to fix it.
+//! host and port (or fleet.toml pins it), and a host certificate only when a CA listed for the
+//! host vouches for it (`hostcert.rs`). An unknown key, a changed key, a refused certificate and
+//! an unreadable file are all refusals, each with what the user needs to fix it.
 
 use std::path::{Path, PathBuf};
 
-use russh::keys::{HashAlg, PublicKeyOrCertificate};
+use russh::keys::{HashAlg, PublicKey, PublicKeyOrCertificate};
 
 use crate::Target;
+use crate::hostcert::{self, utc};
 use crate::known_hosts::{self, Lookup};
 
 /// The result of checking a server's host key.
@@ -54,8 +56,64 @@ pub enum HostKeyVerdict {
         /// What went wrong.
         reason: String,
     },
-    /// The server offered a certificate, which is not supported yet.
-    Certificate,
+    /// The host offered a user certificate, which cannot vouch for a host.
+    NotHostCertificate {
+        /// The certificate's key ID.
+        key_id: String,
+    },
+    /// The host's certificate is signed by a CA that no `@cert-authority` line lists for it.
+    UnknownAuthority {
+        /// SHA256 fingerprint of the CA's key.
+        ca_fingerprint: String,
+        /// The `@cert-authority` line that would trust the CA for this host, to review and add.
+        ca_line: String,
+        /// The known_hosts file that was searched.
+        file: PathBuf,
+    },
+    /// An `@revoked` line lists the CA that signed the host's certificate.
+    RevokedAuthority {
+        /// SHA256 fingerprint of the CA's key.
+        ca_fingerprint: String,
+        /// The known_hosts file.
+        file: PathBuf,
+        /// The `@revoked` line (1-based).
+        line: usize,
+    },
+    /// The CA's signature over the certificate does not verify.
+    BadCertificateSignature {
+        /// SHA256 fingerprint of the CA the certificate names.
+        ca_fingerprint: String,
+    },
+    /// The certificate's validity ended.
+    CertificateExpired {
+        /// Start of validity, seconds since the Unix epoch.
+        valid_after: u64,
+        /// End of validity (exclusive), seconds since the Unix epoch.
+        valid_before: u64,
+        /// The time of the check.
+        now: u64,
+    },
+    /// The certificate's validity has not begun.
+    CertificateNotYetValid {
+        /// Start of validity, seconds since the Unix epoch.
+        valid_after: u64,
+        /// End of validity (exclusive), seconds since the Unix epoch.
+        valid_before: u64,
+        /// The time of the check.
+        now: u64,
+    },
+    /// The certificate's principals do not include the name hbdeploy connected to.
+    WrongPrincipal {
+        /// The host's `address`, lowercased, as it was compared.
+        name: String,
+        /// The certificate's principals (none: refused, as OpenSSH refuses them for hosts).
+        principals: Vec<String>,
+    },
+    /// The certificate has critical options, which no host certificate may have.
+    CriticalOptions {
+        /// Their names.
+        options: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for HostKeyVerdict {
@@ -92,12 +150,74 @@ impl std::fmt::Display for HostKeyVerdict {
             HostKeyVerdict::Unreadable { file, reason } => {
                 write!(f, "cannot read {}: {reason}", file.display())
             }
-            HostKeyVerdict::Certificate => {
+            HostKeyVerdict::NotHostCertificate { key_id } => write!(
+                f,
+                "the host offered a user certificate (key ID \"{key_id}\"), not a host \
+                 certificate"
+            ),
+            HostKeyVerdict::UnknownAuthority {
+                ca_fingerprint,
+                file,
+                ..
+            } => write!(
+                f,
+                "its certificate is signed by CA {ca_fingerprint}, which {} does not list as \
+                 @cert-authority for this host",
+                file.display()
+            ),
+            HostKeyVerdict::RevokedAuthority {
+                ca_fingerprint,
+                file,
+                line,
+            } => write!(
+                f,
+                "its certificate is signed by CA {ca_fingerprint}, which {}:{line} marks @revoked",
+                file.display()
+            ),
+            HostKeyVerdict::BadCertificateSignature { ca_fingerprint } => write!(
+                f,
+                "its certificate's signature does not verify against the CA it names \
+                 ({ca_fingerprint}); it was altered or forged"
+            ),
+            HostKeyVerdict::CertificateExpired {
+                valid_after,
+                valid_before,
+                now,
+            } => write!(
+                f,
+                "its certificate expired on {} (valid from {}; it is now {})",
+                utc(*valid_before),
+                utc(*valid_after),
+                utc(*now)
+            ),
+            HostKeyVerdict::CertificateNotYetValid {
+                valid_after,
+                valid_before,
+                now,
+            } => write!(
+                f,
+                "its certificate is not valid before {} (until {}; it is now {})",
+                utc(*valid_after),
+                utc(*valid_before),
+                utc(*now)
+            ),
+            HostKeyVerdict::WrongPrincipal { name, principals } if principals.is_empty() => {
                 write!(
                     f,
-                    "the host offered a certificate; host certificates are not supported yet"
+                    "its certificate names no host (no principals), so it is not valid for {name}"
                 )
             }
+            HostKeyVerdict::WrongPrincipal { name, principals } => write!(
+                f,
+                "its certificate is valid for {}, not for {name}",
+                principals.join(", ")
+            ),
+            HostKeyVerdict::CriticalOptions { options } => write!(
+                f,
+                "its certificate has critical options ({}), which a host certificate must not \
+                 have",
+                options.join(", ")
+            ),
         }
     }
 }
@@ -124,30 +244,112 @@ impl HostKeyVerdict {
             HostKeyVerdict::Unreadable { file, .. } => {
                 format!("fix or remove {}", file.display())
             }
-            HostKeyVerdict::Trusted | HostKeyVerdict::Certificate => {
-                "add the host's plain public key to known_hosts".to_owned()
+            HostKeyVerdict::NotHostCertificate { .. } => "the host's sshd presents a user \
+                 certificate as its HostCertificate: sign its host key with `ssh-keygen -h`"
+                .to_owned(),
+            HostKeyVerdict::UnknownAuthority { ca_line, file, .. } => format!(
+                "verify the CA's fingerprint out of band; if you trust it to vouch for this host, \
+                 add this line to {}: {ca_line}",
+                file.display()
+            ),
+            HostKeyVerdict::RevokedAuthority { .. } => "nothing a revoked CA signed is trusted: \
+                 sign the host's key with a CA you trust and list that one with @cert-authority"
+                .to_owned(),
+            HostKeyVerdict::BadCertificateSignature { .. } => "do not trust this host until you \
+                 know why: sign its host key again with your CA and install the new certificate"
+                .to_owned(),
+            HostKeyVerdict::CertificateExpired { .. } => "renew the host's certificate \
+                 (ssh-keygen -s CA_KEY -h -I ID -n NAME -V +52w HOST_KEY.pub), install it and \
+                 restart sshd; if it should still be valid, check this machine's clock"
+                .to_owned(),
+            HostKeyVerdict::CertificateNotYetValid { .. } => "check the clocks of this machine \
+                 and of the machine that signed the certificate, or wait until it is valid"
+                .to_owned(),
+            HostKeyVerdict::WrongPrincipal { name, .. } => format!(
+                "set `address` in fleet.toml to a name the certificate lists, or sign the host's \
+                 key again naming it (ssh-keygen -s CA_KEY -h -n {name} …)"
+            ),
+            HostKeyVerdict::CriticalOptions { .. } => {
+                "sign the host's key again without critical options (no -O)".to_owned()
+            }
+            HostKeyVerdict::Trusted => "nothing to do: the key is trusted".to_owned(),
+        }
+    }
+
+    /// What was refused, for messages: `key`, or `certificate` for a verdict on a certificate.
+    pub fn subject(&self) -> &'static str {
+        match self {
+            HostKeyVerdict::NotHostCertificate { .. }
+            | HostKeyVerdict::UnknownAuthority { .. }
+            | HostKeyVerdict::RevokedAuthority { .. }
+            | HostKeyVerdict::BadCertificateSignature { .. }
+            | HostKeyVerdict::CertificateExpired { .. }
+            | HostKeyVerdict::CertificateNotYetValid { .. }
+            | HostKeyVerdict::WrongPrincipal { .. }
+            | HostKeyVerdict::CriticalOptions { .. } => "certificate",
+            _ => "key",
+        }
+    }
+}
+
+/// Checks what the host offered for `target` against `target.known_hosts` and its pins, at
+/// `now` (seconds since the Unix epoch; certificates only).
+pub(crate) fn check(target: &Target, offered: &PublicKeyOrCertificate, now: u64) -> HostKeyVerdict {
+    let file = target.known_hosts.as_path();
+    let text = match read(file) {
+        Ok(text) => text,
+        Err(verdict) => return verdict,
+    };
+    let (address, port) = (target.address.as_str(), target.port);
+    match offered {
+        PublicKeyOrCertificate::PublicKey { key, .. } => {
+            let verdict = pinned(
+                judge_key(&text, address, port, key, file),
+                key,
+                &target.pinned_keys,
+            );
+            match verdict {
+                HostKeyVerdict::Unknown { key_line, file, .. } if target.accept_new => {
+                    learn(&file, &key_line)
+                }
+                other => other,
+            }
+        }
+        PublicKeyOrCertificate::Certificate(cert) => {
+            let key = PublicKey::new(cert.public_key().clone(), "");
+            if !target.pinned_keys.is_empty() {
+                // Certificates are not asked for from a host with pins (`hostcert::algorithms`):
+                // should one come anyway, only its key counts, as a plain key would.
+                return pinned(
+                    judge_key(&text, address, port, &key, file),
+                    &key,
+                    &target.pinned_keys,
+                );
+            }
+            match hostcert::check(&text, file, address, port, cert, now) {
+                verdict @ (HostKeyVerdict::Trusted
+                | HostKeyVerdict::Revoked { .. }
+                | HostKeyVerdict::RevokedAuthority { .. }) => verdict,
+                // As OpenSSH: a certificate refused for any other reason still leaves its key,
+                // trusted if known_hosts lists it as a plain key for this host. Never learned.
+                refused => match judge_key(&text, address, port, &key, file) {
+                    HostKeyVerdict::Trusted => HostKeyVerdict::Trusted,
+                    _ => refused,
+                },
             }
         }
     }
 }
 
-/// Checks `key` for `target` against `target.known_hosts`.
-pub(crate) fn check(target: &Target, key: &PublicKeyOrCertificate) -> HostKeyVerdict {
-    let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-        return HostKeyVerdict::Certificate;
-    };
-    let verdict = check_key(
-        &target.address,
-        target.port,
-        key,
-        target.known_hosts.as_path(),
-    );
-    let verdict = pinned(verdict, key, &target.pinned_keys);
-    match verdict {
-        HostKeyVerdict::Unknown { key_line, file, .. } if target.accept_new => {
-            learn(&file, &key_line)
-        }
-        other => other,
+/// The text of a known_hosts file; a missing file is an empty one (every key is unknown).
+fn read(file: &Path) -> Result<String, HostKeyVerdict> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => Ok(text),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(err) => Err(HostKeyVerdict::Unreadable {
+            file: file.to_path_buf(),
+            reason: err.to_string(),
+        }),
     }
 }
 
@@ -201,25 +403,18 @@ fn pinned(
     }
 }
 
-fn check_key(
-    address: &str,
-    port: u16,
-    key: &russh::keys::PublicKey,
-    file: &Path,
-) -> HostKeyVerdict {
+#[cfg(test)]
+fn check_key(address: &str, port: u16, key: &PublicKey, file: &Path) -> HostKeyVerdict {
+    match read(file) {
+        Ok(text) => judge_key(&text, address, port, key, file),
+        Err(verdict) => verdict,
+    }
+}
+
+/// Judges a plain `key` against the known_hosts `text` read from `file`.
+fn judge_key(text: &str, address: &str, port: u16, key: &PublicKey, file: &Path) -> HostKeyVerdict {
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(text) => text,
-        // A missing file is an empty one: every key is unknown.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(err) => {
-            return HostKeyVerdict::Unreadable {
-                file: file.to_path_buf(),
-                reason: err.to_string(),
-            };
-        }
-    };
-    match known_hosts::lookup(&text, address, port, key) {
+    match known_hosts::lookup(text, address, port, key) {
         Lookup::Trusted => HostKeyVerdict::Trusted,
         Lookup::Unknown => HostKeyVerdict::Unknown {
             fingerprint,

@@ -8,6 +8,7 @@
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::PublicKey;
+use russh::keys::ssh_key::public::KeyData;
 use sha1::Sha1;
 
 /// What a matching line says about the offered key.
@@ -45,19 +46,41 @@ pub fn host_pattern(address: &str, port: u16) -> String {
     }
 }
 
+/// The parsed lines of `text` whose host patterns match `address`:`port`, with their 1-based
+/// line numbers.
+fn entries<'a>(
+    text: &'a str,
+    address: &str,
+    port: u16,
+) -> impl Iterator<Item = (usize, Marker, PublicKey)> + 'a {
+    let name = host_pattern(address, port);
+    text.lines().enumerate().filter_map(move |(index, raw)| {
+        let (marker, patterns, key) = parse_line(raw)?;
+        matches_list(patterns, &name).then_some((index + 1, marker, key))
+    })
+}
+
+/// The keys that `@cert-authority` lines list for `address`:`port`, with their lines.
+pub(crate) fn authorities(text: &str, address: &str, port: u16) -> Vec<(usize, PublicKey)> {
+    entries(text, address, port)
+        .filter(|(_, marker, _)| *marker == Marker::CertAuthority)
+        .map(|(line, _, key)| (line, key))
+        .collect()
+}
+
+/// The first `@revoked` line for `address`:`port` that lists `key`, whatever its type of use
+/// (a host key, or the CA of a host certificate).
+pub(crate) fn revoked(text: &str, address: &str, port: u16, key: &KeyData) -> Option<usize> {
+    entries(text, address, port)
+        .find(|(_, marker, listed)| *marker == Marker::Revoked && listed.key_data() == key)
+        .map(|(line, _, _)| line)
+}
+
 /// Looks `key` up for `address`:`port` in the text of a known_hosts file.
 pub(crate) fn lookup(text: &str, address: &str, port: u16, key: &PublicKey) -> Lookup {
-    let name = host_pattern(address, port);
     let mut changed = None;
     let mut trusted = false;
-    for (index, raw) in text.lines().enumerate() {
-        let line = index + 1;
-        let Some((marker, patterns, listed)) = parse_line(raw) else {
-            continue;
-        };
-        if !matches_list(patterns, &name) {
-            continue;
-        }
+    for (line, marker, listed) in entries(text, address, port) {
         let same_key = listed.key_data() == key.key_data();
         match marker {
             Marker::Revoked if same_key => return Lookup::Revoked { line },
@@ -240,6 +263,36 @@ mod tests {
             22,
             KEY_A,
             Lookup::Unknown,
+        );
+    }
+
+    #[test]
+    fn cert_authorities_and_revocations_follow_the_host_patterns() {
+        let text = format!(
+            "web {KEY_B}\n@cert-authority *.example.org,!evil.example.org {KEY_A}\n\
+             @cert-authority [web.example.org]:2222 {KEY_B}\n@revoked web.example.org {KEY_B}\n"
+        );
+        let keys = |address, port| -> Vec<(usize, String)> {
+            authorities(&text, address, port)
+                .into_iter()
+                .map(|(line, key)| (line, key.to_openssh().expect("encode")))
+                .collect()
+        };
+        assert_eq!(keys("web.example.org", 22), vec![(2, KEY_A.to_owned())]);
+        assert_eq!(keys("web.example.org", 2222), vec![(3, KEY_B.to_owned())]);
+        assert!(keys("evil.example.org", 22).is_empty());
+        assert!(keys("web", 22).is_empty());
+        assert_eq!(
+            revoked(&text, "web.example.org", 22, key(KEY_B).key_data()),
+            Some(4)
+        );
+        assert_eq!(
+            revoked(&text, "web.example.org", 22, key(KEY_A).key_data()),
+            None
+        );
+        assert_eq!(
+            revoked(&text, "db.example.org", 22, key(KEY_B).key_data()),
+            None
         );
     }
 

@@ -12,6 +12,7 @@ mod error;
 mod escalate;
 mod exec;
 mod hold;
+mod hostcert;
 mod hostkey;
 mod known_hosts;
 mod scan;
@@ -98,7 +99,10 @@ impl client::Handler for Client {
         &mut self,
         key: &russh::keys::PublicKeyOrCertificate,
     ) -> Result<bool, Self::Error> {
-        let verdict = hostkey::check(&self.target, key);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let verdict = hostkey::check(&self.target, key, now);
         let accepted = matches!(verdict, HostKeyVerdict::Trusted);
         if let Ok(mut slot) = self.verdict.lock() {
             *slot = Some(verdict);
@@ -121,14 +125,17 @@ impl Connection {
     }
 
     async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
-        let config = Arc::new(client::Config {
+        let mut config = client::Config {
             // A host that stops answering is noticed within interval × count instead of hanging
             // the run.
             keepalive_interval: target.keepalive.map(|(interval, _)| interval),
             keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
             nodelay: true,
             ..client::Config::default()
-        });
+        };
+        // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
+        config.preferred.host_key_certificates = hostcert::algorithms(target);
+        let config = Arc::new(config);
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             target: target.clone(),
@@ -172,11 +179,7 @@ impl Connection {
             Err(source) => {
                 let refused = verdict.lock().ok().and_then(|mut slot| slot.take());
                 return Err(match refused {
-                    Some(verdict @ HostKeyVerdict::Unknown { .. })
-                    | Some(verdict @ HostKeyVerdict::Changed { .. })
-                    | Some(verdict @ HostKeyVerdict::Revoked { .. })
-                    | Some(verdict @ HostKeyVerdict::NotPinned { .. })
-                    | Some(verdict @ HostKeyVerdict::Unreadable { .. }) => SshError::HostKey {
+                    Some(verdict) if verdict != HostKeyVerdict::Trusted => SshError::HostKey {
                         target: target.display(),
                         verdict,
                     },
