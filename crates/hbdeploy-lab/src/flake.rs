@@ -41,6 +41,8 @@ pub enum Activation {
     /// Waits until this many hosts of the lab have reached this point of their activation (at
     /// most a minute, then fails): proof that activations overlap, without timing assumptions.
     Barrier(u32),
+    /// Has no `bin/switch-to-configuration` at all: not a NixOS system.
+    NotASystem,
     /// Waits until the test opens the gate ([`crate::Lab::open_gate`]; at most two minutes,
     /// then fails): an activation that is running for as long as a test needs it to.
     Gate,
@@ -157,7 +159,7 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "",
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
-        Activation::KillSshd => ("", ""),
+        Activation::KillSshd | Activation::NotASystem => ("", ""),
         Activation::Barrier(count) => {
             return (
                 format!(
@@ -185,6 +187,9 @@ fn failure_snippets(activation: Activation) -> (String, String) {
 }
 
 fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str) -> String {
+    if spec.activation == Activation::NotASystem {
+        return String::new();
+    }
     let (before, after) = failure_snippets(spec.activation);
     let sshd = if spec.activation == Activation::KillSshd {
         KILL_SSHD
@@ -269,8 +274,10 @@ const FLAKE_TEMPLATE: &str = r#"{
             ln -s $payload $out/payload
             ln -s $etc/etc $out/etc
             echo "toy-$generation" > $out/nixos-version
-            printf '%s\n' "$switchScript" | sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
-            chmod +x $out/bin/switch-to-configuration
+            if [ -n "$switchScript" ]; then
+              printf '%s\n' "$switchScript" | sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
+              chmod +x $out/bin/switch-to-configuration
+            fi
           '') "nixos-system-${host}-toy-${generation}" {
             inherit host generation payload etc switchScript;
           };

@@ -243,19 +243,31 @@ impl HostJob {
             .await
             .map_err(HostError::Connect)?;
         report.timings.push((Stage::Connect, began.elapsed()));
-        // Only deployments that change the running system or boot default take the lock.
-        let lock = if self.goal.activates() {
-            match safe::lock(&conn, &safe::holder_description("apply")).await {
-                Ok(lock) => Some(lock),
-                Err(error) => {
+        // Only deployments that change the running system or boot default take the lock. The
+        // state is read on a second channel at the same time: reading changes nothing, and it
+        // is only acted on once the lock is held.
+        let (lock, state) = if self.goal.activates() {
+            let holder = safe::holder_description("apply");
+            let (lock, state) = tokio::join!(
+                safe::lock(&conn, &holder),
+                read_state(&conn, Stage::Connect)
+            );
+            match (lock, state) {
+                (Ok(lock), Ok(state)) => (Some(lock), Some(state)),
+                (Ok(lock), Err(error)) => {
+                    lock.release().await;
+                    conn.close().await;
+                    return Err(error);
+                }
+                (Err(error), _) => {
                     conn.close().await;
                     return Err(error);
                 }
             }
         } else {
-            None
+            (None, None)
         };
-        let result = self.on_host(&conn, report).await;
+        let result = self.on_host(&conn, state, report).await;
         if let Some(lock) = lock {
             lock.release().await;
         }
@@ -266,14 +278,10 @@ impl HostJob {
     async fn on_host(
         &self,
         conn: &Connection,
+        state: Option<HostState>,
         report: &mut HostReport,
     ) -> Result<Result<(), Interrupted>, HostError> {
         let name = self.plan.name.as_str();
-        let state = if self.goal.activates() {
-            Some(read_state(conn, Stage::Connect).await?)
-        } else {
-            None
-        };
         report.old_path = state.as_ref().and_then(|s| s.current.clone());
         if let Some(state) = &state
             && !self.reactivate
@@ -325,16 +333,19 @@ impl HostJob {
         report: &mut HostReport,
     ) -> Result<(), HostError> {
         let name = self.plan.name.as_str();
-        let probe = remote::probe(conn, name, &self.path, &self.events).await?;
         let previous = Previous::from(state);
         let restore = safe::restore_script(&previous, self.goal);
         let token = safe::new_token();
         let wants_magic =
             self.plan.safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
+        let probe = remote::Probe {
+            systemd: state.systemd,
+        };
         let armed = match (&restore, wants_magic) {
             (Some(restore), true) => {
                 let timeout = self.plan.safety.confirm_timeout;
-                safe::arm(conn, &token, timeout, restore, probe.systemd).await?;
+                // Arming checks that the path is a NixOS system first, in the same command.
+                safe::arm(conn, &self.path, &token, timeout, restore, probe.systemd).await?;
                 self.events.note(
                     name,
                     format!("magic rollback armed ({}s to confirm)", timeout.as_secs()),
@@ -350,6 +361,9 @@ impl HostJob {
             }
             _ => None,
         };
+        if armed.is_none() {
+            remote::probe(conn, name, &self.path, &self.events).await?;
+        }
 
         let activation = remote::activate(
             conn,

@@ -199,8 +199,8 @@ fn activation_command(path: &StorePath, goal: Goal, systemd: bool, token: &str) 
     format!(
         "mkdir -p {RUN_DIR} && : > {base}.log && rm -f {base}.pid && \
          ( setsid sh -c 'echo $$ > {base}.pid; {script}' >> {base}.log 2>&1 < /dev/null & ) && \
-         while [ ! -s {base}.pid ]; do sleep 0.05; done && \
-         exec tail -s 0.1 -n +1 --pid=$(cat {base}.pid) -f {base}.log"
+         while [ ! -s {base}.pid ]; do sleep 0.01; done && \
+         exec tail -s 0.02 -n +1 --pid=$(cat {base}.pid) -f {base}.log"
     )
 }
 

@@ -125,6 +125,9 @@ pub fn restore_script(previous: &Previous, goal: Goal) -> Option<String> {
     }
 }
 
+/// What the arm command prints, instead of arming, when the path is not a NixOS system.
+const NOT_NIXOS: &str = "not-nixos";
+
 /// A random token naming one activation's watchdog, log and decision on the host.
 pub fn new_token() -> String {
     let mut bytes = [0u8; 8];
@@ -154,23 +157,28 @@ fn watchdog_script(token: &str, timeout: Duration, restore: &str) -> String {
     )
 }
 
-/// Starts the watchdog on the host, detached from this session.
+/// Starts the watchdog on the host, detached from this session — after checking, in the same
+/// command, that `path` is a NixOS system to switch to (so arming costs no extra round trip).
 pub async fn arm(
     conn: &Connection,
+    path: &StorePath,
     token: &str,
     timeout: Duration,
     restore: &str,
     systemd: bool,
 ) -> Result<(), HostError> {
     let script = watchdog_script(token, timeout, restore);
+    let check = format!(
+        "if ! test -x {path}/bin/switch-to-configuration; then echo {NOT_NIXOS}; exit 0; fi; "
+    );
     let command = if systemd {
         format!(
-            "mkdir -p {RUN_DIR} && systemd-run --unit=hbdeploy-watchdog-{token} --collect \
-             --no-block --quiet sh -c '{script}'"
+            "{check}mkdir -p {RUN_DIR} && systemd-run --unit=hbdeploy-watchdog-{token} \
+             --collect --no-block --quiet sh -c '{script}'"
         )
     } else {
         format!(
-            "mkdir -p {RUN_DIR} && cd / && \
+            "{check}mkdir -p {RUN_DIR} && cd / && \
              {{ setsid sh -c '{script}' < /dev/null >> {RUN_DIR}/watchdog-{token}.log 2>&1 & }} && \
              echo $! > {RUN_DIR}/watchdog-{token}.pid"
         )
@@ -182,6 +190,9 @@ pub async fn arm(
             stage: Stage::Activate,
             source,
         })?;
+    if output.stdout.lines().any(|l| l == NOT_NIXOS) {
+        return Err(HostError::NotNixos { path: path.clone() });
+    }
     if output.exit.success() {
         Ok(())
     } else {

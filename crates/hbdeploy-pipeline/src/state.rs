@@ -31,6 +31,9 @@ pub struct HostState {
     pub generations: Vec<Generation>,
     /// Whether the booted and the running system differ in kernel, initrd or kernel modules.
     pub reboot_needed: bool,
+    /// Whether the host runs systemd (`/run/systemd/system` exists): activations and the
+    /// watchdog then run in transient units.
+    pub systemd: bool,
 }
 
 impl HostState {
@@ -76,7 +79,7 @@ pub(crate) fn state_command() -> String {
          done; \
          for l in {SYSTEM_PROFILE}-*-link; do \
            [ -L \"$l\" ] && echo \"gen $l $(stat -c %Y \"$l\") $(readlink -f \"$l\")\"; \
-         done; true"
+         done; [ -d /run/systemd/system ] && echo systemd; true"
     )
 }
 
@@ -100,6 +103,7 @@ pub(crate) fn parse_state(text: &str) -> HostState {
             ["link", "/run/current-system", path] => state.current = StorePath::new(*path).ok(),
             ["link", "/run/booted-system", path] => state.booted = StorePath::new(*path).ok(),
             ["profile", link] => state.profile_generation = link_number(link),
+            ["systemd"] => state.systemd = true,
             ["boot", _, paths @ ..] if !paths.is_empty() => {
                 boot_files_seen = true;
                 boot_differs |= paths.len() != 2 || paths[0] != paths[1];
@@ -181,6 +185,8 @@ mod tests {
         assert_eq!(state.previous().map(|g| g.number), Some(2));
         assert_eq!(state.current_generation(), Some(3));
         assert_eq!(state.generation(1).map(|g| g.created), Some(1_700_000_000));
+        assert!(!state.systemd);
+        assert!(parse_state(&format!("{}systemd\n", sample(A))).systemd);
     }
 
     #[test]
