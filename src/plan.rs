@@ -42,6 +42,7 @@ pub async fn make(
         parallel: parallel(&fleet, parallel_flag),
         hosts,
         copy,
+        signing_key: fleet.transfer.signing_key.clone(),
     };
     let nix = nix().await?;
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();

@@ -117,13 +117,23 @@ fn signed_copies_pass_a_host_that_requires_signatures_and_unsigned_ones_do_not()
         run.both()
     );
     assert_eq!(host(&lab, "strict").current_system().expect("read"), None);
+    // `plan --copy` sends closures exactly as apply does: refused the same way.
+    let plan = hbdeploy(&lab, &["plan", "strict", "--copy"]);
+    assert_eq!(plan.code, 1, "{}", plan.both());
+    assert!(
+        plan.both().contains("lacks a valid signature"),
+        "{}",
+        plan.both()
+    );
 
-    // Signed with the key the host trusts: accepted.
+    // Signed with the key the host trusts: accepted, by plan --copy and by apply.
     let signed = fleet.replace(
         "[fleet]\n",
         &format!("[fleet]\nsigning-key = \"{}\"\n", secret.display()),
     );
     std::fs::write(lab.dir().join("fleet.toml"), signed).expect("write");
+    let plan = hbdeploy(&lab, &["plan", "strict", "--copy"]);
+    assert_eq!(plan.code, 0, "{}", plan.both());
     let run = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(run.code, 0, "{}", run.both());
     assert!(

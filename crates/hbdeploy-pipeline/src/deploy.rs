@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use std::sync::Arc;
 
-use hbdeploy_nix::{CopyOptions, Nix, StorePath};
+use hbdeploy_nix::{Nix, StorePath};
 use hbdeploy_ssh::Connection;
 use tokio::sync::Semaphore;
 
@@ -17,7 +17,7 @@ use crate::health::run_checks;
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
-use crate::trust;
+use crate::transfer;
 use crate::waves::plan_waves;
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
@@ -493,47 +493,16 @@ impl HostJob {
                 path: self.path.clone(),
                 source,
             })?;
-        let missing = remote::missing_paths(conn, &closure).await?;
-        let stats = CopyStats {
-            sent: missing.len(),
-            total: closure.len(),
-        };
-        if missing.is_empty() {
-            return Ok(stats);
-        }
-        if let Some(key) = &self.signing_key {
-            self.nix
-                .sign(&self.path, key)
-                .await
-                .map_err(|source| HostError::Sign {
-                    key: key.clone(),
-                    source,
-                })?;
-        }
-        self.nix_copy(&self.path, false).await?;
-        Ok(stats)
-    }
-
-    /// `nix copy` of `path` (or of the derivation `path`) with this host's options.
-    async fn nix_copy(&self, path: &StorePath, derivation: bool) -> Result<(), HostError> {
-        let target = &self.plan.target;
-        let trust = trust::for_copy(target, &safe::new_token())
-            .map_err(|(path, source)| HostError::TrustFile { path, source })?;
-        let dest = trust::dest(target, &trust);
-        let transfer = self.plan.transfer;
-        let options = CopyOptions {
-            substitute: transfer.substitute,
-            // Signed closures are checked; unsigned ones only skip checks for trusted users.
-            no_check_sigs: self.signing_key.is_none() && transfer.trusted,
-            compress: transfer.compress,
-            derivation,
-        };
-        let name = self.plan.name.as_str();
-        let mut sink = |line: &str| self.events.output(Some(name), Stage::Copy, line);
-        self.nix
-            .copy_with(&dest, path, options, &mut sink)
-            .await
-            .map_err(HostError::Copy)
+        transfer::copy_missing(
+            conn,
+            &self.nix,
+            &self.plan,
+            self.signing_key.as_deref(),
+            &self.path,
+            &closure,
+            &self.events,
+        )
+        .await
     }
 
     /// Copies the derivation and realises it on the host; the result must be the path that
@@ -543,7 +512,15 @@ impl HostJob {
         if missing.is_empty() {
             return Ok(CopyStats { sent: 0, total: 1 });
         }
-        self.nix_copy(&self.built.drv, true).await?;
+        transfer::nix_copy(
+            &self.nix,
+            &self.plan,
+            false,
+            &self.built.drv,
+            true,
+            &self.events,
+        )
+        .await?;
         let name = self.plan.name.as_str();
         self.events
             .note(name, "building the system on the host".to_owned());

@@ -26,6 +26,7 @@ mod safe;
 mod state;
 mod status;
 pub mod time;
+mod transfer;
 mod trust;
 mod waves;
 

@@ -33,6 +33,8 @@ pub struct PlanRequest {
     pub parallel: NonZeroUsize,
     /// Copy each changed host's closure to it and run `dry-activate` there.
     pub copy: bool,
+    /// Sign closures with this nix secret key before copying them (as `apply` does).
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 /// What applying would do to one host.
@@ -141,12 +143,15 @@ pub async fn plan(
             }
         }
     }
-    let copy = request.copy;
+    let copy = request.copy.then(|| Copying {
+        signing_key: request.signing_key.clone(),
+    });
     let results = each_host(jobs, request.parallel, |(_, plan, path)| {
         let nix = nix.clone();
         let events = events.clone();
+        let copy = copy.clone();
         async move {
-            let mut changes = plan_host(&plan, path, &nix, copy, &events).await;
+            let mut changes = plan_host(&plan, path, &nix, copy.as_ref(), &events).await;
             changes.duration = start.elapsed();
             finished(&events, &changes);
             changes
@@ -186,11 +191,17 @@ fn finished(events: &EventSender, changes: &HostChanges) {
     });
 }
 
+/// How `plan --copy` sends closures: as `apply` would.
+#[derive(Debug, Clone)]
+struct Copying {
+    signing_key: Option<std::path::PathBuf>,
+}
+
 async fn plan_host(
     plan: &HostPlan,
     path: StorePath,
     nix: &Nix,
-    copy: bool,
+    copy: Option<&Copying>,
     events: &EventSender,
 ) -> HostChanges {
     let mut changes = HostChanges {
@@ -217,7 +228,7 @@ async fn on_host(
     plan: &HostPlan,
     path: &StorePath,
     nix: &Nix,
-    copy: bool,
+    copy: Option<&Copying>,
     events: &EventSender,
     changes: &mut HostChanges,
 ) -> Result<(), HostError> {
@@ -240,13 +251,19 @@ async fn on_host(
         changes.outcome = PlanOutcome::Unchanged;
         return Ok(());
     }
-    if !copy {
+    let Some(copy) = copy else {
         return Ok(());
-    }
+    };
     changes.stage = Stage::Copy;
     events.stage(&plan.name, Stage::Copy);
     let closure: Vec<StorePath> = new.into_iter().map(|(p, _)| p).collect();
-    copy_closure(conn, plan, path, &closure, nix, events).await?;
+    let signing_key = copy.signing_key.as_deref();
+    let stats =
+        crate::transfer::copy_missing(conn, nix, plan, signing_key, path, &closure, events).await?;
+    events.note(
+        &plan.name,
+        format!("copied {} of {} paths", stats.sent, stats.total),
+    );
     changes.stage = Stage::Activate;
     events.stage(&plan.name, Stage::Activate);
     events.note(&plan.name, "dry-activate".to_owned());
@@ -284,32 +301,6 @@ async fn remote_closure(conn: &Connection, path: &StorePath) -> Result<SizedClos
         .split_once(&format!("{SIZES_MARK}\n"))
         .ok_or_else(|| failed(output.exit.clone()))?;
     pair_sizes(paths, sizes).ok_or_else(|| failed(output.exit.clone()))
-}
-
-/// Copies what the host lacks of `closure` (the closure of `path`), as `apply` does.
-async fn copy_closure(
-    conn: &Connection,
-    plan: &HostPlan,
-    path: &StorePath,
-    closure: &[StorePath],
-    nix: &Nix,
-    events: &EventSender,
-) -> Result<(), HostError> {
-    let missing = remote::missing_paths(conn, closure).await?;
-    events.note(
-        &plan.name,
-        format!("copying {} of {} paths", missing.len(), closure.len()),
-    );
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let trust = crate::trust::for_copy(&plan.target, &crate::safe::new_token())
-        .map_err(|(path, source)| HostError::TrustFile { path, source })?;
-    let dest = crate::trust::dest(&plan.target, &trust);
-    let mut sink = |line: &str| events.output(Some(&plan.name), Stage::Copy, line);
-    nix.copy_to(&dest, path, &mut sink)
-        .await
-        .map_err(HostError::Copy)
 }
 
 /// Runs `switch-to-configuration dry-activate` of `path` on the host, in the session (it
