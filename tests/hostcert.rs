@@ -335,6 +335,7 @@ fn nix_copy_applies_the_same_certificate_checks_on_its_own() {
                 identity_file: Some(lab.identity_file().to_path_buf()),
                 known_hosts: known.clone(),
                 connect_timeout_secs: 5,
+                keepalive: None,
                 jump: None,
                 plain_host_keys: false,
             };

@@ -156,6 +156,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
             identity_file: Some(lab.identity_file().to_path_buf()),
             known_hosts: changed.clone(),
             connect_timeout_secs: 5,
+            keepalive: None,
             jump: None,
             plain_host_keys: false,
         };

@@ -21,6 +21,8 @@ pub struct SshDest {
     pub known_hosts: PathBuf,
     /// ssh's ConnectTimeout, in seconds.
     pub connect_timeout_secs: u64,
+    /// ssh's ServerAliveInterval (seconds) and ServerAliveCountMax; `None` sends no keepalives.
+    pub keepalive: Option<(u64, u64)>,
     /// An ssh config file (`-F`) and the host in it to jump through (`-J`), for a host behind a
     /// jump host.
     pub jump: Option<(PathBuf, String)>,
@@ -77,9 +79,15 @@ impl SshDest {
             "-o".to_owned(),
             format!("ConnectTimeout={}", self.connect_timeout_secs),
             "-o".to_owned(),
-            "ServerAliveInterval=5".to_owned(),
+            format!(
+                "ServerAliveInterval={}",
+                self.keepalive.map_or(0, |(interval, _)| interval)
+            ),
             "-o".to_owned(),
-            "ServerAliveCountMax=3".to_owned(),
+            format!(
+                "ServerAliveCountMax={}",
+                self.keepalive.map_or(3, |(_, count)| count)
+            ),
         ];
         if self.plain_host_keys {
             opts.extend([
@@ -87,13 +95,16 @@ impl SshDest {
                 format!("HostKeyAlgorithms={NO_CERTIFICATES}"),
             ]);
         }
-        if let Some((config, alias)) = &self.jump {
-            opts.extend([
+        // hbdeploy's own connection reads no ssh config, so neither does this one: both reach
+        // the same address, port and user and trust the same keys.
+        match &self.jump {
+            Some((config, alias)) => opts.extend([
                 "-F".to_owned(),
                 checked("ssh config", config)?,
                 "-J".to_owned(),
                 alias.clone(),
-            ]);
+            ]),
+            None => opts.extend(["-F".to_owned(), "/dev/null".to_owned()]),
         }
         if let Some(identity) = &self.identity_file {
             opts.extend([
@@ -202,6 +213,7 @@ mod tests {
             identity_file: Some(PathBuf::from("/lab/id_ed25519")),
             known_hosts: PathBuf::from("/lab/known_hosts"),
             connect_timeout_secs: 7,
+            keepalive: Some((5, 3)),
             jump: None,
             plain_host_keys: false,
         }
@@ -214,7 +226,7 @@ mod tests {
             "-p 2222 -o BatchMode=yes -o StrictHostKeyChecking=yes \
              -o UserKnownHostsFile=/lab/known_hosts -o GlobalKnownHostsFile=/dev/null \
              -o ConnectTimeout=7 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
-             -i /lab/id_ed25519 -o IdentitiesOnly=yes"
+             -F /dev/null -i /lab/id_ed25519 -o IdentitiesOnly=yes"
         );
     }
 

@@ -65,6 +65,9 @@ pub(crate) fn dest(target: &Target, trust: &TrustFile) -> hbdeploy_nix::SshDest 
         identity_file: target.identity_file.clone(),
         known_hosts: trust.path().to_path_buf(),
         connect_timeout_secs: target.connect_timeout.as_secs().max(1),
+        keepalive: target
+            .keepalive
+            .map(|(interval, count)| (interval.as_secs().max(1), count as u64)),
         jump: trust
             .jump()
             .map(|(file, alias)| (file.to_path_buf(), alias.to_owned())),
