@@ -47,6 +47,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             port: target.port.unwrap_or(INSTALLER_PORT),
             user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
             identity_file: host.ssh.identity_file.clone(),
+            identities: hbdeploy_ssh::Identities::default(),
             known_hosts: host.ssh.known_hosts.clone(),
             // A live installer has a fresh host key of its own, never the installed host's.
             pinned_keys: Vec::new(),
