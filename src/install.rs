@@ -42,7 +42,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
         .await
         .map_err(|err| refuse(InstallError::Nix(err)))?;
     if let Some(target) = &args.target {
-        let target = Target {
+        let mut target = Target {
             address: target.address.clone(),
             port: target.port.unwrap_or(INSTALLER_PORT),
             user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
@@ -58,6 +58,8 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             escalation: None,
             keepalive: host.ssh.keepalive,
         };
+        let _keys =
+            crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
         return push(cli, args, &nix, request, &target).await;
     }
     let (events, ui) = listen(&request.host, cli.verbose);

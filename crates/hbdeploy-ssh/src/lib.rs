@@ -34,7 +34,7 @@ pub use hold::Held;
 pub use hostkey::{HostKeyVerdict, key_text};
 pub use identity::{Identities, IdentityError, KeyAgent, KeyFile, agent_keys, decrypt, holds};
 pub use known_hosts::host_pattern;
-pub use russh::keys::PublicKey;
+pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
 
 /// Where and how to reach one host.
