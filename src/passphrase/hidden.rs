@@ -38,11 +38,12 @@ pub(crate) fn read_hidden(prompt: &str) -> std::io::Result<Typed> {
         .remove(LocalModes::ECHO | LocalModes::ICANON | LocalModes::ISIG | LocalModes::IEXTEN);
     quiet.special_codes[SpecialCodeIndex::VMIN] = 1;
     quiet.special_codes[SpecialCodeIndex::VTIME] = 0;
-    let term = Term::stderr();
-    term.write_str(prompt)?;
-    // Flush: what was typed before the prompt appeared is not taken as the passphrase.
+    // Quiet before the prompt shows, so nothing typed after it is echoed; and flushed, so
+    // nothing typed before it is taken as the passphrase.
     tcsetattr(&stdin, OptionalActions::Flush, &quiet)?;
     let restore = Restore(saved);
+    let term = Term::stderr();
+    term.write_str(prompt)?;
     let mut editor = Editor::default();
     let mut input = stdin.lock();
     let typed = loop {
