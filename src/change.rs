@@ -3,6 +3,7 @@
 //! (or the JSON document). `apply --ask` shows the plan and asks before it changes anything.
 
 use std::num::NonZeroUsize;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,14 +21,15 @@ use crate::cli::{ApplyArgs, Cli, RollbackArgs};
 use crate::ledger::{HostRecord, Ledger, Record};
 use hbdeploy_pipeline::time;
 
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, summary, ui};
+use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, passphrase, summary, ui};
 
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let keys = passphrase::unlock(&mut hosts, passphrase::Copies::Yes).await?;
     if args.ask {
-        ask(cli, args).await?;
+        ask(cli, args, &fleet, hosts.clone()).await?;
     }
     if args.ask_sudo_password {
         sudo_password(&mut hosts).await?;
@@ -69,7 +71,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         cancel,
     };
     let nix = nix().await?;
-    let interrupted = on_interrupt(handle);
+    let interrupted = on_interrupt(handle, keys.handle_interrupts());
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli, names, |events| async move {
         deploy(&request, &nix, events).await
@@ -88,12 +90,13 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
 }
 
 /// Exit code after Ctrl-C, as shells report a death by SIGINT.
-const EXIT_INTERRUPTED: u8 = 130;
+pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
-/// the second exits at once. Activations run detached on the hosts, so even then no host is left
-/// with its profile set to a generation whose activation never started.
-fn on_interrupt(handle: CancelHandle) -> Arc<AtomicBool> {
+/// the second exits at once, removing `agent_dir` (the run's key agent) first. Activations run
+/// detached on the hosts, so even then no host is left with its profile set to a generation
+/// whose activation never started.
+fn on_interrupt(handle: CancelHandle, agent_dir: Option<PathBuf>) -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     tokio::spawn(async move {
@@ -108,6 +111,9 @@ fn on_interrupt(handle: CancelHandle) -> Arc<AtomicBool> {
         );
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = Term::stderr().write_line("interrupted again: exiting now");
+            if let Some(dir) = &agent_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             std::process::exit(EXIT_INTERRUPTED.into());
         }
     });
@@ -135,16 +141,21 @@ fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<St
     Ok(names)
 }
 
-/// `apply --ask`: shows the plan, then asks on the terminal (unless `--yes`). Refuses, before
-/// building anything, when there is no terminal to ask on.
-async fn ask(cli: &Cli, args: &ApplyArgs) -> Result<(), AppError> {
+/// `apply --ask`: shows the plan of `hosts`, then asks on the terminal (unless `--yes`).
+/// Refuses, before building anything, when there is no terminal to ask on.
+async fn ask(
+    cli: &Cli,
+    args: &ApplyArgs,
+    fleet: &Fleet,
+    hosts: Vec<HostPlan>,
+) -> Result<(), AppError> {
     if !args.yes && !interactive() {
         return Err(AppError::Usage(
             "apply --ask needs a terminal to ask on; nothing was changed".to_owned(),
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
         ));
     }
-    let changes = crate::plan::make(cli, &args.selection, args.parallel, false).await?;
+    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, false).await?;
     let shown = crate::plan::render(&changes);
     // With --json, stdout is for the result document only.
     if args.json {
@@ -229,6 +240,7 @@ fn interactive() -> bool {
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let _keys = passphrase::unlock(&mut hosts, passphrase::Copies::No).await?;
     if args.ask_sudo_password {
         sudo_password(&mut hosts).await?;
     }

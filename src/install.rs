@@ -42,11 +42,12 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
         .await
         .map_err(|err| refuse(InstallError::Nix(err)))?;
     if let Some(target) = &args.target {
-        let target = Target {
+        let mut target = Target {
             address: target.address.clone(),
             port: target.port.unwrap_or(INSTALLER_PORT),
             user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
             identity_file: host.ssh.identity_file.clone(),
+            identities: hbdeploy_ssh::Identities::default(),
             known_hosts: host.ssh.known_hosts.clone(),
             // A live installer has a fresh host key of its own, never the installed host's.
             pinned_keys: Vec::new(),
@@ -57,6 +58,8 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             escalation: None,
             keepalive: host.ssh.keepalive,
         };
+        let _keys =
+            crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
         return push(cli, args, &nix, request, &target).await;
     }
     let (events, ui) = listen(&request.host, cli.verbose);

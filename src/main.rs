@@ -15,6 +15,7 @@ mod install;
 mod json;
 mod keyscan;
 mod ledger;
+mod passphrase;
 mod plan;
 mod provenance;
 mod secret;
@@ -55,6 +56,14 @@ pub(crate) enum AppError {
     Ledger(ledger::LedgerError),
     /// A command's own usage error, with a hint.
     Usage(String, Option<String>),
+    /// An encrypted identity file could not be unlocked.
+    Passphrase(passphrase::PassphraseError),
+}
+
+impl From<passphrase::PassphraseError> for AppError {
+    fn from(err: passphrase::PassphraseError) -> AppError {
+        AppError::Passphrase(err)
+    }
 }
 
 impl AppError {
@@ -65,6 +74,7 @@ impl AppError {
             AppError::Pipeline(err) => (err, err.hint()),
             AppError::Install(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
+            AppError::Passphrase(err) => (err, err.hint()),
             AppError::Ledger(err) => (
                 err,
                 Some(format!(
@@ -127,7 +137,12 @@ fn main() -> ExitCode {
 
 fn fail(err: AppError) -> ExitCode {
     let _ = Term::stderr().write_str(&err.render());
-    ExitCode::from(EXIT_USAGE)
+    match err {
+        AppError::Passphrase(passphrase::PassphraseError::Interrupted { .. }) => {
+            ExitCode::from(change::EXIT_INTERRUPTED)
+        }
+        _ => ExitCode::from(EXIT_USAGE),
+    }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, AppError> {
@@ -186,6 +201,7 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
         port: host.ssh.port,
         user: host.ssh.user.clone(),
         identity_file: host.ssh.identity_file.clone(),
+        identities: hbdeploy_ssh::Identities::default(),
         known_hosts: host.ssh.known_hosts.clone(),
         pinned_keys: host.host_keys.clone(),
         accept_new: false,
@@ -216,6 +232,7 @@ fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
         port,
         user,
         identity_file: host.ssh.identity_file.clone(),
+        identities: hbdeploy_ssh::Identities::default(),
         known_hosts: host.ssh.known_hosts.clone(),
         pinned_keys: Vec::new(),
         accept_new: false,

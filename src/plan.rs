@@ -5,18 +5,26 @@
 use std::process::ExitCode;
 
 use console::Style;
+use hbdeploy_inventory::Fleet;
 use hbdeploy_nix::StorePath;
 use hbdeploy_pipeline::closure_diff::{ClosureDiff, Package};
-use hbdeploy_pipeline::{HostChanges, PlanOutcome, PlanRequest};
+use hbdeploy_pipeline::{HostChanges, HostPlan, PlanOutcome, PlanRequest};
 use serde_json::{Value, json};
 
 use crate::change::watched;
-use crate::cli::{Cli, PlanArgs, Selection};
+use crate::cli::{Cli, PlanArgs};
 use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel};
 
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
-    let changes = make(cli, &args.selection, args.parallel, args.copy).await?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let copies = if args.copy {
+        crate::passphrase::Copies::Yes
+    } else {
+        crate::passphrase::Copies::No
+    };
+    let _keys = crate::passphrase::unlock(&mut hosts, copies).await?;
+    let changes = make(cli, &fleet, hosts, args.parallel, args.copy).await?;
     if args.json {
         out(&format!("{:#}\n", to_json(&changes)));
     } else {
@@ -29,17 +37,17 @@ pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     })
 }
 
-/// Builds and reads the selected hosts, with progress on stderr.
+/// Builds and reads `hosts` (their keys already unlocked), with progress on stderr.
 pub async fn make(
     cli: &Cli,
-    selection: &Selection,
+    fleet: &Fleet,
+    hosts: Vec<HostPlan>,
     parallel_flag: Option<u16>,
     copy: bool,
 ) -> Result<Vec<HostChanges>, AppError> {
-    let (fleet, hosts) = load(cli, selection, false)?;
     let request = PlanRequest {
         flake: fleet.flake.to_string(),
-        parallel: parallel(&fleet, parallel_flag),
+        parallel: parallel(fleet, parallel_flag),
         hosts,
         copy,
         signing_key: fleet.transfer.signing_key.clone(),

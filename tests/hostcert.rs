@@ -333,6 +333,7 @@ fn nix_copy_applies_the_same_certificate_checks_on_its_own() {
                 address: address.to_owned(),
                 port: SSH_PORT,
                 identity_file: Some(lab.identity_file().to_path_buf()),
+                agent: None,
                 known_hosts: known.clone(),
                 connect_timeout_secs: 5,
                 keepalive: None,

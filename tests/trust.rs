@@ -154,6 +154,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
             address: a.to_string(),
             port: SSH_PORT,
             identity_file: Some(lab.identity_file().to_path_buf()),
+            agent: None,
             known_hosts: changed.clone(),
             connect_timeout_secs: 5,
             keepalive: None,

@@ -14,6 +14,7 @@ pub mod bench;
 mod flake;
 mod host;
 mod installer;
+mod keys;
 mod run;
 mod slot;
 mod terminal;

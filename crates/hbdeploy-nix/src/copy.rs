@@ -15,8 +15,12 @@ pub struct SshDest {
     pub address: String,
     /// sshd port.
     pub port: u16,
-    /// Private key; `None` leaves key choice to ssh (and its agent).
+    /// Private key; `None` leaves key choice to ssh (and its agent). May also be a public key
+    /// file, whose private key `agent` holds.
     pub identity_file: Option<PathBuf>,
+    /// The ssh-agent socket ssh must use (`SSH_AUTH_SOCK`) instead of the caller's: one that
+    /// holds already decrypted keys, so that ssh never asks for a passphrase.
+    pub agent: Option<PathBuf>,
     /// The only known_hosts file ssh may trust.
     pub known_hosts: PathBuf,
     /// ssh's ConnectTimeout, in seconds.
@@ -147,6 +151,21 @@ fn copy_args(dest: &SshDest, path: &StorePath, options: CopyOptions) -> Vec<Stri
     args
 }
 
+/// The `nix copy` process: its arguments, and ssh's options and agent in its environment.
+fn copy_command(
+    nix: &std::path::Path,
+    dest: &SshDest,
+    path: &StorePath,
+    options: CopyOptions,
+) -> Result<tokio::process::Command, NixError> {
+    let mut cmd = command::cmd(nix, copy_args(dest, path, options));
+    cmd.env("NIX_SSHOPTS", dest.ssh_opts()?);
+    if let Some(agent) = &dest.agent {
+        cmd.env("SSH_AUTH_SOCK", agent);
+    }
+    Ok(cmd)
+}
+
 impl Nix {
     /// Signs the closure of `path` in the local store with the secret key in `key_file`.
     pub async fn sign(&self, path: &StorePath, key_file: &std::path::Path) -> Result<(), NixError> {
@@ -190,8 +209,7 @@ impl Nix {
         on_line: OutputSink<'_>,
     ) -> Result<(), NixError> {
         let shown = format!("nix copy --to {} {path}", dest.uri());
-        let mut cmd = command::cmd(&self.nix, copy_args(dest, path, options));
-        cmd.env("NIX_SSHOPTS", dest.ssh_opts()?);
+        let cmd = copy_command(&self.nix, dest, path, options)?;
         let output = command::run(cmd, &shown, on_line).await?;
         if output.success {
             Ok(())
@@ -211,6 +229,7 @@ mod tests {
             address: "127.77.0.11".to_owned(),
             port: 2222,
             identity_file: Some(PathBuf::from("/lab/id_ed25519")),
+            agent: None,
             known_hosts: PathBuf::from("/lab/known_hosts"),
             connect_timeout_secs: 7,
             keepalive: Some((5, 3)),
@@ -240,6 +259,32 @@ mod tests {
                 .contains(" -o HostKeyAlgorithms=-*-cert-v01@openssh.com "),
             "{:?}",
             d.ssh_opts()
+        );
+    }
+
+    #[test]
+    fn ssh_gets_the_runs_agent_only_when_there_is_one() {
+        let path = StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-h1")
+            .expect("valid");
+        let options = CopyOptions {
+            substitute: true,
+            no_check_sigs: true,
+            compress: false,
+            derivation: false,
+        };
+        let agent = |d: &SshDest| {
+            let cmd = copy_command(std::path::Path::new("nix"), d, &path, options).expect("cmd");
+            cmd.as_std()
+                .get_envs()
+                .find(|(name, _)| *name == "SSH_AUTH_SOCK")
+                .and_then(|(_, value)| value.map(PathBuf::from))
+        };
+        assert_eq!(agent(&dest()), None, "the caller's own agent is inherited");
+        let mut d = dest();
+        d.agent = Some(PathBuf::from("/tmp/hbdeploy-agent-1-x/agent.sock"));
+        assert_eq!(
+            agent(&d),
+            Some(PathBuf::from("/tmp/hbdeploy-agent-1-x/agent.sock"))
         );
     }
 

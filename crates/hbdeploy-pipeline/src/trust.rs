@@ -5,7 +5,9 @@
 //! russh does; a host with pinned keys is asked for plain keys only, on both sides, so its pinned
 //! key must match. When a host is reached through jump hosts, `ssh` also gets a config file (`-F`)
 //! whose `Host` blocks give each jump host the same strict options, key and known_hosts as the
-//! target.
+//! target. An identity file decrypted for this run is never given to `ssh` itself (it would ask
+//! for the passphrase, which `BatchMode` forbids): `ssh` gets the run's agent (`SSH_AUTH_SOCK`)
+//! and the key's public half, which names the agent's key.
 
 use std::path::PathBuf;
 
@@ -56,13 +58,35 @@ impl Drop for TrustFile {
     }
 }
 
+/// The public key file naming `target`'s identity in the run's agent, when the agent serves it.
+fn served(target: &Target) -> Option<&std::path::Path> {
+    let identity = target.identity_file.as_deref()?;
+    target.identities.agent_public_file(identity)
+}
+
+/// The identity file `ssh` should be given for `target`: the public half of a key the run's
+/// agent serves, or the configured file.
+fn identity_for_ssh(target: &Target) -> Option<PathBuf> {
+    served(target)
+        .map(std::path::Path::to_path_buf)
+        .or_else(|| target.identity_file.clone())
+}
+
 /// Where `nix copy` sends to reach `target`, trusting what `trust` says.
 pub(crate) fn dest(target: &Target, trust: &TrustFile) -> hbdeploy_nix::SshDest {
+    let chain = jumps(target);
+    // The run's agent, when it serves the key of the target or of a jump host on the way.
+    let agent = std::iter::once(target)
+        .chain(chain.iter().copied())
+        .find(|t| served(t).is_some())
+        .and_then(|t| t.identities.agent_socket())
+        .map(std::path::Path::to_path_buf);
     hbdeploy_nix::SshDest {
         user: target.user.clone(),
         address: target.address.clone(),
         port: target.port,
-        identity_file: target.identity_file.clone(),
+        identity_file: identity_for_ssh(target),
+        agent,
         known_hosts: trust.path().to_path_buf(),
         connect_timeout_secs: target.connect_timeout.as_secs().max(1),
         keepalive: target
@@ -107,7 +131,7 @@ fn jump_config(chain: &[&Target], known_hosts: &std::path::Path, token: &str) ->
                 hbdeploy_nix::NO_CERTIFICATES
             ));
         }
-        if let Some(identity) = &jump.identity_file {
+        if let Some(identity) = identity_for_ssh(jump) {
             text.push_str(&format!(
                 "  IdentityFile {}\n  IdentitiesOnly yes\n",
                 identity.display()
@@ -218,6 +242,7 @@ mod tests {
             port: 2222,
             user: "root".to_owned(),
             identity_file: None,
+            identities: hbdeploy_ssh::Identities::default(),
             known_hosts: known.clone(),
             pinned_keys: vec!["ssh-ed25519 AAAApinned".to_owned()],
             accept_new: false,
@@ -258,6 +283,7 @@ mod tests {
             port: 22,
             user: "root".to_owned(),
             identity_file: None,
+            identities: hbdeploy_ssh::Identities::default(),
             known_hosts: known.clone(),
             pinned_keys: Vec::new(),
             accept_new: false,
@@ -293,6 +319,77 @@ mod tests {
                 .contains("  HostKeyAlgorithms -*-cert-v01@openssh.com\n")
         );
         drop(file);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// An ed25519 key without a passphrase (made for this test with ssh-keygen).
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2AAAAJCFpIm/haSJ
+vwAAAAtzc2gtZWQyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2A
+AAAEBo2fiiiUkCQPGo0ZSO0piSp88tWhdlCz6JmmLm5opVIoL2pwfIE+dSa6Ioo8Hr7V0D
+M8oMye/UpFoqJNL+IkHYAAAACnRlc3QtcGxhaW4BAgM=
+-----END OPENSSH PRIVATE KEY-----
+";
+
+    #[tokio::test]
+    async fn a_decrypted_key_reaches_ssh_through_the_runs_agent_never_from_its_file() {
+        let dir = std::env::temp_dir().join(format!("hbdeploy-trust-agent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("fleet_key");
+        std::fs::write(&file, KEY).expect("write");
+        let key = hbdeploy_ssh::decrypt(&file, "").expect("key");
+        let agent =
+            hbdeploy_ssh::KeyAgent::start(&hbdeploy_ssh::Identities::new([(file.clone(), key)]))
+                .await
+                .expect("agent");
+        let identities = agent.identities();
+        let public = identities
+            .agent_public_file(&file)
+            .expect("served")
+            .to_path_buf();
+        let jump = Target {
+            address: "10.0.0.1".to_owned(),
+            port: 22,
+            user: "root".to_owned(),
+            identity_file: Some(file.clone()),
+            identities: identities.clone(),
+            known_hosts: dir.join("known_hosts"),
+            pinned_keys: Vec::new(),
+            accept_new: false,
+            jump: None,
+            connect_timeout: Duration::from_secs(1),
+            escalation: None,
+            keepalive: None,
+        };
+        let target = Target {
+            address: "10.0.0.9".to_owned(),
+            jump: Some(Box::new(jump.clone())),
+            ..jump.clone()
+        };
+        let trust = for_copy(&target, "t3").expect("files");
+        let to = dest(&target, &trust);
+        assert_eq!(to.identity_file.as_deref(), Some(public.as_path()));
+        assert_eq!(to.agent.as_deref(), identities.agent_socket());
+        let (config, _) = trust.jump().expect("a jump host");
+        let config = std::fs::read_to_string(config).expect("config");
+        assert!(
+            config.contains(&format!("IdentityFile {}\n", public.display())),
+            "{config}"
+        );
+        assert!(!config.contains(&file.display().to_string()), "{config}");
+
+        // Without the run's keys, ssh gets the file and the caller's own agent.
+        let plain = Target {
+            identities: hbdeploy_ssh::Identities::default(),
+            jump: None,
+            ..jump
+        };
+        let to = dest(&plain, &TrustFile::configured(&plain));
+        assert_eq!(to.identity_file.as_deref(), Some(file.as_path()));
+        assert_eq!(to.agent, None);
+        drop(trust);
+        drop(agent);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,6 +1,9 @@
 //! Public-key authentication: the configured identity file; or else every key ssh-agent holds,
 //! then OpenSSH's default identity files (`~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa`), as `ssh`
-//! (and so `nix copy`) would try them.
+//! (and so `nix copy`) would try them. An identity file's key comes from the run's decrypted
+//! [`Identities`](crate::Identities) when it holds it; an encrypted file it does not hold is
+//! used through ssh-agent if the agent has its key, and is otherwise
+//! [`SshError::PassphraseNeeded`].
 
 use std::sync::Arc;
 
@@ -9,7 +12,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 
-use crate::{Client, SshError, Target};
+use crate::{Client, KeyFile, SshError, Target};
 
 /// Authenticates `handle` as `target.user`. One authentication per connection: a passphrase-less
 /// identity file is used as is; with no identity file, each agent key is offered in turn.
@@ -38,23 +41,34 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// Authenticates with the (unencrypted) private key in `path`.
+/// Authenticates with the private key in `path`: decrypted for this run, unencrypted, or, for an
+/// encrypted one, in ssh-agent.
 async fn with_file(
     handle: &mut Handle<Client>,
     target: &Target,
     path: &std::path::Path,
 ) -> Result<(), SshError> {
-    let key =
-        russh::keys::load_secret_key(path, None).map_err(|source| SshError::IdentityFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let key = match target.identities.key(path) {
+        Some(key) => key,
+        None => match russh::keys::load_secret_key(path, None) {
+            Ok(key) => Arc::new(key),
+            Err(russh::keys::Error::KeyIsEncrypted) => {
+                return with_agent_key(handle, target, path).await;
+            }
+            Err(source) => {
+                return Err(SshError::IdentityFile {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        },
+    };
     let hash = handle
         .best_supported_rsa_hash()
         .await
         .map_err(|source| auth_error(target, source))?
         .flatten();
-    let key = PrivateKeyWithHashAlg::new(Arc::new(key), hash);
+    let key = PrivateKeyWithHashAlg::new(key, hash);
     let result = handle
         .authenticate_publickey(target.user.clone(), key)
         .await
@@ -65,6 +79,47 @@ async fn with_file(
             target: target.display(),
             offered: format!("identity file {}", path.display()),
         }),
+    }
+}
+
+/// The encrypted identity file `path`, used through ssh-agent when the agent holds its key (as
+/// `ssh -i FILE` does); without that, a passphrase is needed.
+async fn with_agent_key(
+    handle: &mut Handle<Client>,
+    target: &Target,
+    path: &std::path::Path,
+) -> Result<(), SshError> {
+    let needed = || SshError::PassphraseNeeded {
+        path: path.to_path_buf(),
+    };
+    let Ok(KeyFile::Encrypted {
+        public: Some(public),
+    }) = KeyFile::inspect(path)
+    else {
+        return Err(needed());
+    };
+    if !crate::holds(&crate::agent_keys().await, &public) {
+        return Err(needed());
+    }
+    let Ok(mut agent) = AgentClient::connect_env().await else {
+        return Err(needed());
+    };
+    let hash = handle
+        .best_supported_rsa_hash()
+        .await
+        .map_err(|source| auth_error(target, source))?
+        .flatten();
+    match handle
+        .authenticate_publickey_with(target.user.clone(), public, hash, &mut agent)
+        .await
+    {
+        Ok(AuthResult::Success) => Ok(()),
+        Ok(AuthResult::Failure { .. }) => Err(SshError::AuthRejected {
+            target: target.display(),
+            offered: format!("identity file {} (from ssh-agent)", path.display()),
+        }),
+        // The agent would not sign after all.
+        Err(_) => Err(needed()),
     }
 }
 

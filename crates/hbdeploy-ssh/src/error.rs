@@ -63,6 +63,13 @@ pub enum SshError {
         #[source]
         source: russh::keys::Error,
     },
+    /// The identity file is encrypted, no decrypted key was handed over for it, and ssh-agent
+    /// does not hold it.
+    #[error("identity file {} is encrypted and no passphrase was given for it", path.display())]
+    PassphraseNeeded {
+        /// The file.
+        path: PathBuf,
+    },
     /// No identity file is configured and ssh-agent cannot be used.
     #[error("no identity-file is set for {target} and ssh-agent is not usable: {reason}")]
     NoAgent {
@@ -120,14 +127,11 @@ impl SshError {
                     .to_owned(),
             ),
             SshError::HostKey { verdict, .. } => Some(verdict.hint()),
-            SshError::IdentityFile {
-                source: russh::keys::Error::KeyIsEncrypted,
-                ..
-            } => Some(
-                "the key is encrypted: add it to ssh-agent once (ssh-add FILE) and leave \
-                 identity-file unset; both hbdeploy and nix copy then use the agent"
-                    .to_owned(),
-            ),
+            SshError::PassphraseNeeded { path } => Some(format!(
+                "run hbdeploy on a terminal: it asks for the passphrase once, before contacting \
+                 any host; or add the key to ssh-agent (ssh-add {})",
+                path.display()
+            )),
             SshError::NoAgent { .. } => Some(
                 "set `identity-file` in fleet.toml, or start ssh-agent and add a key (ssh-add)"
                     .to_owned(),

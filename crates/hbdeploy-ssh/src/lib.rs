@@ -2,7 +2,10 @@
 //!
 //! One [`Connection`] per host: connect with a bounded timeout, check the host key strictly against
 //! a known_hosts file, authenticate with an identity file or ssh-agent, then run any number of
-//! commands on that one authenticated connection, streaming their output line by line.
+//! commands on that one authenticated connection, streaming their output line by line. Encrypted
+//! identity files are decrypted by the caller once per run and handed over as [`Identities`],
+//! which a [`KeyAgent`] also serves to OpenSSH's `ssh` (see `identity.rs`); this crate never asks
+//! for a passphrase.
 //!
 //! This crate knows nothing of nix: it runs command lines and reports what they printed and how
 //! they exited.
@@ -14,6 +17,7 @@ mod exec;
 mod hold;
 mod hostcert;
 mod hostkey;
+mod identity;
 mod known_hosts;
 mod scan;
 
@@ -28,8 +32,9 @@ pub use escalate::{Escalation, Password, shell_quote};
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
 pub use hostkey::{HostKeyVerdict, key_text};
+pub use identity::{Identities, IdentityError, KeyAgent, KeyFile, agent_keys, decrypt, holds};
 pub use known_hosts::host_pattern;
-pub use russh::keys::PublicKey;
+pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
 
 /// Where and how to reach one host.
@@ -43,6 +48,9 @@ pub struct Target {
     pub user: String,
     /// Private key to authenticate with; `None` means ssh-agent (`SSH_AUTH_SOCK`).
     pub identity_file: Option<PathBuf>,
+    /// Identity files decrypted for this run, shared by all its targets: an encrypted
+    /// `identity_file` is used through its key here.
+    pub identities: Identities,
     /// The known_hosts file the host key is checked against.
     pub known_hosts: PathBuf,
     /// Host keys pinned in fleet.toml (`TYPE BASE64`), trusted besides the known_hosts file.
