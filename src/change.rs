@@ -212,7 +212,7 @@ async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
         "sudo password for {} on the hosts: ",
         users.into_iter().collect::<Vec<_>>().join(", ")
     );
-    let typed = tokio::task::spawn_blocking(move || crate::secret::ask(&prompt))
+    let typed = tokio::task::spawn_blocking(move || crate::secret::read_hidden(&prompt))
         .await
         .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
         .map_err(|err| {
@@ -221,6 +221,11 @@ async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
                 None,
             )
         })?;
+    let crate::secret::Typed::Line(typed) = typed else {
+        return Err(AppError::Interrupted(
+            "interrupted at the sudo password prompt; nothing was changed".to_owned(),
+        ));
+    };
     let password = hbdeploy_ssh::Password::new(&typed);
     for host in hosts {
         if let Some(escalation) = host.target.escalation.as_mut() {

@@ -58,6 +58,8 @@ pub(crate) enum AppError {
     Usage(String, Option<String>),
     /// An encrypted identity file could not be unlocked.
     Passphrase(passphrase::PassphraseError),
+    /// The user pressed Ctrl-C at a prompt, before anything was changed.
+    Interrupted(String),
 }
 
 impl From<passphrase::PassphraseError> for AppError {
@@ -82,6 +84,7 @@ impl AppError {
                     ledger::STATE_DIR_ENV
                 )),
             ),
+            AppError::Interrupted(message) => return format!("error: {message}\n"),
             AppError::Usage(message, hint) => {
                 let mut text = format!("error: {message}\n");
                 if let Some(hint) = hint {
@@ -138,9 +141,8 @@ fn main() -> ExitCode {
 fn fail(err: AppError) -> ExitCode {
     let _ = Term::stderr().write_str(&err.render());
     match err {
-        AppError::Passphrase(passphrase::PassphraseError::Interrupted { .. }) => {
-            ExitCode::from(change::EXIT_INTERRUPTED)
-        }
+        AppError::Passphrase(passphrase::PassphraseError::Interrupted { .. })
+        | AppError::Interrupted(_) => ExitCode::from(change::EXIT_INTERRUPTED),
         _ => ExitCode::from(EXIT_USAGE),
     }
 }

@@ -13,8 +13,6 @@
 //!
 //! Without a terminal, a needed passphrase is an error (exit 2) and nothing is contacted.
 
-mod hidden;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +22,7 @@ use console::Term;
 use hbdeploy_pipeline::HostPlan;
 use hbdeploy_ssh::{Identities, IdentityError, KeyAgent, KeyFile, PrivateKey, PublicKey, Target};
 
-use self::hidden::Typed;
+use crate::secret::{self, Typed};
 
 /// How many times a passphrase is asked before giving up.
 const TRIES: usize = 3;
@@ -228,7 +226,7 @@ async fn unlock_for<'a>(
         let key = tokio::task::spawn_blocking(move || {
             ask(
                 &asked,
-                &mut |prompt| hidden::read_hidden(prompt),
+                &mut |prompt| secret::read_hidden(prompt),
                 &mut |path, passphrase| hbdeploy_ssh::decrypt(path, passphrase),
                 &mut |line| {
                     let _ = Term::stderr().write_line(line);
