@@ -51,6 +51,11 @@ fn the_smallest_sweep_reports_every_documented_key() {
     // connection. Plain: `nix copy` + ssh.
     let logins = &point["ssh_logins_per_host"];
     assert_eq!(logins["hbdeploy_cold"]["median"], 3.0, "{point:#}");
+    // Without magic rollback there is no confirmation connection: russh and nix copy only.
+    assert_eq!(
+        logins["hbdeploy_cold_no_magic_rollback"]["median"], 2.0,
+        "{point:#}"
+    );
     assert_eq!(logins["hbdeploy_warm"]["median"], 1.0, "{point:#}");
     assert_eq!(logins["plain"]["median"], 2.0, "{point:#}");
     assert!(

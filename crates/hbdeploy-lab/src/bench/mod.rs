@@ -32,10 +32,11 @@ use crate::LabError;
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 15] = [
+pub const POINT_KEYS: [&str; 16] = [
     "hosts",
     "runs",
     "hbdeploy_cold_s",
+    "hbdeploy_cold_no_magic_rollback_s",
     "hbdeploy_warm_s",
     "hbdeploy_cold_parallel_10_s",
     "plain_parallel_s",
@@ -76,6 +77,8 @@ pub struct Point {
     pub cold: Samples,
     /// The same with the default `--parallel` (10), when measured.
     pub cold_parallel_10: Samples,
+    /// The same with `--no-magic-rollback`: no watchdog, no confirmation connection, seconds.
+    pub cold_no_magic: Samples,
     /// `hbdeploy apply --all` again, nothing changed, seconds.
     pub warm: Samples,
     /// Plain commands, all hosts at once, seconds.
@@ -95,6 +98,8 @@ pub struct Point {
     pub rss_warm: Samples,
     /// SSH logins per host: hbdeploy cold.
     pub logins_cold: Samples,
+    /// SSH logins per host: hbdeploy cold with `--no-magic-rollback`.
+    pub logins_no_magic: Samples,
     /// SSH logins per host: hbdeploy warm.
     pub logins_warm: Samples,
     /// SSH logins per host: plain commands.

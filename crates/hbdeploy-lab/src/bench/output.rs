@@ -34,6 +34,7 @@ fn point_json(point: &Point) -> Value {
         "hosts": point.hosts,
         "runs": point.runs,
         "hbdeploy_cold_s": point.cold.to_json(),
+        "hbdeploy_cold_no_magic_rollback_s": point.cold_no_magic.to_json(),
         "hbdeploy_warm_s": point.warm.to_json(),
         "hbdeploy_cold_parallel_10_s": point.cold_parallel_10.to_json(),
         "plain_parallel_s": point.plain_parallel.to_json(),
@@ -44,6 +45,7 @@ fn point_json(point: &Point) -> Value {
         "peak_rss_mib": { "cold": point.rss_cold.to_json(), "warm": point.rss_warm.to_json() },
         "ssh_logins_per_host": {
             "hbdeploy_cold": point.logins_cold.to_json(),
+            "hbdeploy_cold_no_magic_rollback": point.logins_no_magic.to_json(),
             "hbdeploy_warm": point.logins_warm.to_json(),
             "plain": point.logins_plain.to_json(),
         },
@@ -109,10 +111,11 @@ pub fn markdown(bench: &Bench) -> String {
     );
     text.push_str(
         "| hosts | runs | hbdeploy cold | plain parallel | plain sequential | cold ÷ parallel: per run · of medians \
-         | sequential ÷ cold: per run · of medians | hbdeploy warm | `nix build` no-op | warm − no-op | cold, `--parallel 10` \
-         | peak RSS (MiB) | SSH logins/host cold · warm · plain |\n",
+         | sequential ÷ cold: per run · of medians | cold, `--no-magic-rollback` · ÷ parallel | hbdeploy warm | `nix build` no-op \
+         | warm − no-op | cold, `--parallel 10` | peak RSS (MiB) \
+         | SSH logins/host cold · cold without magic rollback · warm · plain |\n",
     );
-    text.push_str(&row(&vec!["---".to_owned(); 13]));
+    text.push_str(&row(&vec!["---".to_owned(); 14]));
     for p in &bench.points {
         let rss = Samples(p.rss_cold.0.iter().chain(&p.rss_warm.0).copied().collect());
         text.push_str(&row(&[
@@ -131,14 +134,20 @@ pub fn markdown(bench: &Bench) -> String {
                 p.paired_sequential.cell(2),
                 ratio(&p.plain_sequential, &p.cold)
             ),
+            format!(
+                "{} · {}",
+                p.cold_no_magic.cell(2),
+                ratio(&p.cold_no_magic, &p.plain_parallel)
+            ),
             p.warm.cell(2),
             p.build_noop.cell(2),
             difference(&p.warm, &p.build_noop),
             p.cold_parallel_10.cell(2),
             rss.cell(1),
             format!(
-                "{} · {} · {}",
+                "{} · {} · {} · {}",
                 p.logins_cold.cell(1),
+                p.logins_no_magic.cell(1),
                 p.logins_warm.cell(1),
                 p.logins_plain.cell(1)
             ),

@@ -37,13 +37,14 @@ struct Bed<'a> {
 }
 
 impl Bed<'_> {
-    fn hbdeploy(&self, parallel: usize) -> Command {
+    fn hbdeploy(&self, parallel: usize, extra: &[&str]) -> Command {
         let mut command = Command::new(&self.config.hbdeploy);
         command
             .arg("--fleet")
             .arg(&self.fleet)
             .args(["apply", "--all", "--timings", "--parallel"])
             .arg(parallel.to_string())
+            .args(extra)
             .env("NIX_CONFIG", NIX_CONFIG)
             .env("NO_COLOR", "1")
             .env_remove("HBDEPLOY_FLEET");
@@ -82,14 +83,15 @@ impl Bed<'_> {
         }
     }
 
-    /// hbdeploy cold, warm, then the no-op build floor; then cold with `--parallel 10`.
+    /// hbdeploy cold, warm, then the no-op build floor; then cold without magic rollback, and
+    /// cold with `--parallel 10`.
     fn hbdeploy_block(
         &mut self,
         point: &mut Point,
         say: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         self.lab.bump_all()?;
-        let mut cold = self.hbdeploy(self.hosts);
+        let mut cold = self.hbdeploy(self.hosts, &[]);
         if let Some((m, logins)) = self.timed(point, "hbdeploy apply (cold)", &mut cold, true)? {
             record(&mut point.cold, &m, say, "hbdeploy cold");
             record_rss(&mut point.rss_cold, &m);
@@ -103,7 +105,7 @@ impl Bed<'_> {
                 point.profile_table = Some(profile.table);
             }
         }
-        let mut warm = self.hbdeploy(self.hosts);
+        let mut warm = self.hbdeploy(self.hosts, &[]);
         if let Some((m, logins)) = self.timed(point, "hbdeploy apply (warm)", &mut warm, true)? {
             record(&mut point.warm, &m, say, "hbdeploy warm");
             record_rss(&mut point.rss_warm, &m);
@@ -113,9 +115,21 @@ impl Bed<'_> {
         if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
             record(&mut point.build_noop, &m, say, "nix build (no-op)");
         }
+        self.lab.bump_all()?;
+        let mut plain = self.hbdeploy(self.hosts, &["--no-magic-rollback"]);
+        let label = "hbdeploy --no-magic-rollback";
+        if let Some((m, logins)) = self.timed(point, label, &mut plain, true)? {
+            record(
+                &mut point.cold_no_magic,
+                &m,
+                say,
+                "hbdeploy cold --no-magic-rollback",
+            );
+            point.logins_no_magic.push(logins);
+        }
         if self.config.default_parallel && self.hosts > 10 {
             self.lab.bump_all()?;
-            let mut cold = self.hbdeploy(10);
+            let mut cold = self.hbdeploy(10, &[]);
             if let Some((m, _)) = self.timed(point, "hbdeploy --parallel 10", &mut cold, true)? {
                 record(
                     &mut point.cold_parallel_10,
@@ -217,7 +231,7 @@ pub fn run_point(
     };
     // The first deployment is not measured: afterwards every host runs a system, as real ones do.
     say(&format!("{hosts} hosts: first deployment (not measured)"));
-    measure(&mut bed.hbdeploy(hosts), None)?.check("hbdeploy apply (first deployment)")?;
+    measure(&mut bed.hbdeploy(hosts, &[]), None)?.check("hbdeploy apply (first deployment)")?;
 
     for run in 0..config.runs {
         say(&format!("{hosts} hosts: run {}/{}", run + 1, config.runs));

@@ -115,20 +115,23 @@ pub fn targets(points: &[Point], cores: usize) -> Vec<Target> {
 /// At most 3 SSH logins per host per apply with magic rollback, which is on by default (russh,
 /// `nix copy`, and the new connection that confirms the activation); 2 without it.
 fn logins(points: &[Point]) -> Target {
-    let name = "at most 3 SSH logins per host per apply with magic rollback (on by default)";
-    let cold = points
-        .iter()
-        .filter_map(|p| p.logins_cold.max())
-        .reduce(f64::max);
-    let warm = points
-        .iter()
-        .filter_map(|p| p.logins_warm.max())
-        .reduce(f64::max);
+    let name = "at most 3 SSH logins per host per apply with magic rollback (on by default), \
+                2 without";
+    let most =
+        |f: fn(&Point) -> &Samples| points.iter().filter_map(|p| f(p).max()).reduce(f64::max);
+    let cold = most(|p| &p.logins_cold);
+    let warm = most(|p| &p.logins_warm);
+    let no_magic = most(|p| &p.logins_no_magic);
     match (cold, warm) {
         (Some(cold), Some(warm)) => Target {
             name,
-            met: Some(cold <= 3.0 && warm <= 3.0),
-            detail: format!("at most {cold:.2} cold, {warm:.2} warm"),
+            met: Some(cold <= 3.0 && warm <= 3.0 && no_magic.is_none_or(|n| n <= 2.0)),
+            detail: match no_magic {
+                Some(n) => format!(
+                    "at most {cold:.2} cold, {n:.2} cold without magic rollback, {warm:.2} warm"
+                ),
+                None => format!("at most {cold:.2} cold, {warm:.2} warm"),
+            },
         },
         _ => unmeasured(name, "any hbdeploy run"),
     }
