@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hbdeploy_lab::{Lab, SSH_PORT};
-use support::{hbdeploy, host, row, system_path};
+use support::{build_system, hbdeploy, host, row, system_path};
 
 /// A new CA key pair in the lab directory: the private key's path and the public key as
 /// `TYPE BASE64`.
@@ -300,29 +300,7 @@ fn nix_copy_applies_the_same_certificate_checks_on_its_own() {
     let expired = address(&lab, "expired");
     certify(&mut lab, "expired", &ca, &[&expired], "-3d:-1d");
     let known = fleet(&lab, &format!("@cert-authority * {ca_public}\n"), &[]);
-    let attr = format!(
-        "{}#nixosConfigurations.valid.config.system.build.toplevel",
-        lab.flake_ref()
-    );
-    let built = Command::new("nix")
-        .args([
-            "--extra-experimental-features",
-            "nix-command flakes",
-            "build",
-            "--no-link",
-            "--json",
-            &attr,
-        ])
-        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
-        .output()
-        .expect("nix build");
-    let json = String::from_utf8_lossy(&built.stdout).into_owned();
-    let out = json
-        .split("\"out\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("out")
-        .to_owned();
+    let out = build_system(&lab, "valid");
     let path = hbdeploy_nix::StorePath::new(&out).expect("store path");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let copy = |address: &str| {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hbdeploy_lab::{Lab, Run};
-use support::{HBDEPLOY, host, system_path, untouched};
+use support::{HBDEPLOY, SshAgent, host, system_path, untouched};
 
 const PROMPT: &str = "Enter passphrase for ";
 
@@ -250,27 +250,8 @@ fn without_a_terminal_it_refuses_before_contacting_anything_unless_the_agent_has
     }
 
     // With the key in ssh-agent, nothing is asked: hbdeploy and nix copy use the agent's key.
-    let socket = lab.dir().join("agent.sock");
-    let agent = Command::new("ssh-agent")
-        .arg("-a")
-        .arg(&socket)
-        .output()
-        .expect("ssh-agent (openssh-client)");
-    let text = String::from_utf8_lossy(&agent.stdout).into_owned();
-    let pid: u32 = text
-        .split("SSH_AGENT_PID=")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .and_then(|s| s.parse().ok())
-        .expect("agent pid");
-    // Stop the agent we started, by its PID, whatever the assertions below do.
-    struct Agent(u32);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg(self.0.to_string()).status();
-        }
-    }
-    let _agent = Agent(pid);
+    let agent = SshAgent::start(lab.dir());
+    let socket = agent.socket.clone();
     let askpass = lab.dir().join("askpass");
     std::fs::write(&askpass, "#!/bin/sh\necho secret\n").expect("askpass");
     Command::new("chmod")
@@ -292,7 +273,7 @@ fn without_a_terminal_it_refuses_before_contacting_anything_unless_the_agent_has
         "{}",
         String::from_utf8_lossy(&added.stderr)
     );
-    let sock = socket.to_string_lossy().into_owned();
+    let sock = socket.clone();
     let with = lab
         .hbdeploy_with_env(
             Path::new(HBDEPLOY),

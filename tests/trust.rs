@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hbdeploy_lab::{Lab, SSH_PORT};
-use support::{HBDEPLOY, hbdeploy, host, row};
+use support::{HBDEPLOY, SshAgent, build_system, hbdeploy, host, row};
 
 /// The host key of `name` as the lab's known_hosts file lists it: `TYPE BASE64`.
 fn host_key(lab: &Lab, name: &str) -> String {
@@ -124,28 +124,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
     let b_key = host_key(&lab, "b");
     let a = host(&lab, "a").address;
     std::fs::write(&changed, format!("[{a}]:{SSH_PORT} {b_key}\n")).expect("write");
-    let attr = format!(
-        "{}#nixosConfigurations.a.config.system.build.toplevel",
-        lab.flake_ref()
-    );
-    let built = Command::new("nix")
-        .args([
-            "--extra-experimental-features",
-            "nix-command flakes",
-            "build",
-            "--no-link",
-            "--json",
-            &attr,
-        ])
-        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
-        .output()
-        .expect("nix build");
-    let json = String::from_utf8_lossy(&built.stdout).into_owned();
-    let out = json
-        .split("\"out\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("out");
+    let out = build_system(&lab, "a");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let result = runtime.block_on(async {
         let nix = hbdeploy_nix::Nix::detect().await.expect("nix");
@@ -161,7 +140,7 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
             jump: None,
             plain_host_keys: false,
         };
-        let path = hbdeploy_nix::StorePath::new(out).expect("store path");
+        let path = hbdeploy_nix::StorePath::new(&out).expect("store path");
         nix.copy_to(&dest, &path, &mut |_| {}).await
     });
     let err = result.expect_err("a changed key must be refused");
@@ -177,28 +156,8 @@ fn nix_copy_refuses_a_changed_key_on_its_own() {
 #[test]
 fn the_ssh_agent_authenticates_when_no_identity_file_is_set() {
     let lab = Lab::start(&["server"]).expect("lab");
-    let socket = lab.dir().join("agent.sock");
-    let agent = Command::new("ssh-agent")
-        .arg("-a")
-        .arg(&socket)
-        .output()
-        .expect("ssh-agent (openssh-client)");
-    let text = String::from_utf8_lossy(&agent.stdout).into_owned();
-    let pid: u32 = text
-        .split("SSH_AGENT_PID=")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .and_then(|s| s.parse().ok())
-        .expect("agent pid");
-    // Stop the agent we started, by its PID, whatever the assertions below do.
-    struct Agent(u32);
-    impl Drop for Agent {
-        fn drop(&mut self) {
-            let _ = Command::new("kill").arg(self.0.to_string()).status();
-        }
-    }
-    let _agent = Agent(pid);
-    let sock = socket.to_string_lossy().into_owned();
+    let agent = SshAgent::start(lab.dir());
+    let sock = agent.socket.clone();
     let added = Command::new("ssh-add")
         .arg(lab.identity_file())
         .env("SSH_AUTH_SOCK", &sock)

@@ -57,6 +57,72 @@ pub fn system_path(lab: &Lab, host: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Builds `host`'s system from the lab's flake (as a plain `nix build`) and returns its store
+/// path, for tests that hand a path to `nix copy` themselves.
+pub fn build_system(lab: &Lab, host: &str) -> String {
+    let attr = format!(
+        "{}#nixosConfigurations.{host}.config.system.build.toplevel",
+        lab.flake_ref()
+    );
+    let built = std::process::Command::new("nix")
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "build",
+            "--no-link",
+            "--json",
+            &attr,
+        ])
+        .env("NIX_CONFIG", hbdeploy_lab::NIX_CONFIG)
+        .output()
+        .expect("nix build");
+    let json = String::from_utf8_lossy(&built.stdout).into_owned();
+    json.split("\"out\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap_or_else(|| panic!("no out path in {json}"))
+        .to_owned()
+}
+
+/// An ssh-agent of the test's own on a socket in `dir`, stopped by its PID when dropped,
+/// whatever the test's assertions do.
+pub struct SshAgent {
+    /// Its socket, for `SSH_AUTH_SOCK`.
+    pub socket: String,
+    pid: u32,
+}
+
+impl SshAgent {
+    /// Starts an agent.
+    pub fn start(dir: &Path) -> SshAgent {
+        let socket = dir.join("agent.sock");
+        let agent = std::process::Command::new("ssh-agent")
+            .arg("-a")
+            .arg(&socket)
+            .output()
+            .expect("ssh-agent (openssh-client)");
+        let text = String::from_utf8_lossy(&agent.stdout).into_owned();
+        let pid = text
+            .split("SSH_AGENT_PID=")
+            .nth(1)
+            .and_then(|s| s.split(';').next())
+            .and_then(|s| s.parse().ok())
+            .expect("agent pid");
+        SshAgent {
+            socket: socket.to_string_lossy().into_owned(),
+            pid,
+        }
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .arg(self.pid.to_string())
+            .status();
+    }
+}
+
 /// Insta settings that replace everything that differs between runs with a placeholder.
 pub fn settings(lab: &Lab) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();

@@ -322,15 +322,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// An ed25519 key without a passphrase (made for this test with ssh-keygen).
-    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
-QyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2AAAAJCFpIm/haSJ
-vwAAAAtzc2gtZWQyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2A
-AAAEBo2fiiiUkCQPGo0ZSO0piSp88tWhdlCz6JmmLm5opVIoL2pwfIE+dSa6Ioo8Hr7V0D
-M8oMye/UpFoqJNL+IkHYAAAACnRlc3QtcGxhaW4BAgM=
------END OPENSSH PRIVATE KEY-----
-";
+    /// An ed25519 key without a passphrase (made for the tests with ssh-keygen).
+    const KEY: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/plain_ed25519"
+    ));
 
     #[tokio::test]
     async fn a_decrypted_key_reaches_ssh_through_the_runs_agent_never_from_its_file() {

@@ -438,15 +438,11 @@ fn random() -> u64 {
 mod tests {
     use super::*;
 
-    /// An ed25519 key without a passphrase (made for these tests with ssh-keygen).
-    const PLAIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
-b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
-QyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2AAAAJCFpIm/haSJ
-vwAAAAtzc2gtZWQyNTUxOQAAACCC9qcHyBPnUmuiKKPB6+1dAzPKDMnv1KRaKiTS/iJB2A
-AAAEBo2fiiiUkCQPGo0ZSO0piSp88tWhdlCz6JmmLm5opVIoL2pwfIE+dSa6Ioo8Hr7V0D
-M8oMye/UpFoqJNL+IkHYAAAACnRlc3QtcGxhaW4BAgM=
------END OPENSSH PRIVATE KEY-----
-";
+    /// An ed25519 key without a passphrase (made for the tests with ssh-keygen).
+    const PLAIN: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/plain_ed25519"
+    ));
 
     /// An ed25519 key encrypted with the passphrase `secret` (ssh-keygen -N secret).
     const ENCRYPTED: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
