@@ -103,7 +103,12 @@ pub fn targets(points: &[Point], cores: usize) -> Vec<Target> {
         Some(p) => Target {
             name,
             met: Some(p.runs > 0 && p.errors.is_empty()),
-            detail: format!("{} runs, {} failed", p.runs, p.errors.len()),
+            detail: format!(
+                "{} run{}, {} failed",
+                p.runs,
+                if p.runs == 1 { "" } else { "s" },
+                p.errors.len()
+            ),
         },
         None => unmeasured(name, "100 hosts"),
     });
