@@ -189,7 +189,7 @@ async fn ask(
 
 /// `--ask-sudo-password`: asks once, on the terminal, and hands the password to every host
 /// whose login is not root. Refuses, before contacting any host, when there is no terminal.
-async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
+pub(crate) async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
     let users: std::collections::BTreeSet<&str> = hosts
         .iter()
         .map(|h| h.target.user.as_str())

@@ -287,6 +287,11 @@ pub struct PlanArgs {
     #[arg(long)]
     pub copy: bool,
 
+    /// With --copy: ask once, on the terminal, for the password `sudo` wants on hosts whose
+    /// login user is not root (dry-activate runs as root).
+    #[arg(long, requires = "copy")]
+    pub ask_sudo_password: bool,
+
     /// Print the plan as JSON on stdout.
     #[arg(long)]
     pub json: bool,

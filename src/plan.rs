@@ -24,6 +24,9 @@ pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
         crate::passphrase::Copies::No
     };
     let _keys = crate::passphrase::unlock(&mut hosts, copies).await?;
+    if args.ask_sudo_password {
+        crate::change::sudo_password(&mut hosts).await?;
+    }
     let changes = make(cli, &fleet, hosts, args.parallel, args.copy).await?;
     if args.json {
         out(&format!("{:#}\n", to_json(&changes)));

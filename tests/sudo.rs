@@ -201,3 +201,36 @@ fn nix_copy_to_a_user_the_host_does_not_trust_says_what_to_do() {
     assert!(run.both().contains("trusted-users"), "{}", run.both());
     assert_eq!(host(&lab, "alpha").current_system().expect("read"), None);
 }
+
+#[test]
+fn plan_copy_dry_activates_as_root_with_the_asked_password() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
+    let fleet = lab.dir().join("fleet.toml");
+    let run = hbdeploy_on_a_terminal(
+        std::path::Path::new(HBDEPLOY),
+        Some(&fleet),
+        &["plan", "alpha", "--copy", "--ask-sudo-password"],
+        "sudo password for deploy on the hosts: ",
+        &["s3cret"],
+    )
+    .expect("runs on a terminal");
+    assert_eq!(run.code, 0, "{}", run.both());
+    let alpha = host(&lab, "alpha");
+    // dry-activate ran (as root, through sudo) and changed nothing; the closure was copied.
+    assert_eq!(
+        alpha
+            .activations()
+            .expect("read")
+            .last()
+            .map(|l| l.split(' ').next()),
+        Some(Some("dry-activate")),
+        "{}",
+        run.both()
+    );
+    assert_eq!(alpha.current_system().expect("read"), None);
+    assert!(
+        alpha
+            .has_store_path(&system_path(&lab, "alpha"))
+            .expect("read")
+    );
+}
