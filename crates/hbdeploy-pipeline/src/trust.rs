@@ -125,6 +125,13 @@ fn jump_config(chain: &[&Target], known_hosts: &std::path::Path, token: &str) ->
             known_hosts.display(),
             jump.connect_timeout.as_secs().max(1)
         ));
+        // The jump host's own connection gets the same keepalives as the target's.
+        if let Some((interval, count)) = jump.keepalive {
+            text.push_str(&format!(
+                "  ServerAliveInterval {}\n  ServerAliveCountMax {count}\n",
+                interval.as_secs().max(1)
+            ));
+        }
         if !jump.pinned_keys.is_empty() {
             text.push_str(&format!(
                 "  HostKeyAlgorithms {}\n",
@@ -312,6 +319,13 @@ mod tests {
         assert!(dest(&pinned, &file).plain_host_keys);
         let chain = jumps(&pinned);
         assert!(!jump_config(&chain, file.path(), "c2").contains("HostKeyAlgorithms"));
+        assert!(!jump_config(&chain, file.path(), "c2").contains("ServerAlive"));
+        let mut kept_alive = (*chain[0]).clone();
+        kept_alive.keepalive = Some((Duration::from_secs(7), 4));
+        assert!(
+            jump_config(&[&kept_alive], file.path(), "c2")
+                .contains("  ServerAliveInterval 7\n  ServerAliveCountMax 4\n")
+        );
         let mut pinned_jump = (*chain[0]).clone();
         pinned_jump.pinned_keys = vec!["ssh-ed25519 AAAAjump".to_owned()];
         assert!(
