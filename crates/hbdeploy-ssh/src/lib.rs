@@ -65,7 +65,7 @@ pub struct Target {
     pub jump: Option<Box<Target>>,
     /// How commands that need root run when `user` is not root (`sudo`); `None`: as is.
     pub escalation: Option<Escalation>,
-    /// Seconds between keepalives, and how many may go unanswered before the connection is
+    /// The time between keepalives, and how many may go unanswered before the connection is
     /// declared dead; `None` sends none.
     pub keepalive: Option<(Duration, usize)>,
 }
