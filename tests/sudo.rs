@@ -34,6 +34,18 @@ fn lab_with_deploy_user(names: &[&str], sudo: Sudo, trusted: bool, as_root: &[&s
     lab
 }
 
+/// Runs hbdeploy with `args` on a pseudo-terminal and types `password` at the sudo prompt.
+fn asked_for_the_password(lab: &Lab, args: &[&str], password: &str) -> hbdeploy_lab::Run {
+    hbdeploy_on_a_terminal(
+        std::path::Path::new(HBDEPLOY),
+        Some(&lab.dir().join("fleet.toml")),
+        args,
+        "sudo password for deploy on the hosts: ",
+        &[password],
+    )
+    .expect("runs on a terminal")
+}
+
 fn logins_as(lab: &Lab, name: &str, user: &str) -> usize {
     std::fs::read_to_string(host(lab, name).dir.join("state/sshd.log"))
         .unwrap_or_default()
@@ -127,15 +139,7 @@ fn ask_sudo_password_asks_once_and_every_host_uses_it() {
         true,
         &[],
     );
-    let fleet = lab.dir().join("fleet.toml");
-    let run = hbdeploy_on_a_terminal(
-        std::path::Path::new(HBDEPLOY),
-        Some(&fleet),
-        &["apply", "--all", "--ask-sudo-password"],
-        "sudo password for deploy on the hosts: ",
-        &["s3cret"],
-    )
-    .expect("runs on a terminal");
+    let run = asked_for_the_password(&lab, &["apply", "--all", "--ask-sudo-password"], "s3cret");
     assert_eq!(run.code, 0, "{}", run.both());
     assert_eq!(
         run.stdout
@@ -161,15 +165,7 @@ fn ask_sudo_password_asks_once_and_every_host_uses_it() {
 #[test]
 fn a_wrong_sudo_password_is_refused_and_nothing_changes() {
     let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
-    let fleet = lab.dir().join("fleet.toml");
-    let run = hbdeploy_on_a_terminal(
-        std::path::Path::new(HBDEPLOY),
-        Some(&fleet),
-        &["apply", "--all", "--ask-sudo-password"],
-        "sudo password for deploy on the hosts: ",
-        &["wrong"],
-    )
-    .expect("runs on a terminal");
+    let run = asked_for_the_password(&lab, &["apply", "--all", "--ask-sudo-password"], "wrong");
     assert_eq!(run.code, 1, "{}", run.both());
     assert!(
         run.stdout.contains("sudo password was refused"),
@@ -205,15 +201,11 @@ fn nix_copy_to_a_user_the_host_does_not_trust_says_what_to_do() {
 #[test]
 fn plan_copy_dry_activates_as_root_with_the_asked_password() {
     let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
-    let fleet = lab.dir().join("fleet.toml");
-    let run = hbdeploy_on_a_terminal(
-        std::path::Path::new(HBDEPLOY),
-        Some(&fleet),
+    let run = asked_for_the_password(
+        &lab,
         &["plan", "alpha", "--copy", "--ask-sudo-password"],
-        "sudo password for deploy on the hosts: ",
-        &["s3cret"],
-    )
-    .expect("runs on a terminal");
+        "s3cret",
+    );
     assert_eq!(run.code, 0, "{}", run.both());
     let alpha = host(&lab, "alpha");
     // dry-activate ran (as root, through sudo) and changed nothing; the closure was copied.
