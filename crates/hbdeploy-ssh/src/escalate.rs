@@ -111,11 +111,7 @@ impl Connection {
         let Some(escalation) = self.escalation() else {
             return self.run(command, on_line).await;
         };
-        let wrapped = escalation.wrap(command);
-        let channel = self.start(&wrapped).await?;
-        if let Some(stdin) = escalation.stdin() {
-            self.feed(&channel, &wrapped, &stdin).await?;
-        }
+        let channel = self.start_root(escalation, command).await?;
         let _ = channel.eof().await;
         Ok(crate::exec::read(channel, on_line).await)
     }
@@ -141,28 +137,29 @@ impl Connection {
                     .join("; "),
             });
         }
-        let wrapped = escalation.wrap(command);
-        let channel = self.start(&wrapped).await?;
-        if let Some(stdin) = escalation.stdin() {
-            self.feed(&channel, &wrapped, &stdin).await?;
-        }
+        let channel = self.start_root(escalation, command).await?;
         Ok(crate::hold::first_line(channel).await)
     }
 
-    async fn feed(
+    /// Starts `command` through `escalation`, with the password (if any) already on its stdin.
+    async fn start_root(
         &self,
-        channel: &russh::Channel<russh::client::Msg>,
+        escalation: &Escalation,
         command: &str,
-        bytes: &[u8],
-    ) -> Result<(), SshError> {
-        channel
-            .data(bytes)
-            .await
-            .map_err(|source| SshError::Channel {
-                target: self.target.display(),
-                command: command.to_owned(),
-                source: Some(source),
-            })
+    ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
+        let wrapped = escalation.wrap(command);
+        let channel = self.start(&wrapped).await?;
+        if let Some(stdin) = escalation.stdin() {
+            channel
+                .data(stdin.as_slice())
+                .await
+                .map_err(|source| SshError::Channel {
+                    target: self.target.display(),
+                    command: wrapped,
+                    source: Some(source),
+                })?;
+        }
+        Ok(channel)
     }
 }
 
