@@ -14,6 +14,7 @@
 #   lab's toy systems build with the machine's /bin/sh); and the build users nix runs builds as
 #   (group nixbld, users nixbld1..10, as nix-setup-systemd makes them) when the group named by
 #   `build-users-group` does not exist. An existing nix.conf is never changed.
+# - /etc/hosts with localhost, if there is none (the lab binds each host's own over it).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -80,6 +81,12 @@ if [ -n "$group" ] && ! getent group "$group" >/dev/null; then
       useradd --system --comment "Nix build user $n" --home-dir /var/empty --no-create-home \
         --gid "$group" --groups "$group" --no-user-group --shell /usr/sbin/nologin "$group$n"
   done
+fi
+
+# Every lab host gets its own /etc/hosts, bind-mounted over the machine's: a minimal root has none.
+if [ ! -e /etc/hosts ]; then
+  echo "setup: writing /etc/hosts (localhost)" >&2
+  printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >/etc/hosts
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
