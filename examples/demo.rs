@@ -1,7 +1,9 @@
 //! The demo: starts a lab of three simulated NixOS hosts (`laptop`, `desktop`, `server`), writes
-//! a fleet.toml for it, and runs `hbdeploy apply --all` against it, twice: once to deploy new
-//! systems, once more to show that an unchanged fleet is left alone. Then it shows what each
-//! host runs, from inside the host, and stops the lab.
+//! a fleet.toml for it, and runs the three commands of the job against it: `hbdeploy apply --all`
+//! twice (once to deploy new systems, once more to show that an unchanged fleet is left alone),
+//! `hbdeploy apply laptop` after a change to laptop's configuration, and `hbdeploy rollback
+//! laptop` back to the generation before. Then it shows what each host runs, from inside the
+//! host, and stops the lab.
 //!
 //! Run it with `scripts/demo.sh` (which installs nix and sshd and builds everything), or, once
 //! those are there, `cargo build && cargo run --example demo`.
@@ -38,7 +40,7 @@ fn demo() -> Result<ExitCode, String> {
         .ok_or("the hbdeploy binary is not built: run `cargo build` first")?;
 
     say("starting a lab of 3 simulated NixOS hosts (own /nix, own sshd each)");
-    let lab = Lab::start(&["desktop", "laptop", "server"]).map_err(|e| e.to_string())?;
+    let mut lab = Lab::start(&["desktop", "laptop", "server"]).map_err(|e| e.to_string())?;
     let fleet = lab
         .write_fleet(
             &[
@@ -62,12 +64,12 @@ fn demo() -> Result<ExitCode, String> {
         );
     }
 
-    let apply = |title: &str| -> Result<ExitCode, String> {
+    let run = |title: &str, args: &[&str]| -> Result<ExitCode, String> {
         say(title);
         let status = Command::new(&hbdeploy)
             .args(["--fleet"])
             .arg(&fleet)
-            .args(["apply", "--all"])
+            .args(args)
             .env("NIX_CONFIG", NIX_CONFIG)
             .status()
             .map_err(|e| format!("cannot run {}: {e}", hbdeploy.display()))?;
@@ -75,9 +77,29 @@ fn demo() -> Result<ExitCode, String> {
             status.code().unwrap_or(1).clamp(0, 255) as u8
         ))
     };
-    let first = apply("hbdeploy apply --all")?;
-    let second =
-        apply("hbdeploy apply --all (again: nothing changed, so every host is unchanged)")?;
+    let mut codes = vec![run("hbdeploy apply --all", &["apply", "--all"])?];
+    codes.push(run(
+        "hbdeploy apply --all (again: nothing changed, so every host is unchanged)",
+        &["apply", "--all"],
+    )?);
+
+    // A change to one host's configuration, as an edit in the flake would make it.
+    let mut laptop = lab.system("laptop").map_err(|e| e.to_string())?.clone();
+    laptop.generation += 1;
+    lab.set_system("laptop", laptop)
+        .map_err(|e| e.to_string())?;
+    codes.push(run(
+        "hbdeploy apply laptop (its configuration changed: a new generation)",
+        &["apply", "laptop"],
+    )?);
+    codes.push(run(
+        "hbdeploy rollback laptop (back to the generation before)",
+        &["rollback", "laptop"],
+    )?);
+    codes.push(run(
+        "hbdeploy generations laptop",
+        &["generations", "laptop"],
+    )?);
 
     say("what each host runs now, seen from inside the host");
     for host in lab.hosts() {
@@ -94,9 +116,8 @@ fn demo() -> Result<ExitCode, String> {
     }
     say("stopping the lab");
     drop(lab);
-    Ok(if first == ExitCode::SUCCESS {
-        second
-    } else {
-        first
-    })
+    Ok(codes
+        .into_iter()
+        .find(|code| *code != ExitCode::SUCCESS)
+        .unwrap_or(ExitCode::SUCCESS))
 }

@@ -21,7 +21,8 @@ cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 suite=bookworm
-mirror=${HBDEPLOY_FRESH_ROOT_MIRROR:-http://deb.debian.org/debian}
+# The archive: debootstrap's own default for the suite, or HBDEPLOY_FRESH_ROOT_MIRROR.
+mirror=${HBDEPLOY_FRESH_ROOT_MIRROR:-}
 test_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -53,9 +54,10 @@ flock 9
 if [ ! -e "$base/.complete" ]; then
   echo "fresh-root: making a minimal $suite root in $base (once; a few minutes)" >&2
   rm -rf "$base.partial"
-  if ! debootstrap --variant=minbase "$suite" "$base.partial" "$mirror" >"$cache/$suite.log" 2>&1; then
+  if ! debootstrap --variant=minbase "$suite" "$base.partial" \
+    ${mirror:+"$mirror"} >"$cache/$suite.log" 2>&1; then
     tail -n 20 "$cache/$suite.log" >&2
-    echo "fresh-root: debootstrap $suite from $mirror failed (full log: $cache/$suite.log)" >&2
+    echo "fresh-root: debootstrap $suite ${mirror:-(its default archive)} failed (full log: $cache/$suite.log)" >&2
     exit 1
   fi
   rm -rf "$base"
