@@ -317,8 +317,18 @@ pub(crate) fn stop(host: &mut LabHost) {
     cgroup::remove(u32::from(slot), &host.name);
 }
 
-/// Cleans up after a dead lab whose processes were killed: its mounts and cgroups.
+/// Cleans up after a dead lab whose processes were killed: its mounts, its cgroups, and the
+/// empty directories a killed systemd-nspawn leaves in `/run/systemd/nspawn/propagate/` (one per
+/// machine, named by the lab: `hbdeploy-lab-<slot>-<host>`).
 pub(crate) fn clean_slot(dir: &Path, number: u32) {
     unmount_under(dir);
     cgroup::remove_slot(number);
+    let propagate = Path::new("/run/systemd/nspawn/propagate");
+    let prefix = format!("hbdeploy-lab-{number}-");
+    for entry in std::fs::read_dir(propagate).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            // Only an empty directory goes: whatever else is there is not the lab's.
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
 }
