@@ -83,7 +83,18 @@ pub(crate) fn start(
             .replace("UsePAM no", "UsePAM yes"),
     )?;
     let fs = dir.join("fs");
-    mount_root(base, &dir, name)?;
+    if let Err(error) = mount_root(base, &dir, name) {
+        unmount_under(&dir);
+        return Err(error);
+    }
+    let holder = match spawn_holder(name, &fs, slot) {
+        Ok(holder) => holder,
+        Err(error) => {
+            unmount_under(&dir);
+            cgroup::remove(slot.number, name);
+            return Err(error);
+        }
+    };
     let mut host = LabHost {
         name: name.to_owned(),
         address,
@@ -91,7 +102,7 @@ pub(crate) fn start(
         kind: HostKind::Systemd,
         // The container's init changes with every boot: see `init_pid`.
         ns_pid: 0,
-        holder: spawn_holder(name, &fs, slot)?,
+        holder,
         sshd: None,
         daemon: None,
     };
