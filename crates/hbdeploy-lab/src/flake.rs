@@ -11,7 +11,7 @@
 //! `installer.rs`) and an `extendModules` that honours a module overriding a disk's `device`,
 //! as NixOS's does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hbdeploy_nix::nix_string;
 
@@ -138,6 +138,16 @@ const ENSURE_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
   fi
 fi"#;
 
+/// The same on a systemd host, where sshd is the unit `hbdeploy-lab-sshd.service`, as NixOS
+/// restarts `sshd.service`: an sshd started by the script itself would be killed with the
+/// transient unit the activation may run in.
+const ENSURE_SSHD_UNIT: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
+  if ! systemctl is-active --quiet hbdeploy-lab-sshd.service; then
+    systemctl start hbdeploy-lab-sshd.service
+    echo "started sshd"
+  fi
+fi"#;
+
 /// A broken configuration that takes sshd down with it.
 const KILL_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
   kill "$(cat /run/sshd.pid)"
@@ -186,13 +196,15 @@ fn failure_snippets(activation: Activation) -> (String, String) {
     (before.to_owned(), after.to_owned())
 }
 
-fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str) -> String {
+fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str, systemd: bool) -> String {
     if spec.activation == Activation::NotASystem {
         return String::new();
     }
     let (before, after) = failure_snippets(spec.activation);
     let sshd = if spec.activation == Activation::KillSshd {
         KILL_SSHD
+    } else if systemd {
+        ENSURE_SSHD_UNIT
     } else {
         ENSURE_SSHD
     };
@@ -205,8 +217,14 @@ fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str) -> String {
 }
 
 /// The text of the lab's `flake.nix` for `systems` (host name → spec), for `system` (e.g.
-/// `x86_64-linux`); `lab_dir` is where barrier and gate files live (seen by every host).
-pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>, lab_dir: &str) -> String {
+/// `x86_64-linux`); `lab_dir` is where barrier and gate files live (seen by every host);
+/// `systemd_hosts` are the hosts whose sshd is a systemd unit.
+pub fn flake_text(
+    system: &str,
+    systems: &BTreeMap<String, SystemSpec>,
+    lab_dir: &str,
+    systemd_hosts: &BTreeSet<String>,
+) -> String {
     let mut configs = String::new();
     for (host, spec) in systems {
         let toplevel = match spec.build {
@@ -223,7 +241,12 @@ pub fn flake_text(system: &str, systems: &BTreeMap<String, SystemSpec>, lab_dir:
                 nix_string(&spec.generation.to_string()),
                 nix_string(&spec.payload_bytes.to_string()),
                 spec.build == Buildability::BuildFails,
-                nix_string(&script_for(host, spec, lab_dir)),
+                nix_string(&script_for(
+                    host,
+                    spec,
+                    lab_dir,
+                    systemd_hosts.contains(host)
+                )),
             ),
         };
         let config = match spec.build {
@@ -337,7 +360,7 @@ mod tests {
                 },
             ),
         ]);
-        let text = flake_text("x86_64-linux", &systems, "/lab");
+        let text = flake_text("x86_64-linux", &systems, "/lab", &BTreeSet::new());
         assert!(text.contains("\"a\" = mkConfig { host = \"a\"; toplevel = mk { host = \"a\";"));
         assert!(text.contains("disks = { \"vda\" = \"/dev/vda\"; };"));
         assert!(text.contains("\"b\" = { config.system.build.toplevel = throw"));
@@ -347,8 +370,11 @@ mod tests {
 
     #[test]
     fn scripts_keep_out_placeholder_for_the_builder() {
-        let script = script_for("h", &SystemSpec::default(), "/lab");
+        let script = script_for("h", &SystemSpec::default(), "/lab", false);
         assert!(script.contains("sys=@out@"));
+        let unit = script_for("h", &SystemSpec::default(), "/lab", true);
+        assert!(unit.contains("systemctl start hbdeploy-lab-sshd.service"));
+        assert!(!unit.contains("${"), "nix would interpolate it");
         assert!(!script.contains("@host@") && !script.contains("@failure"));
         assert!(!script.contains("${"), "nix would interpolate it");
     }

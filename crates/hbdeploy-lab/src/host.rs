@@ -5,6 +5,9 @@
 //! The holder is `unshare --kill-child … bash`: killing the `unshare` process (by its PID) kills
 //! the namespace's first process, and with it every process in the namespace (sshd, sessions,
 //! hung activations). bash, as that first process, reaps the orphans sshd leaves behind.
+//!
+//! A host of [`HostKind::Systemd`] is the same `LabHost` with another inside (see `systemd/`):
+//! the methods below hand over to that module where the two kinds differ.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -13,10 +16,22 @@ use std::time::{Duration, Instant};
 
 use crate::LabError;
 use crate::flake::HOST_STATE;
-use crate::{LabUser, Sudo};
 
 /// How long a host may take to come up before the lab gives up.
-const STARTUP: Duration = Duration::from_secs(20);
+pub(crate) const STARTUP: Duration = Duration::from_secs(20);
+
+/// What runs a lab host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostKind {
+    /// A private mount, UTS and PID namespace with bash as its first process and sshd started
+    /// into it: fast (milliseconds), but no systemd.
+    #[default]
+    Namespace,
+    /// A container booted by `systemd-nspawn --boot` from a cached Debian root, with systemd as
+    /// PID 1, dbus, its own nix store and its own sshd (a unit): like a real NixOS host's
+    /// process tree, at the cost of a boot (a second or two; the first root takes minutes).
+    Systemd,
+}
 
 /// A running simulated host.
 #[derive(Debug)]
@@ -27,13 +42,14 @@ pub struct LabHost {
     pub address: Ipv4Addr,
     /// The host's directory on the outside: `nix/`, `etc-nix/`, `root/`, `state/`.
     pub dir: PathBuf,
-    holder: Child,
-    ns_pid: u32,
-    sshd: Option<Child>,
-    daemon: Option<Child>,
+    pub(crate) kind: HostKind,
+    pub(crate) holder: Child,
+    pub(crate) ns_pid: u32,
+    pub(crate) sshd: Option<Child>,
+    pub(crate) daemon: Option<Child>,
 }
 
-fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
+pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
     move |source| LabError::Io { what, source }
 }
 
@@ -62,7 +78,7 @@ pub(crate) fn run(command: &mut Command, what: &str) -> Result<String, LabError>
     }
 }
 
-const SSHD_CONFIG: &str = "\
+pub(crate) const SSHD_CONFIG: &str = "\
 ListenAddress @listen@
 HostKey /var/lib/hbdeploy-lab/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
@@ -85,7 +101,7 @@ const ACCOUNT_FILES: [&str; 4] = ["passwd", "group", "shadow", "sudoers"];
 /// as root rather than as the machine's shared `nixbld` users: every lab host's nix has its own
 /// user pool lock, and a nix that finishes a build kills every process of its build user, which
 /// would kill another store's build running as the same user.
-const HOST_NIX_CONF: &str = "\
+pub(crate) const HOST_NIX_CONF: &str = "\
 experimental-features = nix-command flakes
 substituters =
 sandbox = false
@@ -175,6 +191,7 @@ impl LabHost {
             name: name.to_owned(),
             address,
             dir,
+            kind: HostKind::Namespace,
             ns_pid: 0,
             holder,
             sshd: None,
@@ -188,6 +205,11 @@ impl LabHost {
     /// The PID of the holder, for the slot's record of what to stop.
     pub(crate) fn holder_pid(&self) -> u32 {
         self.holder.id()
+    }
+
+    /// What runs this host.
+    pub fn kind(&self) -> HostKind {
+        self.kind
     }
 
     fn wait_for_namespace(&mut self) -> Result<u32, LabError> {
@@ -229,7 +251,10 @@ impl LabHost {
     }
 
     /// A command that runs `argv` inside this host's namespaces.
-    fn nsenter(&self) -> Command {
+    pub(crate) fn nsenter(&self) -> Command {
+        if self.kind == HostKind::Systemd {
+            return crate::systemd::nsenter(self);
+        }
         let mut command = Command::new("nsenter");
         command
             .args(["-t", &self.ns_pid.to_string(), "-m", "-u", "-p", "--"])
@@ -239,6 +264,9 @@ impl LabHost {
 
     /// Starts (or restarts) the host's sshd and waits until it accepts connections.
     pub fn start_sshd(&mut self, port: u16) -> Result<(), LabError> {
+        if self.kind == HostKind::Systemd {
+            return crate::systemd::start_sshd(self, port);
+        }
         self.stop_sshd();
         let config = self.dir.join("state/sshd_config");
         let child = self
@@ -303,6 +331,9 @@ impl LabHost {
     /// The PID (in this machine's PID namespace) of the sshd listener the lab started, to stop
     /// or freeze it by PID.
     pub fn sshd_pid(&self) -> Option<u32> {
+        if self.kind == HostKind::Systemd {
+            return crate::systemd::sshd_pid(self);
+        }
         let nsenter = self.sshd.as_ref()?.id();
         std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children"))
             .ok()?
@@ -315,6 +346,9 @@ impl LabHost {
     /// Stops the host's sshd listener (its PID is the `nsenter` child's only child), so the host
     /// becomes unreachable. Sessions already open are not affected.
     pub fn stop_sshd(&mut self) {
+        if self.kind == HostKind::Systemd {
+            return crate::systemd::stop_sshd(self);
+        }
         if let Some(mut nsenter) = self.sshd.take() {
             let pid = nsenter.id();
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -334,74 +368,11 @@ impl LabHost {
         )
     }
 
-    /// Adds a login user to this host: an account (uid 1500), a home with `pubkey` in its
-    /// authorized_keys, the sudo rule, and — when nix should trust it — `trusted-users`. Starts
-    /// the host's nix-daemon (once), which a user who is not root reaches the store through.
-    pub(crate) fn add_user(&mut self, user: &LabUser, pubkey: &str) -> Result<(), LabError> {
-        let name = &user.name;
-        let home = format!("{HOST_STATE}/home/{name}");
-        let shadow = match &user.sudo {
-            Sudo::Password(password) => run(
-                Command::new("openssl").args(["passwd", "-6", password]),
-                "openssl passwd (lab user's password hash)",
-            )?
-            .trim()
-            .to_owned(),
-            _ => "*".to_owned(),
-        };
-        let rule = match user.sudo {
-            Sudo::None => String::new(),
-            Sudo::Passwordless => format!("{name} ALL=(ALL:ALL) NOPASSWD: ALL"),
-            Sudo::Password(_) => format!("{name} ALL=(ALL:ALL) ALL"),
-        };
-        let trusted = if user.trusted {
-            format!("echo 'trusted-users = root {name}' >> /etc/nix/nix.conf; ")
-        } else {
-            String::new()
-        };
-        self.sh(&format!(
-            "set -e; echo '{name}:x:1500:1500::{home}:/bin/sh' >> /etc/passwd; \
-             echo '{name}:x:1500:' >> /etc/group; \
-             echo '{name}:{shadow}:20000:0:99999:7:::' >> /etc/shadow; \
-             if [ -n '{rule}' ]; then echo '{rule}' >> /etc/sudoers; fi; \
-             mkdir -p {home}/.ssh; echo '{pubkey}' > {home}/.ssh/authorized_keys; \
-             chown -R 1500:1500 {home}; chmod 700 {home}/.ssh; {trusted}\
-             mkdir -p /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
-             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user",
-            pubkey = pubkey.trim(),
-        ))?;
-        self.start_daemon()
-    }
-
-    /// Starts the host's nix-daemon (once) and waits for its socket.
-    fn start_daemon(&mut self) -> Result<(), LabError> {
-        if self.daemon.is_some() {
-            return Ok(());
-        }
-        let child = self
-            .nsenter()
-            .args(["nix-daemon", "--daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io(format!("start nix-daemon of {}", self.name)))?;
-        self.daemon = Some(child);
-        let socket = self.dir.join("nix/var/nix/daemon-socket/socket");
-        let deadline = Instant::now() + STARTUP;
-        while !socket.exists() {
-            if Instant::now() > deadline {
-                return Err(LabError::Startup {
-                    host: self.name.clone(),
-                    detail: "nix-daemon did not create its socket".to_owned(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
     /// Stops the whole host: every process in its namespace dies with the holder.
     pub(crate) fn stop(&mut self) {
+        if self.kind == HostKind::Systemd {
+            return crate::systemd::stop(self);
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         if let Some(mut daemon) = self.daemon.take() {

@@ -8,24 +8,33 @@
 //! by PID, also when a test panics. A host can also pose as a machine booted into the NixOS
 //! installer, with stand-in disks and `nixos-install`, for `hbdeploy install`.
 //!
-//! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`.
+//! A host is either kind of [`HostKind`]: a namespace with bash as its first process (fast), or
+//! a container with systemd as PID 1 (`systemd-nspawn --boot`), like a real NixOS host's
+//! process tree; one lab can hold both. The methods of [`Lab`] and [`LabHost`] work on both.
+//!
+//! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`;
+//! systemd hosts also `systemd-container` and `debootstrap` (and, once per machine, the Debian
+//! archive: see `systemd/root.rs`).
 
 pub mod bench;
 mod flake;
 mod host;
+mod inspect;
 mod installer;
 mod keys;
 mod run;
 mod slot;
+mod systemd;
 mod terminal;
+mod users;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub use flake::{Activation, Buildability, Disko, HOST_STATE, SystemSpec};
-pub use host::LabHost;
+pub use host::{HostKind, LabHost};
 pub use installer::Medium;
 pub use run::{Run, finish, hbdeploy};
 pub use terminal::hbdeploy_on_a_terminal;
@@ -108,8 +117,28 @@ pub struct Lab {
 pub const NIX_CONFIG: &str = "experimental-features = nix-command flakes\nsubstituters =\n";
 
 impl Lab {
-    /// Starts a lab with one host per name, each with the default toy system in the flake.
+    /// Starts a lab with one namespace host per name, each with the default toy system in the
+    /// flake.
     pub fn start(names: &[&str]) -> Result<Lab, LabError> {
+        let hosts: Vec<(&str, HostKind)> =
+            names.iter().map(|n| (*n, HostKind::Namespace)).collect();
+        Lab::start_hosts(&hosts)
+    }
+
+    /// Starts a lab with one systemd host per name (see [`HostKind::Systemd`]). The first lab on
+    /// a machine makes the hosts' base root first, which takes a minute or two.
+    pub fn start_systemd(names: &[&str]) -> Result<Lab, LabError> {
+        let hosts: Vec<(&str, HostKind)> = names.iter().map(|n| (*n, HostKind::Systemd)).collect();
+        Lab::start_hosts(&hosts)
+    }
+
+    /// Starts a lab with these hosts, each of its kind, each with the default toy system.
+    pub fn start_hosts(hosts: &[(&str, HostKind)]) -> Result<Lab, LabError> {
+        let base = if hosts.iter().any(|(_, kind)| *kind == HostKind::Systemd) {
+            Some(systemd::base_root()?)
+        } else {
+            None
+        };
         let slot = slot::Slot::claim()?;
         let dir = slot.dir.clone();
         let identity = dir.join("id_ed25519");
@@ -133,16 +162,19 @@ impl Lab {
             systems: BTreeMap::new(),
         };
         let mut known_hosts = String::new();
-        for (index, name) in names.iter().enumerate() {
+        for (index, (name, kind)) in hosts.iter().enumerate() {
             let address = lab.address(index);
-            let (host, key) = LabHost::start(
-                name,
-                address,
-                SSH_PORT,
-                dir.join("hosts").join(name),
-                &pubkey,
-            )?;
-            lab.slot.record_pid(host.holder_pid())?;
+            let host_dir = dir.join("hosts").join(name);
+            let (host, key) = match (kind, &base) {
+                (HostKind::Systemd, Some(base)) => {
+                    systemd::start(name, address, SSH_PORT, host_dir, &pubkey, &lab.slot, base)?
+                }
+                _ => {
+                    let (host, key) = LabHost::start(name, address, SSH_PORT, host_dir, &pubkey)?;
+                    lab.slot.record_pid(host.holder_pid())?;
+                    (host, key)
+                }
+            };
             lab.hosts.insert((*name).to_owned(), host);
             lab.systems
                 .insert((*name).to_owned(), SystemSpec::default());
@@ -259,8 +291,22 @@ impl Lab {
         let system = format!("{}-linux", std::env::consts::ARCH);
         host::write(
             &dir.join("flake.nix"),
-            &flake::flake_text(&system, &self.systems, &self.slot.dir.to_string_lossy()),
+            &flake::flake_text(
+                &system,
+                &self.systems,
+                &self.slot.dir.to_string_lossy(),
+                &self.systemd_hosts(),
+            ),
         )
+    }
+
+    /// The names of the lab's systemd hosts, whose toy systems restart sshd as a unit.
+    fn systemd_hosts(&self) -> BTreeSet<String> {
+        self.hosts
+            .values()
+            .filter(|host| host.kind() == HostKind::Systemd)
+            .map(|host| host.name.clone())
+            .collect()
     }
 
     /// Lets activations waiting at [`Activation::Gate`] go on.
@@ -297,95 +343,6 @@ impl Lab {
         let path = self.slot.dir.join("fleet.toml");
         host::write(&path, &self.fleet_toml(tags, extra))?;
         Ok(path)
-    }
-}
-
-/// What a lab host looks like from the inside, for assertions.
-impl LabHost {
-    /// The target of `/run/current-system`, if any.
-    pub fn current_system(&self) -> Result<Option<String>, LabError> {
-        self.link("/run/current-system")
-    }
-
-    /// The store path the system profile points at, if any.
-    pub fn profile_system(&self) -> Result<Option<String>, LabError> {
-        self.link("/nix/var/nix/profiles/system")
-    }
-
-    /// The boot default (set by `switch` and `boot`), if any.
-    pub fn boot_default(&self) -> Result<Option<String>, LabError> {
-        self.link(&format!("{HOST_STATE}/boot-default"))
-    }
-
-    fn link(&self, path: &str) -> Result<Option<String>, LabError> {
-        let out = self.sh(&format!("readlink -f {path} 2>/dev/null || true"))?;
-        let out = out.trim();
-        Ok((!out.is_empty() && out != path).then(|| out.to_owned()))
-    }
-
-    /// Whether `path` is a valid path in this host's own nix store.
-    pub fn has_store_path(&self, path: &str) -> Result<bool, LabError> {
-        let out = self.sh(&format!(
-            "nix-store --check-validity --print-invalid {path} 2>/dev/null || echo invalid"
-        ))?;
-        Ok(out.trim().is_empty())
-    }
-
-    /// The names of the entries of this host's `/nix/store`.
-    pub fn store_entries(&self) -> Result<Vec<String>, LabError> {
-        let out = self.sh("ls /nix/store 2>/dev/null || true")?;
-        Ok(out.lines().map(str::to_owned).collect())
-    }
-
-    /// Every activation the toy systems recorded, oldest first: `<goal> <store path>`.
-    pub fn activations(&self) -> Result<Vec<String>, LabError> {
-        let log = self.dir.join("state/activations.log");
-        Ok(std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// The system profile's generations as `nix-env --list-generations` prints them.
-    pub fn generations(&self) -> Result<String, LabError> {
-        self.sh("nix-env -p /nix/var/nix/profiles/system --list-generations 2>/dev/null || true")
-    }
-
-    /// Appends settings to this host's own `/etc/nix/nix.conf` (e.g. `require-sigs = true`);
-    /// every later `nix` on the host reads them.
-    pub fn append_nix_conf(&self, text: &str) -> Result<(), LabError> {
-        use std::io::Write;
-        let path = self.dir.join("etc-nix/nix.conf");
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(|source| LabError::Io {
-                what: format!("open {}", path.display()),
-                source,
-            })?;
-        writeln!(file, "{text}").map_err(|source| LabError::Io {
-            what: format!("write {}", path.display()),
-            source,
-        })
-    }
-
-    /// Simulates a reboot: the boot default becomes both the booted and the running system.
-    pub fn reboot(&self) -> Result<(), LabError> {
-        self.sh(&format!(
-            "set -e; next=$(readlink -f {HOST_STATE}/boot-default); \
-             ln -sfn \"$next\" /run/booted-system; ln -sfn \"$next\" /run/current-system"
-        ))
-        .map(|_| ())
-    }
-
-    /// How many SSH logins this host's sshd accepted.
-    pub fn accepted_logins(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("state/sshd.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("Accepted publickey"))
-            .count()
     }
 }
 

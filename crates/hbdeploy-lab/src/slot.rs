@@ -3,7 +3,8 @@
 //!
 //! A slot also remembers the PIDs its lab started. When a lab's process died without cleaning up
 //! (SIGKILL, power cut), the next lab to claim the slot stops exactly those processes, checked by
-//! their command line, before it starts its own.
+//! their command line, and the processes they started (a systemd host's container), before it
+//! starts its own; then it unmounts what the dead lab mounted there and removes its cgroups.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,7 @@ impl Slot {
             }
             let dir = root.join(format!("slot-{number}"));
             stop_leftovers(&dir);
+            crate::systemd::clean_slot(&dir, number);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("clear {}", dir.display())))?;
             }
@@ -76,7 +78,9 @@ impl Slot {
 }
 
 /// Kills the processes a dead lab recorded in `dir/pids`, but only those whose command line still
-/// names `dir` (a recycled PID belongs to someone else and is left alone).
+/// names `dir` (a recycled PID belongs to someone else and is left alone), and their descendants
+/// (read before the kill, killed parents first: a systemd host's holder would boot another
+/// container), then waits for them to be gone.
 fn stop_leftovers(dir: &Path) {
     let Ok(text) = std::fs::read_to_string(dir.join("pids")) else {
         return;
@@ -86,9 +90,18 @@ fn stop_leftovers(dir: &Path) {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&marker) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
+            let mut tree = vec![pid];
+            let mut next = 0;
+            while let Some(&parent) = tree.get(next) {
+                tree.extend(crate::systemd::children(parent));
+                next += 1;
+            }
+            for &member in &tree {
+                crate::systemd::signal(member, "KILL");
+            }
+            for member in tree {
+                crate::systemd::wait_gone(member, std::time::Duration::from_secs(10));
+            }
         }
     }
 }
