@@ -82,8 +82,8 @@ fn discard(temporary: &Path) -> Result<(), LabError> {
 
 /// Makes a base root in `dir`.
 fn build(dir: &Path) -> Result<(), LabError> {
-    let mirror = std::env::var("HBDEPLOY_LAB_DEBIAN_MIRROR")
-        .unwrap_or_else(|_| "http://deb.debian.org/debian".to_owned());
+    // debootstrap's own default archive for the suite, unless one is named.
+    let mirror = std::env::var_os("HBDEPLOY_LAB_DEBIAN_MIRROR");
     // debootstrap exits 1 here: bookworm's libdbd-sqlite3-perl (pulled in by nix-bin) wants
     // perl-dbdabi-94, which minbase lacks, so nix-bin stays unconfigured. Its status is not the
     // verdict; the checks after the repair below are.
@@ -94,7 +94,7 @@ fn build(dir: &Path) -> Result<(), LabError> {
             "bookworm",
         ])
         .arg(dir)
-        .arg(&mirror)
+        .args(mirror)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .stdin(Stdio::null())
         .output()
