@@ -311,20 +311,13 @@ impl HostError {
             HostError::Connect(err)
             | HostError::Channel { source: err, .. }
             | HostError::Privilege(err) => err.hint(),
-            HostError::Copy(err)
-                if err
-                    .tail()
-                    .iter()
-                    .any(|l| l.contains("lacks a valid signature")) =>
-            {
-                Some(
-                    "the host's nix accepts unsigned paths only from a user it trusts: add the \
+            HostError::Copy(err) if err.tail().iter().any(|l| is_signature_refusal(l)) => Some(
+                "the host's nix accepts unsigned paths only from a user it trusts: add the \
                      login user to the host's trusted-users (NixOS: nix.settings.trusted-users) \
                      and leave trusted = true, or set signing-key in [fleet] to a nix secret key \
                      whose public key is in the host's trusted-public-keys"
-                        .to_owned(),
-                )
-            }
+                    .to_owned(),
+            ),
             HostError::Copy(err) => err.hint(),
             HostError::Activation {
                 profile_set: true,
@@ -390,5 +383,27 @@ impl PipelineError {
         match self {
             PipelineError::Nix(err) => err.hint(),
         }
+    }
+}
+
+/// Whether a line of nix's output says the host refused a path for its missing signature:
+/// nix 2.8 writes "lacks a valid signature", newer nix "lacks a signature by a trusted key".
+pub(crate) fn is_signature_refusal(line: &str) -> bool {
+    line.contains("lacks a valid signature") || line.contains("lacks a signature by a trusted key")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_signature_refusal;
+
+    #[test]
+    fn signature_refusals_of_old_and_new_nix_are_recognised() {
+        assert!(is_signature_refusal(
+            "error: cannot add path '/nix/store/x' because it lacks a valid signature"
+        ));
+        assert!(is_signature_refusal(
+            "error: cannot add path '/nix/store/x' because it lacks a signature by a trusted key"
+        ));
+        assert!(!is_signature_refusal("error: unexpected end-of-file"));
     }
 }
