@@ -130,13 +130,16 @@ fn an_installer_host_runs_the_toy_disko_script_with_an_overridden_device() {
          .config.system.build.diskoScript.drvPath"
     );
     let drv = nix(&["eval", "--raw", &flake, "--apply", &apply]);
-    let json = nix(&["build", "--json", "--no-link", &drv]);
-    let script = json
-        .split("\"out\":\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("out path")
-        .to_owned();
+    // `nix-store --realise` builds a .drv path the same way in every nix version (`nix build`
+    // wants `DRV^out` from 2.9 on) and prints its output path.
+    let realised = Command::new("nix-store")
+        .args(["--realise", &drv])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .output()
+        .expect("nix-store");
+    assert!(realised.status.success(), "{realised:?}");
+    let script = String::from_utf8_lossy(&realised.stdout).trim().to_owned();
+    assert!(script.starts_with("/nix/store/"), "{script}");
 
     // Inside the host: the installer's face, and the script run from the host's view of the
     // deployer's store path (the lab hosts share no store, so copy the one file over).
