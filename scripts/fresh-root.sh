@@ -106,6 +106,12 @@ exec env -i HOME=/root TERM=dumb CI="${CI:-}" PATH=/opt/rust/bin:/usr/local/sbin
     echo "fresh-root: inside: $(. /etc/os-release; echo "$PRETTY_NAME"); no nix: $(command -v nix || echo yes); no cc: $(command -v cc || echo yes)"
     echo "fresh-root: bash scripts/demo.sh"
     bash scripts/demo.sh
+    # Set-up is idempotent: once done, running it again has nothing to do and says nothing.
+    again=$(bash scripts/setup.sh 2>&1)
+    if [ -n "$again" ]; then
+      echo "fresh-root: scripts/setup.sh did something the second time: $again" >&2
+      exit 1
+    fi
     echo "fresh-root: bash scripts/test.sh $*"
     bash scripts/test.sh "$@"' fresh-root "$@"
 EOF
