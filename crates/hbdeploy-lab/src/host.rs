@@ -78,7 +78,7 @@ pub(crate) fn run(command: &mut Command, what: &str) -> Result<String, LabError>
     }
 }
 
-pub(crate) const SSHD_CONFIG: &str = "\
+const SSHD_CONFIG: &str = "\
 ListenAddress @listen@
 HostKey /var/lib/hbdeploy-lab/ssh_host_ed25519_key
 PermitRootLogin prohibit-password
@@ -101,12 +101,50 @@ const ACCOUNT_FILES: [&str; 4] = ["passwd", "group", "shadow", "sudoers"];
 /// as root rather than as the machine's shared `nixbld` users: every lab host's nix has its own
 /// user pool lock, and a nix that finishes a build kills every process of its build user, which
 /// would kill another store's build running as the same user.
-pub(crate) const HOST_NIX_CONF: &str = "\
+const HOST_NIX_CONF: &str = "\
 experimental-features = nix-command flakes
 substituters =
 sandbox = false
 build-users-group =
 ";
+
+/// Whether a host's sshd runs logins through PAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pam {
+    /// Not on namespace hosts: there is no logind to open a session with.
+    Off,
+    /// On systemd hosts: logins get a logind session, as on NixOS.
+    On,
+}
+
+/// Writes what every kind of host has in its directory — its nix.conf (`etc-nix/`), the
+/// deployer's key in root's authorized_keys, a new host key and its sshd_config (`state/`) —
+/// and returns the host's public key.
+pub(crate) fn write_host_files(
+    dir: &Path,
+    name: &str,
+    listen: SocketAddr,
+    client_pubkey: &str,
+    pam: Pam,
+) -> Result<String, LabError> {
+    write(&dir.join("etc-nix/nix.conf"), HOST_NIX_CONF)?;
+    write(&dir.join("root/.ssh/authorized_keys"), client_pubkey)?;
+    let key = dir.join("state/ssh_host_ed25519_key");
+    run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&key),
+        "ssh-keygen (host key)",
+    )?;
+    let host_key = std::fs::read_to_string(key.with_extension("pub"))
+        .map_err(io(format!("read {}.pub", key.display())))?;
+    let mut config = SSHD_CONFIG.replace("@listen@", &listen.to_string());
+    if pam == Pam::On {
+        config = config.replace("UsePAM no", "UsePAM yes");
+    }
+    write(&dir.join("state/sshd_config"), &config)?;
+    Ok(host_key)
+}
 
 impl LabHost {
     /// Lays out the host's directories, starts its namespace and its sshd.
@@ -142,21 +180,12 @@ impl LabHost {
             "mount --bind {}/etc/hosts /etc/hosts; ",
             dir.display()
         ));
-        write(&dir.join("etc-nix/nix.conf"), HOST_NIX_CONF)?;
-        write(&dir.join("root/.ssh/authorized_keys"), client_pubkey)?;
-        let key = dir.join("state/ssh_host_ed25519_key");
-        run(
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-                .arg(&key),
-            "ssh-keygen (host key)",
-        )?;
-        let host_key = std::fs::read_to_string(key.with_extension("pub"))
-            .map_err(io(format!("read {}.pub", key.display())))?;
-        let listen = SocketAddr::from((address, port));
-        write(
-            &dir.join("state/sshd_config"),
-            &SSHD_CONFIG.replace("@listen@", &listen.to_string()),
+        let host_key = write_host_files(
+            &dir,
+            name,
+            SocketAddr::from((address, port)),
+            client_pubkey,
+            Pam::Off,
         )?;
         // /var/lib/hbdeploy-lab must exist on the real root to serve as a mount point.
         mkdir(Path::new(HOST_STATE))?;

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::flake::HOST_STATE;
-use crate::host::{HOST_NIX_CONF, HostKind, SSHD_CONFIG, mkdir, run, write};
+use crate::host::{HostKind, Pam, mkdir, run, write, write_host_files};
 use crate::slot::Slot;
 use crate::{LabError, LabHost};
 
@@ -63,24 +63,12 @@ pub(crate) fn start(
     for sub in ["upper", "work", "fs", "state", "etc-nix", "root/.ssh"] {
         mkdir(&dir.join(sub))?;
     }
-    write(&dir.join("etc-nix/nix.conf"), HOST_NIX_CONF)?;
-    write(&dir.join("root/.ssh/authorized_keys"), client_pubkey)?;
-    let key = dir.join("state/ssh_host_ed25519_key");
-    run(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&key),
-        "ssh-keygen (host key)",
-    )?;
-    let host_key = std::fs::read_to_string(key.with_extension("pub"))
-        .map_err(io(format!("read {}.pub", key.display())))?;
-    let listen = SocketAddr::from((address, port));
-    // PAM, unlike on the namespace hosts: logins get a logind session, as on NixOS.
-    write(
-        &dir.join("state/sshd_config"),
-        &SSHD_CONFIG
-            .replace("@listen@", &listen.to_string())
-            .replace("UsePAM no", "UsePAM yes"),
+    let host_key = write_host_files(
+        &dir,
+        name,
+        SocketAddr::from((address, port)),
+        client_pubkey,
+        Pam::On,
     )?;
     let fs = dir.join("fs");
     if let Err(error) = mount_root(base, &dir, name) {
