@@ -70,12 +70,14 @@ impl HostState {
 
 /// The command that prints the state as `key value…` lines. Missing links print nothing useful
 /// and parse as absent; `kernel`, `initrd` and `kernel-modules` decide whether a reboot is due.
+/// Those are resolved with `readlink -e`, which prints nothing for a file that does not exist
+/// (`-f` prints the path anyway, so a file missing from both systems looked different).
 pub(crate) fn state_command() -> String {
     format!(
         "for l in /run/current-system /run/booted-system; do echo \"link $l $(readlink -f $l 2>/dev/null)\"; done; \
          echo \"profile $(readlink {SYSTEM_PROFILE} 2>/dev/null)\"; \
          for f in kernel initrd kernel-modules; do \
-           echo \"boot $f $(readlink -f /run/booted-system/$f 2>/dev/null) $(readlink -f /run/current-system/$f 2>/dev/null)\"; \
+           echo \"boot $f $(readlink -e /run/booted-system/$f 2>/dev/null) $(readlink -e /run/current-system/$f 2>/dev/null)\"; \
          done; \
          for l in {SYSTEM_PROFILE}-*-link; do \
            [ -L \"$l\" ] && echo \"gen $l $(stat -c %Y \"$l\") $(readlink -f \"$l\")\"; \
@@ -193,6 +195,22 @@ mod tests {
     fn reboot_is_needed_when_booted_and_running_differ() {
         assert!(parse_state(&sample(A)).reboot_needed);
         assert!(!parse_state(&sample(B)).reboot_needed);
+        // A file that neither system has (no loadable modules) is no difference.
+        let modules_missing = sample(A)
+            .replace(
+                "boot kernel  \n",
+                &format!("boot kernel {A}/kernel {A}/kernel\n"),
+            )
+            .replace(
+                "boot initrd  \n",
+                &format!("boot initrd {A}/initrd {A}/initrd\n"),
+            );
+        assert!(!parse_state(&modules_missing).reboot_needed);
+        let modules_added = modules_missing.replace(
+            "boot kernel-modules  \n",
+            &format!("boot kernel-modules  {B}/kernel-modules\n"),
+        );
+        assert!(parse_state(&modules_added).reboot_needed);
         let kernels_same = sample(A).replace(
             "boot kernel  \n",
             &format!("boot kernel {A}/kernel {A}/kernel\n"),
