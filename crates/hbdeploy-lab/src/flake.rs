@@ -85,6 +85,10 @@ pub struct SystemSpec {
     pub disks: BTreeMap<String, String>,
     /// How its disko script behaves.
     pub disko: Disko,
+    /// Has `kernel` and `initrd` (one pair per host, the same in every generation) but no
+    /// `kernel-modules`, like a system whose kernel has no loadable modules; without it the
+    /// toy has no kernel files at all.
+    pub kernel: bool,
 }
 
 impl Default for SystemSpec {
@@ -96,6 +100,7 @@ impl Default for SystemSpec {
             build: Buildability::Builds,
             disks: BTreeMap::from([("vda".to_owned(), "/dev/vda".to_owned())]),
             disko: Disko::Formats,
+            kernel: false,
         }
     }
 }
@@ -236,11 +241,12 @@ pub fn flake_text(
             ),
             Buildability::Builds | Buildability::BuildFails => format!(
                 "mk {{ host = {}; generation = {}; payloadBytes = {}; buildFails = {}; \
-                 switchScript = {}; }}",
+                 withKernel = {}; switchScript = {}; }}",
                 nix_string(host),
                 nix_string(&spec.generation.to_string()),
                 nix_string(&spec.payload_bytes.to_string()),
                 spec.build == Buildability::BuildFails,
+                spec.kernel,
                 nix_string(&script_for(
                     host,
                     spec,
@@ -285,8 +291,10 @@ const FLAKE_TEMPLATE: &str = r#"{
         args = [ "-c" args ];
         PATH = "/usr/bin:/bin";
       } // env);
-      mk = { host, generation, payloadBytes, buildFails, switchScript }:
+      mk = { host, generation, payloadBytes, buildFails, withKernel, switchScript }:
         let
+          kernel = sh "mkdir -p $out && echo toy-kernel > $out/bzImage && echo toy-initrd > $out/initrd"
+            "lab-kernel-${host}" { };
           payload = sh "head -c $bytes /dev/urandom > $out"
             "lab-payload-${host}-${generation}" { bytes = payloadBytes; };
           etc = sh "mkdir -p $out/etc && echo $host > $out/etc/hostname"
@@ -297,13 +305,17 @@ const FLAKE_TEMPLATE: &str = r#"{
             ln -s $payload $out/payload
             ln -s $etc/etc $out/etc
             echo "toy-$generation" > $out/nixos-version
+            if [ "$withKernel" = 1 ]; then
+              ln -s $kernel/bzImage $out/kernel
+              ln -s $kernel/initrd $out/initrd
+            fi
             if [ -n "$switchScript" ]; then
               printf '%s\n' "$switchScript" | sed "s|@out@|$out|g" > $out/bin/switch-to-configuration
               chmod +x $out/bin/switch-to-configuration
             fi
-          '') "nixos-system-${host}-toy-${generation}" {
-            inherit host generation payload etc switchScript;
-          };
+          '') "nixos-system-${host}-toy-${generation}" ({
+            inherit host generation payload etc switchScript withKernel;
+          } // (if withKernel then { inherit kernel; } else { }));
       # A configuration: its toplevel, its disko disks and disko script, and an extendModules
       # that applies modules setting disko.devices.disk.<name>.device (plain or mkOverride'd).
       unwrap = v: if builtins.isAttrs v && (v._type or "") == "override" then v.content else v;

@@ -14,6 +14,7 @@ use crate::error::Restored;
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::health::run_checks;
+use crate::remote::{Change, Deployment, JobKind, Op};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
@@ -164,6 +165,31 @@ pub async fn deploy(
     Ok(Report { hosts, build_time })
 }
 
+/// Settles the jobs of earlier deployments still changing the host (run under the lock) and says
+/// what was found; true if there were any.
+pub(crate) async fn settle_earlier(
+    conn: &Connection,
+    host: &str,
+    events: &EventSender,
+) -> Result<bool, HostError> {
+    let settled = remote::settle(conn).await?;
+    for job in &settled {
+        let how = if job.stopped {
+            format!("stopped it after {}s", remote::SETTLE_WAIT.as_secs())
+        } else {
+            "waited for it to finish".to_owned()
+        };
+        events.note(
+            host,
+            format!(
+                "an earlier deployment's {} job ({}) was still running: {how}",
+                job.job, job.token
+            ),
+        );
+    }
+    Ok(!settled.is_empty())
+}
+
 /// Puts `report` into its host's slot.
 fn put(slots: &mut [Option<HostReport>], hosts: &[HostPlan], report: HostReport) {
     if let Some(index) = hosts.iter().position(|p| p.name == report.host) {
@@ -252,6 +278,18 @@ impl HostJob {
                 safe::lock(&conn, &holder),
                 read_state(&conn, Stage::Connect)
             );
+            // Under the lock, before anything else: a job of an earlier deployment still
+            // changing the host is settled, and the host read again if one was.
+            let state = match (&lock, state) {
+                (Ok(_), Ok(state)) => {
+                    match settle_earlier(&conn, &self.plan.name, &self.events).await {
+                        Ok(false) => Ok(state),
+                        Ok(true) => read_state(&conn, Stage::Connect).await,
+                        Err(error) => Err(error),
+                    }
+                }
+                (_, state) => state,
+            };
             match (lock, state) {
                 (Ok(lock), Ok(state)) => (Some(lock), Some(state)),
                 (Ok(lock), Err(error)) => {
@@ -334,18 +372,18 @@ impl HostJob {
     ) -> Result<(), HostError> {
         let name = self.plan.name.as_str();
         let previous = Previous::from(state);
-        let restore = safe::restore_script(&previous, self.goal);
-        let token = safe::new_token();
+        let restore = safe::restore_change(&previous, self.goal);
         let wants_magic =
             self.plan.safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
-        let probe = remote::Probe {
-            systemd: state.systemd,
-        };
+        // Everything that can refuse runs before anything changes: the path must be a NixOS
+        // system. The probe also says how jobs run on this host.
+        let probe = remote::probe(conn, name, &self.path, &self.events).await?;
+        let deployment = Deployment::new(&safe::new_token(), probe.systemd);
+        deployment.install(conn).await?;
         let armed = match (&restore, wants_magic) {
             (Some(restore), true) => {
                 let timeout = self.plan.safety.confirm_timeout;
-                // Arming checks that the path is a NixOS system first, in the same command.
-                safe::arm(conn, &self.path, &token, timeout, restore, probe.systemd).await?;
+                deployment.arm(conn, timeout, restore).await?;
                 self.events.note(
                     name,
                     format!("magic rollback armed ({}s to confirm)", timeout.as_secs()),
@@ -361,26 +399,25 @@ impl HostJob {
             }
             _ => None,
         };
-        if armed.is_none() {
-            remote::probe(conn, name, &self.path, &self.events).await?;
-        }
 
-        let activation = remote::activate(
-            conn,
-            name,
-            &self.path,
-            self.goal,
-            probe,
-            &self.events,
-            &token,
-        )
-        .await?;
+        let change = Change {
+            op: if self.goal.sets_profile() {
+                Op::Set
+            } else {
+                Op::Keep
+            },
+            path: self.path.clone(),
+            goal: self.goal,
+        };
+        let activation = deployment
+            .run(conn, name, JobKind::Activate, &change, &self.events)
+            .await?;
         report.generation = activation.generation;
         if activation.exit.success() {
             if let Some(armed) = armed {
                 self.events
                     .note(name, "confirming over a new connection".to_owned());
-                match safe::confirm(&self.plan, &token, probe.systemd, armed).await {
+                match safe::confirm(&self.plan, &deployment, armed).await {
                     Confirmation::Confirmed => {}
                     Confirmation::RolledBack(why) => {
                         report.generation = previous.profile.as_ref().map(|g| g.number);
@@ -401,14 +438,14 @@ impl HostJob {
                 return Ok(());
             };
             let restored = self
-                .restore(conn, restore.as_deref(), true, &previous, report)
+                .restore(conn, &deployment, restore.as_ref(), true, &previous, report)
                 .await?;
             return Err(HostError::HealthCheck { failure, restored });
         }
 
         // The activation failed. Whatever happens next, the watchdog must not act on its own.
         let watchdog_stopped = match armed {
-            Some(_) => safe::disarm(conn, &token, probe.systemd).await,
+            Some(_) => safe::disarm(conn, &deployment).await,
             None => true,
         };
         if activation.profile_failed {
@@ -420,7 +457,8 @@ impl HostJob {
         let restored = self
             .restore(
                 conn,
-                restore.as_deref(),
+                &deployment,
+                restore.as_ref(),
                 watchdog_stopped,
                 &previous,
                 report,
@@ -436,17 +474,19 @@ impl HostJob {
     }
 
     /// Puts the previous generation back after a failed activation or health check, when
-    /// automatic rollback is on and there is something to go back to.
+    /// automatic rollback is on and there is something to go back to: a detached job of the
+    /// deployment, like the activation, so a lost connection cannot cut it off halfway.
     async fn restore(
         &self,
         conn: &Connection,
-        script: Option<&str>,
+        deployment: &Deployment,
+        change: Option<&Change>,
         watchdog_stopped: bool,
         previous: &Previous,
         report: &mut HostReport,
     ) -> Result<Restored, HostError> {
         let name = self.plan.name.as_str();
-        let script = match (script, self.auto_rollback, watchdog_stopped) {
+        let change = match (change, self.auto_rollback, watchdog_stopped) {
             (_, false, _) => return Ok(Restored::No("automatic rollback is off")),
             (None, true, _) => {
                 return Ok(Restored::No(
@@ -456,21 +496,15 @@ impl HostJob {
             (Some(_), true, false) => {
                 return Ok(Restored::No("the host's watchdog is already restoring it"));
             }
-            (Some(script), true, true) => script,
+            (Some(change), true, true) => change,
         };
         self.events
             .note(name, "restoring the previous generation".to_owned());
-        let output = conn
-            .run_root(script, |line| {
-                self.events.output(Some(name), Stage::Activate, &line.text);
-            })
-            .await
-            .map_err(|source| HostError::Channel {
-                stage: Stage::Activate,
-                source,
-            })?;
-        if !output.exit.success() {
-            return Ok(Restored::Failed(output.exit));
+        let outcome = deployment
+            .run(conn, name, JobKind::Restore, change, &self.events)
+            .await?;
+        if !outcome.exit.success() {
+            return Ok(Restored::Failed(outcome.exit));
         }
         if self.goal.sets_profile() {
             report.generation = previous.profile.as_ref().map(|g| g.number);

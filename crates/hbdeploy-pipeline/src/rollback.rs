@@ -9,6 +9,7 @@ use hbdeploy_ssh::Connection;
 
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
+use crate::remote::{Change, Deployment, JobKind, Op};
 use crate::report::{HostReport, Outcome, Report};
 use crate::state::read_state;
 use crate::{Goal, HostError, HostPlan, remote, safe};
@@ -117,6 +118,7 @@ async fn switch_back(
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
+    crate::deploy::settle_earlier(conn, host, events).await?;
     let state = read_state(conn, Stage::Activate).await?;
     report.old_path = state.current.clone();
     let chosen = match &target {
@@ -156,15 +158,26 @@ async fn switch_back(
     report.new_path = Some(chosen.path.clone());
     // Everything that can be checked is checked before the profile changes.
     let probe = remote::probe(conn, host, &chosen.path, events).await?;
-    let operation = match target {
-        RollbackTarget::Previous => "--rollback".to_owned(),
-        RollbackTarget::Generation(_) | RollbackTarget::Deployed { .. } => {
-            format!("--switch-generation {}", chosen.number)
-        }
+    // Moving the profile and switching are one detached job, so a lost connection cannot
+    // leave the profile moved without the activation.
+    let deployment = Deployment::new(&safe::new_token(), probe.systemd);
+    deployment.install(conn).await?;
+    let change = Change {
+        op: Op::Generation(chosen.number),
+        path: chosen.path.clone(),
+        goal,
     };
-    report.generation = remote::change_profile(conn, host, &operation, events).await?;
-    let output = remote::switch(conn, host, &chosen.path, goal, probe, events).await?;
-    if output.exit.success() {
+    let outcome = deployment
+        .run(conn, host, JobKind::Rollback, &change, events)
+        .await?;
+    report.generation = outcome.generation;
+    if outcome.profile_failed {
+        return Err(HostError::Profile {
+            exit: outcome.exit,
+            tail: outcome.tail,
+        });
+    }
+    if outcome.exit.success() {
         return Ok(());
     }
     // Say exactly where the host was left: read it again rather than guess.
@@ -172,8 +185,8 @@ async fn switch_back(
     Err(HostError::RollbackActivation {
         generation: chosen.number,
         goal,
-        exit: output.exit.clone(),
-        tail: remote::tail(&output),
+        exit: outcome.exit,
+        tail: outcome.tail,
         profile_generation: left.as_ref().and_then(|s| s.profile_generation),
         current: left.and_then(|s| s.current),
     })

@@ -4,7 +4,7 @@
 use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::Connection;
 
-use crate::remote::SYSTEM_PROFILE;
+use crate::remote::reply::link_number;
 use crate::{HostError, Stage};
 
 /// One generation of the system profile.
@@ -68,31 +68,7 @@ impl HostState {
     }
 }
 
-/// The command that prints the state as `key value…` lines. Missing links print nothing useful
-/// and parse as absent; `kernel`, `initrd` and `kernel-modules` decide whether a reboot is due.
-pub(crate) fn state_command() -> String {
-    format!(
-        "for l in /run/current-system /run/booted-system; do echo \"link $l $(readlink -f $l 2>/dev/null)\"; done; \
-         echo \"profile $(readlink {SYSTEM_PROFILE} 2>/dev/null)\"; \
-         for f in kernel initrd kernel-modules; do \
-           echo \"boot $f $(readlink -f /run/booted-system/$f 2>/dev/null) $(readlink -f /run/current-system/$f 2>/dev/null)\"; \
-         done; \
-         for l in {SYSTEM_PROFILE}-*-link; do \
-           [ -L \"$l\" ] && echo \"gen $l $(stat -c %Y \"$l\") $(readlink -f \"$l\")\"; \
-         done; [ -d /run/systemd/system ] && echo systemd; true"
-    )
-}
-
-/// The generation number in a profile link name, e.g. `system-12-link` → 12.
-fn link_number(link: &str) -> Option<u32> {
-    let name = link.rsplit('/').next()?;
-    name.strip_prefix("system-")?
-        .strip_suffix("-link")?
-        .parse()
-        .ok()
-}
-
-/// Parses the output of [`state_command`]. Lines it does not understand are ignored.
+/// Parses the output of `remote/state.sh`. Lines it does not understand are ignored.
 pub(crate) fn parse_state(text: &str) -> HostState {
     let mut state = HostState::default();
     let mut boot_differs = false;
@@ -144,18 +120,7 @@ pub async fn host_state(plan: &crate::HostPlan) -> Result<HostState, HostError> 
 
 /// Reads the host's state over `conn`.
 pub async fn read_state(conn: &Connection, stage: Stage) -> Result<HostState, HostError> {
-    let output = conn
-        .run(&state_command(), |_| {})
-        .await
-        .map_err(|source| HostError::Channel { stage, source })?;
-    if !output.exit.success() {
-        return Err(HostError::Remote {
-            command: "reading the system profile and /run/current-system".to_owned(),
-            exit: output.exit.clone(),
-            tail: output.tail.iter().map(|l| l.text.clone()).collect(),
-        });
-    }
-    Ok(parse_state(&output.stdout))
+    Ok(parse_state(&crate::remote::state_text(conn, stage).await?))
 }
 
 #[cfg(test)]
@@ -193,6 +158,22 @@ mod tests {
     fn reboot_is_needed_when_booted_and_running_differ() {
         assert!(parse_state(&sample(A)).reboot_needed);
         assert!(!parse_state(&sample(B)).reboot_needed);
+        // A file that neither system has (no loadable modules) is no difference.
+        let modules_missing = sample(A)
+            .replace(
+                "boot kernel  \n",
+                &format!("boot kernel {A}/kernel {A}/kernel\n"),
+            )
+            .replace(
+                "boot initrd  \n",
+                &format!("boot initrd {A}/initrd {A}/initrd\n"),
+            );
+        assert!(!parse_state(&modules_missing).reboot_needed);
+        let modules_added = modules_missing.replace(
+            "boot kernel-modules  \n",
+            &format!("boot kernel-modules  {B}/kernel-modules\n"),
+        );
+        assert!(parse_state(&modules_added).reboot_needed);
         let kernels_same = sample(A).replace(
             "boot kernel  \n",
             &format!("boot kernel {A}/kernel {A}/kernel\n"),
@@ -208,15 +189,5 @@ mod tests {
         let state = parse_state("link /run/current-system \nlink /run/booted-system \nprofile \n");
         assert_eq!(state, HostState::default());
         assert!(state.previous().is_none());
-    }
-
-    #[test]
-    fn link_numbers() {
-        assert_eq!(
-            link_number("/nix/var/nix/profiles/system-12-link"),
-            Some(12)
-        );
-        assert_eq!(link_number("system-x-link"), None);
-        assert_eq!(link_number("/nix/var/nix/profiles/system-*-link"), None);
     }
 }

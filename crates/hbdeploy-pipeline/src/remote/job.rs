@@ -1,0 +1,299 @@
+//! Jobs: everything that changes a host's system, run detached from the SSH session from script
+//! files in the deployment's own directory on the host (`/run/hbdeploy/TOKEN/`). Where the host
+//! runs systemd a job is the transient unit `hbdeploy-JOB-TOKEN` (one name per deployment); else
+//! a `setsid` process. A unit's command line is `/bin/sh FILE ARG…` and every argument is built
+//! from a store path, a number, a goal, a profile operation or the hex token, so it holds
+//! neither `$` nor `%` for systemd to expand (`unit_safe` checks it).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use hbdeploy_nix::StorePath;
+use hbdeploy_ssh::{Connection, Exit, OutputLine};
+
+use super::reply::JobLine;
+use super::{RUN_DIR, Script, channel_error};
+use crate::event::EventSender;
+use crate::{Goal, HostError, Stage};
+
+/// How long the jobs of an earlier deployment still changing the host are waited for before
+/// they are stopped.
+pub(crate) const SETTLE_WAIT: Duration = Duration::from_secs(20);
+
+/// How a job moves the system profile (see `switch.sh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A new generation for the job's path.
+    Set,
+    /// To this generation.
+    Generation(u32),
+    /// Back to this generation, deleting the one the profile pointed at.
+    Restore(u32),
+    /// Not at all.
+    Keep,
+}
+
+/// One change of a host's system: the profile operation and the system to switch to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub op: Op,
+    pub path: StorePath,
+    pub goal: Goal,
+}
+
+impl Change {
+    /// `switch.sh`'s arguments after DIR and JOB.
+    fn args(&self) -> Vec<String> {
+        let (op, number) = match self.op {
+            Op::Set => ("set", None),
+            Op::Generation(n) => ("generation", Some(n)),
+            Op::Restore(n) => ("restore", Some(n)),
+            Op::Keep => ("keep", None),
+        };
+        let mut args = vec![
+            op.to_owned(),
+            self.path.to_string(),
+            self.goal.as_str().to_owned(),
+        ];
+        args.extend(number.map(|n| n.to_string()));
+        args
+    }
+}
+
+/// What a job is for: its name on the host (the unit is `hbdeploy-NAME-TOKEN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    /// `apply`'s activation.
+    Activate,
+    /// The automatic restore after a failed activation or health check.
+    Restore,
+    /// `hbdeploy rollback`.
+    Rollback,
+}
+
+impl JobKind {
+    fn name(self) -> &'static str {
+        match self {
+            JobKind::Activate => "activate",
+            JobKind::Restore => "restore",
+            JobKind::Rollback => "rollback",
+        }
+    }
+}
+
+/// What became of a job.
+#[derive(Debug)]
+pub(crate) struct JobOutcome {
+    /// How `switch-to-configuration` ended; `Unknown` when the job ended without saying.
+    pub exit: Exit,
+    /// The profile's generation after the job moved it.
+    pub generation: Option<u32>,
+    /// Moving the profile failed (nothing was activated).
+    pub profile_failed: bool,
+    /// The last lines of output.
+    pub tail: Vec<String>,
+}
+
+/// Whether systemd leaves `arg` alone on a unit's command line.
+fn unit_safe(arg: &str) -> bool {
+    !arg.contains(['$', '%'])
+}
+
+/// One deployment's directory and jobs on a host.
+#[derive(Debug, Clone)]
+pub(crate) struct Deployment {
+    dir: String,
+    systemd: bool,
+}
+
+impl Deployment {
+    /// `token` must be the hex token of `safe::new_token`.
+    pub(crate) fn new(token: &str, systemd: bool) -> Deployment {
+        Deployment {
+            dir: format!("{RUN_DIR}/{token}"),
+            systemd,
+        }
+    }
+
+    /// Writes the job scripts into the deployment's directory.
+    pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
+        let mut args = vec![self.dir.clone()];
+        for script in [Script::Switch, Script::Watchdog] {
+            args.push(script.file().to_owned());
+            args.push(script.text().to_owned());
+        }
+        let output = conn
+            .run_root(&Script::Install.command(&args), |_| {})
+            .await
+            .map_err(channel_error(Stage::Activate))?;
+        if output.exit.success() {
+            return Ok(());
+        }
+        Err(HostError::Remote {
+            command: format!("writing hbdeploy's job scripts to {}", self.dir),
+            exit: output.exit.clone(),
+            tail: super::tail(&output),
+        })
+    }
+
+    /// `launch.sh`'s command line for `job` running `script` with `args`.
+    fn launch(&self, job: &str, follow: bool, script: Script, args: &[String]) -> String {
+        let mut all = vec![
+            self.dir.clone(),
+            job.to_owned(),
+            if self.systemd { "1" } else { "0" }.to_owned(),
+            if follow { "1" } else { "0" }.to_owned(),
+            script.file().to_owned(),
+        ];
+        all.extend(args.iter().cloned());
+        debug_assert!(all.iter().all(|a| unit_safe(a)), "{all:?}");
+        Script::Launch.command(&all)
+    }
+
+    /// Runs `change` as the detached job `kind`, streaming its output (without hbdeploy's
+    /// markers) until it ends.
+    pub(crate) async fn run(
+        &self,
+        conn: &Connection,
+        host: &str,
+        kind: JobKind,
+        change: &Change,
+        events: &EventSender,
+    ) -> Result<JobOutcome, HostError> {
+        let mut args = vec![self.dir.clone(), kind.name().to_owned()];
+        args.extend(change.args());
+        let command = self.launch(kind.name(), true, Script::Switch, &args);
+        let mut outcome = JobOutcome {
+            exit: Exit::Unknown,
+            generation: None,
+            profile_failed: false,
+            tail: Vec::new(),
+        };
+        let mut launch_failed = None;
+        let mut tail: VecDeque<String> = VecDeque::new();
+        let output = conn
+            .run_root(&command, |line: &OutputLine| {
+                match JobLine::parse(&line.text) {
+                    JobLine::Generation(n) => outcome.generation = n,
+                    JobLine::Exit(exit) => outcome.exit = exit,
+                    JobLine::ProfileFailed(exit) => {
+                        outcome.profile_failed = true;
+                        outcome.exit = exit;
+                    }
+                    JobLine::LaunchFailed(why) => launch_failed = Some(why.to_owned()),
+                    JobLine::Settled { .. } | JobLine::Output(_) => {
+                        events.output(Some(host), Stage::Activate, &line.text);
+                        if tail.len() == 20 {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line.text.clone());
+                    }
+                }
+            })
+            .await
+            .map_err(channel_error(Stage::Activate))?;
+        outcome.tail = tail.into_iter().collect();
+        if launch_failed.is_some() || !output.exit.success() {
+            return Err(HostError::Remote {
+                command: format!("starting hbdeploy's {} job", kind.name()),
+                exit: output.exit.clone(),
+                tail: launch_failed.into_iter().chain(outcome.tail).collect(),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Starts the magic-rollback watchdog: after `timeout`, unless the deployer decided first,
+    /// it applies `restore`.
+    pub(crate) async fn arm(
+        &self,
+        conn: &Connection,
+        timeout: Duration,
+        restore: &Change,
+    ) -> Result<(), HostError> {
+        let mut args = vec![self.dir.clone(), timeout.as_secs().max(1).to_string()];
+        args.extend(restore.args());
+        let command = self.launch("watchdog", false, Script::Watchdog, &args);
+        let output = conn
+            .run_root(&command, |_| {})
+            .await
+            .map_err(channel_error(Stage::Activate))?;
+        if output.exit.success() && output.stdout.lines().any(|l| l == "hbdeploy-launched") {
+            return Ok(());
+        }
+        Err(HostError::Remote {
+            command: "arming the magic-rollback watchdog".to_owned(),
+            exit: output.exit.clone(),
+            tail: super::tail(&output),
+        })
+    }
+
+    /// `decide.sh`'s command line.
+    pub(crate) fn decide_command(&self) -> String {
+        Script::Decide.command(&[self.dir.as_str(), if self.systemd { "1" } else { "0" }])
+    }
+}
+
+/// A job of an earlier deployment that was still changing the host when the lock was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub job: String,
+    pub token: String,
+    /// It did not end within [`SETTLE_WAIT`] and was stopped.
+    pub stopped: bool,
+}
+
+/// Run under the lock, before anything else: settles every job of an earlier deployment still
+/// changing the host (waits for it, bounded, then stops it).
+pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError> {
+    let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
+    let output = conn
+        .run_root(&command, |_| {})
+        .await
+        .map_err(channel_error(Stage::Connect))?;
+    Ok(output
+        .stdout
+        .lines()
+        .filter_map(|line| match JobLine::parse(line) {
+            JobLine::Settled {
+                job,
+                token,
+                stopped,
+            } => Some(Settled {
+                job: job.to_owned(),
+                token: token.to_owned(),
+                stopped,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a";
+
+    #[test]
+    fn unit_command_lines_hold_nothing_systemd_expands() {
+        let deployment = Deployment::new("0123abcd0123abcd", true);
+        let change = Change {
+            op: Op::Restore(4),
+            path: StorePath::new(A).expect("valid"),
+            goal: Goal::Switch,
+        };
+        assert_eq!(change.args(), ["restore", A, "switch", "4"]);
+        for arg in change.args() {
+            assert!(unit_safe(&arg), "{arg}");
+        }
+        assert!(!unit_safe("${cur#system-}") && !unit_safe("100%"));
+        let launch = deployment.launch("watchdog", false, Script::Watchdog, &change.args());
+        assert!(
+            launch.ends_with(&format!(
+                " hbdeploy /run/hbdeploy/0123abcd0123abcd watchdog 1 0 watchdog.sh restore {A} switch 4"
+            )),
+            "{launch}"
+        );
+    }
+}

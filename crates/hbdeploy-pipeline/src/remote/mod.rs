@@ -1,0 +1,224 @@
+//! The remote protocol: every command hbdeploy runs on a host to read or change its system.
+//!
+//! Each command is a shell script of this directory, included with `include_str!` and run as
+//! `sh -c SCRIPT hbdeploy ARG…`: the script text is constant, and every argument goes through
+//! one quoting function, [`quote`]. Replies are parsed once, here, into typed values
+//! ([`reply`]). Everything that changes a host runs as a detached job ([`job`]) from script files
+//! written to the deployment's directory on the host, so systemd never expands a script's `$`.
+
+mod job;
+pub(crate) mod reply;
+
+use hbdeploy_nix::StorePath;
+use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
+
+use crate::event::EventSender;
+use crate::{HostError, Stage};
+
+pub(crate) use job::{Change, Deployment, JobKind, Op, SETTLE_WAIT, settle};
+pub(crate) use reply::{Decision, LockReply, Probe};
+
+/// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.
+pub const RUN_DIR: &str = "/run/hbdeploy";
+
+/// The one quoting function for anything put on a host's command line.
+pub(crate) use hbdeploy_ssh::shell_quote as quote;
+
+/// The scripts of the remote protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Script {
+    Lock,
+    State,
+    Probe,
+    CheckValidity,
+    Install,
+    Launch,
+    Switch,
+    Watchdog,
+    Decide,
+    Settle,
+}
+
+impl Script {
+    #[cfg(test)]
+    pub(crate) const ALL: [Script; 10] = [
+        Script::Lock,
+        Script::State,
+        Script::Probe,
+        Script::CheckValidity,
+        Script::Install,
+        Script::Launch,
+        Script::Switch,
+        Script::Watchdog,
+        Script::Decide,
+        Script::Settle,
+    ];
+
+    /// The file name, also on the host for the scripts that jobs run from files.
+    pub(crate) fn file(self) -> &'static str {
+        match self {
+            Script::Lock => "lock.sh",
+            Script::State => "state.sh",
+            Script::Probe => "probe.sh",
+            Script::CheckValidity => "check-validity.sh",
+            Script::Install => "install.sh",
+            Script::Launch => "launch.sh",
+            Script::Switch => "switch.sh",
+            Script::Watchdog => "watchdog.sh",
+            Script::Decide => "decide.sh",
+            Script::Settle => "settle.sh",
+        }
+    }
+
+    pub(crate) fn text(self) -> &'static str {
+        match self {
+            Script::Lock => include_str!("lock.sh"),
+            Script::State => include_str!("state.sh"),
+            Script::Probe => include_str!("probe.sh"),
+            Script::CheckValidity => include_str!("check-validity.sh"),
+            Script::Install => include_str!("install.sh"),
+            Script::Launch => include_str!("launch.sh"),
+            Script::Switch => include_str!("switch.sh"),
+            Script::Watchdog => include_str!("watchdog.sh"),
+            Script::Decide => include_str!("decide.sh"),
+            Script::Settle => include_str!("settle.sh"),
+        }
+    }
+
+    /// The command line that runs this script with `args` (`$1`… in the script).
+    pub(crate) fn command<S: AsRef<str>>(self, args: &[S]) -> String {
+        let mut command = format!("sh -c {} hbdeploy", quote(self.text()));
+        for arg in args {
+            command.push(' ');
+            command.push_str(&quote(arg.as_ref()));
+        }
+        command
+    }
+}
+
+fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostError {
+    move |source| HostError::Channel { stage, source }
+}
+
+pub(crate) fn tail(output: &CommandOutput) -> Vec<String> {
+    output.tail.iter().map(|l| l.text.clone()).collect()
+}
+
+/// The paths of `closure` that the host's store lacks.
+pub async fn missing_paths(
+    conn: &Connection,
+    closure: &[StorePath],
+) -> Result<Vec<StorePath>, HostError> {
+    let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
+    let output = conn
+        .run(&Script::CheckValidity.command(&paths), |_| {})
+        .await
+        .map_err(channel_error(Stage::Copy))?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "nix-store --check-validity".to_owned(),
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    Ok(closure
+        .iter()
+        .filter(|p| output.stdout.lines().any(|l| l == p.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// Checks that `path` on the host is a NixOS system and whether the host runs systemd.
+pub async fn probe(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    events: &EventSender,
+) -> Result<Probe, HostError> {
+    let output = conn
+        .run(
+            &Script::Probe.command(&[path.as_str()]),
+            |line: &OutputLine| {
+                events.output(Some(host), Stage::Activate, &line.text);
+            },
+        )
+        .await
+        .map_err(channel_error(Stage::Activate))?;
+    let probe = Probe::parse(&output.stdout);
+    if !probe.nixos {
+        return Err(HostError::NotNixos { path: path.clone() });
+    }
+    Ok(probe)
+}
+
+/// Takes the host's deployment lock, held by a command that lives as long as this connection's
+/// channel; `held` is `None` only when the command ended at once.
+pub(crate) async fn lock(
+    conn: &Connection,
+    holder: &str,
+) -> Result<(LockReply, Option<hbdeploy_ssh::Held>), HostError> {
+    let (line, held) = conn
+        .hold_root(&Script::Lock.command(&[holder]))
+        .await
+        .map_err(|source| match source {
+            source @ hbdeploy_ssh::SshError::Escalation { .. } => HostError::Privilege(source),
+            source => HostError::Channel {
+                stage: Stage::Connect,
+                source,
+            },
+        })?;
+    Ok((LockReply::parse(&line), held))
+}
+
+/// Reads the host's state (`state.sh`), unparsed.
+pub(crate) async fn state_text(conn: &Connection, stage: Stage) -> Result<String, HostError> {
+    let output = conn
+        .run(&Script::State.command::<&str>(&[]), |_| {})
+        .await
+        .map_err(channel_error(stage))?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "reading the system profile and /run/current-system".to_owned(),
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    Ok(output.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_a_posix_shell_script_run_with_quoted_arguments() {
+        for script in Script::ALL {
+            assert!(
+                script.text().starts_with("#!/bin/sh\n"),
+                "{}",
+                script.file()
+            );
+            let command = script.command(&["a b", "it's"]);
+            assert!(command.starts_with("sh -c '#!/bin/sh"), "{command}");
+            assert!(command.ends_with(r" hbdeploy 'a b' 'it'\''s'"), "{command}");
+        }
+    }
+
+    /// The scripts are shellcheck-clean as POSIX sh (CI needs `shellcheck`: apt-get install
+    /// shellcheck).
+    #[test]
+    fn every_script_is_shellcheck_clean() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/remote");
+        let files: Vec<_> = Script::ALL.iter().map(|s| dir.join(s.file())).collect();
+        let checked = std::process::Command::new("shellcheck")
+            .args(["-s", "sh"])
+            .args(&files)
+            .output()
+            .expect("shellcheck runs (apt-get install shellcheck)");
+        assert!(
+            checked.status.success(),
+            "{}",
+            String::from_utf8_lossy(&checked.stdout)
+        );
+    }
+}

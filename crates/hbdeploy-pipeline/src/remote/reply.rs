@@ -1,0 +1,170 @@
+//! The host's answers, parsed once into types: nothing else reads the scripts' bare words.
+
+use hbdeploy_ssh::Exit;
+
+/// The answer of `lock.sh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LockReply {
+    Locked,
+    /// Another deployment holds it; who, as it described itself.
+    Busy(String),
+}
+
+impl LockReply {
+    pub(crate) fn parse(line: &str) -> LockReply {
+        if line == "locked" {
+            return LockReply::Locked;
+        }
+        LockReply::Busy(line.strip_prefix("busy").unwrap_or(line).trim().to_owned())
+    }
+}
+
+/// What `probe.sh` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The path is a NixOS system (has `bin/switch-to-configuration`).
+    pub nixos: bool,
+    /// The host runs systemd: jobs run in transient units.
+    pub systemd: bool,
+}
+
+impl Probe {
+    pub(crate) fn parse(text: &str) -> Probe {
+        Probe {
+            nixos: text.lines().any(|l| l == "nixos"),
+            systemd: text.lines().any(|l| l == "systemd"),
+        }
+    }
+}
+
+/// The answer of `decide.sh`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// The deployer decided: the activation stands and the watchdog is stopped.
+    Confirmed,
+    /// The watchdog decided and restored the previous system.
+    RolledBack,
+    /// The watchdog decided and its restore failed (the detail says how).
+    RollbackFailed(String),
+    /// The watchdog decided and is still restoring.
+    Restoring,
+}
+
+impl Decision {
+    pub(crate) fn parse(text: &str) -> Decision {
+        match text.lines().next().unwrap_or("").trim() {
+            "confirmed" => Decision::Confirmed,
+            "rolled-back" => Decision::RolledBack,
+            failed if failed.starts_with("rollback-failed") => {
+                Decision::RollbackFailed(failed.to_owned())
+            }
+            _ => Decision::Restoring,
+        }
+    }
+}
+
+/// One line of a job's output: hbdeploy's markers, or the job's own output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobLine<'a> {
+    /// The profile's generation after the job moved it (`None` if the link did not parse).
+    Generation(Option<u32>),
+    /// How `switch-to-configuration` ended.
+    Exit(Exit),
+    /// Moving the profile failed, with this exit; nothing was activated.
+    ProfileFailed(Exit),
+    /// The job could not be started.
+    LaunchFailed(&'a str),
+    /// Settling found an earlier deployment's job: its name, token and whether it was stopped.
+    Settled {
+        job: &'a str,
+        token: &'a str,
+        stopped: bool,
+    },
+    Output(&'a str),
+}
+
+impl<'a> JobLine<'a> {
+    pub(crate) fn parse(text: &'a str) -> JobLine<'a> {
+        let code = |c: &str| c.parse().map(Exit::Code).unwrap_or(Exit::Unknown);
+        if let Some(link) = text.strip_prefix("hbdeploy-generation:") {
+            JobLine::Generation(link_number(link))
+        } else if let Some(c) = text.strip_prefix("hbdeploy-exit:") {
+            JobLine::Exit(code(c))
+        } else if let Some(c) = text.strip_prefix("hbdeploy-profile-failed:") {
+            JobLine::ProfileFailed(code(c))
+        } else if let Some(why) = text.strip_prefix("hbdeploy-launch-failed:") {
+            JobLine::LaunchFailed(why)
+        } else if let Some(rest) = text.strip_prefix("hbdeploy-settled:") {
+            let mut parts = rest.splitn(3, ':');
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(job), Some(token), Some(how)) => JobLine::Settled {
+                    job,
+                    token,
+                    stopped: how == "stopped",
+                },
+                _ => JobLine::Output(text),
+            }
+        } else {
+            JobLine::Output(text)
+        }
+    }
+}
+
+/// The generation number in a profile link name, e.g. `system-12-link` → 12.
+pub(crate) fn link_number(link: &str) -> Option<u32> {
+    let name = link.rsplit('/').next()?;
+    name.strip_prefix("system-")?
+        .strip_suffix("-link")?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_parse_into_types() {
+        assert_eq!(LockReply::parse("locked"), LockReply::Locked);
+        assert_eq!(
+            LockReply::parse("busy hbdeploy apply by me"),
+            LockReply::Busy("hbdeploy apply by me".to_owned())
+        );
+        assert_eq!(Decision::parse("confirmed\n"), Decision::Confirmed);
+        assert_eq!(Decision::parse("rolled-back\n"), Decision::RolledBack);
+        assert_eq!(
+            Decision::parse("rollback-failed 1\n"),
+            Decision::RollbackFailed("rollback-failed 1".to_owned())
+        );
+        assert_eq!(Decision::parse("restoring\n"), Decision::Restoring);
+        assert_eq!(
+            JobLine::parse("hbdeploy-generation:system-7-link"),
+            JobLine::Generation(Some(7))
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-exit:4"),
+            JobLine::Exit(Exit::Code(4))
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-settled:activate:ab12:stopped"),
+            JobLine::Settled {
+                job: "activate",
+                token: "ab12",
+                stopped: true
+            }
+        );
+        assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
+        let probe = Probe::parse("not-nixos\nsystemd\n");
+        assert!(!probe.nixos && probe.systemd);
+    }
+
+    #[test]
+    fn link_numbers() {
+        assert_eq!(
+            link_number("/nix/var/nix/profiles/system-12-link"),
+            Some(12)
+        );
+        assert_eq!(link_number("system-x-link"), None);
+        assert_eq!(link_number("/nix/var/nix/profiles/system-*-link"), None);
+    }
+}

@@ -1,0 +1,21 @@
+#!/bin/sh
+# Magic rollback's watchdog: waits SECS, then, unless the deployer decided first (whoever
+# creates DIR/decided first decides), restores the previous system with switch.sh and writes
+# the outcome to DIR/result.
+# Arguments: DIR SECS OP PATH GOAL [NUMBER] (the last four as switch.sh takes them).
+set -u
+dir=$1 secs=$2
+shift 2
+echo "$$" >"$dir/watchdog.pid"
+trap '' HUP
+sleep "$secs"
+if mkdir "$dir/decided" 2>/dev/null; then
+  echo "no confirmation within ${secs}s: restoring the previous generation"
+  /bin/sh "$dir/switch.sh" "$dir" watchdog-restore "$@"
+  code=$?
+  if [ "$code" -eq 0 ]; then
+    echo rolled-back >"$dir/result"
+  else
+    echo "rollback-failed $code" >"$dir/result"
+  fi
+fi
