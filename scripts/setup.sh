@@ -6,8 +6,8 @@
 # What it changes on the machine:
 # - apt packages, when missing: nix-bin (nix), openssh-server and openssh-client, openssl,
 #   util-linux (unshare, nsenter), sudo, git, ca-certificates (cargo fetches crates over HTTPS),
-#   gcc and libc6-dev (the C linker Rust needs), and systemd-container and debootstrap (the lab
-#   of hosts that run systemd).
+#   gcc and libc6-dev (the C linker Rust needs), systemd-container and debootstrap (the lab
+#   of hosts that run systemd), and shellcheck (the tests check the scripts run on hosts).
 # - nix's own set-up, which Debian's nix-bin leaves to the package nix-setup-systemd (not needed
 #   here: no nix-daemon is started on this machine; root uses the store directly):
 #   /nix/var/nix; /etc/nix/nix.conf if there is none (`sandbox = false`, as Debian ships it: the
@@ -43,6 +43,7 @@ need cc gcc
 need /usr/include/stdlib.h libc6-dev
 need systemd-nspawn systemd-container
 need debootstrap debootstrap
+need shellcheck shellcheck # the tests check the scripts hbdeploy runs on hosts
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')" >&2
   export DEBIAN_FRONTEND=noninteractive
