@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use hbdeploy_ssh::Connection;
+use hbdeploy_ssh::{Connection, Exit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -79,12 +79,15 @@ pub async fn run_check(conn: &Connection, check: &Check) -> Result<(), CheckFail
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = match tokio::time::timeout(check.timeout, attempt(conn, &check.probe)).await {
+        // A command check is bounded on the host itself (see `bounded`); the limit here is the
+        // backstop for a host that stops answering, after the host's own has had its turn.
+        let limit = match check.probe {
+            CheckProbe::Command(_) => check.timeout + KILL_AFTER + Duration::from_secs(3),
+            CheckProbe::Tcp(_) | CheckProbe::Http { .. } => check.timeout,
+        };
+        let outcome = match tokio::time::timeout(limit, attempt(conn, check)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err((
-                format!("no answer within {}s", check.timeout.as_secs()),
-                Vec::new(),
-            )),
+            Err(_) => Err((no_answer(check.timeout), Vec::new())),
         };
         match outcome {
             Ok(()) => return Ok(()),
@@ -142,17 +145,42 @@ pub async fn check_hosts(
 
 type Attempt = Result<(), (String, Vec<String>)>;
 
-async fn attempt(conn: &Connection, probe: &CheckProbe) -> Attempt {
-    match probe {
+fn no_answer(limit: Duration) -> String {
+    format!("no answer within {}s", limit.as_secs())
+}
+
+/// How long a timed-out command check has to stop after SIGTERM before it gets SIGKILL.
+const KILL_AFTER: Duration = Duration::from_secs(2);
+
+/// The exit code of coreutils' `timeout` when the limit expired.
+const TIMED_OUT: u32 = 124;
+
+/// The command line that runs a check's `command` on the host within `limit`: coreutils'
+/// `timeout` puts the command in a process group of its own and, when the limit expires, signals
+/// the whole group (TERM, then KILL), so a hanging check leaves no process behind on the host —
+/// its children included. Dropping the SSH channel alone would leave them running.
+fn bounded(command: &str, limit: Duration) -> String {
+    format!(
+        "timeout -k {} {} sh -c {}",
+        KILL_AFTER.as_secs(),
+        limit.as_secs().max(1),
+        hbdeploy_ssh::shell_quote(command)
+    )
+}
+
+async fn attempt(conn: &Connection, check: &Check) -> Attempt {
+    match &check.probe {
         CheckProbe::Command(command) => {
             let output = conn
-                .run(command, |_| {})
+                .run(&bounded(command, check.timeout), |_| {})
                 .await
                 .map_err(|err| (err.to_string(), Vec::new()))?;
+            let lines = output.tail.iter().map(|l| l.text.clone()).collect();
             if output.exit.success() {
                 Ok(())
+            } else if output.exit == Exit::Code(TIMED_OUT) {
+                Err((no_answer(check.timeout), lines))
             } else {
-                let lines = output.tail.iter().map(|l| l.text.clone()).collect();
                 Err((output.exit.to_string(), lines))
             }
         }
@@ -236,6 +264,18 @@ async fn http_get(url: &str) -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_checks_are_bounded_on_the_host_as_one_word() {
+        assert_eq!(
+            bounded("systemctl is-active nginx", Duration::from_secs(10)),
+            "timeout -k 2 10 sh -c 'systemctl is-active nginx'"
+        );
+        assert_eq!(
+            bounded("echo 'a' && x", Duration::from_millis(300)),
+            r"timeout -k 2 1 sh -c 'echo '\''a'\'' && x'"
+        );
+    }
 
     #[test]
     fn urls_split_into_address_host_and_path() {
