@@ -61,11 +61,23 @@ impl std::fmt::Display for Exit {
 pub struct CommandOutput {
     /// How it ended.
     pub exit: Exit,
-    /// Everything it printed on stdout (kept whole: callers parse it).
+    /// What it printed on stdout, for callers that parse it: whole up to [`STDOUT_CAP`] bytes,
+    /// and nothing after that (see [`CommandOutput::stdout_truncated`]), so that a command that
+    /// prints without end (an activation's log) cannot grow the deployer's memory.
     pub stdout: String,
+    /// Whether stdout went past [`STDOUT_CAP`] and the rest was not kept.
+    pub stdout_truncated: bool,
     /// The last [`TAIL_LINES`] lines of both streams, in arrival order.
     pub tail: Vec<OutputLine>,
 }
+
+/// How much of a command's stdout is kept for its caller to parse: far more than any reply of
+/// hbdeploy's remote scripts (a list of store paths runs to a few hundred KiB).
+pub const STDOUT_CAP: usize = 8 << 20;
+
+/// The longest line passed on whole; a longer run without a newline is passed on in pieces of
+/// this size, so that output without newlines cannot grow the deployer's memory either.
+pub const LINE_CAP: usize = 64 << 10;
 
 /// Splits a byte stream into lines, keeping an unfinished last line for the next chunk.
 #[derive(Default)]
@@ -79,6 +91,10 @@ impl LineSplitter {
         while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
             emit(clean(&line));
+        }
+        while self.pending.len() >= LINE_CAP {
+            let piece: Vec<u8> = self.pending.drain(..LINE_CAP).collect();
+            emit(clean(&piece));
         }
     }
 
@@ -130,30 +146,22 @@ pub(crate) async fn read(
     mut channel: russh::Channel<russh::client::Msg>,
     mut on_line: impl FnMut(&OutputLine),
 ) -> CommandOutput {
-    let mut stdout = String::new();
-    let mut tail: VecDeque<OutputLine> = VecDeque::with_capacity(TAIL_LINES);
+    let mut kept = Kept::default();
     let mut out_lines = LineSplitter::default();
     let mut err_lines = LineSplitter::default();
     let mut exit = Exit::Unknown;
-    let mut record = |stream: Stream, text: String, stdout: &mut String| {
-        if stream == Stream::Stdout {
-            stdout.push_str(&text);
-            stdout.push('\n');
-        }
+    let mut record = |stream: Stream, text: String, kept: &mut Kept| {
         let line = OutputLine { stream, text };
         on_line(&line);
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
+        kept.push(line);
     };
     while let Some(msg) = channel.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                out_lines.push(&data, |l| record(Stream::Stdout, l, &mut stdout));
+                out_lines.push(&data, |l| record(Stream::Stdout, l, &mut kept));
             }
             ChannelMsg::ExtendedData { data, .. } => {
-                err_lines.push(&data, |l| record(Stream::Stderr, l, &mut stdout));
+                err_lines.push(&data, |l| record(Stream::Stderr, l, &mut kept));
             }
             ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {
@@ -162,12 +170,39 @@ pub(crate) async fn read(
             _ => {}
         }
     }
-    out_lines.finish(|l| record(Stream::Stdout, l, &mut stdout));
-    err_lines.finish(|l| record(Stream::Stderr, l, &mut stdout));
+    out_lines.finish(|l| record(Stream::Stdout, l, &mut kept));
+    err_lines.finish(|l| record(Stream::Stderr, l, &mut kept));
     CommandOutput {
         exit,
-        stdout,
-        tail: tail.into_iter().collect(),
+        stdout: kept.stdout,
+        stdout_truncated: kept.truncated,
+        tail: kept.tail.into_iter().collect(),
+    }
+}
+
+/// What is kept of a command's output while it runs: stdout up to [`STDOUT_CAP`], and the last
+/// [`TAIL_LINES`] lines of both streams. Bounded whatever the command prints.
+#[derive(Default)]
+struct Kept {
+    stdout: String,
+    truncated: bool,
+    tail: VecDeque<OutputLine>,
+}
+
+impl Kept {
+    fn push(&mut self, line: OutputLine) {
+        if line.stream == Stream::Stdout && !self.truncated {
+            if self.stdout.len() + line.text.len() < STDOUT_CAP {
+                self.stdout.push_str(&line.text);
+                self.stdout.push('\n');
+            } else {
+                self.truncated = true;
+            }
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line);
     }
 }
 
@@ -194,6 +229,48 @@ mod tests {
     fn empty_lines_are_kept_and_no_phantom_last_line() {
         assert_eq!(split(&["\n\nx\n"]), ["", "", "x"]);
         assert!(split(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_line_without_end_is_passed_on_in_bounded_pieces() {
+        let long = "x".repeat(LINE_CAP * 3 + 5);
+        let lines = split(&[&long, "y\nz"]);
+        assert_eq!(
+            lines.iter().map(String::len).collect::<Vec<_>>(),
+            [LINE_CAP, LINE_CAP, LINE_CAP, 6, 1]
+        );
+        assert!(lines[3].ends_with("xy"));
+    }
+
+    #[test]
+    fn kept_output_is_bounded_however_much_is_printed() {
+        let mut kept = Kept::default();
+        let text = "o".repeat(1000);
+        for i in 0..20_000 {
+            let stream = if i % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            kept.push(OutputLine {
+                stream,
+                text: text.clone(),
+            });
+        }
+        assert!(kept.truncated);
+        assert!(kept.stdout.len() < STDOUT_CAP);
+        assert!(kept.stdout.len() > STDOUT_CAP - 2000);
+        assert_eq!(kept.tail.len(), TAIL_LINES);
+
+        let mut small = Kept::default();
+        small.push(OutputLine {
+            stream: Stream::Stdout,
+            text: "/nix/store/x".to_owned(),
+        });
+        assert_eq!(
+            (small.stdout.as_str(), small.truncated),
+            ("/nix/store/x\n", false)
+        );
     }
 
     #[test]
