@@ -125,6 +125,9 @@ cases! {
     connect_timeout_zero: [("connect-timeout = 10", "connect-timeout = 0")];
     empty_user: [("user = \"root\"", "user = \"\"")];
     empty_attr: [("tags = [\"infra\"]", "tags = [\"infra\"]\nattr = \"\"")];
+    user_with_host: [("user = \"root\"", "user = \"root@server.home.arpa\"")];
+    user_with_slash: [("user = \"root\"", "user = \"deploy/admin\"")];
+    user_with_question_mark: [("tags = [\"infra\"]", "tags = [\"infra\"]\nuser = \"deploy?x=1\"")];
     home_of_other_user: [("\"~/.ssh/known_hosts\"", "\"~admin/.ssh/known_hosts\"")];
 }
 
