@@ -11,6 +11,7 @@
 //!
 //! The format is documented for users in `docs/fleet.md`.
 
+mod builders;
 mod doc;
 mod error;
 mod fleet;

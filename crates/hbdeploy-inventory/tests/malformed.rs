@@ -128,6 +128,10 @@ cases! {
     user_with_host: [("user = \"root\"", "user = \"root@server.home.arpa\"")];
     user_with_slash: [("user = \"root\"", "user = \"deploy/admin\"")];
     user_with_question_mark: [("tags = [\"infra\"]", "tags = [\"infra\"]\nuser = \"deploy?x=1\"")];
+    builders_with_comment: [("parallel = 10", "parallel = 10\nbuilders = \"ssh://builder x86_64-linux # the fast one\"")];
+    builders_with_line_break: [("parallel = 10", "parallel = 10\nbuilders = \"\"\"\nssh://a x86_64-linux\nssh://b aarch64-linux\n\"\"\"")];
+    builders_with_quotes: [("parallel = 10", "parallel = 10\nbuilders = \"'ssh://builder x86_64-linux'\"")];
+    builders_with_option: [("parallel = 10", "parallel = 10\nbuilders = \"-oProxyCommand=x x86_64-linux\"")];
     home_of_other_user: [("\"~/.ssh/known_hosts\"", "\"~admin/.ssh/known_hosts\"")];
 }
 
