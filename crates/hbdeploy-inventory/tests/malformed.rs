@@ -153,6 +153,22 @@ fn unreadable_file() {
 }
 
 #[test]
+fn not_utf8() {
+    // A Latin-1 "ü" (0xfc) in place of the server address's "e": the error points at it.
+    let at = VALID.find("server.home.arpa").map_or(0, |i| i + 1);
+    let mut bytes = VALID.as_bytes().to_vec();
+    bytes[at] = 0xfc;
+    let error = Fleet::parse_bytes(&bytes, Path::new("fleet.toml"), Some(Path::new("/home/me")));
+    insta::assert_snapshot!(error.err().as_ref().map_or("parsed".to_owned(), render));
+}
+
+#[test]
+fn special_file() {
+    let error = Fleet::load(Path::new("/dev/zero"));
+    insta::assert_snapshot!(error.err().as_ref().map_or("loaded".to_owned(), render));
+}
+
+#[test]
 fn the_valid_file_is_valid() {
     let fleet = Fleet::parse(
         VALID,
