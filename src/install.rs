@@ -58,6 +58,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             escalation: None,
             keepalive: host.ssh.keepalive,
         };
+        crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
         let _keys =
             crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
         return push(cli, args, &nix, request, &target).await;

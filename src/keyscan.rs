@@ -63,8 +63,8 @@ pub async fn run(cli: &Cli, args: &KeyscanArgs) -> Result<ExitCode, AppError> {
 /// Adds `host-key = [...]` under each host's `[hosts.NAME]` header. Refuses (changing nothing)
 /// when a host is not written as its own table, or already has a `host-key`.
 fn pin(path: &std::path::Path, hosts: &[(&HostPlan, Vec<String>)]) -> Result<(), AppError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| AppError::Usage(format!("cannot read {}: {err}", path.display()), None))?;
+    let text = hbdeploy_files::read_to_string(path, hbdeploy_inventory::MAX_FLEET_BYTES)
+        .map_err(|err| AppError::Usage(err.to_string(), None))?;
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     for (plan, keys) in hosts {
         let header = format!("[hosts.{}]", plan.name);

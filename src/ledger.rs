@@ -37,10 +37,39 @@ pub enum LedgerError {
         #[source]
         source: std::io::Error,
     },
+    /// A file named like a record is not a regular file (a FIFO, a device, …) or is too large:
+    /// hbdeploy never wrote it.
+    #[error("{} is not a deployment record", path.display())]
+    NotARecord {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        #[source]
+        source: hbdeploy_files::FileError,
+    },
     /// A record could not be turned into JSON (a bug).
     #[error("cannot encode the deployment record")]
     Encode(#[source] serde_json::Error),
 }
+
+impl LedgerError {
+    /// What to do.
+    pub fn hint(&self) -> String {
+        match self {
+            LedgerError::NotARecord { path, .. } => format!(
+                "hbdeploy writes every record as a regular file of its own: move {} out of the \
+                 ledger's directory (or delete it)",
+                path.display()
+            ),
+            _ => format!(
+                "check the state directory's permissions, or choose another with {STATE_DIR_ENV}"
+            ),
+        }
+    }
+}
+
+/// The largest record that is read, in bytes (a run of a thousand hosts writes well under 1 MiB).
+const MAX_RECORD_BYTES: u64 = 16 * hbdeploy_files::MIB;
 
 /// Where the flake came from, when it was deployed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,9 +216,14 @@ impl Ledger {
                 continue;
             }
             let path = entry.path();
-            let parsed = std::fs::read(&path)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
+            // A FIFO or a device here would hang the read or fill memory: refuse it.
+            let parsed = match hbdeploy_files::read(&path, MAX_RECORD_BYTES) {
+                Ok(bytes) => serde_json::from_slice::<Record>(&bytes).ok(),
+                Err(source) if source.is_refusal() => {
+                    return Err(LedgerError::NotARecord { path, source });
+                }
+                Err(_) => None,
+            };
             match parsed {
                 Some(record) => contents.records.push(record),
                 None => contents.unreadable.push(path),
@@ -275,6 +309,31 @@ mod tests {
             ]
         );
         assert!(contents.unreadable.is_empty());
+        let _ = std::fs::remove_dir_all(ledger.dir());
+    }
+
+    #[test]
+    fn a_record_that_is_a_symlink_to_dev_zero_is_refused() {
+        let ledger = temp_ledger("zero");
+        ledger
+            .append(&record("20260101T000000Z-1"))
+            .expect("append");
+        let link = ledger.dir().join("20260102T000000Z-2.json");
+        std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = ledger.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(reader.read().map(|c| c.records.len()));
+        });
+        let read = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("read returns instead of hanging");
+        let err = read.expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not a deployment record", link.display())
+        );
+        assert!(err.hint().contains("move"), "{}", err.hint());
         let _ = std::fs::remove_dir_all(ledger.dir());
     }
 

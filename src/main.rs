@@ -17,6 +17,7 @@ mod keyscan;
 mod ledger;
 mod passphrase;
 mod plan;
+mod preflight;
 mod provenance;
 mod secret;
 mod summary;
@@ -60,6 +61,8 @@ pub(crate) enum AppError {
     Passphrase(passphrase::PassphraseError),
     /// The user pressed Ctrl-C at a prompt, before anything was changed.
     Interrupted(String),
+    /// A file named in fleet.toml is not a regular file, or is too large.
+    File(preflight::Refused),
 }
 
 impl From<passphrase::PassphraseError> for AppError {
@@ -77,13 +80,8 @@ impl AppError {
             AppError::Install(err) => (err, err.hint()),
             AppError::Runtime(err) => (err, None),
             AppError::Passphrase(err) => (err, err.hint()),
-            AppError::Ledger(err) => (
-                err,
-                Some(format!(
-                    "check the state directory's permissions, or choose another with {}",
-                    ledger::STATE_DIR_ENV
-                )),
-            ),
+            AppError::Ledger(err) => (err, Some(err.hint())),
+            AppError::File(err) => (err, Some(err.hint())),
             AppError::Interrupted(message) => return format!("error: {message}\n"),
             AppError::Usage(message, hint) => {
                 let mut text = format!("error: {message}\n");
@@ -278,7 +276,8 @@ fn load(
         .map_err(AppError::Select)?
         .into_iter()
         .map(|host| plan(&fleet, host))
-        .collect();
+        .collect::<Vec<_>>();
+    preflight::check(&plans, fleet.transfer.signing_key.as_deref()).map_err(AppError::File)?;
     Ok((fleet, plans))
 }
 

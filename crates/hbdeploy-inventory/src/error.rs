@@ -8,6 +8,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use hbdeploy_files::FileError;
+
 use crate::name::NameError;
 
 /// A position in `fleet.toml`, shown as `path:line:column`.
@@ -50,15 +52,9 @@ impl fmt::Display for Location {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InventoryError {
-    /// The file could not be read.
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file, as the caller named it.
-        path: PathBuf,
-        /// Why not.
-        #[source]
-        source: io::Error,
-    },
+    /// The file could not be read, or was refused: not a regular file, or too large.
+    #[error(transparent)]
+    File(#[from] FileError),
     /// The file's own location could not be made absolute, because the current directory is
     /// unavailable; relative paths in the file could not be resolved.
     #[error("cannot resolve {} against the current directory", path.display())]
@@ -78,12 +74,21 @@ impl InventoryError {
     /// What the user can do about it, when there is more to say than the message.
     pub fn hint(&self) -> Option<&str> {
         match self {
-            InventoryError::Read { source, .. } => match source.kind() {
-                io::ErrorKind::NotFound => Some(
+            InventoryError::File(FileError::NotRegular { .. }) => Some(
+                "fleet.toml must be a regular file (or a symlink to one): choose the file with \
+                 --fleet PATH or HBDEPLOY_FLEET",
+            ),
+            InventoryError::File(FileError::TooLarge { .. }) => Some(
+                "check that --fleet PATH or HBDEPLOY_FLEET names the fleet's fleet.toml, which \
+                 is never that large",
+            ),
+            InventoryError::File(err) => match err.io_kind() {
+                Some(io::ErrorKind::NotFound) => Some(
                     "check the path (a relative one is taken from the current directory), or choose the file with --fleet PATH or HBDEPLOY_FLEET",
                 ),
-                io::ErrorKind::PermissionDenied => Some("make the file readable by this user"),
-                io::ErrorKind::InvalidData => Some("fleet.toml must be UTF-8 text"),
+                Some(io::ErrorKind::PermissionDenied) => {
+                    Some("make the file readable by this user")
+                }
                 _ => None,
             },
             InventoryError::CurrentDir { .. } => {
@@ -203,6 +208,11 @@ pub enum Problem {
     },
     /// `[hosts]` is missing or has no hosts.
     NoHosts,
+    /// The file is not UTF-8 text; the location is that of the first byte that is not.
+    NotUtf8 {
+        /// That byte.
+        byte: u8,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -270,6 +280,10 @@ impl fmt::Display for Problem {
                 write!(f, "`{key}` {} {reason}", in_table(table))
             }
             Problem::NoHosts => f.write_str("the fleet has no hosts"),
+            Problem::NotUtf8 { byte } => write!(
+                f,
+                "invalid UTF-8: byte {byte:#04x} is not part of a valid character"
+            ),
         }
     }
 }

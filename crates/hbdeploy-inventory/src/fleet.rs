@@ -10,14 +10,16 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use crate::doc::Doc;
-use crate::error::{InventoryError, Problem};
+use crate::error::{ConfigError, InventoryError, Location, Problem};
 use crate::health::read_checks;
 use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
 use crate::paths::{FlakeRef, PathError, Resolver};
 use crate::reader::Table;
 use crate::safety::SafetyOverrides;
-use crate::schema::{self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_PARALLEL, SSH_KEYS, TOP_KEYS};
+use crate::schema::{
+    self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_FLEET_BYTES, MAX_PARALLEL, SSH_KEYS, TOP_KEYS,
+};
 use crate::ssh::SshOverrides;
 use crate::transfer::{self, FleetTransfer, TransferOverrides};
 
@@ -37,14 +39,23 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Reads and parses the file at `path`, expanding `~` with `$HOME`.
+    /// Reads and parses the file at `path`, expanding `~` with `$HOME`. Only a regular file (or
+    /// a symlink to one) of at most [`MAX_FLEET_BYTES`] is read.
     pub fn load(path: &Path) -> Result<Fleet, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = hbdeploy_files::read(path, MAX_FLEET_BYTES)?;
         let home = std::env::var_os("HOME").map(PathBuf::from);
-        Fleet::parse(&text, path, home.as_deref())
+        Fleet::parse_bytes(&bytes, path, home.as_deref())
+    }
+
+    /// [`Fleet::parse`] of the raw contents of the file at `path`, which must be UTF-8: the
+    /// first byte that is not is an error at its line and column.
+    pub fn parse_bytes(
+        bytes: &[u8],
+        path: &Path,
+        home: Option<&Path>,
+    ) -> Result<Fleet, InventoryError> {
+        let text = std::str::from_utf8(bytes).map_err(|err| not_utf8(bytes, path, &err))?;
+        Fleet::parse(text, path, home)
     }
 
     /// Parses `text` as the contents of the file at `path`.
@@ -130,6 +141,21 @@ impl Fleet {
         tags.dedup();
         tags
     }
+}
+
+/// The error for `bytes` that are not UTF-8, located at the first bad byte.
+fn not_utf8(bytes: &[u8], path: &Path, err: &std::str::Utf8Error) -> InventoryError {
+    let valid = bytes.get(..err.valid_up_to()).unwrap_or_default();
+    // Everything before `valid_up_to` is UTF-8 by definition; the fallback is never taken.
+    let before = std::str::from_utf8(valid).unwrap_or_default();
+    let byte = bytes.get(err.valid_up_to()).copied().unwrap_or_default();
+    InventoryError::Config(Box::new(ConfigError {
+        location: Location::from_offset(path, before, before.len()),
+        problem: Problem::NotUtf8 { byte },
+        hint: "fleet.toml must be UTF-8 text, as every TOML file: save it as UTF-8 (e.g. \
+               iconv -f latin1 -t utf-8)"
+            .to_owned(),
+    }))
 }
 
 fn read_flake(fleet: &Table<'_>, resolver: &Resolver<'_>) -> Result<FlakeRef, InventoryError> {
@@ -279,6 +305,46 @@ mod tests {
             .and_then(std::error::Error::source)
             .map(ToString::to_string);
         assert!(source.is_some_and(|s| s.contains("No such file")));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_located() {
+        let parse = |bytes: &[u8]| {
+            Fleet::parse_bytes(bytes, Path::new("/f.toml"), Some(Path::new("/h")))
+                .map(|f| f.hosts.len())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(parse(MINIMAL.as_bytes()), Ok(1));
+        // Latin-1 "é" (0xe9) in a comment on line 2, after 4 characters (one of them "ü").
+        let mut bytes = b"[fleet]\n# \xc3\xbcb ".to_vec();
+        bytes.extend_from_slice(b"\xe9t\xe9\n");
+        bytes.extend_from_slice(MINIMAL.as_bytes());
+        assert_eq!(
+            parse(&bytes),
+            Err(
+                "/f.toml:2:6: invalid UTF-8: byte 0xe9 is not part of a valid character".to_owned()
+            )
+        );
+        assert_eq!(
+            parse(b"\xff"),
+            Err(
+                "/f.toml:1:1: invalid UTF-8: byte 0xff is not part of a valid character".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn special_files_are_refused_by_name() {
+        let err = Fleet::load(Path::new("/dev/zero")).err();
+        assert_eq!(
+            err.as_ref().map(ToString::to_string).as_deref(),
+            Some("/dev/zero is a character device, not a regular file")
+        );
+        assert!(
+            err.as_ref()
+                .and_then(InventoryError::hint)
+                .is_some_and(|h| h.contains("regular file"))
+        );
     }
 
     #[test]

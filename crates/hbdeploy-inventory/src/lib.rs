@@ -6,11 +6,13 @@
 //! line and column, with a hint saying what to do. [`Selector`]s from the command line (`--all`,
 //! `HOST`, `@TAG`) pick hosts with [`Fleet::select`].
 //!
-//! **Architecture Invariant:** this crate does no IO beyond reading `fleet.toml`, and nothing in
+//! **Architecture Invariant:** this crate does no IO beyond reading `fleet.toml` (through
+//! `hbdeploy_files`: a regular file, bounded), and nothing in
 //! it is async. It knows nothing of nix or SSH connections; it only describes where to connect.
 //!
 //! The format is documented for users in `docs/fleet.md`.
 
+mod builders;
 mod doc;
 mod error;
 mod fleet;
@@ -36,7 +38,7 @@ pub use safety::Safety;
 pub use schema::{
     DEFAULT_CONFIRM_TIMEOUT_SECS, DEFAULT_CONNECT_TIMEOUT_SECS, DEFAULT_HEALTH_RETRIES,
     DEFAULT_HEALTH_TIMEOUT_SECS, DEFAULT_KNOWN_HOSTS, DEFAULT_PARALLEL, DEFAULT_PORT, DEFAULT_USER,
-    MAX_CONFIRM_TIMEOUT_SECS, MAX_CONNECT_TIMEOUT_SECS, MAX_PARALLEL, MAX_WAVE,
+    MAX_CONFIRM_TIMEOUT_SECS, MAX_CONNECT_TIMEOUT_SECS, MAX_FLEET_BYTES, MAX_PARALLEL, MAX_WAVE,
 };
 pub use select::{SelectError, Selector};
 pub use ssh::SshSettings;

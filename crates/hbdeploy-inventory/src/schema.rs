@@ -70,6 +70,8 @@ pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
 
 /// Hosts handled at once when `parallel` is not set.
 pub const DEFAULT_PARALLEL: usize = 10;
+/// The largest `fleet.toml` that is read, in bytes (a fleet of thousands of hosts is far smaller).
+pub const MAX_FLEET_BYTES: u64 = 16 * hbdeploy_files::MIB;
 /// The SSH user when `user` is not set.
 pub const DEFAULT_USER: &str = "root";
 /// The SSH port when `port` is not set.

@@ -57,21 +57,7 @@ impl SshOverrides {
         let user = match table.string("user")? {
             None => None,
             Some(user) => {
-                let reason = if user.get_ref().is_empty() {
-                    Some("is empty")
-                } else if user
-                    .get_ref()
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    Some("contains whitespace")
-                } else if user.get_ref().starts_with('-') {
-                    Some("starts with `-`")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
-                    let hint = "give the login name on the host, e.g. user = \"root\"";
+                if let Some((reason, hint)) = login_problem(user.get_ref()) {
                     return Err(table.invalid("user", user.span(), reason, hint));
                 }
                 Some(user.into_inner().to_owned())
@@ -215,6 +201,39 @@ impl SshOverrides {
     }
 }
 
+/// What is wrong with the login name `user`, and what to do, if anything is.
+///
+/// A login name ends up in an `ssh-ng://USER@HOST` store URI, in OpenSSH's `User` and on remote
+/// command lines, so it is held to the portable set of user names: ASCII letters, digits, `.`,
+/// `_` and `-`, not starting with `-`. `@`, `?`, `/`, `:` and `#` would change what the URI
+/// means.
+fn login_problem(user: &str) -> Option<(String, &'static str)> {
+    const EXAMPLE: &str = "give the login name on the host, e.g. user = \"root\"";
+    if user.is_empty() {
+        return Some(("is empty".to_owned(), EXAMPLE));
+    }
+    if user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(("contains whitespace".to_owned(), EXAMPLE));
+    }
+    if user.starts_with('-') {
+        return Some(("starts with `-`".to_owned(), EXAMPLE));
+    }
+    if user.contains('@') {
+        return Some((
+            "contains `@`".to_owned(),
+            "give only the login name: the host goes in `address`, and a host to reach it \
+             through in `proxy-jump`",
+        ));
+    }
+    let bad = user
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))?;
+    Some((
+        format!("contains `{bad}`"),
+        "a login name is ASCII letters, digits, `.`, `_` and `-`, e.g. user = \"deploy\"",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -343,6 +362,46 @@ mod tests {
                 "fleet.toml:2:17: `identity-file` in [ssh] starts with `~user`, which hbdeploy \
                  does not expand (hint: write the path in full, or use `~/` for your own home)",
             ),
+        );
+    }
+
+    #[test]
+    fn user_names_that_would_break_the_store_uri_are_refused() {
+        for good in ["root", "deploy", "ci_bot-2", "first.last", "A1"] {
+            let set = settings(&format!("[ssh]\nuser = \"{good}\"\n"), Some("/home/me"));
+            assert_eq!(set.map(|s| s.user), Ok(good.to_owned()));
+        }
+        check(
+            "[host]\nuser = \"root@h\"\n",
+            Err(
+                "fleet.toml:2:8: `user` in [host] contains `@` (hint: give only the login \
+                 name: the host goes in `address`, and a host to reach it through in \
+                 `proxy-jump`)",
+            ),
+        );
+        for (bad, shown) in [
+            ("a?b", "?"),
+            ("a/b", "/"),
+            ("a:pw", ":"),
+            ("a#b", "#"),
+            ("a%40", "%"),
+            ("a;b", ";"),
+            ("$(x)", "$"),
+            ("dom\\\\u", "\\"),
+            ("é", "é"),
+        ] {
+            check(
+                &format!("[ssh]\nuser = \"{bad}\"\n"),
+                Err(&format!(
+                    "fleet.toml:2:8: `user` in [ssh] contains `{shown}` (hint: a login name is \
+                     ASCII letters, digits, `.`, `_` and `-`, e.g. user = \"deploy\")"
+                )),
+            );
+        }
+        check(
+            "[ssh]\nuser = \"-oProxyCommand=x\"\n",
+            Err("fleet.toml:2:8: `user` in [ssh] starts with `-` \
+                 (hint: give the login name on the host, e.g. user = \"root\")"),
         );
     }
 

@@ -6,6 +6,7 @@
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
+use crate::builders;
 use crate::error::InventoryError;
 use crate::paths::Resolver;
 use crate::reader::Table;
@@ -118,11 +119,22 @@ pub(crate) fn read_fleet(
         ),
     };
     Ok(FleetTransfer {
-        builders: fleet.string("builders")?.map(|b| b.into_inner().to_owned()),
+        builders: read_builders(fleet)?,
         signing_key,
         parallel_copy: nonzero("parallel-copy")?,
         parallel_activate: nonzero("parallel-activate")?,
     })
+}
+
+/// Reads `builders`, refusing what nix would read differently from how it looks.
+fn read_builders(fleet: &Table<'_>) -> Result<Option<String>, InventoryError> {
+    let Some(value) = fleet.string("builders")? else {
+        return Ok(None);
+    };
+    if let Some(problem) = builders::problem(value.get_ref()) {
+        return Err(fleet.invalid("builders", value.span(), problem.reason, problem.hint));
+    }
+    Ok(Some(value.into_inner().to_owned()))
 }
 
 #[cfg(test)]
@@ -176,6 +188,26 @@ mod tests {
         let b = fleet.host("b").expect("b").transfer;
         assert!(!b.substitute && !b.compress);
         assert_eq!((b.build_on, b.trusted), (BuildOn::Target, Some(false)));
+    }
+
+    #[test]
+    fn bad_builders_are_located() {
+        let err = parse(
+            "[fleet]\nflake = \".\"\nbuilders = \"ssh://b x86_64-linux # big\"\n\
+             [hosts.a]\naddress = \"a\"\n",
+        )
+        .expect_err("a comment");
+        assert!(
+            err.starts_with("/f/fleet.toml:3:12: `builders` in [fleet] contains `#`"),
+            "{err}"
+        );
+        let ok = parse(
+            "[fleet]\nflake = \".\"\nbuilders = \"@/etc/nix/machines\"\n[hosts.a]\naddress = \"a\"\n",
+        );
+        assert_eq!(
+            ok.map(|f| f.transfer.builders),
+            Ok(Some("@/etc/nix/machines".to_owned()))
+        );
     }
 
     #[test]

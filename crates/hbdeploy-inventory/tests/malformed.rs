@@ -125,6 +125,13 @@ cases! {
     connect_timeout_zero: [("connect-timeout = 10", "connect-timeout = 0")];
     empty_user: [("user = \"root\"", "user = \"\"")];
     empty_attr: [("tags = [\"infra\"]", "tags = [\"infra\"]\nattr = \"\"")];
+    user_with_host: [("user = \"root\"", "user = \"root@server.home.arpa\"")];
+    user_with_slash: [("user = \"root\"", "user = \"deploy/admin\"")];
+    user_with_question_mark: [("tags = [\"infra\"]", "tags = [\"infra\"]\nuser = \"deploy?x=1\"")];
+    builders_with_comment: [("parallel = 10", "parallel = 10\nbuilders = \"ssh://builder x86_64-linux # the fast one\"")];
+    builders_with_line_break: [("parallel = 10", "parallel = 10\nbuilders = \"\"\"\nssh://a x86_64-linux\nssh://b aarch64-linux\n\"\"\"")];
+    builders_with_quotes: [("parallel = 10", "parallel = 10\nbuilders = \"'ssh://builder x86_64-linux'\"")];
+    builders_with_option: [("parallel = 10", "parallel = 10\nbuilders = \"-oProxyCommand=x x86_64-linux\"")];
     home_of_other_user: [("\"~/.ssh/known_hosts\"", "\"~admin/.ssh/known_hosts\"")];
 }
 
@@ -142,6 +149,22 @@ fn no_home_for_the_default_known_hosts() {
 #[test]
 fn unreadable_file() {
     let error = Fleet::load(Path::new("/nonexistent/fleet.toml"));
+    insta::assert_snapshot!(error.err().as_ref().map_or("loaded".to_owned(), render));
+}
+
+#[test]
+fn not_utf8() {
+    // A Latin-1 "ü" (0xfc) in place of the server address's "e": the error points at it.
+    let at = VALID.find("server.home.arpa").map_or(0, |i| i + 1);
+    let mut bytes = VALID.as_bytes().to_vec();
+    bytes[at] = 0xfc;
+    let error = Fleet::parse_bytes(&bytes, Path::new("fleet.toml"), Some(Path::new("/home/me")));
+    insta::assert_snapshot!(error.err().as_ref().map_or("parsed".to_owned(), render));
+}
+
+#[test]
+fn special_file() {
+    let error = Fleet::load(Path::new("/dev/zero"));
     insta::assert_snapshot!(error.err().as_ref().map_or("loaded".to_owned(), render));
 }
 

@@ -12,6 +12,7 @@ use russh::keys::PrivateKeyWithHashAlg;
 use russh::keys::agent::AgentIdentity;
 use russh::keys::agent::client::AgentClient;
 
+use crate::identity::read_identity;
 use crate::{Client, KeyFile, SshError, Target};
 
 /// Authenticates `handle` as `target.user`. One authentication per connection: a passphrase-less
@@ -50,7 +51,7 @@ async fn with_file(
 ) -> Result<(), SshError> {
     let key = match target.identities.key(path) {
         Some(key) => key,
-        None => match russh::keys::load_secret_key(path, None) {
+        None => match russh::keys::decode_secret_key(&read_identity(path)?, None) {
             Ok(key) => Arc::new(key),
             Err(russh::keys::Error::KeyIsEncrypted) => {
                 return with_agent_key(handle, target, path).await;

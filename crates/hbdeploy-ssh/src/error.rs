@@ -63,6 +63,9 @@ pub enum SshError {
         #[source]
         source: russh::keys::Error,
     },
+    /// The identity file could not be read, or is not a regular file.
+    #[error(transparent)]
+    Identity(#[from] crate::IdentityError),
     /// The identity file is encrypted, no decrypted key was handed over for it, and ssh-agent
     /// does not hold it.
     #[error("identity file {} is encrypted and no passphrase was given for it", path.display())]
@@ -127,6 +130,7 @@ impl SshError {
                     .to_owned(),
             ),
             SshError::HostKey { verdict, .. } => Some(verdict.hint()),
+            SshError::Identity(err) => Some(err.hint()),
             SshError::PassphraseNeeded { path } => Some(format!(
                 "run hbdeploy on a terminal: it asks for the passphrase once, before contacting \
                  any host; or add the key to ssh-agent (ssh-add {})",

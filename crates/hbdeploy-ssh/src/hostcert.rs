@@ -44,7 +44,7 @@ pub(crate) fn algorithms(target: &Target) -> Cow<'static, [Algorithm]> {
     if !target.pinned_keys.is_empty() {
         return Cow::Borrowed(&[]);
     }
-    let wanted = std::fs::read_to_string(&target.known_hosts).is_ok_and(|text| {
+    let wanted = crate::hostkey::read_known_hosts(&target.known_hosts).is_ok_and(|text| {
         !known_hosts::authorities(&text, &target.address, target.port).is_empty()
     });
     Cow::Borrowed(if wanted { CERTIFICATE_ALGORITHMS } else { &[] })

@@ -56,6 +56,14 @@ pub enum HostKeyVerdict {
         /// What went wrong.
         reason: String,
     },
+    /// The known_hosts file is not a regular file (a FIFO, a device, …) or is too large, so it
+    /// was not read.
+    NotAFile {
+        /// The known_hosts file.
+        file: PathBuf,
+        /// What it is instead, as a sentence naming the file.
+        reason: String,
+    },
     /// The host offered a user certificate, which cannot vouch for a host.
     NotHostCertificate {
         /// The certificate's key ID.
@@ -149,6 +157,9 @@ impl std::fmt::Display for HostKeyVerdict {
             ),
             HostKeyVerdict::Unreadable { file, reason } => {
                 write!(f, "cannot read {}: {reason}", file.display())
+            }
+            HostKeyVerdict::NotAFile { reason, .. } => {
+                write!(f, "known-hosts file not read: {reason}")
             }
             HostKeyVerdict::NotHostCertificate { key_id } => write!(
                 f,
@@ -244,6 +255,7 @@ impl HostKeyVerdict {
             HostKeyVerdict::Unreadable { file, .. } => {
                 format!("fix or remove {}", file.display())
             }
+            HostKeyVerdict::NotAFile { .. } => KNOWN_HOSTS_ADVICE.to_owned(),
             HostKeyVerdict::NotHostCertificate { .. } => "the host's sshd presents a user \
                  certificate as its HostCertificate: sign its host key with `ssh-keygen -h`"
                 .to_owned(),
@@ -341,16 +353,35 @@ pub(crate) fn check(target: &Target, offered: &PublicKeyOrCertificate, now: u64)
     }
 }
 
-/// The text of a known_hosts file; a missing file is an empty one (every key is unknown).
-fn read(file: &Path) -> Result<String, HostKeyVerdict> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => Ok(text),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(err) => Err(HostKeyVerdict::Unreadable {
-            file: file.to_path_buf(),
-            reason: err.to_string(),
-        }),
+/// The largest known_hosts file that is read, in bytes (over 100,000 hosts' keys).
+pub const MAX_KNOWN_HOSTS_BYTES: u64 = 64 * hbdeploy_files::MIB;
+
+/// What to do about a known_hosts file that is not a regular file.
+pub const KNOWN_HOSTS_ADVICE: &str = "set `known-hosts` in fleet.toml to a regular file (or a \
+     symlink to one) holding the hosts' keys, or leave it out for ~/.ssh/known_hosts";
+
+/// The text of the known_hosts file `file`; a missing file is an empty one (every key is
+/// unknown). Only a regular file (or a symlink to one) of at most [`MAX_KNOWN_HOSTS_BYTES`] is
+/// read: a FIFO or `/dev/zero` is refused instead of hanging or filling memory.
+pub fn read_known_hosts(file: &Path) -> Result<String, hbdeploy_files::FileError> {
+    match hbdeploy_files::read_to_string(file, MAX_KNOWN_HOSTS_BYTES) {
+        Err(err) if err.is_not_found() => Ok(String::new()),
+        other => other,
     }
+}
+
+/// [`read_known_hosts`], with a failure as the verdict on the host.
+fn read(file: &Path) -> Result<String, HostKeyVerdict> {
+    read_known_hosts(file).map_err(|err| match err {
+        hbdeploy_files::FileError::Io { source, .. } => HostKeyVerdict::Unreadable {
+            file: file.to_path_buf(),
+            reason: source.to_string(),
+        },
+        refused => HostKeyVerdict::NotAFile {
+            file: file.to_path_buf(),
+            reason: refused.to_string(),
+        },
+    })
 }
 
 /// `accept-new`: appends `line` to `file` (creating it) and trusts the key.

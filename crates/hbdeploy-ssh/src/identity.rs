@@ -20,6 +20,9 @@ use russh::keys::agent::client::AgentClient;
 use russh::keys::agent::server::{self, MessageType};
 use russh::keys::{PrivateKey, PublicKey};
 
+/// The largest identity file that is read, in bytes (a 16384-bit RSA key is about 13 KiB).
+pub const MAX_IDENTITY_BYTES: u64 = hbdeploy_files::MIB;
+
 /// What can go wrong while reading or decrypting identity files, or lending their keys to `ssh`.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -31,6 +34,16 @@ pub enum IdentityError {
         /// The cause.
         #[source]
         source: russh::keys::Error,
+    },
+    /// The identity file is not a regular file (a FIFO, a device, …) or is too large, so it was
+    /// not read.
+    #[error("cannot use identity file {}", path.display())]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        #[source]
+        source: hbdeploy_files::FileError,
     },
     /// The passphrase given does not decrypt the identity file.
     #[error("the passphrase does not decrypt identity file {}", path.display())]
@@ -59,6 +72,9 @@ impl IdentityError {
             IdentityError::Unreadable { .. } => {
                 "check `identity-file` in fleet.toml: it must name a private key file".to_owned()
             }
+            IdentityError::NotAFile { .. } => "set `identity-file` in fleet.toml to your private \
+                 key: a regular file (or a symlink to one), as ssh-keygen writes it"
+                .to_owned(),
             IdentityError::Passphrase { path, .. } => format!(
                 "check the passphrase: `ssh-keygen -y -f {}` asks for it too",
                 path.display()
@@ -95,8 +111,7 @@ impl KeyFile {
             path: path.to_path_buf(),
             source,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|err| unreadable(russh::keys::Error::IO(err)))?;
+        let text = read_identity(path)?;
         match russh::keys::decode_secret_key(&text, None) {
             Ok(_) => Ok(KeyFile::Plain),
             Err(russh::keys::Error::KeyIsEncrypted) => Ok(KeyFile::Encrypted {
@@ -118,22 +133,34 @@ fn public_key(path: &Path, text: &str) -> Option<PublicKey> {
     }
     let mut public = path.as_os_str().to_owned();
     public.push(".pub");
-    let line = std::fs::read_to_string(PathBuf::from(public)).ok()?;
+    let line = hbdeploy_files::read_to_string(Path::new(&public), MAX_IDENTITY_BYTES).ok()?;
     PublicKey::from_openssh(line.trim()).ok()
 }
 
 /// Decrypts the identity file `path` with `passphrase`. A passphrase that does not decrypt it is
 /// [`IdentityError::Passphrase`]; a file that cannot be read, [`IdentityError::Unreadable`].
 pub fn decrypt(path: &Path, passphrase: &str) -> Result<PrivateKey, IdentityError> {
-    let text = std::fs::read_to_string(path).map_err(|err| IdentityError::Unreadable {
-        path: path.to_path_buf(),
-        source: russh::keys::Error::IO(err),
-    })?;
+    let text = read_identity(path)?;
     russh::keys::decode_secret_key(&text, Some(passphrase)).map_err(|source| {
         IdentityError::Passphrase {
             path: path.to_path_buf(),
             source,
         }
+    })
+}
+
+/// The text of the identity file `path`: only a regular file (or a symlink to one) of at most
+/// [`MAX_IDENTITY_BYTES`] is read.
+pub(crate) fn read_identity(path: &Path) -> Result<String, IdentityError> {
+    hbdeploy_files::read_to_string(path, MAX_IDENTITY_BYTES).map_err(|err| match err {
+        hbdeploy_files::FileError::Io { source, .. } => IdentityError::Unreadable {
+            path: path.to_path_buf(),
+            source: russh::keys::Error::IO(source),
+        },
+        refused => IdentityError::NotAFile {
+            path: path.to_path_buf(),
+            source: refused,
+        },
     })
 }
 

@@ -31,8 +31,12 @@ pub use error::SshError;
 pub use escalate::{Escalation, Password, shell_quote};
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
-pub use hostkey::{HostKeyVerdict, key_text};
-pub use identity::{Identities, IdentityError, KeyAgent, KeyFile, agent_keys, decrypt, holds};
+pub use hostkey::{
+    HostKeyVerdict, KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, key_text, read_known_hosts,
+};
+pub use identity::{
+    Identities, IdentityError, KeyAgent, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
+};
 pub use known_hosts::host_pattern;
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
