@@ -208,10 +208,14 @@ fn known_hosts_for(
         }
     }
     for file in files {
-        match std::fs::read_to_string(file) {
+        // The same reader as the host-key check: a missing file is empty, and only a regular
+        // file of bounded size is read (never a device or a FIFO).
+        match hbdeploy_ssh::read_known_hosts(file) {
             Ok(lines) => text.push_str(&lines),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err((file.clone(), source)),
+            Err(hbdeploy_files::FileError::Io { source, .. }) => {
+                return Err((file.clone(), source));
+            }
+            Err(refused) => return Err((file.clone(), std::io::Error::other(refused.to_string()))),
         }
         if !text.is_empty() && !text.ends_with('\n') {
             text.push('\n');
