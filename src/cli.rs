@@ -254,7 +254,7 @@ pub struct ApplyArgs {
 
     /// Nix remote builders for the local build (as nix's `builders` setting; default:
     /// `builders` in fleet.toml).
-    #[arg(long, value_name = "SPEC")]
+    #[arg(long, value_name = "SPEC", value_parser = builders_spec)]
     pub builders: Option<String>,
 
     /// Show the plan first and ask for confirmation on the terminal before changing any host.
@@ -410,6 +410,11 @@ impl From<GoalArg> for Goal {
             GoalArg::Push => Goal::Push,
         }
     }
+}
+
+/// `--builders`: checked as `builders` in fleet.toml is, for what nix would misread.
+fn builders_spec(spec: &str) -> Result<String, String> {
+    hbdeploy_inventory::check_builders(spec).map(|()| spec.to_owned())
 }
 
 #[cfg(test)]

@@ -146,3 +146,18 @@ fn the_fleet_file_can_come_from_the_environment() {
         "{stderr}"
     );
 }
+
+#[test]
+fn builders_on_the_command_line_are_checked_like_fleet_toml() {
+    let out = run(
+        "builders-cli",
+        Some(GOOD_FLEET),
+        &[
+            "apply",
+            "--all",
+            "--builders",
+            "ssh://a x86_64-linux # fast one",
+        ],
+    );
+    insta::assert_snapshot!(out);
+}

@@ -18,6 +18,15 @@ pub(crate) struct BuildersProblem {
     pub(crate) hint: &'static str,
 }
 
+/// Checks a `builders` value given anywhere else than fleet.toml (`--builders`): `Err` with what
+/// is wrong and what to do, in one line.
+pub fn check_builders(spec: &str) -> Result<(), String> {
+    match problem(spec) {
+        None => Ok(()),
+        Some(BuildersProblem { reason, hint }) => Err(format!("it {reason}; {hint}")),
+    }
+}
+
 /// The most fields a builder entry has.
 const MAX_FIELDS: usize = 8;
 

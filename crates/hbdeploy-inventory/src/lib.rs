@@ -28,6 +28,7 @@ mod ssh;
 mod suggest;
 mod transfer;
 
+pub use builders::check_builders;
 pub use error::{ConfigError, InventoryError, Location, Problem};
 pub use fleet::Fleet;
 pub use health::{HealthCheck, Probe};
