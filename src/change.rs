@@ -44,10 +44,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         if args.no_substitute {
             host.transfer.substitute = false;
         }
-        host.target.accept_new = args.accept_new;
-        if let Some(jump) = host.target.jump.as_mut() {
-            jump.accept_new = args.accept_new;
-        }
+        host.target.set_accept_new(args.accept_new);
         if args.build_on_target {
             host.transfer.build_on_target = true;
         }

@@ -79,6 +79,16 @@ impl Target {
     pub fn display(&self) -> String {
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
+
+    /// Sets [`Target::accept_new`] on this target and on every jump host on the way to it, so a
+    /// run-wide `--accept-new` reaches the whole chain, however long.
+    pub fn set_accept_new(&mut self, accept: bool) {
+        let mut hop = Some(self);
+        while let Some(target) = hop {
+            target.accept_new = accept;
+            hop = target.jump.as_deref_mut();
+        }
+    }
 }
 
 /// An authenticated SSH connection to one host. Commands run on channels of this one connection.
@@ -222,5 +232,53 @@ impl Connection {
             .handle
             .disconnect(russh::Disconnect::ByApplication, "", "en")
             .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(address: &str, jump: Option<Target>) -> Target {
+        Target {
+            address: address.to_owned(),
+            port: 22,
+            user: "root".to_owned(),
+            identity_file: None,
+            identities: Identities::default(),
+            known_hosts: PathBuf::from("/dev/null"),
+            pinned_keys: Vec::new(),
+            accept_new: false,
+            connect_timeout: Duration::from_secs(1),
+            jump: jump.map(Box::new),
+            escalation: None,
+            keepalive: None,
+        }
+    }
+
+    #[test]
+    fn accept_new_reaches_every_hop_of_a_long_chain() {
+        let mut chain = None;
+        for hop in ["j4", "j3", "j2", "j1"] {
+            chain = Some(target(hop, chain));
+        }
+        let mut host = target("host", chain);
+        host.set_accept_new(true);
+        let mut hops = Vec::new();
+        let mut hop = Some(&host);
+        while let Some(t) = hop {
+            hops.push((t.address.as_str(), t.accept_new));
+            hop = t.jump.as_deref();
+        }
+        assert_eq!(
+            hops,
+            [
+                ("host", true),
+                ("j1", true),
+                ("j2", true),
+                ("j3", true),
+                ("j4", true)
+            ]
+        );
     }
 }
