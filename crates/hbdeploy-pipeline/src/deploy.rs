@@ -165,31 +165,6 @@ pub async fn deploy(
     Ok(Report { hosts, build_time })
 }
 
-/// Settles the jobs of earlier deployments still changing the host (run under the lock) and says
-/// what was found; true if there were any.
-pub(crate) async fn settle_earlier(
-    conn: &Connection,
-    host: &str,
-    events: &EventSender,
-) -> Result<bool, HostError> {
-    let settled = remote::settle(conn).await?;
-    for job in &settled {
-        let how = if job.stopped {
-            format!("stopped it after {}s", remote::SETTLE_WAIT.as_secs())
-        } else {
-            "waited for it to finish".to_owned()
-        };
-        events.note(
-            host,
-            format!(
-                "an earlier deployment's {} job ({}) was still running: {how}",
-                job.job, job.token
-            ),
-        );
-    }
-    Ok(!settled.is_empty())
-}
-
 /// Puts `report` into its host's slot.
 fn put(slots: &mut [Option<HostReport>], hosts: &[HostPlan], report: HostReport) {
     if let Some(index) = hosts.iter().position(|p| p.name == report.host) {
@@ -282,7 +257,8 @@ impl HostJob {
             // changing the host is settled, and the host read again if one was.
             let state = match (&lock, state) {
                 (Ok(_), Ok(state)) => {
-                    match settle_earlier(&conn, &self.plan.name, &self.events).await {
+                    match crate::settle::settle_earlier(&conn, &self.plan.name, &self.events).await
+                    {
                         Ok(false) => Ok(state),
                         Ok(true) => read_state(&conn, Stage::Connect).await,
                         Err(error) => Err(error),
@@ -379,7 +355,9 @@ impl HostJob {
         // system. The probe also says how jobs run on this host.
         let probe = remote::probe(conn, name, &self.path, &self.events).await?;
         let deployment = Deployment::new(&safe::new_token(), probe.systemd);
-        deployment.install(conn).await?;
+        deployment
+            .install_with_previous(conn, restore.as_ref())
+            .await?;
         let armed = match (&restore, wants_magic) {
             (Some(restore), true) => {
                 let timeout = self.plan.safety.confirm_timeout;

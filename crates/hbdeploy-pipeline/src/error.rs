@@ -204,6 +204,20 @@ pub enum HostError {
         /// Why confirming failed.
         why: String,
     },
+    /// Settling stopped an earlier deployment's activation, and putting back the system the
+    /// host had before that deployment failed or did not finish in time; nothing of this run
+    /// was started.
+    #[error(
+        "an earlier deployment's activation ({token}) was stopped, and restoring the generation the host had before it failed ({detail}); the host may be on either system, and this run changed nothing"
+    )]
+    SettleRestore {
+        /// The earlier deployment's token.
+        token: String,
+        /// How the restore ended.
+        detail: String,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
 }
 
 fn list(numbers: &[u32]) -> String {
@@ -284,7 +298,8 @@ impl HostError {
             HostError::Remote { tail, .. }
             | HostError::Profile { tail, .. }
             | HostError::Activation { tail, .. }
-            | HostError::RollbackActivation { tail, .. } => tail.clone(),
+            | HostError::RollbackActivation { tail, .. }
+            | HostError::SettleRestore { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
             HostError::Copy(err)
             | HostError::Closure { source: err, .. }

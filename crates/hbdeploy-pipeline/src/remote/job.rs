@@ -58,6 +58,58 @@ impl Change {
         args.extend(number.map(|n| n.to_string()));
         args
     }
+
+    /// Reads back what [`Change::args`] wrote (space-separated, as in a deployment's
+    /// `previous` file); `None` for anything else.
+    fn parse(text: &str) -> Option<Change> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let number = |n: &str| n.parse::<u32>().ok();
+        let (op, path, goal) = match words.as_slice() {
+            ["set", path, goal] => (Op::Set, path, goal),
+            ["keep", path, goal] => (Op::Keep, path, goal),
+            ["generation", path, goal, n] => (Op::Generation(number(n)?), path, goal),
+            ["restore", path, goal, n] => (Op::Restore(number(n)?), path, goal),
+            _ => return None,
+        };
+        let goal = [Goal::Switch, Goal::Boot, Goal::Test]
+            .into_iter()
+            .find(|g| g.as_str() == *goal)?;
+        Some(Change {
+            op,
+            path: StorePath::new(*path).ok()?,
+            goal,
+        })
+    }
+}
+
+/// What a deployment recorded on the host, before it changed anything, to go back to: the
+/// change that restores the host as it was (`DIR/previous`), for settling to apply when it has
+/// to stop that deployment's activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Before {
+    /// Put the host back with this change.
+    Restore(Change),
+    /// The host had no generation before that deployment: nothing to go back to.
+    Nothing,
+    /// The deployment recorded nothing readable (it was not an activation, or predates the
+    /// record).
+    Unknown,
+}
+
+impl Before {
+    const NOTHING: &'static str = "none";
+
+    fn parse(text: &str) -> Before {
+        if text == Before::NOTHING {
+            return Before::Nothing;
+        }
+        Change::parse(text).map_or(Before::Unknown, Before::Restore)
+    }
+
+    /// The first line of `DIR/previous`.
+    fn record(restore: Option<&Change>) -> String {
+        restore.map_or_else(|| Before::NOTHING.to_owned(), |c| c.args().join(" "))
+    }
 }
 
 /// What a job is for: its name on the host (the unit is `hbdeploy-NAME-TOKEN`).
@@ -115,12 +167,41 @@ impl Deployment {
         }
     }
 
+    /// The deployment of an earlier run, found by settling.
+    fn earlier(settled: &Settled) -> Deployment {
+        Deployment::new(&settled.token, settled.systemd)
+    }
+
     /// Writes the job scripts into the deployment's directory.
     pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
+        self.install_files(conn, None).await
+    }
+
+    /// Writes the job scripts and, before any job of this deployment starts, the change that
+    /// puts the host back as it is now (`None`: it has no generation to go back to), which
+    /// settling applies if it has to stop this deployment's activation.
+    pub(crate) async fn install_with_previous(
+        &self,
+        conn: &Connection,
+        restore: Option<&Change>,
+    ) -> Result<(), HostError> {
+        self.install_files(conn, Some(Before::record(restore)))
+            .await
+    }
+
+    async fn install_files(
+        &self,
+        conn: &Connection,
+        previous: Option<String>,
+    ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
         for script in [Script::Switch, Script::Watchdog] {
             args.push(script.file().to_owned());
             args.push(script.text().to_owned());
+        }
+        if let Some(previous) = previous {
+            args.push("previous".to_owned());
+            args.push(format!("{previous}\n"));
         }
         let output = conn
             .run_root(&Script::Install.command(&args), |_| {})
@@ -241,6 +322,17 @@ pub(crate) struct Settled {
     pub token: String,
     /// It did not end within [`SETTLE_WAIT`] and was stopped.
     pub stopped: bool,
+    /// The host runs systemd.
+    pub systemd: bool,
+    /// For a stopped job, what its deployment recorded to go back to.
+    pub before: Before,
+}
+
+impl Settled {
+    /// The deployment the job belongs to, to run its restore and stop its watchdog.
+    pub(crate) fn deployment(&self) -> Deployment {
+        Deployment::earlier(self)
+    }
 }
 
 /// Run under the lock, before anything else: settles every job of an earlier deployment still
@@ -262,7 +354,9 @@ pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError>
             } => Some(Settled {
                 job: job.to_owned(),
                 token: token.to_owned(),
-                stopped,
+                stopped: stopped.is_some(),
+                systemd: stopped.is_some_and(|s| s.systemd),
+                before: stopped.map_or(Before::Unknown, |s| Before::parse(s.previous)),
             }),
             _ => None,
         })
@@ -288,6 +382,13 @@ mod tests {
             assert!(unit_safe(&arg), "{arg}");
         }
         assert!(!unit_safe("${cur#system-}") && !unit_safe("100%"));
+        assert_eq!(
+            Before::parse(&Before::record(Some(&change))),
+            Before::Restore(change.clone())
+        );
+        assert_eq!(Before::parse(&Before::record(None)), Before::Nothing);
+        assert_eq!(Before::parse("unknown"), Before::Unknown);
+        assert_eq!(Before::parse("restore /tmp/x switch 4"), Before::Unknown);
         let launch = deployment.launch("watchdog", false, Script::Watchdog, &change.args());
         assert!(
             launch.ends_with(&format!(

@@ -15,7 +15,7 @@ use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
-pub(crate) use job::{Change, Deployment, JobKind, Op, SETTLE_WAIT, settle};
+pub(crate) use job::{Before, Change, Deployment, JobKind, Op, SETTLE_WAIT, Settled, settle};
 pub(crate) use reply::{Decision, LockReply, Probe};
 
 /// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.

@@ -74,13 +74,24 @@ pub(crate) enum JobLine<'a> {
     ProfileFailed(Exit),
     /// The job could not be started.
     LaunchFailed(&'a str),
-    /// Settling found an earlier deployment's job: its name, token and whether it was stopped.
+    /// Settling found an earlier deployment's job: its name, token and whether it was stopped;
+    /// for a stopped job also whether the host runs systemd and what that deployment recorded
+    /// to go back to (`DIR/previous`, `unknown` if nothing).
     Settled {
         job: &'a str,
         token: &'a str,
-        stopped: bool,
+        stopped: Option<Stopped<'a>>,
     },
     Output(&'a str),
+}
+
+/// What settling says of a job it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped<'a> {
+    /// The host runs systemd (the job was a unit).
+    pub systemd: bool,
+    /// The first line of the deployment's `previous` file, `unknown` when it had none.
+    pub previous: &'a str,
 }
 
 impl<'a> JobLine<'a> {
@@ -95,13 +106,29 @@ impl<'a> JobLine<'a> {
         } else if let Some(why) = text.strip_prefix("hbdeploy-launch-failed:") {
             JobLine::LaunchFailed(why)
         } else if let Some(rest) = text.strip_prefix("hbdeploy-settled:") {
-            let mut parts = rest.splitn(3, ':');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(job), Some(token), Some(how)) => JobLine::Settled {
+            let mut parts = rest.splitn(5, ':');
+            match (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) {
+                (Some(job), Some(token), Some("finished"), None, None) => JobLine::Settled {
                     job,
                     token,
-                    stopped: how == "stopped",
+                    stopped: None,
                 },
+                (Some(job), Some(token), Some("stopped"), Some(systemd), Some(previous)) => {
+                    JobLine::Settled {
+                        job,
+                        token,
+                        stopped: Some(Stopped {
+                            systemd: systemd == "1",
+                            previous,
+                        }),
+                    }
+                }
                 _ => JobLine::Output(text),
             }
         } else {
@@ -146,11 +173,24 @@ mod tests {
             JobLine::Exit(Exit::Code(4))
         );
         assert_eq!(
-            JobLine::parse("hbdeploy-settled:activate:ab12:stopped"),
+            JobLine::parse(
+                "hbdeploy-settled:activate:ab12:stopped:1:restore /nix/store/x switch 4"
+            ),
             JobLine::Settled {
                 job: "activate",
                 token: "ab12",
-                stopped: true
+                stopped: Some(Stopped {
+                    systemd: true,
+                    previous: "restore /nix/store/x switch 4"
+                })
+            }
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-settled:restore:ab12:finished"),
+            JobLine::Settled {
+                job: "restore",
+                token: "ab12",
+                stopped: None
             }
         );
         assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
