@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use hbdeploy_lab::{Activation, Lab};
 use support::lab::{
-    deployed_once, generation_systems, hbdeploy_units, kill_mid_activation, running, spec,
-    wait_until,
+    Watched, activation_started, deployed_once, generation_systems, hbdeploy_units,
+    kill_mid_activation, running, signal, spec, wait_until,
 };
 use support::{hbdeploy, host, row, system_path};
 
@@ -167,4 +167,138 @@ fn a_deployer_killed_mid_activation_leaves_the_host_restored_never_half() {
     assert_eq!(h.generations().expect("read").lines().count(), 1);
     let status = hbdeploy(&lab, &["status", "k"]);
     assert_eq!(status.code, 0, "{}", status.both());
+}
+
+#[test]
+fn an_activation_that_kills_every_sshd_is_restored_by_the_watchdog_on_a_systemd_host() {
+    let mut lab = deployed(&["cut"]);
+    let old = running(&lab, "cut");
+    lab.set_system("cut", spec(2, Activation::KillAllSshd))
+        .expect("flake");
+    let new = system_path(&lab, "cut");
+
+    let run = hbdeploy(&lab, &["apply", "--all", "--confirm-timeout", "5"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert_eq!(
+        row(&run, "cut")[1..3],
+        ["rolled-back", "activate"],
+        "{}",
+        run.both()
+    );
+    let h = host(&lab, "cut");
+    // The new system was activated (and cut the deployer's own session) ...
+    assert_eq!(
+        h.activations().expect("read")[1],
+        format!("switch {new}"),
+        "{}",
+        run.both()
+    );
+    // ... and the watchdog put the previous one back, with sshd.
+    assert_eq!(running(&lab, "cut"), old, "the previous system runs");
+    assert_eq!(h.profile_system().expect("read"), Some(old.clone()));
+    assert_eq!(generation_systems(&lab, "cut"), [old.as_str()]);
+    assert_eq!(
+        h.activations().expect("read").last(),
+        Some(&format!("switch {old}"))
+    );
+    let status = hbdeploy(&lab, &["status", "cut"]);
+    assert_eq!(status.code, 0, "sshd is back: {}", status.both());
+    assert!(wait_until(Duration::from_secs(30), || hbdeploy_units(
+        &lab, "cut"
+    )
+    .is_empty()));
+}
+
+#[test]
+fn one_ctrl_c_lets_the_running_activation_finish_on_systemd_hosts() {
+    let mut lab = deployed(&["a", "b"]);
+    for name in ["a", "b"] {
+        lab.set_system(name, spec(2, Activation::Gate))
+            .expect("flake");
+    }
+    let before = ["a", "b"].map(|n| running(&lab, n));
+    let new_a = system_path(&lab, "a");
+    // One host at a time: `a` activates, `b` waits for its turn.
+    let apply = Watched::spawn(
+        &lab,
+        &[
+            "apply",
+            "--all",
+            "--parallel",
+            "1",
+            "--confirm-timeout",
+            "5",
+        ],
+    );
+    assert!(activation_started(&lab, "a", &new_a), "a never activated");
+    signal("INT", apply.pid());
+    apply.wait_for_line("interrupted: starting nothing new", Duration::from_secs(30));
+    // Only now may the running activation finish.
+    lab.open_gate().expect("gate");
+    let run = apply.finish();
+    assert_eq!(run.code, 130, "{}", run.both());
+    assert_eq!(row(&run, "a")[1], "ok", "{}", run.both());
+    assert_eq!(row(&run, "b")[1], "interrupted", "{}", run.both());
+    assert!(
+        run.stdout
+            .contains("2 hosts: 1 succeeded, 0 failed, 1 interrupted"),
+        "{}",
+        run.both()
+    );
+    // `a` was confirmed, not left to its watchdog: it still runs the new system after the
+    // confirmation timeout, with no unit of hbdeploy left.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(running(&lab, "a"), new_a);
+    assert_eq!(
+        host(&lab, "a").profile_system().expect("read"),
+        Some(new_a.clone())
+    );
+    assert_eq!(hbdeploy_units(&lab, "a"), "", "no unit of hbdeploy left");
+    // `b` was not touched.
+    assert_eq!(running(&lab, "b"), before[1]);
+    assert_eq!(host(&lab, "b").activations().expect("read").len(), 1);
+}
+
+#[test]
+fn two_ctrl_c_exit_at_once_and_the_unconfirmed_activation_is_restored_on_systemd_hosts() {
+    let mut lab = deployed(&["a"]);
+    let old = running(&lab, "a");
+    lab.set_system("a", spec(2, Activation::Gate))
+        .expect("flake");
+    let new = system_path(&lab, "a");
+    let apply = Watched::spawn(&lab, &["apply", "--all", "--confirm-timeout", "20"]);
+    assert!(activation_started(&lab, "a", &new), "a never activated");
+    let exiting = Instant::now();
+    for _ in 0..2 {
+        signal("INT", apply.pid());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let run = apply.finish();
+    assert!(exiting.elapsed() < Duration::from_secs(5), "exits at once");
+    assert_eq!(run.code, 130, "{}", run.both());
+    assert!(
+        run.stderr.contains("interrupted again: exiting now"),
+        "{}",
+        run.both()
+    );
+    // The deployer is gone; the activation runs to its end in its unit ...
+    lab.open_gate().expect("gate");
+    assert!(
+        wait_until(Duration::from_secs(30), || running(&lab, "a") == new),
+        "the activation did not finish without its deployer"
+    );
+    // ... and as nobody confirms it, the watchdog restores the previous generation.
+    let h = host(&lab, "a");
+    assert!(
+        wait_until(Duration::from_secs(60), || running(&lab, "a") == old
+            && h.profile_system().expect("read") == Some(old.clone())),
+        "not restored: running {:?}, profile {:?}",
+        h.current_system(),
+        h.profile_system()
+    );
+    assert_eq!(generation_systems(&lab, "a"), [old.as_str()]);
+    assert!(wait_until(Duration::from_secs(30), || hbdeploy_units(
+        &lab, "a"
+    )
+    .is_empty()));
 }

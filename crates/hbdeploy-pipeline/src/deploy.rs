@@ -387,25 +387,34 @@ impl HostJob {
             path: self.path.clone(),
             goal: self.goal,
         };
-        let activation = deployment
+        let activation = match deployment
             .run(conn, name, JobKind::Activate, &change, &self.events)
-            .await?;
+            .await
+        {
+            Ok(activation) => activation,
+            // The session died under the activation (which runs on, detached), e.g. because
+            // the new system stopped sshd: the host is confirmed over a new connection only if
+            // the activation ended with success, else its watchdog restores it.
+            Err(error @ (HostError::Channel { .. } | HostError::JobLost { .. }))
+                if armed.is_some() =>
+            {
+                self.events.note(
+                    name,
+                    format!(
+                        "{error}: confirming over a new connection once the activation has \
+                         succeeded, else the host's watchdog restores it"
+                    ),
+                );
+                return self.confirm(&deployment, armed, &previous, report).await;
+            }
+            Err(error) => return Err(error),
+        };
         report.generation = activation.generation;
         if activation.exit.success() {
-            if let Some(armed) = armed {
+            if armed.is_some() {
                 self.events
                     .note(name, "confirming over a new connection".to_owned());
-                match safe::confirm(&self.plan, &deployment, armed).await {
-                    Confirmation::Confirmed => {}
-                    Confirmation::RolledBack(why) => {
-                        report.generation = previous.profile.as_ref().map(|g| g.number);
-                        return Err(HostError::RolledBack { why });
-                    }
-                    Confirmation::RollbackFailed(detail) => {
-                        return Err(HostError::WatchdogFailed { detail });
-                    }
-                    Confirmation::Pending(why) => return Err(HostError::RollbackPending { why }),
-                }
+                self.confirm(&deployment, armed, &previous, report).await?;
             }
             if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
                 return Ok(());
@@ -449,6 +458,29 @@ impl HostJob {
             profile_set: self.goal.sets_profile(),
             restored,
         })
+    }
+
+    /// Confirms an activation under magic rollback (armed at `armed`), or reports how the
+    /// host's watchdog restored it.
+    async fn confirm(
+        &self,
+        deployment: &Deployment,
+        armed: Option<Instant>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let Some(armed) = armed else {
+            return Ok(());
+        };
+        match safe::confirm(&self.plan, deployment, armed).await {
+            Confirmation::Confirmed => Ok(()),
+            Confirmation::RolledBack(why) => {
+                report.generation = previous.profile.as_ref().map(|g| g.number);
+                Err(HostError::RolledBack { why })
+            }
+            Confirmation::RollbackFailed(detail) => Err(HostError::WatchdogFailed { detail }),
+            Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
+        }
     }
 
     /// Puts the previous generation back after a failed activation or health check, when

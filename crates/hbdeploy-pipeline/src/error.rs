@@ -204,6 +204,17 @@ pub enum HostError {
         /// Why confirming failed.
         why: String,
     },
+    /// The SSH session ended while a detached job changed the host: the job runs on without
+    /// this deployer, which cannot tell how it ends.
+    #[error(
+        "the SSH session was lost while hbdeploy's {job} job ran on the host; the job runs on by itself, so the host may be on either system: check it with hbdeploy status"
+    )]
+    JobLost {
+        /// The job.
+        job: &'static str,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
     /// Settling stopped an earlier deployment's activation, and putting back the system the
     /// host had before that deployment failed or did not finish in time; nothing of this run
     /// was started.
@@ -299,7 +310,8 @@ impl HostError {
             | HostError::Profile { tail, .. }
             | HostError::Activation { tail, .. }
             | HostError::RollbackActivation { tail, .. }
-            | HostError::SettleRestore { tail, .. } => tail.clone(),
+            | HostError::SettleRestore { tail, .. }
+            | HostError::JobLost { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
             HostError::Copy(err)
             | HostError::Closure { source: err, .. }

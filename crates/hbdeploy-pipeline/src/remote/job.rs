@@ -274,6 +274,17 @@ impl Deployment {
             .await
             .map_err(channel_error(Stage::Activate))?;
         outcome.tail = tail.into_iter().collect();
+        // The session ended without an exit status or the job's own end: it was cut (e.g. the
+        // new system killed the session's sshd), not the job, which runs on, detached.
+        if launch_failed.is_none()
+            && matches!(output.exit, Exit::Unknown)
+            && matches!(outcome.exit, Exit::Unknown)
+        {
+            return Err(HostError::JobLost {
+                job: kind.name(),
+                tail: outcome.tail,
+            });
+        }
         if launch_failed.is_some() || !output.exit.success() {
             return Err(HostError::Remote {
                 command: format!("starting hbdeploy's {} job", kind.name()),
@@ -309,9 +320,18 @@ impl Deployment {
         })
     }
 
-    /// `decide.sh`'s command line.
+    /// `decide.sh`'s command line: claims the decision whatever became of the activation.
     pub(crate) fn decide_command(&self) -> String {
         Script::Decide.command(&[self.dir.as_str(), if self.systemd { "1" } else { "0" }])
+    }
+
+    /// `decide.sh`'s command line that confirms only once the job `after` ended with success.
+    pub(crate) fn confirm_command(&self, after: JobKind) -> String {
+        Script::Decide.command(&[
+            self.dir.as_str(),
+            if self.systemd { "1" } else { "0" },
+            after.name(),
+        ])
     }
 }
 

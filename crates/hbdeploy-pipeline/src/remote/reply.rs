@@ -48,6 +48,9 @@ pub(crate) enum Decision {
     RollbackFailed(String),
     /// The watchdog decided and is still restoring.
     Restoring,
+    /// Nothing was decided: the activation this confirmation waits for has not ended with
+    /// success (why).
+    Undecided(String),
 }
 
 impl Decision {
@@ -57,6 +60,9 @@ impl Decision {
             "rolled-back" => Decision::RolledBack,
             failed if failed.starts_with("rollback-failed") => {
                 Decision::RollbackFailed(failed.to_owned())
+            }
+            undecided if undecided.starts_with("undecided:") => {
+                Decision::Undecided(undecided.trim_start_matches("undecided:").to_owned())
             }
             _ => Decision::Restoring,
         }
@@ -164,6 +170,10 @@ mod tests {
             Decision::RollbackFailed("rollback-failed 1".to_owned())
         );
         assert_eq!(Decision::parse("restoring\n"), Decision::Restoring);
+        assert_eq!(
+            Decision::parse("undecided:the activate job has not finished\n"),
+            Decision::Undecided("the activate job has not finished".to_owned())
+        );
         assert_eq!(
             JobLine::parse("hbdeploy-generation:system-7-link"),
             JobLine::Generation(Some(7))
