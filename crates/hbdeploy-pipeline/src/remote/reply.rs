@@ -1,6 +1,29 @@
 //! The host's answers, parsed once into types: nothing else reads the scripts' bare words.
 
+use hbdeploy_nix::{SizedClosure, pair_sizes};
 use hbdeploy_ssh::Exit;
+
+/// What `switch-to-configuration dry-activate` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryActivation {
+    /// How it ended.
+    pub exit: Exit,
+    /// Its output, both streams, in arrival order (at most [`DRY_ACTIVATE_LINES`]).
+    pub lines: Vec<String>,
+}
+
+/// How many lines of dry-activate output a plan keeps per host.
+pub const DRY_ACTIVATE_LINES: usize = 200;
+
+/// Marks the end of the paths in `closure.sh`'s output.
+const SIZES_MARK: &str = "hbdeploy-sizes";
+
+/// `closure.sh`'s answer: the paths, the mark, then their sizes in the same order; `None` if it
+/// is not that.
+pub(crate) fn parse_closure(text: &str) -> Option<SizedClosure> {
+    let (paths, sizes) = text.split_once(&format!("{SIZES_MARK}\n"))?;
+    pair_sizes(paths, sizes)
+}
 
 /// The answer of `lock.sh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,6 +229,17 @@ mod tests {
         assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
         let probe = Probe::parse("not-nixos\nsystemd\n");
         assert!(!probe.nixos && probe.systemd);
+    }
+
+    #[test]
+    fn closures_parse_with_their_sizes() {
+        let a = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a";
+        let b = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b";
+        let closure =
+            parse_closure(&format!("{a}\n{b}\nhbdeploy-sizes\n10\n20\n")).expect("a closure");
+        let sizes: Vec<(&str, u64)> = closure.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        assert_eq!(sizes, [(a, 10), (b, 20)]);
+        assert!(parse_closure(&format!("{a}\n10\n")).is_none(), "no mark");
     }
 
     #[test]
