@@ -568,23 +568,7 @@ impl HostJob {
         let name = self.plan.name.as_str();
         self.events
             .note(name, "building the system on the host".to_owned());
-        let output = conn
-            .run(&format!("nix-store --realise {}", self.built.drv), |line| {
-                self.events.output(Some(name), Stage::Copy, &line.text)
-            })
-            .await
-            .map_err(|source| HostError::Channel {
-                stage: Stage::Copy,
-                source,
-            })?;
-        let produced = output.stdout.lines().any(|l| l == self.path.as_str());
-        if !output.exit.success() || !produced {
-            return Err(HostError::Remote {
-                command: format!("nix-store --realise {}", self.built.drv),
-                exit: output.exit.clone(),
-                tail: output.tail.iter().map(|l| l.text.clone()).collect(),
-            });
-        }
+        remote::realise(conn, name, &self.built.drv, &self.path, &self.events).await?;
         Ok(CopyStats { sent: 1, total: 1 })
     }
 }

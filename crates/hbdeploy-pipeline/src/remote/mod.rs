@@ -40,11 +40,12 @@ pub(crate) enum Script {
     Settle,
     Closure,
     DryActivate,
+    Realise,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 12] = [
+    pub(crate) const ALL: [Script; 13] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -57,6 +58,7 @@ impl Script {
         Script::Settle,
         Script::Closure,
         Script::DryActivate,
+        Script::Realise,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -74,6 +76,7 @@ impl Script {
             Script::Settle => "settle.sh",
             Script::Closure => "closure.sh",
             Script::DryActivate => "dry-activate.sh",
+            Script::Realise => "realise.sh",
         }
     }
 
@@ -91,6 +94,7 @@ impl Script {
             Script::Settle => include_str!("settle.sh"),
             Script::Closure => include_str!("closure.sh"),
             Script::DryActivate => include_str!("dry-activate.sh"),
+            Script::Realise => include_str!("realise.sh"),
         }
     }
 
@@ -196,6 +200,31 @@ pub(crate) async fn closure(
         .flatten();
     closure.ok_or_else(|| HostError::Remote {
         command: format!("nix-store --query --requisites/--size {path}"),
+        exit: output.exit.clone(),
+        tail: tail(&output),
+    })
+}
+
+/// Builds the derivation `drv` on the host (`realise.sh`), passing its output on as it comes;
+/// fails unless it produced `out`, the system evaluation promised.
+pub(crate) async fn realise(
+    conn: &Connection,
+    host: &str,
+    drv: &StorePath,
+    out: &StorePath,
+    events: &EventSender,
+) -> Result<(), HostError> {
+    let output = conn
+        .run(&Script::Realise.command(&[drv.as_str()]), |line| {
+            events.output(Some(host), Stage::Copy, &line.text)
+        })
+        .await
+        .map_err(channel_error(Stage::Copy))?;
+    if output.exit.success() && reply::produced(&output.stdout, out) {
+        return Ok(());
+    }
+    Err(HostError::Remote {
+        command: format!("nix-store --realise {drv}"),
         exit: output.exit.clone(),
         tail: tail(&output),
     })

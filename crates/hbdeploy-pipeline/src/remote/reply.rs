@@ -15,6 +15,11 @@ pub struct DryActivation {
 /// How many lines of dry-activate output a plan keeps per host.
 pub const DRY_ACTIVATE_LINES: usize = 200;
 
+/// Whether `realise.sh`'s answer names `out` among the paths it built.
+pub(crate) fn produced(text: &str, out: &hbdeploy_nix::StorePath) -> bool {
+    text.lines().any(|l| l == out.as_str())
+}
+
 /// Marks the end of the paths in `closure.sh`'s output.
 const SIZES_MARK: &str = "hbdeploy-sizes";
 
@@ -240,6 +245,9 @@ mod tests {
         let sizes: Vec<(&str, u64)> = closure.iter().map(|(p, s)| (p.as_str(), *s)).collect();
         assert_eq!(sizes, [(a, 10), (b, 20)]);
         assert!(parse_closure(&format!("{a}\n10\n")).is_none(), "no mark");
+        let out = hbdeploy_nix::StorePath::new(b).expect("valid");
+        assert!(produced(&format!("{a}\n{b}\n"), &out));
+        assert!(!produced(&format!("{a}\n{b}-x\n"), &out));
     }
 
     #[test]
