@@ -217,8 +217,8 @@ fn one_ctrl_c_lets_the_running_activation_finish_on_systemd_hosts() {
             .expect("flake");
     }
     let before = ["a", "b"].map(|n| running(&lab, n));
-    let new_a = system_path(&lab, "a");
-    // One host at a time: `a` activates, `b` waits for its turn.
+    let new = ["a", "b"].map(|n| system_path(&lab, n));
+    // One host at a time: one activates, the other waits for its turn.
     let apply = Watched::spawn(
         &lab,
         &[
@@ -230,33 +230,46 @@ fn one_ctrl_c_lets_the_running_activation_finish_on_systemd_hosts() {
             "5",
         ],
     );
-    assert!(activation_started(&lab, "a", &new_a), "a never activated");
+    let activating = |i: usize| host(&lab, ["a", "b"][i]).activations().expect("read").len() == 2;
+    assert!(
+        wait_until(Duration::from_secs(120), || activating(0) || activating(1)),
+        "no host started activating"
+    );
+    let (first, second) = if activating(0) { (0, 1) } else { (1, 0) };
+    let [first_name, second_name] = [["a", "b"][first], ["a", "b"][second]];
     signal("INT", apply.pid());
     apply.wait_for_line("interrupted: starting nothing new", Duration::from_secs(30));
     // Only now may the running activation finish.
     lab.open_gate().expect("gate");
     let run = apply.finish();
     assert_eq!(run.code, 130, "{}", run.both());
-    assert_eq!(row(&run, "a")[1], "ok", "{}", run.both());
-    assert_eq!(row(&run, "b")[1], "interrupted", "{}", run.both());
+    assert_eq!(row(&run, first_name)[1], "ok", "{}", run.both());
+    assert_eq!(row(&run, second_name)[1], "interrupted", "{}", run.both());
     assert!(
         run.stdout
             .contains("2 hosts: 1 succeeded, 0 failed, 1 interrupted"),
         "{}",
         run.both()
     );
-    // `a` was confirmed, not left to its watchdog: it still runs the new system after the
-    // confirmation timeout, with no unit of hbdeploy left.
+    // The first was confirmed, not left to its watchdog: it still runs the new system after
+    // the confirmation timeout, with no unit of hbdeploy left.
     std::thread::sleep(Duration::from_secs(8));
-    assert_eq!(running(&lab, "a"), new_a);
+    assert_eq!(running(&lab, first_name), new[first]);
     assert_eq!(
-        host(&lab, "a").profile_system().expect("read"),
-        Some(new_a.clone())
+        host(&lab, first_name).profile_system().expect("read"),
+        Some(new[first].clone())
     );
-    assert_eq!(hbdeploy_units(&lab, "a"), "", "no unit of hbdeploy left");
-    // `b` was not touched.
-    assert_eq!(running(&lab, "b"), before[1]);
-    assert_eq!(host(&lab, "b").activations().expect("read").len(), 1);
+    assert_eq!(
+        hbdeploy_units(&lab, first_name),
+        "",
+        "no unit of hbdeploy left"
+    );
+    // The other was not touched.
+    assert_eq!(running(&lab, second_name), before[second]);
+    assert_eq!(
+        host(&lab, second_name).activations().expect("read").len(),
+        1
+    );
 }
 
 #[test]
