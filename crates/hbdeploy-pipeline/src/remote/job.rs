@@ -12,13 +12,10 @@ use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{Connection, Exit, OutputLine};
 
 use super::reply::JobLine;
+use super::settled::{Before, Settled};
 use super::{RUN_DIR, Script, channel_error};
 use crate::event::EventSender;
 use crate::{Goal, HostError, Stage};
-
-/// How long the jobs of an earlier deployment still changing the host are waited for before
-/// they are stopped.
-pub(crate) const SETTLE_WAIT: Duration = Duration::from_secs(20);
 
 /// How a job moves the system profile (see `switch.sh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +40,7 @@ pub(crate) struct Change {
 
 impl Change {
     /// `switch.sh`'s arguments after DIR and JOB.
-    fn args(&self) -> Vec<String> {
+    pub(super) fn args(&self) -> Vec<String> {
         let (op, number) = match self.op {
             Op::Set => ("set", None),
             Op::Generation(n) => ("generation", Some(n)),
@@ -61,7 +58,7 @@ impl Change {
 
     /// Reads back what [`Change::args`] wrote (space-separated, as in a deployment's
     /// `previous` file); `None` for anything else.
-    fn parse(text: &str) -> Option<Change> {
+    pub(super) fn parse(text: &str) -> Option<Change> {
         let words: Vec<&str> = text.split_whitespace().collect();
         let number = |n: &str| n.parse::<u32>().ok();
         let (op, path, goal) = match words.as_slice() {
@@ -79,36 +76,6 @@ impl Change {
             path: StorePath::new(*path).ok()?,
             goal,
         })
-    }
-}
-
-/// What a deployment recorded on the host, before it changed anything, to go back to: the
-/// change that restores the host as it was (`DIR/previous`), for settling to apply when it has
-/// to stop that deployment's activation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Before {
-    /// Put the host back with this change.
-    Restore(Change),
-    /// The host had no generation before that deployment: nothing to go back to.
-    Nothing,
-    /// The deployment recorded nothing readable (it was not an activation, or predates the
-    /// record).
-    Unknown,
-}
-
-impl Before {
-    const NOTHING: &'static str = "none";
-
-    fn parse(text: &str) -> Before {
-        if text == Before::NOTHING {
-            return Before::Nothing;
-        }
-        Change::parse(text).map_or(Before::Unknown, Before::Restore)
-    }
-
-    /// The first line of `DIR/previous`.
-    fn record(restore: Option<&Change>) -> String {
-        restore.map_or_else(|| Before::NOTHING.to_owned(), |c| c.args().join(" "))
     }
 }
 
@@ -168,7 +135,7 @@ impl Deployment {
     }
 
     /// The deployment of an earlier run, found by settling.
-    fn earlier(settled: &Settled) -> Deployment {
+    pub(super) fn earlier(settled: &Settled) -> Deployment {
         Deployment::new(&settled.token, settled.systemd)
     }
 
@@ -335,54 +302,6 @@ impl Deployment {
     }
 }
 
-/// A job of an earlier deployment that was still changing the host when the lock was taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Settled {
-    pub job: String,
-    pub token: String,
-    /// It did not end within [`SETTLE_WAIT`] and was stopped.
-    pub stopped: bool,
-    /// The host runs systemd.
-    pub systemd: bool,
-    /// For a stopped job, what its deployment recorded to go back to.
-    pub before: Before,
-}
-
-impl Settled {
-    /// The deployment the job belongs to, to run its restore and stop its watchdog.
-    pub(crate) fn deployment(&self) -> Deployment {
-        Deployment::earlier(self)
-    }
-}
-
-/// Run under the lock, before anything else: settles every job of an earlier deployment still
-/// changing the host (waits for it, bounded, then stops it).
-pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError> {
-    let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
-    let output = conn
-        .run_root(&command, |_| {})
-        .await
-        .map_err(channel_error(Stage::Connect))?;
-    Ok(output
-        .stdout
-        .lines()
-        .filter_map(|line| match JobLine::parse(line) {
-            JobLine::Settled {
-                job,
-                token,
-                stopped,
-            } => Some(Settled {
-                job: job.to_owned(),
-                token: token.to_owned(),
-                stopped: stopped.is_some(),
-                systemd: stopped.is_some_and(|s| s.systemd),
-                before: stopped.map_or(Before::Unknown, |s| Before::parse(s.previous)),
-            }),
-            _ => None,
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,13 +321,6 @@ mod tests {
             assert!(unit_safe(&arg), "{arg}");
         }
         assert!(!unit_safe("${cur#system-}") && !unit_safe("100%"));
-        assert_eq!(
-            Before::parse(&Before::record(Some(&change))),
-            Before::Restore(change.clone())
-        );
-        assert_eq!(Before::parse(&Before::record(None)), Before::Nothing);
-        assert_eq!(Before::parse("unknown"), Before::Unknown);
-        assert_eq!(Before::parse("restore /tmp/x switch 4"), Before::Unknown);
         let launch = deployment.launch("watchdog", false, Script::Watchdog, &change.args());
         assert!(
             launch.ends_with(&format!(

@@ -8,6 +8,7 @@
 
 mod job;
 pub(crate) mod reply;
+mod settled;
 
 use hbdeploy_nix::{SizedClosure, StorePath};
 use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
@@ -15,9 +16,10 @@ use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
-pub(crate) use job::{Before, Change, Deployment, JobKind, Op, SETTLE_WAIT, Settled, settle};
+pub(crate) use job::{Change, Deployment, JobKind, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe};
+pub(crate) use settled::{Before, SETTLE_WAIT, Settled, settle};
 
 /// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.
 pub const RUN_DIR: &str = "/run/hbdeploy";
