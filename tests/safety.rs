@@ -7,45 +7,15 @@
 mod support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hbdeploy_lab::{Activation, Lab, Run, SystemSpec};
+use hbdeploy_lab::{Activation, Lab};
+use support::lab::{Watched, deployed_once, running, signal, spec, wait_until};
 use support::{HBDEPLOY, hbdeploy, host, row};
-
-fn running(lab: &Lab, name: &str) -> String {
-    host(lab, name)
-        .current_system()
-        .expect("read")
-        .expect("a running system")
-}
-
-fn spec(generation: u32, activation: Activation) -> SystemSpec {
-    SystemSpec {
-        generation,
-        activation,
-        ..SystemSpec::default()
-    }
-}
 
 /// A lab whose hosts all run generation 1 (deployed once, successfully).
 fn deployed(names: &[&str]) -> Lab {
-    let lab = Lab::start(names).expect("lab starts");
-    lab.write_fleet(&[], "").expect("fleet");
-    let first = hbdeploy(&lab, &["apply", "--all"]);
-    assert_eq!(first.code, 0, "{}", first.both());
-    lab
-}
-
-/// Waits until `check` holds, for at most `limit`.
-fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
+    deployed_once(Lab::start(names).expect("lab starts"))
 }
 
 #[test]
@@ -240,25 +210,7 @@ fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
             .expect("flake");
     }
     let before: Vec<String> = ["a", "b", "c", "d"].map(|n| running(&lab, n)).to_vec();
-    let mut child = lab
-        .spawn_hbdeploy(Path::new(HBDEPLOY), &["apply", "--all", "--parallel", "2"])
-        .expect("start apply");
-    // Read stderr as it comes, to know when hbdeploy has taken the interrupt in.
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            all.push_str(&line);
-            all.push('\n');
-            let _ = tx.send(line);
-        }
-        all
-    });
+    let apply = Watched::spawn(&lab, &["apply", "--all", "--parallel", "2"]);
     let activating = || {
         ["a", "b", "c", "d"]
             .iter()
@@ -269,28 +221,12 @@ fn ctrl_c_lets_running_activations_finish_and_starts_nothing_new() {
         wait_until(Duration::from_secs(60), || activating() == 2),
         "two hosts never started activating"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("interrupted: starting nothing new") => break,
-            Ok(_) => continue,
-            Err(_) => panic!("hbdeploy never acknowledged the interrupt"),
-        }
-    }
+    signal("INT", apply.pid());
+    // Read stderr as it comes, to know when hbdeploy has taken the interrupt in.
+    apply.wait_for_line("interrupted: starting nothing new", Duration::from_secs(30));
     // Only now may the two running activations finish.
     lab.open_gate().expect("gate");
-    let output = child.wait_with_output().expect("apply ends");
-    let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: reader.join().expect("reader"),
-    };
+    let run = apply.finish();
     assert_eq!(run.code, 130, "{}", run.both());
     assert!(
         run.stderr.contains("interrupted: starting nothing new"),
@@ -460,11 +396,7 @@ fn a_second_ctrl_c_exits_at_once_and_started_activations_still_complete() {
         "activations never started"
     );
     for _ in 0..2 {
-        let sent = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
+        signal("INT", child.id());
         std::thread::sleep(Duration::from_millis(300));
     }
     let run = hbdeploy_lab::finish(child).expect("apply ends");

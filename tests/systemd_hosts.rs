@@ -6,67 +6,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
-
 use hbdeploy_lab::{Activation, Lab, SystemSpec};
-use support::{HBDEPLOY, hbdeploy, host, row, system_path};
-
-/// Waits until `check` holds, for at most `limit`.
-fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    check()
-}
-
-/// Starts `hbdeploy args` and SIGKILLs it (by its PID) once `host` has started activating
-/// `system`: the deployer dies mid-activation, without a chance to clean up.
-fn kill_mid_activation(lab: &Lab, name: &str, system: &str, args: &[&str]) {
-    let mut child = lab
-        .spawn_hbdeploy(Path::new(HBDEPLOY), args)
-        .expect("start apply");
-    let started = wait_until(Duration::from_secs(120), || {
-        host(lab, name)
-            .activations()
-            .expect("read")
-            .contains(&format!("switch {system}"))
-    });
-    let killed = std::process::Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    let _ = child.wait();
-    assert!(started, "the activation never started");
-    assert!(killed.success());
-}
-
-fn running(lab: &Lab, name: &str) -> String {
-    host(lab, name)
-        .current_system()
-        .expect("read")
-        .expect("a running system")
-}
-
-fn spec(generation: u32, activation: Activation) -> SystemSpec {
-    SystemSpec {
-        generation,
-        activation,
-        ..SystemSpec::default()
-    }
-}
+use support::lab::{deployed_once, hbdeploy_units, running, spec};
+use support::{hbdeploy, host, row, system_path};
 
 /// A lab of systemd hosts that all run generation 1 (deployed once, successfully).
 fn deployed(names: &[&str]) -> Lab {
-    let lab = Lab::start_systemd(names).expect("systemd lab starts");
-    lab.write_fleet(&[], "").expect("fleet");
-    let first = hbdeploy(&lab, &["apply", "--all"]);
-    assert_eq!(first.code, 0, "{}", first.both());
-    lab
+    deployed_once(Lab::start_systemd(names).expect("systemd lab starts"))
 }
 
 /// The `status --json` entry of `name`.
@@ -75,13 +21,6 @@ fn status_of(lab: &Lab, name: &str) -> serde_json::Value {
     assert_eq!(run.code, 0, "{}", run.both());
     let value: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
     value["hosts"][0].clone()
-}
-
-/// hbdeploy's own transient units still loaded on `name` (none may outlive a deployment).
-fn hbdeploy_units(lab: &Lab, name: &str) -> String {
-    host(lab, name)
-        .sh("systemctl list-units --all --no-legend --plain 'hbdeploy-*' | grep -v hbdeploy-lab || true")
-        .expect("sh")
 }
 
 #[test]
@@ -241,80 +180,4 @@ fn status_tells_a_reboot_only_when_kernel_files_differ_on_systemd_hosts() {
     let table = hbdeploy(&lab, &["status"]);
     assert_eq!(row(&table, "k")[5], "no", "{}", table.both());
     assert_eq!(row(&table, "t")[5], "yes", "{}", table.both());
-}
-
-#[test]
-fn a_hung_activation_left_by_a_killed_deployer_is_settled_by_the_next_apply() {
-    let mut lab = deployed(&["h"]);
-    lab.set_system("h", spec(2, Activation::Gate))
-        .expect("flake");
-    let hung = system_path(&lab, "h");
-    // Without a watchdog, so that only the hung activation is left behind.
-    kill_mid_activation(&lab, "h", &hung, &["apply", "--all", "--no-magic-rollback"]);
-    assert_ne!(
-        hbdeploy_units(&lab, "h"),
-        "",
-        "the activation still runs on the host"
-    );
-
-    lab.set_system("h", spec(3, Activation::Succeed))
-        .expect("flake");
-    let next = system_path(&lab, "h");
-    let started = Instant::now();
-    let run = hbdeploy(&lab, &["apply", "--all"]);
-    assert_eq!(run.code, 0, "{}", run.both());
-    assert_eq!(row(&run, "h")[1], "ok", "{}", run.both());
-    assert!(
-        run.stderr
-            .contains("an earlier deployment's activate job (")
-            && run
-                .stderr
-                .contains("was still running: stopped it after 20s"),
-        "{}",
-        run.both()
-    );
-    assert!(started.elapsed() < Duration::from_secs(90), "bounded");
-    assert_eq!(running(&lab, "h"), next);
-    assert_eq!(host(&lab, "h").profile_system().expect("read"), Some(next));
-    assert_eq!(
-        hbdeploy_units(&lab, "h"),
-        "",
-        "the hung activation was stopped"
-    );
-}
-
-#[test]
-fn a_deployer_killed_mid_activation_leaves_the_host_restored_never_half() {
-    let mut lab = deployed(&["k"]);
-    let old = running(&lab, "k");
-    lab.set_system("k", spec(2, Activation::Slow(3)))
-        .expect("flake");
-    let new = system_path(&lab, "k");
-    kill_mid_activation(
-        &lab,
-        "k",
-        &new,
-        &["apply", "--all", "--confirm-timeout", "10"],
-    );
-    // The activation finishes in its unit although its deployer is gone ...
-    assert!(
-        wait_until(Duration::from_secs(30), || running(&lab, "k") == new),
-        "the activation did not finish without its deployer"
-    );
-    // ... and, as nobody confirmed it, the watchdog restores the previous generation.
-    let h = host(&lab, "k");
-    assert!(
-        wait_until(Duration::from_secs(60), || running(&lab, "k") == old
-            && h.profile_system().expect("read") == Some(old.clone())),
-        "not restored: running {:?}, profile {:?}",
-        h.current_system(),
-        h.profile_system()
-    );
-    assert!(wait_until(Duration::from_secs(30), || hbdeploy_units(
-        &lab, "k"
-    )
-    .is_empty()));
-    assert_eq!(h.generations().expect("read").lines().count(), 1);
-    let status = hbdeploy(&lab, &["status", "k"]);
-    assert_eq!(status.code, 0, "{}", status.both());
 }

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+pub mod lab;
+
 use hbdeploy_lab::{Lab, LabHost, Run};
 
 /// The binary under test.

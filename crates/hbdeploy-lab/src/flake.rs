@@ -38,6 +38,10 @@ pub enum Activation {
     FailNow,
     /// Activates, then kills the host's sshd and exits 0: the host can no longer be reached.
     KillSshd,
+    /// Activates, then kills every sshd process of the host — the listener and every session,
+    /// the deployer's own included — and exits 0: the host can no longer be reached, and the
+    /// connection that started the activation is cut.
+    KillAllSshd,
     /// Waits until this many hosts of the lab have reached this point of their activation (at
     /// most a minute, then fails): proof that activations overlap, without timing assumptions.
     Barrier(u32),
@@ -159,6 +163,29 @@ const KILL_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
   echo "stopped sshd"
 fi"#;
 
+/// Every sshd of the host: the listener and its descendants (the sessions), found by their
+/// parent PIDs from the listener's PID down, so that no process outside the host is touched
+/// even where the host sees the machine's `/proc`; on a systemd host the unit is stopped too,
+/// as NixOS stopping `sshd.service` would.
+const KILL_ALL_SSHD: &str = r#"if [ "$goal" = switch ] || [ "$goal" = test ]; then
+  kids="$(cat /run/sshd.pid)"
+  all=""
+  while [ -n "$kids" ]; do
+    all="$all $kids"
+    next=""
+    for p in /proc/[0-9]*; do
+      pp="$(awk '/^PPid:/ { print $2 }' "$p/status" 2>/dev/null)" || continue
+      for k in $kids; do
+        if [ "$pp" = "$k" ]; then next="$next $(basename "$p")"; fi
+      done
+    done
+    kids="$next"
+  done
+  if [ -d /run/systemd/system ]; then systemctl stop hbdeploy-lab-sshd.service || true; fi
+  kill -9 $all 2>/dev/null || true
+  echo "killed every sshd:$all"
+fi"#;
+
 fn failure_snippets(activation: Activation) -> (String, String) {
     let (before, after) = match activation {
         Activation::Succeed => ("", ""),
@@ -174,7 +201,7 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "",
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
-        Activation::KillSshd | Activation::NotASystem => ("", ""),
+        Activation::KillSshd | Activation::KillAllSshd | Activation::NotASystem => ("", ""),
         Activation::Barrier(count) => {
             return (
                 format!(
@@ -208,6 +235,8 @@ fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str, systemd: bool) -> St
     let (before, after) = failure_snippets(spec.activation);
     let sshd = if spec.activation == Activation::KillSshd {
         KILL_SSHD
+    } else if spec.activation == Activation::KillAllSshd {
+        KILL_ALL_SSHD
     } else if systemd {
         ENSURE_SSHD_UNIT
     } else {

@@ -165,31 +165,6 @@ pub async fn deploy(
     Ok(Report { hosts, build_time })
 }
 
-/// Settles the jobs of earlier deployments still changing the host (run under the lock) and says
-/// what was found; true if there were any.
-pub(crate) async fn settle_earlier(
-    conn: &Connection,
-    host: &str,
-    events: &EventSender,
-) -> Result<bool, HostError> {
-    let settled = remote::settle(conn).await?;
-    for job in &settled {
-        let how = if job.stopped {
-            format!("stopped it after {}s", remote::SETTLE_WAIT.as_secs())
-        } else {
-            "waited for it to finish".to_owned()
-        };
-        events.note(
-            host,
-            format!(
-                "an earlier deployment's {} job ({}) was still running: {how}",
-                job.job, job.token
-            ),
-        );
-    }
-    Ok(!settled.is_empty())
-}
-
 /// Puts `report` into its host's slot.
 fn put(slots: &mut [Option<HostReport>], hosts: &[HostPlan], report: HostReport) {
     if let Some(index) = hosts.iter().position(|p| p.name == report.host) {
@@ -282,7 +257,8 @@ impl HostJob {
             // changing the host is settled, and the host read again if one was.
             let state = match (&lock, state) {
                 (Ok(_), Ok(state)) => {
-                    match settle_earlier(&conn, &self.plan.name, &self.events).await {
+                    match crate::settle::settle_earlier(&conn, &self.plan.name, &self.events).await
+                    {
                         Ok(false) => Ok(state),
                         Ok(true) => read_state(&conn, Stage::Connect).await,
                         Err(error) => Err(error),
@@ -379,7 +355,9 @@ impl HostJob {
         // system. The probe also says how jobs run on this host.
         let probe = remote::probe(conn, name, &self.path, &self.events).await?;
         let deployment = Deployment::new(&safe::new_token(), probe.systemd);
-        deployment.install(conn).await?;
+        deployment
+            .install_with_previous(conn, restore.as_ref())
+            .await?;
         let armed = match (&restore, wants_magic) {
             (Some(restore), true) => {
                 let timeout = self.plan.safety.confirm_timeout;
@@ -409,25 +387,34 @@ impl HostJob {
             path: self.path.clone(),
             goal: self.goal,
         };
-        let activation = deployment
+        let activation = match deployment
             .run(conn, name, JobKind::Activate, &change, &self.events)
-            .await?;
+            .await
+        {
+            Ok(activation) => activation,
+            // The session died under the activation (which runs on, detached), e.g. because
+            // the new system stopped sshd: the host is confirmed over a new connection only if
+            // the activation ended with success, else its watchdog restores it.
+            Err(error @ (HostError::Channel { .. } | HostError::JobLost { .. }))
+                if armed.is_some() =>
+            {
+                self.events.note(
+                    name,
+                    format!(
+                        "{error}: confirming over a new connection once the activation has \
+                         succeeded, else the host's watchdog restores it"
+                    ),
+                );
+                return self.confirm(&deployment, armed, &previous, report).await;
+            }
+            Err(error) => return Err(error),
+        };
         report.generation = activation.generation;
         if activation.exit.success() {
-            if let Some(armed) = armed {
+            if armed.is_some() {
                 self.events
                     .note(name, "confirming over a new connection".to_owned());
-                match safe::confirm(&self.plan, &deployment, armed).await {
-                    Confirmation::Confirmed => {}
-                    Confirmation::RolledBack(why) => {
-                        report.generation = previous.profile.as_ref().map(|g| g.number);
-                        return Err(HostError::RolledBack { why });
-                    }
-                    Confirmation::RollbackFailed(detail) => {
-                        return Err(HostError::WatchdogFailed { detail });
-                    }
-                    Confirmation::Pending(why) => return Err(HostError::RollbackPending { why }),
-                }
+                self.confirm(&deployment, armed, &previous, report).await?;
             }
             if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
                 return Ok(());
@@ -471,6 +458,29 @@ impl HostJob {
             profile_set: self.goal.sets_profile(),
             restored,
         })
+    }
+
+    /// Confirms an activation under magic rollback (armed at `armed`), or reports how the
+    /// host's watchdog restored it.
+    async fn confirm(
+        &self,
+        deployment: &Deployment,
+        armed: Option<Instant>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let Some(armed) = armed else {
+            return Ok(());
+        };
+        match safe::confirm(&self.plan, deployment, armed).await {
+            Confirmation::Confirmed => Ok(()),
+            Confirmation::RolledBack(why) => {
+                report.generation = previous.profile.as_ref().map(|g| g.number);
+                Err(HostError::RolledBack { why })
+            }
+            Confirmation::RollbackFailed(detail) => Err(HostError::WatchdogFailed { detail }),
+            Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
+        }
     }
 
     /// Puts the previous generation back after a failed activation or health check, when
@@ -558,23 +568,7 @@ impl HostJob {
         let name = self.plan.name.as_str();
         self.events
             .note(name, "building the system on the host".to_owned());
-        let output = conn
-            .run(&format!("nix-store --realise {}", self.built.drv), |line| {
-                self.events.output(Some(name), Stage::Copy, &line.text)
-            })
-            .await
-            .map_err(|source| HostError::Channel {
-                stage: Stage::Copy,
-                source,
-            })?;
-        let produced = output.stdout.lines().any(|l| l == self.path.as_str());
-        if !output.exit.success() || !produced {
-            return Err(HostError::Remote {
-                command: format!("nix-store --realise {}", self.built.drv),
-                exit: output.exit.clone(),
-                tail: output.tail.iter().map(|l| l.text.clone()).collect(),
-            });
-        }
+        remote::realise(conn, name, &self.built.drv, &self.path, &self.events).await?;
         Ok(CopyStats { sent: 1, total: 1 })
     }
 }

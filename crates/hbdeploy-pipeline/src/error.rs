@@ -204,6 +204,31 @@ pub enum HostError {
         /// Why confirming failed.
         why: String,
     },
+    /// The SSH session ended while a detached job changed the host: the job runs on without
+    /// this deployer, which cannot tell how it ends.
+    #[error(
+        "the SSH session was lost while hbdeploy's {job} job ran on the host; the job runs on by itself, so the host may be on either system: check it with hbdeploy status"
+    )]
+    JobLost {
+        /// The job.
+        job: &'static str,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
+    /// Settling stopped an earlier deployment's activation, and putting back the system the
+    /// host had before that deployment failed or did not finish in time; nothing of this run
+    /// was started.
+    #[error(
+        "an earlier deployment's activation ({token}) was stopped, and restoring the generation the host had before it failed ({detail}); the host may be on either system, and this run changed nothing"
+    )]
+    SettleRestore {
+        /// The earlier deployment's token.
+        token: String,
+        /// How the restore ended.
+        detail: String,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
 }
 
 fn list(numbers: &[u32]) -> String {
@@ -284,7 +309,9 @@ impl HostError {
             HostError::Remote { tail, .. }
             | HostError::Profile { tail, .. }
             | HostError::Activation { tail, .. }
-            | HostError::RollbackActivation { tail, .. } => tail.clone(),
+            | HostError::RollbackActivation { tail, .. }
+            | HostError::SettleRestore { tail, .. }
+            | HostError::JobLost { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
             HostError::Copy(err)
             | HostError::Closure { source: err, .. }

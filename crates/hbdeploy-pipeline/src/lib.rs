@@ -23,6 +23,7 @@ mod remote;
 mod report;
 mod rollback;
 mod safe;
+mod settle;
 mod state;
 mod status;
 pub mod time;

@@ -12,8 +12,8 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use hbdeploy_nix::{Nix, SizedClosure, StorePath, pair_sizes};
-use hbdeploy_ssh::{Connection, Exit};
+use hbdeploy_nix::{Nix, StorePath};
+use hbdeploy_ssh::Connection;
 
 use crate::build::build_all;
 use crate::closure_diff::{ClosureDiff, diff};
@@ -48,17 +48,7 @@ pub enum PlanOutcome {
     Failed(HostError),
 }
 
-/// What `dry-activate` printed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DryActivation {
-    /// How it ended.
-    pub exit: Exit,
-    /// Its output, both streams, in arrival order (at most [`DRY_ACTIVATE_LINES`]).
-    pub lines: Vec<String>,
-}
-
-/// How many lines of `dry-activate` output a plan keeps.
-pub const DRY_ACTIVATE_LINES: usize = 200;
+pub use crate::remote::{DRY_ACTIVATE_LINES, DryActivation};
 
 /// One host's plan.
 #[derive(Debug)]
@@ -243,7 +233,7 @@ async fn on_host(
             source,
         })?;
     let old = match &state.current {
-        Some(current) => remote_closure(conn, current).await?,
+        Some(current) => remote::closure(conn, current, Stage::Connect).await?,
         None => Vec::new(),
     };
     changes.diff = Some(diff(&old, &new));
@@ -267,74 +257,8 @@ async fn on_host(
     changes.stage = Stage::Activate;
     events.stage(&plan.name, Stage::Activate);
     events.note(&plan.name, "dry-activate".to_owned());
-    changes.dry_activate = Some(dry_activate(conn, &plan.name, path, events).await?);
+    // It changes nothing, so it needs neither the lock nor a detached job.
+    remote::probe(conn, &plan.name, path, events).await?;
+    changes.dry_activate = Some(remote::dry_activate(conn, &plan.name, path, events).await?);
     Ok(())
-}
-
-/// Marks the end of the paths in [`remote_closure`]'s output.
-const SIZES_MARK: &str = "hbdeploy-sizes";
-
-/// The host's closure of `path`, with sizes, read with `nix-store` over `conn`.
-async fn remote_closure(conn: &Connection, path: &StorePath) -> Result<SizedClosure, HostError> {
-    let command = format!(
-        "p=$(nix-store --query --requisites {path}) && printf '%s\\n' \"$p\" && \
-         echo {SIZES_MARK} && nix-store --query --size $p"
-    );
-    let shown = "nix-store --query --requisites/--size of the running system";
-    let output = conn
-        .run(&command, |_| {})
-        .await
-        .map_err(|source| HostError::Channel {
-            stage: Stage::Connect,
-            source,
-        })?;
-    let failed = |exit: Exit| HostError::Remote {
-        command: shown.to_owned(),
-        exit,
-        tail: remote::tail(&output),
-    };
-    if !output.exit.success() {
-        return Err(failed(output.exit.clone()));
-    }
-    let (paths, sizes) = output
-        .stdout
-        .split_once(&format!("{SIZES_MARK}\n"))
-        .ok_or_else(|| failed(output.exit.clone()))?;
-    pair_sizes(paths, sizes).ok_or_else(|| failed(output.exit.clone()))
-}
-
-/// Runs `switch-to-configuration dry-activate` of `path` on the host, in the session (it
-/// changes nothing, so it needs neither the lock nor a transient unit).
-async fn dry_activate(
-    conn: &Connection,
-    host: &str,
-    path: &StorePath,
-    events: &EventSender,
-) -> Result<DryActivation, HostError> {
-    remote::probe(conn, host, path, events).await?;
-    let command = format!("{path}/bin/switch-to-configuration dry-activate");
-    let mut lines = Vec::new();
-    let output = conn
-        .run_root(&command, |line| {
-            events.output(Some(host), Stage::Activate, &line.text);
-            if lines.len() < DRY_ACTIVATE_LINES {
-                lines.push(line.text.clone());
-            }
-        })
-        .await
-        .map_err(|source| HostError::Channel {
-            stage: Stage::Activate,
-            source,
-        })?;
-    if !output.exit.success() {
-        return Err(HostError::Remote {
-            command: "switch-to-configuration dry-activate".to_owned(),
-            exit: output.exit.clone(),
-            tail: remote::tail(&output),
-        });
-    }
-    Ok(DryActivation {
-        exit: output.exit,
-        lines,
-    })
 }

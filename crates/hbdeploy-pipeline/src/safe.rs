@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{Connection, Held};
 
-use crate::remote::{self, Change, Decision, Deployment, LockReply, Op};
+use crate::remote::{self, Change, Decision, Deployment, JobKind, LockReply, Op};
 use crate::state::{Generation, HostState};
 use crate::{Goal, HostError, HostPlan};
 
@@ -161,6 +161,9 @@ pub(crate) async fn confirm(
     while Instant::now() < deadline {
         match decide(plan, deployment, deadline).await {
             Ok(Decision::Confirmed) => return Confirmation::Confirmed,
+            // The activation (whose end this deployer may not have seen) is still running or
+            // failed: try again, and the watchdog restores the host if it never succeeds.
+            Ok(Decision::Undecided(reason)) => why = reason,
             Ok(answer) => return wait_for_result(plan, deployment, answer, why).await,
             Err(err) => why = err,
         }
@@ -169,6 +172,11 @@ pub(crate) async fn confirm(
     let grace = Instant::now() + plan.safety.confirm_timeout + Duration::from_secs(30);
     while Instant::now() < grace {
         if let Ok(answer) = decide(plan, deployment, grace).await {
+            if let Decision::Undecided(reason) = answer {
+                why = reason;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             if answer == Decision::Confirmed {
                 // Reachable again before the watchdog fired (it fires a moment after the
                 // deadline): the activation stands.
@@ -193,7 +201,9 @@ async fn decide(
     let conn = Connection::connect(&target)
         .await
         .map_err(|err| error_text(&err))?;
-    let output = conn.run_root(&deployment.decide_command(), |_| {}).await;
+    let output = conn
+        .run_root(&deployment.confirm_command(JobKind::Activate), |_| {})
+        .await;
     conn.close().await;
     let output = output.map_err(|err| error_text(&err))?;
     Ok(Decision::parse(&output.stdout))
@@ -212,7 +222,7 @@ async fn wait_for_result(
         match answer {
             Decision::RolledBack => return Confirmation::RolledBack(why),
             Decision::RollbackFailed(detail) => return Confirmation::RollbackFailed(detail),
-            Decision::Confirmed | Decision::Restoring => {}
+            Decision::Confirmed | Decision::Restoring | Decision::Undecided(_) => {}
         }
         if Instant::now() > give_up {
             return Confirmation::Pending(why);

@@ -12,13 +12,10 @@ use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{Connection, Exit, OutputLine};
 
 use super::reply::JobLine;
+use super::settled::{Before, Settled};
 use super::{RUN_DIR, Script, channel_error};
 use crate::event::EventSender;
 use crate::{Goal, HostError, Stage};
-
-/// How long the jobs of an earlier deployment still changing the host are waited for before
-/// they are stopped.
-pub(crate) const SETTLE_WAIT: Duration = Duration::from_secs(20);
 
 /// How a job moves the system profile (see `switch.sh`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +40,7 @@ pub(crate) struct Change {
 
 impl Change {
     /// `switch.sh`'s arguments after DIR and JOB.
-    fn args(&self) -> Vec<String> {
+    pub(super) fn args(&self) -> Vec<String> {
         let (op, number) = match self.op {
             Op::Set => ("set", None),
             Op::Generation(n) => ("generation", Some(n)),
@@ -57,6 +54,28 @@ impl Change {
         ];
         args.extend(number.map(|n| n.to_string()));
         args
+    }
+
+    /// Reads back what [`Change::args`] wrote (space-separated, as in a deployment's
+    /// `previous` file); `None` for anything else.
+    pub(super) fn parse(text: &str) -> Option<Change> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let number = |n: &str| n.parse::<u32>().ok();
+        let (op, path, goal) = match words.as_slice() {
+            ["set", path, goal] => (Op::Set, path, goal),
+            ["keep", path, goal] => (Op::Keep, path, goal),
+            ["generation", path, goal, n] => (Op::Generation(number(n)?), path, goal),
+            ["restore", path, goal, n] => (Op::Restore(number(n)?), path, goal),
+            _ => return None,
+        };
+        let goal = [Goal::Switch, Goal::Boot, Goal::Test]
+            .into_iter()
+            .find(|g| g.as_str() == *goal)?;
+        Some(Change {
+            op,
+            path: StorePath::new(*path).ok()?,
+            goal,
+        })
     }
 }
 
@@ -115,12 +134,41 @@ impl Deployment {
         }
     }
 
+    /// The deployment of an earlier run, found by settling.
+    pub(super) fn earlier(settled: &Settled) -> Deployment {
+        Deployment::new(&settled.token, settled.systemd)
+    }
+
     /// Writes the job scripts into the deployment's directory.
     pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
+        self.install_files(conn, None).await
+    }
+
+    /// Writes the job scripts and, before any job of this deployment starts, the change that
+    /// puts the host back as it is now (`None`: it has no generation to go back to), which
+    /// settling applies if it has to stop this deployment's activation.
+    pub(crate) async fn install_with_previous(
+        &self,
+        conn: &Connection,
+        restore: Option<&Change>,
+    ) -> Result<(), HostError> {
+        self.install_files(conn, Some(Before::record(restore)))
+            .await
+    }
+
+    async fn install_files(
+        &self,
+        conn: &Connection,
+        previous: Option<String>,
+    ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
         for script in [Script::Switch, Script::Watchdog] {
             args.push(script.file().to_owned());
             args.push(script.text().to_owned());
+        }
+        if let Some(previous) = previous {
+            args.push("previous".to_owned());
+            args.push(format!("{previous}\n"));
         }
         let output = conn
             .run_root(&Script::Install.command(&args), |_| {})
@@ -193,6 +241,17 @@ impl Deployment {
             .await
             .map_err(channel_error(Stage::Activate))?;
         outcome.tail = tail.into_iter().collect();
+        // The session ended without an exit status or the job's own end: it was cut (e.g. the
+        // new system killed the session's sshd), not the job, which runs on, detached.
+        if launch_failed.is_none()
+            && matches!(output.exit, Exit::Unknown)
+            && matches!(outcome.exit, Exit::Unknown)
+        {
+            return Err(HostError::JobLost {
+                job: kind.name(),
+                tail: outcome.tail,
+            });
+        }
         if launch_failed.is_some() || !output.exit.success() {
             return Err(HostError::Remote {
                 command: format!("starting hbdeploy's {} job", kind.name()),
@@ -228,45 +287,19 @@ impl Deployment {
         })
     }
 
-    /// `decide.sh`'s command line.
+    /// `decide.sh`'s command line: claims the decision whatever became of the activation.
     pub(crate) fn decide_command(&self) -> String {
         Script::Decide.command(&[self.dir.as_str(), if self.systemd { "1" } else { "0" }])
     }
-}
 
-/// A job of an earlier deployment that was still changing the host when the lock was taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Settled {
-    pub job: String,
-    pub token: String,
-    /// It did not end within [`SETTLE_WAIT`] and was stopped.
-    pub stopped: bool,
-}
-
-/// Run under the lock, before anything else: settles every job of an earlier deployment still
-/// changing the host (waits for it, bounded, then stops it).
-pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError> {
-    let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
-    let output = conn
-        .run_root(&command, |_| {})
-        .await
-        .map_err(channel_error(Stage::Connect))?;
-    Ok(output
-        .stdout
-        .lines()
-        .filter_map(|line| match JobLine::parse(line) {
-            JobLine::Settled {
-                job,
-                token,
-                stopped,
-            } => Some(Settled {
-                job: job.to_owned(),
-                token: token.to_owned(),
-                stopped,
-            }),
-            _ => None,
-        })
-        .collect())
+    /// `decide.sh`'s command line that confirms only once the job `after` ended with success.
+    pub(crate) fn confirm_command(&self, after: JobKind) -> String {
+        Script::Decide.command(&[
+            self.dir.as_str(),
+            if self.systemd { "1" } else { "0" },
+            after.name(),
+        ])
+    }
 }
 
 #[cfg(test)]

@@ -8,15 +8,18 @@
 
 mod job;
 pub(crate) mod reply;
+mod settled;
 
-use hbdeploy_nix::StorePath;
+use hbdeploy_nix::{SizedClosure, StorePath};
 use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
 
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
-pub(crate) use job::{Change, Deployment, JobKind, Op, SETTLE_WAIT, settle};
+pub(crate) use job::{Change, Deployment, JobKind, Op};
+pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe};
+pub(crate) use settled::{Before, SETTLE_WAIT, Settled, settle};
 
 /// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.
 pub const RUN_DIR: &str = "/run/hbdeploy";
@@ -37,11 +40,14 @@ pub(crate) enum Script {
     Watchdog,
     Decide,
     Settle,
+    Closure,
+    DryActivate,
+    Realise,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 10] = [
+    pub(crate) const ALL: [Script; 13] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -52,6 +58,9 @@ impl Script {
         Script::Watchdog,
         Script::Decide,
         Script::Settle,
+        Script::Closure,
+        Script::DryActivate,
+        Script::Realise,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -67,6 +76,9 @@ impl Script {
             Script::Watchdog => "watchdog.sh",
             Script::Decide => "decide.sh",
             Script::Settle => "settle.sh",
+            Script::Closure => "closure.sh",
+            Script::DryActivate => "dry-activate.sh",
+            Script::Realise => "realise.sh",
         }
     }
 
@@ -82,6 +94,9 @@ impl Script {
             Script::Watchdog => include_str!("watchdog.sh"),
             Script::Decide => include_str!("decide.sh"),
             Script::Settle => include_str!("settle.sh"),
+            Script::Closure => include_str!("closure.sh"),
+            Script::DryActivate => include_str!("dry-activate.sh"),
+            Script::Realise => include_str!("realise.sh"),
         }
     }
 
@@ -168,6 +183,83 @@ pub(crate) async fn lock(
             },
         })?;
     Ok((LockReply::parse(&line), held))
+}
+
+/// The closure of `path` in the host's store, with sizes (`closure.sh`).
+pub(crate) async fn closure(
+    conn: &Connection,
+    path: &StorePath,
+    stage: Stage,
+) -> Result<SizedClosure, HostError> {
+    let output = conn
+        .run(&Script::Closure.command(&[path.as_str()]), |_| {})
+        .await
+        .map_err(channel_error(stage))?;
+    let closure = output
+        .exit
+        .success()
+        .then(|| reply::parse_closure(&output.stdout))
+        .flatten();
+    closure.ok_or_else(|| HostError::Remote {
+        command: format!("nix-store --query --requisites/--size {path}"),
+        exit: output.exit.clone(),
+        tail: tail(&output),
+    })
+}
+
+/// Builds the derivation `drv` on the host (`realise.sh`), passing its output on as it comes;
+/// fails unless it produced `out`, the system evaluation promised.
+pub(crate) async fn realise(
+    conn: &Connection,
+    host: &str,
+    drv: &StorePath,
+    out: &StorePath,
+    events: &EventSender,
+) -> Result<(), HostError> {
+    let output = conn
+        .run(&Script::Realise.command(&[drv.as_str()]), |line| {
+            events.output(Some(host), Stage::Copy, &line.text)
+        })
+        .await
+        .map_err(channel_error(Stage::Copy))?;
+    if output.exit.success() && reply::produced(&output.stdout, out) {
+        return Ok(());
+    }
+    Err(HostError::Remote {
+        command: format!("nix-store --realise {drv}"),
+        exit: output.exit.clone(),
+        tail: tail(&output),
+    })
+}
+
+/// Runs `dry-activate.sh` for `path` (as root), passing its output on as it comes.
+pub(crate) async fn dry_activate(
+    conn: &Connection,
+    host: &str,
+    path: &StorePath,
+    events: &EventSender,
+) -> Result<DryActivation, HostError> {
+    let mut lines = Vec::new();
+    let output = conn
+        .run_root(&Script::DryActivate.command(&[path.as_str()]), |line| {
+            events.output(Some(host), Stage::Activate, &line.text);
+            if lines.len() < DRY_ACTIVATE_LINES {
+                lines.push(line.text.clone());
+            }
+        })
+        .await
+        .map_err(channel_error(Stage::Activate))?;
+    if !output.exit.success() {
+        return Err(HostError::Remote {
+            command: "switch-to-configuration dry-activate".to_owned(),
+            exit: output.exit.clone(),
+            tail: tail(&output),
+        });
+    }
+    Ok(DryActivation {
+        exit: output.exit,
+        lines,
+    })
 }
 
 /// Reads the host's state (`state.sh`), unparsed.

@@ -1,6 +1,34 @@
 //! The host's answers, parsed once into types: nothing else reads the scripts' bare words.
 
+use hbdeploy_nix::{SizedClosure, pair_sizes};
 use hbdeploy_ssh::Exit;
+
+/// What `switch-to-configuration dry-activate` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryActivation {
+    /// How it ended.
+    pub exit: Exit,
+    /// Its output, both streams, in arrival order (at most [`DRY_ACTIVATE_LINES`]).
+    pub lines: Vec<String>,
+}
+
+/// How many lines of dry-activate output a plan keeps per host.
+pub const DRY_ACTIVATE_LINES: usize = 200;
+
+/// Whether `realise.sh`'s answer names `out` among the paths it built.
+pub(crate) fn produced(text: &str, out: &hbdeploy_nix::StorePath) -> bool {
+    text.lines().any(|l| l == out.as_str())
+}
+
+/// Marks the end of the paths in `closure.sh`'s output.
+const SIZES_MARK: &str = "hbdeploy-sizes";
+
+/// `closure.sh`'s answer: the paths, the mark, then their sizes in the same order; `None` if it
+/// is not that.
+pub(crate) fn parse_closure(text: &str) -> Option<SizedClosure> {
+    let (paths, sizes) = text.split_once(&format!("{SIZES_MARK}\n"))?;
+    pair_sizes(paths, sizes)
+}
 
 /// The answer of `lock.sh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +76,9 @@ pub(crate) enum Decision {
     RollbackFailed(String),
     /// The watchdog decided and is still restoring.
     Restoring,
+    /// Nothing was decided: the activation this confirmation waits for has not ended with
+    /// success (why).
+    Undecided(String),
 }
 
 impl Decision {
@@ -57,6 +88,9 @@ impl Decision {
             "rolled-back" => Decision::RolledBack,
             failed if failed.starts_with("rollback-failed") => {
                 Decision::RollbackFailed(failed.to_owned())
+            }
+            undecided if undecided.starts_with("undecided:") => {
+                Decision::Undecided(undecided.trim_start_matches("undecided:").to_owned())
             }
             _ => Decision::Restoring,
         }
@@ -74,13 +108,24 @@ pub(crate) enum JobLine<'a> {
     ProfileFailed(Exit),
     /// The job could not be started.
     LaunchFailed(&'a str),
-    /// Settling found an earlier deployment's job: its name, token and whether it was stopped.
+    /// Settling found an earlier deployment's job: its name, token and whether it was stopped;
+    /// for a stopped job also whether the host runs systemd and what that deployment recorded
+    /// to go back to (`DIR/previous`, `unknown` if nothing).
     Settled {
         job: &'a str,
         token: &'a str,
-        stopped: bool,
+        stopped: Option<Stopped<'a>>,
     },
     Output(&'a str),
+}
+
+/// What settling says of a job it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stopped<'a> {
+    /// The host runs systemd (the job was a unit).
+    pub systemd: bool,
+    /// The first line of the deployment's `previous` file, `unknown` when it had none.
+    pub previous: &'a str,
 }
 
 impl<'a> JobLine<'a> {
@@ -95,13 +140,29 @@ impl<'a> JobLine<'a> {
         } else if let Some(why) = text.strip_prefix("hbdeploy-launch-failed:") {
             JobLine::LaunchFailed(why)
         } else if let Some(rest) = text.strip_prefix("hbdeploy-settled:") {
-            let mut parts = rest.splitn(3, ':');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(job), Some(token), Some(how)) => JobLine::Settled {
+            let mut parts = rest.splitn(5, ':');
+            match (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) {
+                (Some(job), Some(token), Some("finished"), None, None) => JobLine::Settled {
                     job,
                     token,
-                    stopped: how == "stopped",
+                    stopped: None,
                 },
+                (Some(job), Some(token), Some("stopped"), Some(systemd), Some(previous)) => {
+                    JobLine::Settled {
+                        job,
+                        token,
+                        stopped: Some(Stopped {
+                            systemd: systemd == "1",
+                            previous,
+                        }),
+                    }
+                }
                 _ => JobLine::Output(text),
             }
         } else {
@@ -138,6 +199,10 @@ mod tests {
         );
         assert_eq!(Decision::parse("restoring\n"), Decision::Restoring);
         assert_eq!(
+            Decision::parse("undecided:the activate job has not finished\n"),
+            Decision::Undecided("the activate job has not finished".to_owned())
+        );
+        assert_eq!(
             JobLine::parse("hbdeploy-generation:system-7-link"),
             JobLine::Generation(Some(7))
         );
@@ -146,16 +211,43 @@ mod tests {
             JobLine::Exit(Exit::Code(4))
         );
         assert_eq!(
-            JobLine::parse("hbdeploy-settled:activate:ab12:stopped"),
+            JobLine::parse(
+                "hbdeploy-settled:activate:ab12:stopped:1:restore /nix/store/x switch 4"
+            ),
             JobLine::Settled {
                 job: "activate",
                 token: "ab12",
-                stopped: true
+                stopped: Some(Stopped {
+                    systemd: true,
+                    previous: "restore /nix/store/x switch 4"
+                })
+            }
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-settled:restore:ab12:finished"),
+            JobLine::Settled {
+                job: "restore",
+                token: "ab12",
+                stopped: None
             }
         );
         assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
         let probe = Probe::parse("not-nixos\nsystemd\n");
         assert!(!probe.nixos && probe.systemd);
+    }
+
+    #[test]
+    fn closures_parse_with_their_sizes() {
+        let a = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a";
+        let b = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-b";
+        let closure =
+            parse_closure(&format!("{a}\n{b}\nhbdeploy-sizes\n10\n20\n")).expect("a closure");
+        let sizes: Vec<(&str, u64)> = closure.iter().map(|(p, s)| (p.as_str(), *s)).collect();
+        assert_eq!(sizes, [(a, 10), (b, 20)]);
+        assert!(parse_closure(&format!("{a}\n10\n")).is_none(), "no mark");
+        let out = hbdeploy_nix::StorePath::new(b).expect("valid");
+        assert!(produced(&format!("{a}\n{b}\n"), &out));
+        assert!(!produced(&format!("{a}\n{b}-x\n"), &out));
     }
 
     #[test]

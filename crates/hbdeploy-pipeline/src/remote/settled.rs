@@ -1,0 +1,119 @@
+//! Settling's side of the remote protocol (`settle.sh`): the jobs of earlier deployments still
+//! changing a host, and what each recorded to go back to.
+
+use std::time::Duration;
+
+use hbdeploy_ssh::Connection;
+
+use super::job::{Change, Deployment};
+use super::reply::JobLine;
+use super::{Script, channel_error};
+use crate::{HostError, Stage};
+
+/// How long the jobs of an earlier deployment still changing the host are waited for before
+/// they are stopped.
+pub(crate) const SETTLE_WAIT: Duration = Duration::from_secs(20);
+
+/// What a deployment recorded on the host, before it changed anything, to go back to: the
+/// change that restores the host as it was (`DIR/previous`), for settling to apply when it has
+/// to stop that deployment's activation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Before {
+    /// Put the host back with this change.
+    Restore(Change),
+    /// The host had no generation before that deployment: nothing to go back to.
+    Nothing,
+    /// The deployment recorded nothing readable (it was not an activation, or predates the
+    /// record).
+    Unknown,
+}
+
+impl Before {
+    const NOTHING: &'static str = "none";
+
+    fn parse(text: &str) -> Before {
+        if text == Before::NOTHING {
+            return Before::Nothing;
+        }
+        Change::parse(text).map_or(Before::Unknown, Before::Restore)
+    }
+
+    /// The first line of `DIR/previous`.
+    pub(super) fn record(restore: Option<&Change>) -> String {
+        restore.map_or_else(|| Before::NOTHING.to_owned(), |c| c.args().join(" "))
+    }
+}
+
+/// A job of an earlier deployment that was still changing the host when the lock was taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub job: String,
+    pub token: String,
+    /// It did not end within [`SETTLE_WAIT`] and was stopped.
+    pub stopped: bool,
+    /// The host runs systemd.
+    pub systemd: bool,
+    /// For a stopped job, what its deployment recorded to go back to.
+    pub before: Before,
+}
+
+impl Settled {
+    /// The deployment the job belongs to, to run its restore and stop its watchdog.
+    pub(crate) fn deployment(&self) -> Deployment {
+        Deployment::earlier(self)
+    }
+}
+
+/// Run under the lock, before anything else: settles every job of an earlier deployment still
+/// changing the host (waits for it, bounded, then stops it).
+pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError> {
+    let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
+    let output = conn
+        .run_root(&command, |_| {})
+        .await
+        .map_err(channel_error(Stage::Connect))?;
+    Ok(output
+        .stdout
+        .lines()
+        .filter_map(|line| match JobLine::parse(line) {
+            JobLine::Settled {
+                job,
+                token,
+                stopped,
+            } => Some(Settled {
+                job: job.to_owned(),
+                token: token.to_owned(),
+                stopped: stopped.is_some(),
+                systemd: stopped.is_some_and(|s| s.systemd),
+                before: stopped.map_or(Before::Unknown, |s| Before::parse(s.previous)),
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use hbdeploy_nix::StorePath;
+
+    use super::*;
+    use crate::Goal;
+    use crate::remote::Op;
+
+    #[test]
+    fn what_a_deployment_records_reads_back() {
+        let change = Change {
+            op: Op::Restore(4),
+            path: StorePath::new("/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-a")
+                .expect("valid"),
+            goal: Goal::Switch,
+        };
+        assert_eq!(
+            Before::parse(&Before::record(Some(&change))),
+            Before::Restore(change.clone())
+        );
+        assert_eq!(Before::parse(&Before::record(None)), Before::Nothing);
+        assert_eq!(Before::parse("unknown"), Before::Unknown);
+        assert_eq!(Before::parse("restore /tmp/x switch 4"), Before::Unknown);
+    }
+}
