@@ -108,6 +108,22 @@ sandbox = false
 build-users-group =
 ";
 
+/// Waits until `host` accepts TCP connections on `port`, for at most `limit`.
+pub(crate) fn wait_for_port(host: &LabHost, port: u16, limit: Duration) -> Result<(), LabError> {
+    let addr = SocketAddr::from((host.address, port));
+    let deadline = Instant::now() + limit;
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if Instant::now() > deadline {
+            return Err(LabError::Startup {
+                host: host.name.clone(),
+                detail: format!("sshd does not listen on {addr}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// Whether a host's sshd runs logins through PAM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pam {
@@ -311,18 +327,7 @@ impl LabHost {
             .spawn()
             .map_err(io(format!("start sshd of {}", self.name)))?;
         self.sshd = Some(child);
-        let addr = SocketAddr::from((self.address, port));
-        let deadline = Instant::now() + STARTUP;
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline {
-                return Err(LabError::Startup {
-                    host: self.name.clone(),
-                    detail: format!("sshd does not listen on {addr}"),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        wait_for_port(self, port, STARTUP)
     }
 
     /// Gives the host an OpenSSH host certificate: signs its host key with the CA private key

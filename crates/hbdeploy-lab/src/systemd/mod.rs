@@ -20,13 +20,13 @@ mod cgroup;
 mod process;
 mod root;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::flake::HOST_STATE;
-use crate::host::{HostKind, Pam, mkdir, run, write, write_host_files};
+use crate::host::{HostKind, Pam, mkdir, run, wait_for_port, write, write_host_files};
 use crate::slot::Slot;
 use crate::{LabError, LabHost};
 
@@ -97,7 +97,7 @@ pub(crate) fn start(
     let started = slot
         .record_pid(host.holder.id())
         .and_then(|()| wait_booted(&host, None))
-        .and_then(|()| wait_for_port(&host, port));
+        .and_then(|()| wait_for_port(&host, port, BOOT));
     match started {
         Ok(()) => Ok((host, host_key)),
         Err(error) => {
@@ -220,21 +220,6 @@ fn wait_booted(host: &LabHost, previous: Option<u32>) -> Result<(), LabError> {
     }
 }
 
-fn wait_for_port(host: &LabHost, port: u16) -> Result<(), LabError> {
-    let addr = SocketAddr::from((host.address, port));
-    let deadline = Instant::now() + BOOT;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if Instant::now() > deadline {
-            return Err(LabError::Startup {
-                host: host.name.clone(),
-                detail: format!("sshd does not listen on {addr}"),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// The PID (in this machine's PID namespace) of the container's init: the child of
 /// systemd-nspawn that lives in another PID namespace.
 pub(crate) fn init_pid(host: &LabHost) -> Option<u32> {
@@ -261,7 +246,7 @@ pub(crate) fn nsenter(host: &LabHost) -> Command {
 /// (Re)starts the host's sshd unit and waits until it listens.
 pub(crate) fn start_sshd(host: &mut LabHost, port: u16) -> Result<(), LabError> {
     host.sh(&format!("systemctl restart {SSHD_UNIT}"))?;
-    wait_for_port(host, port)
+    wait_for_port(host, port, BOOT)
 }
 
 /// Stops the host's sshd unit (only the listener: sessions stay, `KillMode=process`).
@@ -282,7 +267,7 @@ pub(crate) fn reboot(host: &LabHost, port: u16) -> Result<(), LabError> {
     let previous = init_pid(host);
     host.sh("systemctl reboot --no-block")?;
     wait_booted(host, previous)?;
-    wait_for_port(host, port)
+    wait_for_port(host, port, BOOT)
 }
 
 /// Stops the host by PID (see the module doc), unmounts its root and removes its cgroups.
