@@ -6,10 +6,11 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hbdeploy_lab::{HostKind, Lab};
 use support::hbdeploy;
+use support::lab::{deployed_once, wait_until};
 
 /// The command lines of every process on this machine that mention `marker` (the lab's hosts
 /// are namespaces and containers of this machine, so their processes are seen here too).
@@ -30,11 +31,10 @@ fn processes_with(marker: &str) -> Vec<String> {
 
 #[test]
 fn a_hanging_command_check_leaves_no_process_on_either_kind_of_host() {
-    let lab = Lab::start_hosts(&[("plain", HostKind::Namespace), ("unit", HostKind::Systemd)])
-        .expect("lab");
-    lab.write_fleet(&[], "").expect("fleet");
-    let first = hbdeploy(&lab, &["apply", "--all"]);
-    assert_eq!(first.code, 0, "{}", first.both());
+    let lab = deployed_once(
+        Lab::start_hosts(&[("plain", HostKind::Namespace), ("unit", HostKind::Systemd)])
+            .expect("lab"),
+    );
 
     // A check that never answers and leaves a child of its own behind: both must go.
     let extra = "\n[[health]]\ncommand = \"sleep 7717 & sleep 7718\"\ntimeout = 1\nretries = 1\n";
@@ -50,11 +50,13 @@ fn a_hanging_command_check_leaves_no_process_on_either_kind_of_host() {
 
     // `timeout -k 2` has stopped the group by the time the second attempt returned; allow the
     // kernel a moment to reap.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut left = processes_with("sleep 771");
-    while !left.is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        left = processes_with("sleep 771");
-    }
-    assert!(left.is_empty(), "still running: {left:?}\n{}", run.both());
+    let gone = wait_until(Duration::from_secs(5), || {
+        processes_with("sleep 771").is_empty()
+    });
+    assert!(
+        gone,
+        "still running: {:?}\n{}",
+        processes_with("sleep 771"),
+        run.both()
+    );
 }
