@@ -175,7 +175,7 @@ async fn attempt(conn: &Connection, check: &Check) -> Attempt {
                 .run(&bounded(command, check.timeout), |_| {})
                 .await
                 .map_err(|err| (err.to_string(), Vec::new()))?;
-            let lines = output.tail.iter().map(|l| l.text.clone()).collect();
+            let lines = output.tail_lines();
             if output.exit.success() {
                 Ok(())
             } else if output.exit == Exit::Code(TIMED_OUT) {

@@ -71,6 +71,13 @@ pub struct CommandOutput {
     pub tail: Vec<OutputLine>,
 }
 
+impl CommandOutput {
+    /// The text of the last lines of both streams ([`CommandOutput::tail`]), for reports.
+    pub fn tail_lines(&self) -> Vec<String> {
+        self.tail.iter().map(|l| l.text.clone()).collect()
+    }
+}
+
 /// How much of a command's stdout is kept for its caller to parse: far more than any reply of
 /// hbdeploy's remote scripts (a list of store paths runs to a few hundred KiB).
 pub const STDOUT_CAP: usize = 8 << 20;

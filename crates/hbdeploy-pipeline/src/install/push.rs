@@ -116,7 +116,7 @@ async fn check(
         return Err(InstallError::Probe {
             target,
             exit: output.exit.clone(),
-            tail: tail(&output),
+            tail: output.tail_lines(),
         });
     }
     let probe = live::parse_probe(&output.stdout);
@@ -152,10 +152,6 @@ async fn check(
             },
         )
         .collect()
-}
-
-fn tail(output: &CommandOutput) -> Vec<String> {
-    output.tail.iter().map(|l| l.text.clone()).collect()
 }
 
 /// The `nixos-install` command run on the target: the root and system are checked values.
@@ -247,7 +243,7 @@ impl Job<'_> {
                     true => Ok(()),
                     false => Err(StepError::Disko {
                         exit: output.exit.clone(),
-                        tail: tail(&output),
+                        tail: output.tail_lines(),
                         devices: report.disks.iter().map(|d| d.device.clone()).collect(),
                     }),
                 }
@@ -260,7 +256,7 @@ impl Job<'_> {
                     true => Ok(()),
                     false => Err(StepError::NixosInstall {
                         exit: output.exit.clone(),
-                        tail: tail(&output),
+                        tail: output.tail_lines(),
                         system: drvs.system.out_path.clone(),
                         root: root.clone(),
                     }),
@@ -337,7 +333,7 @@ impl Job<'_> {
         if !output.exit.success() {
             return Err(StepError::Check {
                 exit: output.exit.clone(),
-                tail: tail(&output),
+                tail: output.tail_lines(),
             });
         }
         let missing = output.stdout.lines().filter(|l| !l.is_empty()).count();

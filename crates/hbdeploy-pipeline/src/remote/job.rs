@@ -180,7 +180,7 @@ impl Deployment {
         Err(HostError::Remote {
             command: format!("writing hbdeploy's job scripts to {}", self.dir),
             exit: output.exit.clone(),
-            tail: super::tail(&output),
+            tail: output.tail_lines(),
         })
     }
 
@@ -283,7 +283,7 @@ impl Deployment {
         Err(HostError::Remote {
             command: "arming the magic-rollback watchdog".to_owned(),
             exit: output.exit.clone(),
-            tail: super::tail(&output),
+            tail: output.tail_lines(),
         })
     }
 

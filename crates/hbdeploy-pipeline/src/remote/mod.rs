@@ -11,7 +11,7 @@ pub(crate) mod reply;
 mod settled;
 
 use hbdeploy_nix::{SizedClosure, StorePath};
-use hbdeploy_ssh::{CommandOutput, Connection, OutputLine};
+use hbdeploy_ssh::{Connection, OutputLine};
 
 use crate::event::EventSender;
 use crate::{HostError, Stage};
@@ -115,10 +115,6 @@ fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostErr
     move |source| HostError::Channel { stage, source }
 }
 
-pub(crate) fn tail(output: &CommandOutput) -> Vec<String> {
-    output.tail.iter().map(|l| l.text.clone()).collect()
-}
-
 /// The paths of `closure` that the host's store lacks.
 pub async fn missing_paths(
     conn: &Connection,
@@ -133,7 +129,7 @@ pub async fn missing_paths(
         return Err(HostError::Remote {
             command: "nix-store --check-validity".to_owned(),
             exit: output.exit.clone(),
-            tail: tail(&output),
+            tail: output.tail_lines(),
         });
     }
     Ok(closure
@@ -203,7 +199,7 @@ pub(crate) async fn closure(
     closure.ok_or_else(|| HostError::Remote {
         command: format!("nix-store --query --requisites/--size {path}"),
         exit: output.exit.clone(),
-        tail: tail(&output),
+        tail: output.tail_lines(),
     })
 }
 
@@ -228,7 +224,7 @@ pub(crate) async fn realise(
     Err(HostError::Remote {
         command: format!("nix-store --realise {drv}"),
         exit: output.exit.clone(),
-        tail: tail(&output),
+        tail: output.tail_lines(),
     })
 }
 
@@ -253,7 +249,7 @@ pub(crate) async fn dry_activate(
         return Err(HostError::Remote {
             command: "switch-to-configuration dry-activate".to_owned(),
             exit: output.exit.clone(),
-            tail: tail(&output),
+            tail: output.tail_lines(),
         });
     }
     Ok(DryActivation {
@@ -272,7 +268,7 @@ pub(crate) async fn state_text(conn: &Connection, stage: Stage) -> Result<String
         return Err(HostError::Remote {
             command: "reading the system profile and /run/current-system".to_owned(),
             exit: output.exit.clone(),
-            tail: tail(&output),
+            tail: output.tail_lines(),
         });
     }
     Ok(output.stdout)
