@@ -41,6 +41,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         if let Some(secs) = args.confirm_timeout {
             host.safety.confirm_timeout = Duration::from_secs(secs);
         }
+        if let Some(secs) = args.activation_timeout {
+            host.safety.activation_timeout = Duration::from_secs(secs);
+        }
         if args.no_substitute {
             host.transfer.substitute = false;
         }

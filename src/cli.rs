@@ -221,10 +221,15 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_magic_rollback: bool,
 
-    /// Seconds the watchdog waits for the confirmation (default: `confirm-timeout` in
-    /// fleet.toml, 30).
+    /// Seconds the watchdog waits for the confirmation once the activation has finished
+    /// (default: `confirm-timeout` in fleet.toml, 30).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub confirm_timeout: Option<u64>,
+
+    /// Seconds an activation may run before it is stopped and the previous generation restored
+    /// (default: `activation-timeout` in fleet.toml, 300).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub activation_timeout: Option<u64>,
 
     /// Leave a host whose activation failed on the failed generation instead of putting the
     /// previous one back.

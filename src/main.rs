@@ -171,6 +171,7 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
         safety: HostSafety {
             magic_rollback: host.safety.magic_rollback,
             confirm_timeout: host.safety.confirm_timeout,
+            activation_timeout: host.safety.activation_timeout,
         },
         wave: host.wave,
         health: host.health.iter().map(check).collect(),

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use crate::error::InventoryError;
 use crate::reader::Table;
-use crate::schema::{DEFAULT_CONFIRM_TIMEOUT_SECS, MAX_CONFIRM_TIMEOUT_SECS};
+use crate::schema::{
+    DEFAULT_ACTIVATION_TIMEOUT_SECS, DEFAULT_CONFIRM_TIMEOUT_SECS, MAX_ACTIVATION_TIMEOUT_SECS,
+    MAX_CONFIRM_TIMEOUT_SECS,
+};
 
 /// How a host is protected while it switches, fully resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,8 +16,12 @@ pub struct Safety {
     /// Arm a watchdog on the host that restores the previous generation unless the deployer
     /// confirms, over a new connection, that the host is still reachable (`switch` and `test`).
     pub magic_rollback: bool,
-    /// How long the watchdog waits for that confirmation.
+    /// How long the watchdog waits for that confirmation, counted from the end of the
+    /// activation.
     pub confirm_timeout: Duration,
+    /// How long an activation may run before it is stopped and the previous generation
+    /// restored.
+    pub activation_timeout: Duration,
 }
 
 impl Default for Safety {
@@ -22,6 +29,7 @@ impl Default for Safety {
         Safety {
             magic_rollback: true,
             confirm_timeout: Duration::from_secs(DEFAULT_CONFIRM_TIMEOUT_SECS),
+            activation_timeout: Duration::from_secs(DEFAULT_ACTIVATION_TIMEOUT_SECS),
         }
     }
 }
@@ -31,15 +39,20 @@ impl Default for Safety {
 pub(crate) struct SafetyOverrides {
     magic_rollback: Option<bool>,
     confirm_timeout: Option<Duration>,
+    activation_timeout: Option<Duration>,
 }
 
 impl SafetyOverrides {
-    /// Reads `magic-rollback` and `confirm-timeout` of `table` (`[fleet]` or a host table).
+    /// Reads `magic-rollback`, `confirm-timeout` and `activation-timeout` of `table` (`[fleet]`
+    /// or a host table).
     pub(crate) fn read(table: &Table<'_>) -> Result<Self, InventoryError> {
         Ok(SafetyOverrides {
             magic_rollback: table.boolean("magic-rollback")?,
             confirm_timeout: table
                 .integer::<u64>("confirm-timeout", 1, MAX_CONFIRM_TIMEOUT_SECS)?
+                .map(Duration::from_secs),
+            activation_timeout: table
+                .integer::<u64>("activation-timeout", 1, MAX_ACTIVATION_TIMEOUT_SECS)?
                 .map(Duration::from_secs),
         })
     }
@@ -56,6 +69,10 @@ impl SafetyOverrides {
                 .confirm_timeout
                 .or(fleet.confirm_timeout)
                 .unwrap_or(default.confirm_timeout),
+            activation_timeout: self
+                .activation_timeout
+                .or(fleet.activation_timeout)
+                .unwrap_or(default.activation_timeout),
         }
     }
 }
@@ -79,9 +96,10 @@ mod tests {
     #[test]
     fn host_overrides_fleet_overrides_defaults() {
         let fleet = parse(
-            "[fleet]\nflake = \".\"\nconfirm-timeout = 12\n\
+            "[fleet]\nflake = \".\"\nconfirm-timeout = 12\nactivation-timeout = 600\n\
              [hosts.a]\naddress = \"a\"\n\
-             [hosts.b]\naddress = \"b\"\nmagic-rollback = false\nconfirm-timeout = 5\nwave = 2\n",
+             [hosts.b]\naddress = \"b\"\nmagic-rollback = false\nconfirm-timeout = 5\n\
+             activation-timeout = 7\nwave = 2\n",
         )
         .expect("valid");
         let a = fleet.host("a").expect("a");
@@ -89,13 +107,20 @@ mod tests {
             a.safety,
             Safety {
                 magic_rollback: true,
-                confirm_timeout: Duration::from_secs(12)
+                confirm_timeout: Duration::from_secs(12),
+                activation_timeout: Duration::from_secs(600),
             }
         );
         assert_eq!(a.wave, 0);
         let b = fleet.host("b").expect("b");
         assert!(!b.safety.magic_rollback);
         assert_eq!(b.safety.confirm_timeout, Duration::from_secs(5));
+        assert_eq!(b.safety.activation_timeout, Duration::from_secs(7));
+        let default = parse("[fleet]\nflake = \".\"\n[hosts.c]\naddress = \"c\"\n").expect("valid");
+        assert_eq!(
+            default.host("c").expect("c").safety.activation_timeout,
+            Duration::from_secs(DEFAULT_ACTIVATION_TIMEOUT_SECS)
+        );
         assert_eq!(b.wave, 2);
     }
 
@@ -110,5 +135,11 @@ mod tests {
             parse("[fleet]\nflake = \".\"\n[hosts.a]\naddress = \"a\"\nconfirm-timeout = 0\n")
                 .expect_err("zero");
         assert!(err.contains("fleet.toml:5:19"), "{err}");
+        let err = parse(
+            "[fleet]\nflake = \".\"\n[hosts.a]\naddress = \"a\"\nactivation-timeout = 86401\n",
+        )
+        .expect_err("more than a day");
+        assert!(err.contains("fleet.toml:5:22"), "{err}");
+        assert!(err.contains("between 1 and 86400"), "{err}");
     }
 }

@@ -13,6 +13,7 @@ pub(crate) const FLEET_KEYS: &[&str] = &[
     "parallel",
     "magic-rollback",
     "confirm-timeout",
+    "activation-timeout",
     "builders",
     "signing-key",
     "parallel-copy",
@@ -49,6 +50,7 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "privilege-escalation",
     "magic-rollback",
     "confirm-timeout",
+    "activation-timeout",
     "wave",
     "health",
     "substitute",
@@ -92,6 +94,12 @@ pub const DEFAULT_PRIVILEGE_ESCALATION: &str = "sudo";
 pub const DEFAULT_CONFIRM_TIMEOUT_SECS: u64 = 30;
 /// The largest `confirm-timeout` accepted, one hour.
 pub const MAX_CONFIRM_TIMEOUT_SECS: u64 = 3600;
+/// Seconds an activation may run before it is stopped and the previous generation restored,
+/// when `activation-timeout` is not set: real NixOS switches, which restart the services that
+/// changed, take seconds to a couple of minutes; one that is still running after five has hung.
+pub const DEFAULT_ACTIVATION_TIMEOUT_SECS: u64 = 300;
+/// The largest `activation-timeout` accepted, a day.
+pub const MAX_ACTIVATION_TIMEOUT_SECS: u64 = 86_400;
 /// The largest `wave` accepted.
 pub const MAX_WAVE: u64 = 1000;
 /// The largest `parallel` accepted: more is a typo, and would exhaust file descriptors.
@@ -120,6 +128,7 @@ pub(crate) fn example(key: &str) -> &'static str {
         "tags" => "tags = [\"infra\"]",
         "magic-rollback" => "magic-rollback = true",
         "confirm-timeout" => "confirm-timeout = 30",
+        "activation-timeout" => "activation-timeout = 300",
         "wave" => "wave = 1",
         "builders" => "builders = \"ssh://builder x86_64-linux\"",
         "signing-key" => "signing-key = \"~/.config/nix/deploy-key.sec\"",
@@ -157,6 +166,9 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
             "`keepalive-count` is how many keepalives may go unanswered; the default is 3"
         }
         "confirm-timeout" => "`confirm-timeout` is a number of seconds; the default is 30",
+        "activation-timeout" => {
+            "`activation-timeout` is a number of seconds, at most a day; the default is 300"
+        }
         "timeout" => "`timeout` is a number of seconds for one attempt; the default is 30",
         "retries" => "`retries` is how many times a failed check is tried again; the default is 3",
         "status" => "`status` is an HTTP status code, 100 to 599",

@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::build::{Built, build_all};
 use crate::error::Restored;
+use crate::remote::{Decision, WatchdogReason};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::health::run_checks;
@@ -338,8 +339,8 @@ impl HostJob {
         activated.map(Ok)
     }
 
-    /// Arms magic rollback where it applies, activates, then confirms over a new connection or
-    /// rolls a failed activation back.
+    /// Arms magic rollback where it applies, activates (bounded by `activation-timeout`), then
+    /// confirms over a new connection or rolls a failed activation back.
     async fn activate(
         &self,
         conn: &Connection,
@@ -347,10 +348,10 @@ impl HostJob {
         report: &mut HostReport,
     ) -> Result<(), HostError> {
         let name = self.plan.name.as_str();
+        let safety = self.plan.safety;
         let previous = Previous::from(state);
         let restore = safe::restore_change(&previous, self.goal);
-        let wants_magic =
-            self.plan.safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
+        let wants_magic = safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
         // Everything that can refuse runs before anything changes: the path must be a NixOS
         // system. The probe also says how jobs run on this host.
         let probe = remote::probe(conn, name, &self.path, &self.events).await?;
@@ -360,11 +361,20 @@ impl HostJob {
             .await?;
         let armed = match (&restore, wants_magic) {
             (Some(restore), true) => {
-                let timeout = self.plan.safety.confirm_timeout;
-                deployment.arm(conn, timeout, restore).await?;
+                deployment
+                    .arm(
+                        conn,
+                        safety.confirm_timeout,
+                        safety.activation_timeout,
+                        restore,
+                    )
+                    .await?;
                 self.events.note(
                     name,
-                    format!("magic rollback armed ({}s to confirm)", timeout.as_secs()),
+                    format!(
+                        "magic rollback armed ({}s to confirm once the activation has ended)",
+                        safety.confirm_timeout.as_secs()
+                    ),
                 );
                 Some(Instant::now())
             }
@@ -387,15 +397,13 @@ impl HostJob {
             path: self.path.clone(),
             goal: self.goal,
         };
-        let activation = match deployment
-            .run(conn, name, JobKind::Activate, &change, &self.events)
-            .await
-        {
-            Ok(activation) => activation,
+        let run = deployment.run(conn, name, JobKind::Activate, &change, &self.events);
+        let activation = match tokio::time::timeout(safety.activation_timeout, run).await {
+            Ok(Ok(activation)) => activation,
             // The session died under the activation (which runs on, detached), e.g. because
             // the new system stopped sshd: the host is confirmed over a new connection only if
             // the activation ended with success, else its watchdog restores it.
-            Err(error @ (HostError::Channel { .. } | HostError::JobLost { .. }))
+            Ok(Err(error @ (HostError::Channel { .. } | HostError::JobLost { .. })))
                 if armed.is_some() =>
             {
                 self.events.note(
@@ -405,16 +413,19 @@ impl HostJob {
                          succeeded, else the host's watchdog restores it"
                     ),
                 );
-                return self.confirm(&deployment, armed, &previous, report).await;
+                return self.confirm(&deployment, armed, None, &previous, report).await;
             }
-            Err(error) => return Err(error),
+            Ok(Err(error)) => return Err(error),
+            Err(_) => return self.timed_out(conn, &deployment, armed, &previous, report).await,
         };
+        let ended = Instant::now();
         report.generation = activation.generation;
         if activation.exit.success() {
             if armed.is_some() {
                 self.events
                     .note(name, "confirming over a new connection".to_owned());
-                self.confirm(&deployment, armed, &previous, report).await?;
+                self.confirm(&deployment, armed, Some(ended), &previous, report)
+                    .await?;
             }
             if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
                 return Ok(());
@@ -425,15 +436,16 @@ impl HostJob {
                 return Ok(());
             };
             let restored = self
-                .restore(conn, &deployment, restore.as_ref(), true, &previous, report)
+                .restore(conn, &deployment, restore.as_ref(), &previous, report)
                 .await?;
             return Err(HostError::HealthCheck { failure, restored });
         }
 
-        // The activation failed. Whatever happens next, the watchdog must not act on its own.
-        let watchdog_stopped = match armed {
+        // The activation failed. Whatever happens next, the watchdog must not act on its own:
+        // the deployer claims the decision, or learns what the watchdog did.
+        let watchdog = match armed {
             Some(_) => safe::disarm(conn, &deployment).await,
-            None => true,
+            None => Decision::Confirmed,
         };
         if activation.profile_failed {
             return Err(HostError::Profile {
@@ -441,16 +453,13 @@ impl HostJob {
                 tail: activation.tail,
             });
         }
-        let restored = self
-            .restore(
-                conn,
-                &deployment,
-                restore.as_ref(),
-                watchdog_stopped,
-                &previous,
-                report,
-            )
-            .await?;
+        let restored = if watchdog == Decision::Confirmed {
+            self.restore(conn, &deployment, restore.as_ref(), &previous, report)
+                .await?
+        } else {
+            self.watchdog_restored(conn, &deployment, watchdog, &previous, report)
+                .await
+        };
         Err(HostError::Activation {
             goal: self.goal,
             exit: activation.exit,
@@ -460,59 +469,163 @@ impl HostJob {
         })
     }
 
+    /// The activation was still running at `activation-timeout`. Where a watchdog is armed it
+    /// stops the activation and restores the host by itself (it counts from arming, a moment
+    /// before the activation started, so it is first); else the deployer stops it and restores
+    /// the previous generation itself.
+    async fn timed_out(
+        &self,
+        conn: &Connection,
+        deployment: &Deployment,
+        armed: Option<Instant>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let name = self.plan.name.as_str();
+        let secs = self.plan.safety.activation_timeout.as_secs();
+        if armed.is_some() {
+            self.events.note(
+                name,
+                format!(
+                    "the activation is still running after {secs}s: the host's watchdog stops it \
+                     and restores the previous generation"
+                ),
+            );
+            return self.confirm(deployment, armed, None, previous, report).await;
+        }
+        self.events.note(
+            name,
+            format!("the activation is still running after {secs}s: stopping it"),
+        );
+        deployment.stop(conn, JobKind::Activate).await?;
+        let restore = safe::restore_change(previous, self.goal);
+        let restored = self
+            .restore(conn, deployment, restore.as_ref(), previous, report)
+            .await?;
+        Err(HostError::ActivationTimeout {
+            secs,
+            restored,
+            tail: Vec::new(),
+        })
+    }
+
     /// Confirms an activation under magic rollback (armed at `armed`), or reports how the
-    /// host's watchdog restored it.
+    /// host's watchdog restored it. The watchdog's window opens when the activation ends: at
+    /// `ended` when the deployer saw it end, else at the latest when `activation-timeout` has
+    /// passed since arming.
     async fn confirm(
         &self,
         deployment: &Deployment,
         armed: Option<Instant>,
+        ended: Option<Instant>,
         previous: &Previous,
         report: &mut HostReport,
     ) -> Result<(), HostError> {
         let Some(armed) = armed else {
             return Ok(());
         };
-        match safe::confirm(&self.plan, deployment, armed).await {
+        let safety = self.plan.safety;
+        let deadline =
+            ended.unwrap_or(armed + safety.activation_timeout) + safety.confirm_timeout;
+        let restored_to_previous = |report: &mut HostReport| {
+            report.generation = previous.profile.as_ref().map(|g| g.number);
+        };
+        match safe::confirm(&self.plan, deployment, deadline).await {
             Confirmation::Confirmed => Ok(()),
-            Confirmation::RolledBack(why) => {
-                report.generation = previous.profile.as_ref().map(|g| g.number);
+            Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
+            Confirmation::Watchdog(Decision::RolledBack(WatchdogReason::ActivationTimeout), _) => {
+                restored_to_previous(report);
+                Err(HostError::ActivationTimeout {
+                    secs: safety.activation_timeout.as_secs(),
+                    restored: Restored::Yes,
+                    tail: Vec::new(),
+                })
+            }
+            Confirmation::Watchdog(Decision::RolledBack(WatchdogReason::Unconfirmed), why) => {
+                restored_to_previous(report);
                 Err(HostError::RolledBack { why })
             }
-            Confirmation::RollbackFailed(detail) => Err(HostError::WatchdogFailed { detail }),
-            Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
+            Confirmation::Watchdog(Decision::RollbackFailed(exit), _) => {
+                Err(HostError::WatchdogFailed {
+                    detail: exit.to_string(),
+                })
+            }
+            Confirmation::Watchdog(other, _) => Err(HostError::Unsettled {
+                detail: unsettled(&other),
+            }),
+        }
+    }
+
+    /// After a failed activation whose watchdog decided first: what its restore did, waited
+    /// for on this connection (bounded).
+    async fn watchdog_restored(
+        &self,
+        conn: &Connection,
+        deployment: &Deployment,
+        decision: Decision,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Restored {
+        self.events.note(
+            &self.plan.name,
+            "the host's watchdog decided first: waiting for its restore".to_owned(),
+        );
+        let bound = self.plan.safety.activation_timeout;
+        match safe::watchdog_outcome(conn, deployment, decision, bound).await {
+            Decision::RolledBack(_) => {
+                if self.goal.sets_profile() {
+                    report.generation = previous.profile.as_ref().map(|g| g.number);
+                }
+                Restored::Yes
+            }
+            Decision::RollbackFailed(exit) => Restored::Failed(exit),
+            Decision::Restoring => Restored::No(format!(
+                "the host's watchdog is restoring it, still after {}s",
+                bound.as_secs()
+            )),
+            other => Restored::No(unsettled(&other)),
         }
     }
 
     /// Puts the previous generation back after a failed activation or health check, when
     /// automatic rollback is on and there is something to go back to: a detached job of the
-    /// deployment, like the activation, so a lost connection cannot cut it off halfway.
+    /// deployment, like the activation, so a lost connection cannot cut it off halfway. Bounded
+    /// like an activation.
     async fn restore(
         &self,
         conn: &Connection,
         deployment: &Deployment,
         change: Option<&Change>,
-        watchdog_stopped: bool,
         previous: &Previous,
         report: &mut HostReport,
     ) -> Result<Restored, HostError> {
         let name = self.plan.name.as_str();
-        let change = match (change, self.auto_rollback, watchdog_stopped) {
-            (_, false, _) => return Ok(Restored::No("automatic rollback is off")),
-            (None, true, _) => {
+        let change = match (change, self.auto_rollback) {
+            (_, false) => return Ok(Restored::No("automatic rollback is off".to_owned())),
+            (None, true) => {
                 return Ok(Restored::No(
-                    "there is no previous generation to go back to",
+                    "there is no previous generation to go back to".to_owned(),
                 ));
             }
-            (Some(_), true, false) => {
-                return Ok(Restored::No("the host's watchdog is already restoring it"));
-            }
-            (Some(change), true, true) => change,
+            (Some(change), true) => change,
         };
         self.events
             .note(name, "restoring the previous generation".to_owned());
-        let outcome = deployment
-            .run(conn, name, JobKind::Restore, change, &self.events)
-            .await?;
+        let limit = self.plan.safety.activation_timeout;
+        let run = deployment.run(conn, name, JobKind::Restore, change, &self.events);
+        let Ok(outcome) = tokio::time::timeout(limit, run).await else {
+            return Ok(Restored::No(format!(
+                "restoring was still running after {}s; it goes on on the host",
+                limit.as_secs()
+            )));
+        };
+        let outcome = outcome?;
+        if let Some(link) = outcome.profile_moved {
+            return Ok(Restored::No(format!(
+                "the system profile moved since this deployment began (it points at {link}); \
+                 it was left alone"
+            )));
+        }
         if !outcome.exit.success() {
             return Ok(Restored::Failed(outcome.exit));
         }
@@ -570,5 +683,17 @@ impl HostJob {
             .note(name, "building the system on the host".to_owned());
         remote::realise(conn, name, &self.built.drv, &self.path, &self.events).await?;
         Ok(CopyStats { sent: 1, total: 1 })
+    }
+}
+
+/// What a watchdog's decision that restored nothing says, for the report.
+fn unsettled(decision: &Decision) -> String {
+    match decision {
+        Decision::ProfileMoved(link) => format!(
+            "the system profile moved since this deployment began (it points at {link}), so \
+             the watchdog left it alone"
+        ),
+        Decision::Gone => "a later deployment of the host settled this one".to_owned(),
+        other => format!("{other:?}"),
     }
 }

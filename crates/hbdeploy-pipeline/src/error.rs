@@ -165,6 +165,26 @@ pub enum HostError {
         /// What automatic rollback did about it.
         restored: Restored,
     },
+    /// The activation was still running when `activation-timeout` expired: it was stopped (by
+    /// the host's watchdog or by the deployer) and the previous generation restored, if it was.
+    #[error("{}", timeout_message(*secs, restored))]
+    ActivationTimeout {
+        /// The limit, in seconds.
+        secs: u64,
+        /// What was done about it.
+        restored: Restored,
+        /// Its last lines of output.
+        tail: Vec<String>,
+    },
+    /// Magic rollback: nothing could be confirmed, and what became of the deployment is not
+    /// known (e.g. the watchdog found the profile moved, or a later deployment settled it).
+    #[error(
+        "the new system could not be confirmed, and the host's watchdog did not restore it ({detail}); check the host: hbdeploy status HOST"
+    )]
+    Unsettled {
+        /// What was found.
+        detail: String,
+    },
     /// A health check failed after activation.
     #[error("{}", check_message(failure, restored))]
     HealthCheck {
@@ -215,11 +235,11 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
-    /// Settling stopped an earlier deployment's activation, and putting back the system the
-    /// host had before that deployment failed or did not finish in time; nothing of this run
-    /// was started.
+    /// Settling found an earlier deployment unfinished (its activation stopped, or never
+    /// confirmed), and putting back the system the host had before it failed or did not finish
+    /// in time; nothing of this run was started.
     #[error(
-        "an earlier deployment's activation ({token}) was stopped, and restoring the generation the host had before it failed ({detail}); the host may be on either system, and this run changed nothing"
+        "restoring the generation the host had before an earlier, unfinished deployment ({token}) failed ({detail}); the host may be on either system, and this run changed nothing"
     )]
     SettleRestore {
         /// The earlier deployment's token.
@@ -270,6 +290,26 @@ fn activation_message(goal: Goal, exit: &Exit, profile_set: bool, restored: &Res
     }
 }
 
+fn timeout_message(secs: u64, restored: &Restored) -> String {
+    let failed = format!(
+        "switch-to-configuration was still running after {secs}s (activation-timeout) and was \
+         stopped"
+    );
+    match restored {
+        Restored::Yes => format!(
+            "{failed}; rolled back: the previous generation is active again and the new one was \
+             removed from the profile"
+        ),
+        Restored::Failed(exit) => format!(
+            "{failed}; rolling back failed too ({exit}): the host may be on either generation"
+        ),
+        Restored::No(why) => format!(
+            "{failed} ({why}): the system profile points at the new system and the running \
+             system may be partly switched"
+        ),
+    }
+}
+
 fn check_message(failure: &crate::CheckFailure, restored: &Restored) -> String {
     let failed = format!(
         "health check {} failed after {} attempt{} ({})",
@@ -297,8 +337,8 @@ pub enum Restored {
     Yes,
     /// Putting it back failed, with this exit.
     Failed(Exit),
-    /// It was not attempted, for this reason.
-    No(&'static str),
+    /// It was not done, for this reason.
+    No(String),
 }
 
 impl HostError {
@@ -310,6 +350,7 @@ impl HostError {
             | HostError::Profile { tail, .. }
             | HostError::Activation { tail, .. }
             | HostError::RollbackActivation { tail, .. }
+            | HostError::ActivationTimeout { tail, .. }
             | HostError::SettleRestore { tail, .. }
             | HostError::JobLost { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
@@ -327,6 +368,7 @@ impl HostError {
             | HostError::RolledBack { .. }
             | HostError::WatchdogFailed { .. }
             | HostError::RollbackPending { .. }
+            | HostError::Unsettled { .. }
             | HostError::TrustFile { .. }
             | HostError::TaskLost => Vec::new(),
         }
@@ -360,6 +402,16 @@ impl HostError {
                     ""
                 }
             )),
+            HostError::ActivationTimeout { restored, .. } => Some(match restored {
+                Restored::Yes => "find what the activation waits for (the host keeps its log in \
+                                  /run/hbdeploy/last-activation.log), or give it longer: \
+                                  activation-timeout in fleet.toml or --activation-timeout"
+                    .to_owned(),
+                Restored::No(_) | Restored::Failed(_) => "put the previous generation back \
+                                                          with hbdeploy rollback HOST, then \
+                                                          find what the activation waits for"
+                    .to_owned(),
+            }),
             HostError::Locked { .. } => Some(
                 "wait for the other deployment to finish; a lock dies with its deployer's \
                  connection"
@@ -387,6 +439,10 @@ impl HostError {
                 ..
             }
             | HostError::HealthCheck {
+                restored: Restored::Yes,
+                ..
+            }
+            | HostError::ActivationTimeout {
                 restored: Restored::Yes,
                 ..
             } => "rolled-back",

@@ -156,8 +156,12 @@ impl Default for HostTransfer {
 pub struct HostSafety {
     /// Arm the on-host watchdog for `switch` and `test`.
     pub magic_rollback: bool,
-    /// How long the watchdog waits for the deployer's confirmation.
+    /// How long the watchdog waits for the deployer's confirmation, from the end of the
+    /// activation.
     pub confirm_timeout: std::time::Duration,
+    /// How long an activation may run before it is stopped and the previous generation
+    /// restored (by the watchdog where one is armed, else by the deployer).
+    pub activation_timeout: std::time::Duration,
 }
 
 impl Default for HostSafety {
@@ -165,6 +169,7 @@ impl Default for HostSafety {
         HostSafety {
             magic_rollback: true,
             confirm_timeout: std::time::Duration::from_secs(30),
+            activation_timeout: std::time::Duration::from_secs(300),
         }
     }
 }

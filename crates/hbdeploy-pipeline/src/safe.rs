@@ -127,37 +127,60 @@ pub fn new_token() -> String {
 }
 
 /// Claims the decision on a connection that is already open (after a failed activation, the
-/// deployer rolls back itself): true if the watchdog had not decided yet, and is now stopped.
-pub(crate) async fn disarm(conn: &Connection, deployment: &Deployment) -> bool {
+/// deployer rolls back itself): `Confirmed` if the watchdog had not decided yet and is now
+/// stopped, else what the watchdog decided (`Restoring` when the answer could not be read).
+pub(crate) async fn disarm(conn: &Connection, deployment: &Deployment) -> Decision {
     match conn.run_root(&deployment.decide_command(), |_| {}).await {
-        Ok(output) => Decision::parse(&output.stdout) == Decision::Confirmed,
-        Err(_) => false,
+        Ok(output) => Decision::parse(&output.stdout),
+        Err(_) => Decision::Restoring,
     }
 }
+
+/// Once a watchdog has decided: waits on an open connection, at most `bound`, until its restore
+/// has ended, and returns how (`Restoring` if it still runs at the bound).
+pub(crate) async fn watchdog_outcome(
+    conn: &Connection,
+    deployment: &Deployment,
+    first: Decision,
+    bound: Duration,
+) -> Decision {
+    let give_up = Instant::now() + bound;
+    let mut answer = first;
+    while answer == Decision::Restoring && Instant::now() < give_up {
+        tokio::time::sleep(POLL).await;
+        answer = disarm(conn, deployment).await;
+    }
+    answer
+}
+
+/// How often the host is asked again while a decision or a restore is awaited.
+const POLL: Duration = Duration::from_millis(500);
 
 /// How the confirmation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
     /// Confirmed over a new connection; the watchdog is stopped.
     Confirmed,
-    /// The host rolled itself back; the text says why the deployer could not confirm.
-    RolledBack(String),
-    /// The watchdog's restore script failed on the host.
-    RollbackFailed(String),
+    /// The watchdog decided, and this is what it did (never `Confirmed`, `Restoring` or
+    /// `Undecided`); the text says why the deployer could not confirm.
+    Watchdog(Decision, String),
     /// The host could not be reached to confirm, nor afterwards to learn its fate.
     Pending(String),
 }
 
 /// Confirms the activation over a **new** connection (a fresh TCP connection and handshake), so
-/// that a broken sshd, network or login is noticed; retries until the watchdog's deadline, then
-/// waits a while for the host to come back and tell what the watchdog did.
+/// that a broken sshd, network or login is noticed; retries until `deadline` (the watchdog's:
+/// `confirm-timeout` after the activation ended), then waits a while for the host to come back
+/// and tell what the watchdog did.
 pub(crate) async fn confirm(
     plan: &HostPlan,
     deployment: &Deployment,
-    armed: Instant,
+    deadline: Instant,
 ) -> Confirmation {
-    let deadline = armed + plan.safety.confirm_timeout;
-    let mut why = String::from("no confirmation was attempted");
+    let mut why = format!(
+        "the activation ended too late to confirm within {}s",
+        plan.safety.confirm_timeout.as_secs()
+    );
     while Instant::now() < deadline {
         match decide(plan, deployment, deadline).await {
             Ok(Decision::Confirmed) => return Confirmation::Confirmed,
@@ -167,14 +190,14 @@ pub(crate) async fn confirm(
             Ok(answer) => return wait_for_result(plan, deployment, answer, why).await,
             Err(err) => why = err,
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
     }
     let grace = Instant::now() + plan.safety.confirm_timeout + Duration::from_secs(30);
     while Instant::now() < grace {
         if let Ok(answer) = decide(plan, deployment, grace).await {
             if let Decision::Undecided(reason) = answer {
                 why = reason;
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(POLL).await;
                 continue;
             }
             if answer == Decision::Confirmed {
@@ -184,7 +207,7 @@ pub(crate) async fn confirm(
             }
             return wait_for_result(plan, deployment, answer, why).await;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
     }
     Confirmation::Pending(why)
 }
@@ -209,25 +232,27 @@ async fn decide(
     Ok(Decision::parse(&output.stdout))
 }
 
-/// The watchdog decided: wait (reconnecting) until it wrote its result.
+/// The watchdog decided: wait (reconnecting, bounded by the activation's own limit) until it
+/// wrote its result.
 async fn wait_for_result(
     plan: &HostPlan,
     deployment: &Deployment,
     answer: Decision,
     why: String,
 ) -> Confirmation {
-    let give_up = Instant::now() + Duration::from_secs(120);
+    let give_up = Instant::now() + plan.safety.activation_timeout + Duration::from_secs(30);
     let mut answer = answer;
     loop {
         match answer {
-            Decision::RolledBack => return Confirmation::RolledBack(why),
-            Decision::RollbackFailed(detail) => return Confirmation::RollbackFailed(detail),
-            Decision::Confirmed | Decision::Restoring | Decision::Undecided(_) => {}
+            Decision::Restoring | Decision::Undecided(_) => {}
+            // Read back after the decision directory existed: another deployer confirmed.
+            Decision::Confirmed => return Confirmation::Confirmed,
+            done => return Confirmation::Watchdog(done, why),
         }
         if Instant::now() > give_up {
             return Confirmation::Pending(why);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
         // `decide` cannot confirm any more (the directory exists); it reads the result.
         answer = decide(plan, deployment, give_up)
             .await

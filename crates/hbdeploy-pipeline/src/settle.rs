@@ -4,6 +4,12 @@
 //! before that deployment, so the system that never finished activating is neither left as the
 //! profile's newest generation nor taken for the "previous" generation a failed activation of
 //! this run would restore.
+//!
+//! Then every earlier deployment left undecided (its watchdog armed, its deployer gone before
+//! confirming) is decided, so that no watchdog of an earlier run acts on the host after this run
+//! has changed it: one whose activation ended with success is adopted — confirmed, since this
+//! deployer has just reached the host over a new connection made after that activation ended,
+//! which is what magic rollback waits for; any other is restored as its watchdog would have.
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use hbdeploy_ssh::Connection;
 
 use crate::HostError;
 use crate::event::EventSender;
-use crate::remote::{self, Before, Change, Decision, JobKind, Op, Settled};
+use crate::remote::{self, Before, Change, Decision, Deployment, JobKind, Op};
 
 /// How long putting back the system of a stopped activation may take: a whole activation of
 /// the previous system, like any other.
@@ -25,8 +31,9 @@ pub(crate) async fn settle_earlier(
     host: &str,
     events: &EventSender,
 ) -> Result<bool, HostError> {
-    let settled = remote::settle(conn).await?;
-    for job in &settled {
+    let found = remote::settle(conn).await?;
+    let mut restored = Vec::new();
+    for job in &found.jobs {
         let how = if job.stopped {
             format!("stopped it after {}s", remote::SETTLE_WAIT.as_secs())
         } else {
@@ -40,29 +47,104 @@ pub(crate) async fn settle_earlier(
             ),
         );
         if job.stopped && job.job == "activate" {
-            restore_stopped(conn, host, job, events).await?;
+            restore_earlier(conn, host, &job.deployment(), &job.token, &job.before, events)
+                .await?;
+            restored.push(job.token.as_str());
         }
     }
-    Ok(!settled.is_empty())
+    for earlier in &found.undecided {
+        if restored.contains(&earlier.token.as_str()) {
+            continue;
+        }
+        let deployment = earlier.deployment();
+        // Adopted only if its activation ended with success (decide.sh checks it).
+        let answer = decide(conn, &deployment.confirm_command(JobKind::Activate)).await?;
+        match answer {
+            Decision::Confirmed => events.note(
+                host,
+                format!(
+                    "an earlier deployment ({}) was never confirmed; its activation had \
+                     succeeded and the host answers over a new connection: confirmed it",
+                    earlier.token
+                ),
+            ),
+            Decision::Undecided(why) => {
+                events.note(
+                    host,
+                    format!(
+                        "an earlier deployment ({}) was never confirmed ({why}): restoring what \
+                         the host ran before it, as its watchdog would",
+                        earlier.token
+                    ),
+                );
+                restore_earlier(
+                    conn,
+                    host,
+                    &deployment,
+                    &earlier.token,
+                    &earlier.before,
+                    events,
+                )
+                .await?;
+            }
+            // Its watchdog decided in the meantime: its restore must end before this run
+            // changes anything.
+            other => {
+                let outcome =
+                    crate::safe::watchdog_outcome(conn, &deployment, other, RESTORE_WAIT).await;
+                events.note(
+                    host,
+                    format!(
+                        "an earlier deployment's watchdog ({}) decided meanwhile: {outcome:?}",
+                        earlier.token
+                    ),
+                );
+                if outcome == Decision::Restoring {
+                    return Err(HostError::SettleRestore {
+                        token: earlier.token.clone(),
+                        detail: format!(
+                            "its watchdog was still restoring after {}s",
+                            RESTORE_WAIT.as_secs()
+                        ),
+                        tail: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(!found.jobs.is_empty() || !found.undecided.is_empty())
 }
 
-/// Puts the host back where it was before the deployment whose activation was stopped, with
-/// that deployment's own restore job (a detached unit or process, like every change).
-async fn restore_stopped(
+/// Runs a decision command of an earlier deployment on the open connection.
+async fn decide(conn: &Connection, command: &str) -> Result<Decision, HostError> {
+    conn.run_root(command, |_| {})
+        .await
+        .map(|output| Decision::parse(&output.stdout))
+        .map_err(|source| HostError::Channel {
+            stage: crate::Stage::Connect,
+            source,
+        })
+}
+
+/// Puts the host back where it was before the earlier deployment `token` (whose activation was
+/// stopped, or never confirmed), with that deployment's own restore job (a detached unit or
+/// process, like every change).
+async fn restore_earlier(
     conn: &Connection,
     host: &str,
-    job: &Settled,
+    deployment: &Deployment,
+    token: &str,
+    before: &Before,
     events: &EventSender,
 ) -> Result<(), HostError> {
-    let change = match &job.before {
+    let change = match before {
         Before::Restore(change) => change,
         Before::Nothing => {
             events.note(
                 host,
                 format!(
-                    "the stopped activation ({}) was the host's first deployment: there is no \
-                     earlier generation to go back to, the profile is left as it is",
-                    job.token
+                    "the earlier deployment ({token}) was the host's first: there is no \
+                     earlier generation to go back to, the profile is left as it is"
                 ),
             );
             return Ok(());
@@ -71,39 +153,27 @@ async fn restore_stopped(
             events.note(
                 host,
                 format!(
-                    "the stopped activation ({}) recorded no earlier generation: the profile is \
-                     left as it is",
-                    job.token
+                    "the earlier deployment ({token}) recorded no earlier generation: the \
+                     profile is left as it is"
                 ),
             );
             return Ok(());
         }
     };
-    let deployment = job.deployment();
     // Its watchdog (if it armed one) must not restore on its own as well: claim the decision.
-    let decision = conn
-        .run_root(&deployment.decide_command(), |_| {})
-        .await
-        .map(|output| Decision::parse(&output.stdout))
-        .map_err(|source| HostError::Channel {
-            stage: crate::Stage::Connect,
-            source,
-        })?;
+    let decision = decide(conn, &deployment.decide_command()).await?;
     if decision != Decision::Confirmed {
         // Its watchdog decided first; settling has already waited for (or stopped) its restore.
         events.note(
             host,
-            format!(
-                "the stopped activation's watchdog ({}) had already decided: {decision:?}",
-                job.token
-            ),
+            format!("the earlier deployment's watchdog ({token}) had already decided: {decision:?}"),
         );
         return Ok(());
     }
     events.note(host, format!("restoring {}", describe(change)));
     let run = deployment.run(conn, host, JobKind::Restore, change, events);
     let failed = |detail: String, tail: Vec<String>| HostError::SettleRestore {
-        token: job.token.clone(),
+        token: token.to_owned(),
         detail,
         tail,
     };
@@ -116,6 +186,16 @@ async fn restore_stopped(
             ));
         }
     };
+    if let Some(link) = outcome.profile_moved {
+        events.note(
+            host,
+            format!(
+                "the system profile moved since the earlier deployment ({token}): it points at \
+                 {link} and is left alone"
+            ),
+        );
+        return Ok(());
+    }
     if outcome.profile_failed {
         return Err(failed(
             format!("moving the profile failed ({})", outcome.exit),

@@ -1,28 +1,43 @@
 #!/bin/sh
 # The deployer's side of the decision: confirm (and stop the watchdog) if the watchdog has not
-# decided yet, else print what it did (or `restoring` while it still works). With JOB, only a
-# job that ended with success (`hbdeploy-exit:0` in its log) may be confirmed: while it runs, or
-# if it failed, nothing is decided (`undecided:WHY`) and the watchdog restores the host unless
-# a later attempt confirms. A deployer that lost its session mid-activation learns the outcome
-# this way without ever confirming a system it did not see activated.
+# decided yet, else print what it did (`restoring` while it still works). With JOB, only a job
+# that ended with success (DIR/JOB.end is 0) may be confirmed: while it runs, or if it failed,
+# nothing is decided (`undecided:WHY`) and the watchdog restores the host unless a later attempt
+# confirms. A deployer that lost its session mid-activation learns the outcome this way without
+# ever confirming a system it did not see activated. A confirmation settles the deployment: its
+# record in /nix/var/hbdeploy (see watchdog.sh) goes. Without JOB the deployer only claims the
+# decision, to restore the host itself; the record stays until that restore is done. `gone`:
+# the deployment's directory was removed (a later deployment settled it).
 # Arguments: DIR SYSTEMD(1|0) [JOB].
 set -u
 dir=$1 systemd=$2 job=${3:-}
+if [ ! -d "$dir" ]; then
+  echo gone
+  exit 0
+fi
 if [ -n "$job" ] && [ ! -e "$dir/decided" ]; then
-  if ! grep -q '^hbdeploy-exit:0$' "$dir/$job.log" 2>/dev/null; then
-    if grep -q '^hbdeploy-\(exit\|profile-failed\):' "$dir/$job.log" 2>/dev/null; then
-      echo "undecided:the $job job failed"
-    else
+  end=$(cat "$dir/$job.end" 2>/dev/null)
+  case "$end" in
+    0) ;;
+    '')
       echo "undecided:the $job job has not finished"
-    fi
-    exit 0
-  fi
+      exit 0
+      ;;
+    *)
+      echo "undecided:the $job job failed ($end)"
+      exit 0
+      ;;
+  esac
 fi
 if mkdir "$dir/decided" 2>/dev/null; then
   if [ "$systemd" = 1 ]; then
     systemctl stop "hbdeploy-watchdog-${dir##*/}.service" 2>/dev/null
-  else
-    kill -- "-$(cat "$dir/watchdog.pid")" 2>/dev/null
+  fi
+  pid=$(cat "$dir/watchdog.pid" 2>/dev/null)
+  [ -z "$pid" ] || kill -- "-$pid" 2>/dev/null
+  if [ -n "$job" ]; then
+    echo confirmed >"$dir/result"
+    rm -f "/nix/var/hbdeploy/pending-${dir##*/}"
   fi
   echo confirmed
 else

@@ -12,7 +12,7 @@ use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{Connection, Exit, OutputLine};
 
 use super::reply::JobLine;
-use super::settled::{Before, Settled};
+use super::settled::Before;
 use super::{RUN_DIR, Script, channel_error};
 use crate::event::EventSender;
 use crate::{Goal, HostError, Stage};
@@ -109,6 +109,9 @@ pub(crate) struct JobOutcome {
     pub generation: Option<u32>,
     /// Moving the profile failed (nothing was activated).
     pub profile_failed: bool,
+    /// A restore left the profile alone because it had moved since the deployment (it points
+    /// at this link); nothing was activated.
+    pub profile_moved: Option<String>,
     /// The last lines of output.
     pub tail: Vec<String>,
 }
@@ -134,11 +137,6 @@ impl Deployment {
         }
     }
 
-    /// The deployment of an earlier run, found by settling.
-    pub(super) fn earlier(settled: &Settled) -> Deployment {
-        Deployment::new(&settled.token, settled.systemd)
-    }
-
     /// Writes the job scripts into the deployment's directory.
     pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
         self.install_files(conn, None).await
@@ -162,7 +160,7 @@ impl Deployment {
         previous: Option<String>,
     ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
-        for script in [Script::Switch, Script::Watchdog] {
+        for script in [Script::Run, Script::Stop, Script::Switch, Script::Watchdog] {
             args.push(script.file().to_owned());
             args.push(script.text().to_owned());
         }
@@ -184,7 +182,8 @@ impl Deployment {
         })
     }
 
-    /// `launch.sh`'s command line for `job` running `script` with `args`.
+    /// `launch.sh`'s command line for `job` running `script` with `args` (run.sh puts the
+    /// deployment's directory and the job's name before them).
     fn launch(&self, job: &str, follow: bool, script: Script, args: &[String]) -> String {
         let mut all = vec![
             self.dir.clone(),
@@ -208,13 +207,12 @@ impl Deployment {
         change: &Change,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let mut args = vec![self.dir.clone(), kind.name().to_owned()];
-        args.extend(change.args());
-        let command = self.launch(kind.name(), true, Script::Switch, &args);
+        let command = self.launch(kind.name(), true, Script::Switch, &change.args());
         let mut outcome = JobOutcome {
             exit: Exit::Unknown,
             generation: None,
             profile_failed: false,
+            profile_moved: None,
             tail: Vec::new(),
         };
         let mut launch_failed = None;
@@ -228,8 +226,9 @@ impl Deployment {
                         outcome.profile_failed = true;
                         outcome.exit = exit;
                     }
+                    JobLine::ProfileMoved(link) => outcome.profile_moved = Some(link.to_owned()),
                     JobLine::LaunchFailed(why) => launch_failed = Some(why.to_owned()),
-                    JobLine::Settled { .. } | JobLine::Output(_) => {
+                    JobLine::Settled { .. } | JobLine::Undecided { .. } | JobLine::Output(_) => {
                         events.output(Some(host), Stage::Activate, &line.text);
                         if tail.len() == 20 {
                             tail.pop_front();
@@ -246,6 +245,7 @@ impl Deployment {
         if launch_failed.is_none()
             && matches!(output.exit, Exit::Unknown)
             && matches!(outcome.exit, Exit::Unknown)
+            && outcome.profile_moved.is_none()
         {
             return Err(HostError::JobLost {
                 job: kind.name(),
@@ -262,15 +262,20 @@ impl Deployment {
         Ok(outcome)
     }
 
-    /// Starts the magic-rollback watchdog: after `timeout`, unless the deployer decided first,
-    /// it applies `restore`.
+    /// Starts the magic-rollback watchdog: unless the deployer decided first, it applies
+    /// `restore` once `confirm` has passed since the activation ended, or once `activation`
+    /// has passed since arming with the activation still running (which it stops first).
     pub(crate) async fn arm(
         &self,
         conn: &Connection,
-        timeout: Duration,
+        confirm: Duration,
+        activation: Duration,
         restore: &Change,
     ) -> Result<(), HostError> {
-        let mut args = vec![self.dir.clone(), timeout.as_secs().max(1).to_string()];
+        let mut args = vec![
+            confirm.as_secs().max(1).to_string(),
+            activation.as_secs().max(1).to_string(),
+        ];
         args.extend(restore.args());
         let command = self.launch("watchdog", false, Script::Watchdog, &args);
         let output = conn
@@ -282,6 +287,22 @@ impl Deployment {
         }
         Err(HostError::Remote {
             command: "arming the magic-rollback watchdog".to_owned(),
+            exit: output.exit.clone(),
+            tail: output.tail_lines(),
+        })
+    }
+
+    /// Stops the job `kind` if it still runs (its unit and its process group).
+    pub(crate) async fn stop(&self, conn: &Connection, kind: JobKind) -> Result<(), HostError> {
+        let output = conn
+            .run_root(&Script::Stop.command(&[self.dir.as_str(), kind.name()]), |_| {})
+            .await
+            .map_err(channel_error(Stage::Activate))?;
+        if output.exit.success() {
+            return Ok(());
+        }
+        Err(HostError::Remote {
+            command: format!("stopping hbdeploy's {} job", kind.name()),
             exit: output.exit.clone(),
             tail: output.tail_lines(),
         })

@@ -1,27 +1,30 @@
 #!/bin/sh
 # Starts one job of a deployment detached from this SSH session, so that a lost connection or a
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
-# systemd, else a `setsid` process whose parent is the host's init. Its output goes to
-# DIR/JOB.log; with FOLLOW=1 the log is streamed here until the job ends.
+# systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh, which
+# keeps the job's output in DIR/JOB.log (capped). With FOLLOW=1 the log is streamed here until
+# the job ends, then how it ended, from the files the job wrote: `hbdeploy-generation:LINK`,
+# then `hbdeploy-exit:CODE`, `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK`
+# (nothing if the job ended without saying).
 # Arguments: DIR JOB SYSTEMD(1|0) FOLLOW(1|0) SCRIPT ARG... (no `$` or `%` in any of them).
 set -u
 dir=$1 job=$2 systemd=$3 follow=$4 script=$5
 shift 5
 log="$dir/$job.log"
+rm -f "$dir/$job.pid" "$dir/$job.end" "$dir/$job.generation" "$log.1"
 : >"$log"
-rm -f "$dir/$job.pid"
 if [ "$systemd" = 1 ]; then
   if ! systemd-run --unit="hbdeploy-$job-${dir##*/}" --collect --no-block --quiet \
     --service-type=exec -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
-    -p StandardInput=null -p "StandardOutput=append:$log" -p "StandardError=append:$log" \
-    /bin/sh "$dir/$script" "$@"; then
+    -p StandardInput=null -p StandardOutput=null -p StandardError=null \
+    /bin/sh "$dir/run.sh" "$dir" "$job" "$script" "$@"; then
     echo "hbdeploy-launch-failed:systemd-run"
     exit 0
   fi
 else
-  cd / && (setsid /bin/sh "$dir/$script" "$@" <"/dev/null" >>"$log" 2>&1 &)
+  cd / && (setsid /bin/sh "$dir/run.sh" "$dir" "$job" "$script" "$@" </dev/null >/dev/null 2>&1 &)
 fi
-# The job writes its pid first thing; 30 s bound the wait for a job that never started.
+# run.sh writes its pid first thing; 30 s bound the wait for a job that never started.
 n=0
 while [ ! -s "$dir/$job.pid" ]; do
   n=$((n + 1))
@@ -31,7 +34,17 @@ while [ ! -s "$dir/$job.pid" ]; do
   fi
   sleep 0.01
 done
-if [ "$follow" = 1 ]; then
-  exec tail -s 0.05 -n +1 --pid="$(cat "$dir/$job.pid")" -f "$log"
+if [ "$follow" != 1 ]; then
+  echo hbdeploy-launched
+  exit 0
 fi
-echo hbdeploy-launched
+# By name (-F): the log is replaced when it reaches its cap.
+tail -F -s 0.05 -n +1 --pid="$(cat "$dir/$job.pid")" "$log" 2>/dev/null
+generation=$(cat "$dir/$job.generation" 2>/dev/null)
+[ -z "$generation" ] || echo "hbdeploy-generation:$generation"
+end=$(cat "$dir/$job.end" 2>/dev/null)
+case "$end" in
+  '') ;;
+  profile-failed:* | profile-moved:*) echo "hbdeploy-$end" ;;
+  *) echo "hbdeploy-exit:$end" ;;
+esac

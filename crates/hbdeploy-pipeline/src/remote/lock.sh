@@ -1,17 +1,41 @@
 #!/bin/sh
 # Takes the host's deployment lock and holds it for as long as the deployer's channel lives:
 # `flock` on fd 9, then `cat` waits for the channel's stdin to close while this shell keeps fd 9.
+# When the deployer lets go (or its connection ends), still holding the lock, it removes the
+# directories of settled deployments — nothing of theirs running, and decided or never armed —
+# keeping the last activation's log: the host keeps at most a few MiB of hbdeploy's files however
+# many deployments it sees.
 # $1: who holds it, shown to the next deployer that finds it busy.
 set -u
-mkdir -p /run/hbdeploy || exit 1
-exec 9>>/run/hbdeploy/lock || exit 1
-info=/run/hbdeploy/lock.info
+run=/run/hbdeploy
+mkdir -p "$run" || exit 1
+exec 9>>"$run/lock" || exit 1
+info="$run/lock.info"
 if flock -n 9; then
   # Written whole and renamed into place, so a deployer that finds the lock busy never reads
   # half of it; removed before the lock is let go, so it never names an earlier holder.
   printf '%s\n' "$1" >"$info.$$" && mv -f "$info.$$" "$info"
   echo locked
   cat >/dev/null
+  for dir in "$run"/*/; do
+    dir=${dir%/}
+    [ -f "$dir/previous" ] || [ -f "$dir/switch.sh" ] || continue
+    if [ -e "$dir/watchdog.pid" ] && [ ! -e "$dir/decided" ]; then
+      continue
+    fi
+    busy=0
+    for pidfile in "$dir"/*.pid; do
+      pid=$(cat "$pidfile" 2>/dev/null)
+      if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
+        busy=1
+      fi
+    done
+    [ "$busy" = 0 ] || continue
+    if [ -s "$dir/activate.log" ]; then
+      mv -f "$dir/activate.log" "$run/last-activation.log"
+    fi
+    rm -rf "$dir"
+  done
   rm -f "$info"
 else
   # The holder may have the lock but not yet its name written: wait for it a moment.

@@ -18,8 +18,8 @@ use crate::{HostError, Stage};
 
 pub(crate) use job::{Change, Deployment, JobKind, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
-pub(crate) use reply::{Decision, LockReply, Probe};
-pub(crate) use settled::{Before, SETTLE_WAIT, Settled, settle};
+pub(crate) use reply::{Decision, LockReply, Probe, WatchdogReason};
+pub(crate) use settled::{Before, SETTLE_WAIT, settle};
 
 /// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.
 pub const RUN_DIR: &str = "/run/hbdeploy";
@@ -36,6 +36,8 @@ pub(crate) enum Script {
     CheckValidity,
     Install,
     Launch,
+    Run,
+    Stop,
     Switch,
     Watchdog,
     Decide,
@@ -47,13 +49,15 @@ pub(crate) enum Script {
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 13] = [
+    pub(crate) const ALL: [Script; 15] = [
         Script::Lock,
         Script::State,
         Script::Probe,
         Script::CheckValidity,
         Script::Install,
         Script::Launch,
+        Script::Run,
+        Script::Stop,
         Script::Switch,
         Script::Watchdog,
         Script::Decide,
@@ -72,6 +76,8 @@ impl Script {
             Script::CheckValidity => "check-validity.sh",
             Script::Install => "install.sh",
             Script::Launch => "launch.sh",
+            Script::Run => "run.sh",
+            Script::Stop => "stop.sh",
             Script::Switch => "switch.sh",
             Script::Watchdog => "watchdog.sh",
             Script::Decide => "decide.sh",
@@ -90,6 +96,8 @@ impl Script {
             Script::CheckValidity => include_str!("check-validity.sh"),
             Script::Install => include_str!("install.sh"),
             Script::Launch => include_str!("launch.sh"),
+            Script::Run => include_str!("run.sh"),
+            Script::Stop => include_str!("stop.sh"),
             Script::Switch => include_str!("switch.sh"),
             Script::Watchdog => include_str!("watchdog.sh"),
             Script::Decide => include_str!("decide.sh"),

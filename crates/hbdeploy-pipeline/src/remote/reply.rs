@@ -65,33 +65,60 @@ impl Probe {
     }
 }
 
+/// Why a watchdog restored its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WatchdogReason {
+    /// No confirmation within the window that opened when the activation ended.
+    Unconfirmed,
+    /// The activation was still running when `activation-timeout` expired; it was stopped.
+    ActivationTimeout,
+}
+
 /// The answer of `decide.sh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// The deployer decided: the activation stands and the watchdog is stopped.
     Confirmed,
     /// The watchdog decided and restored the previous system.
-    RolledBack,
-    /// The watchdog decided and its restore failed (the detail says how).
-    RollbackFailed(String),
+    RolledBack(WatchdogReason),
+    /// The watchdog decided and its restore failed, with this exit.
+    RollbackFailed(Exit),
+    /// The watchdog decided, but the system profile had moved since the deployment (it points
+    /// at this link): it left the host alone.
+    ProfileMoved(String),
     /// The watchdog decided and is still restoring.
     Restoring,
     /// Nothing was decided: the activation this confirmation waits for has not ended with
     /// success (why).
     Undecided(String),
+    /// The deployment's directory is gone: a later deployment settled it.
+    Gone,
 }
 
 impl Decision {
     pub(crate) fn parse(text: &str) -> Decision {
-        match text.lines().next().unwrap_or("").trim() {
+        let line = text.lines().next().unwrap_or("").trim();
+        if let Some(reason) = line.strip_prefix("rolled-back") {
+            return Decision::RolledBack(if reason == ":activation-timeout" {
+                WatchdogReason::ActivationTimeout
+            } else {
+                WatchdogReason::Unconfirmed
+            });
+        }
+        if let Some(code) = line.strip_prefix("rollback-failed") {
+            return Decision::RollbackFailed(
+                code.trim().parse().map(Exit::Code).unwrap_or(Exit::Unknown),
+            );
+        }
+        if let Some(link) = line.strip_prefix("profile-moved:") {
+            return Decision::ProfileMoved(link.to_owned());
+        }
+        if let Some(why) = line.strip_prefix("undecided:") {
+            return Decision::Undecided(why.to_owned());
+        }
+        match line {
             "confirmed" => Decision::Confirmed,
-            "rolled-back" => Decision::RolledBack,
-            failed if failed.starts_with("rollback-failed") => {
-                Decision::RollbackFailed(failed.to_owned())
-            }
-            undecided if undecided.starts_with("undecided:") => {
-                Decision::Undecided(undecided.trim_start_matches("undecided:").to_owned())
-            }
+            "gone" => Decision::Gone,
             _ => Decision::Restoring,
         }
     }
@@ -106,6 +133,9 @@ pub(crate) enum JobLine<'a> {
     Exit(Exit),
     /// Moving the profile failed, with this exit; nothing was activated.
     ProfileFailed(Exit),
+    /// A restore left the system profile alone: it had moved since the deployment (it points
+    /// at this link).
+    ProfileMoved(&'a str),
     /// The job could not be started.
     LaunchFailed(&'a str),
     /// Settling found an earlier deployment's job: its name, token and whether it was stopped;
@@ -115,6 +145,13 @@ pub(crate) enum JobLine<'a> {
         job: &'a str,
         token: &'a str,
         stopped: Option<Stopped<'a>>,
+    },
+    /// Settling found an earlier deployment whose watchdog was armed and nothing decided: its
+    /// token, whether the host runs systemd, and what it recorded to go back to.
+    Undecided {
+        token: &'a str,
+        systemd: bool,
+        previous: &'a str,
     },
     Output(&'a str),
 }
@@ -137,6 +174,17 @@ impl<'a> JobLine<'a> {
             JobLine::Exit(code(c))
         } else if let Some(c) = text.strip_prefix("hbdeploy-profile-failed:") {
             JobLine::ProfileFailed(code(c))
+        } else if let Some(link) = text.strip_prefix("hbdeploy-profile-moved:") {
+            JobLine::ProfileMoved(link)
+        } else if let Some(rest) = text.strip_prefix("hbdeploy-undecided:") {
+            match rest.splitn(3, ':').collect::<Vec<_>>().as_slice() {
+                [token, systemd, previous] => JobLine::Undecided {
+                    token,
+                    systemd: *systemd == "1",
+                    previous,
+                },
+                _ => JobLine::Output(text),
+            }
         } else if let Some(why) = text.strip_prefix("hbdeploy-launch-failed:") {
             JobLine::LaunchFailed(why)
         } else if let Some(rest) = text.strip_prefix("hbdeploy-settled:") {
@@ -192,11 +240,23 @@ mod tests {
             LockReply::Busy("hbdeploy apply by me".to_owned())
         );
         assert_eq!(Decision::parse("confirmed\n"), Decision::Confirmed);
-        assert_eq!(Decision::parse("rolled-back\n"), Decision::RolledBack);
+        assert_eq!(
+            Decision::parse("rolled-back:unconfirmed\n"),
+            Decision::RolledBack(WatchdogReason::Unconfirmed)
+        );
+        assert_eq!(
+            Decision::parse("rolled-back:activation-timeout\n"),
+            Decision::RolledBack(WatchdogReason::ActivationTimeout)
+        );
         assert_eq!(
             Decision::parse("rollback-failed 1\n"),
-            Decision::RollbackFailed("rollback-failed 1".to_owned())
+            Decision::RollbackFailed(Exit::Code(1))
         );
+        assert_eq!(
+            Decision::parse("profile-moved:system-9-link\n"),
+            Decision::ProfileMoved("system-9-link".to_owned())
+        );
+        assert_eq!(Decision::parse("gone\n"), Decision::Gone);
         assert_eq!(Decision::parse("restoring\n"), Decision::Restoring);
         assert_eq!(
             Decision::parse("undecided:the activate job has not finished\n"),
@@ -230,6 +290,18 @@ mod tests {
                 token: "ab12",
                 stopped: None
             }
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-undecided:ab12:0:restore /nix/store/x switch 4"),
+            JobLine::Undecided {
+                token: "ab12",
+                systemd: false,
+                previous: "restore /nix/store/x switch 4"
+            }
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-profile-moved:system-9-link"),
+            JobLine::ProfileMoved("system-9-link")
         );
         assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
         let probe = Probe::parse("not-nixos\nsystemd\n");

@@ -1,13 +1,17 @@
 #!/bin/sh
-# Run under the lock: finds jobs of earlier deployments that still change the host (an
-# activation, restore or rollback whose deployer died, or a watchdog's restore) and settles each
-# before anything else starts: waits for it up to WAIT seconds, then stops it (its unit, or its
-# process group). One line per job: `hbdeploy-settled:JOB:TOKEN:finished`, or
+# Run under the lock: finds what earlier deployments left undecided on the host and settles the
+# jobs first. Each job still changing the host (an activation, restore or rollback whose deployer
+# died, or a watchdog's restore) is waited for up to WAIT seconds, then stopped (stop.sh). One
+# line per job: `hbdeploy-settled:JOB:TOKEN:finished`, or
 # `hbdeploy-settled:JOB:TOKEN:stopped:SYSTEMD:PREVIOUS` where SYSTEMD is 1 or 0 and PREVIOUS is
 # what the deployment recorded in DIR/previous before it started (the change that puts the host
 # back, `none` if there was nothing before it, `unknown` if it recorded nothing): a stopped
 # activation leaves the profile on a system that never finished activating, so the deployer
 # restores PREVIOUS before it reads the host as "previous" for its own deployment.
+# Then one line per deployment whose watchdog was armed and nothing decided yet (its deployer
+# died, or lost the host, before confirming): `hbdeploy-undecided:TOKEN:SYSTEMD:PREVIOUS`; the
+# deployer settles it (adopts it if its activation succeeded, else restores PREVIOUS) before its
+# own deployment starts, so that no watchdog of an earlier run acts on the host afterwards.
 # Argument: WAIT.
 set -u
 wait=$1
@@ -20,7 +24,7 @@ for pidfile in /run/hbdeploy/*/activate.pid /run/hbdeploy/*/restore.pid \
   job=${pidfile##*/}
   job=${job%.pid}
   pid=$(cat "$pidfile")
-  # Only a live process that still runs this deployment's script (pids are reused).
+  # Only a live process that still runs this deployment's scripts (pids are reused).
   alive() { tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; }
   alive || continue
   n=0
@@ -32,13 +36,15 @@ for pidfile in /run/hbdeploy/*/activate.pid /run/hbdeploy/*/restore.pid \
     echo "hbdeploy-settled:$job:${dir##*/}:finished"
     continue
   fi
-  if [ "$systemd" = 1 ]; then
-    systemctl stop "hbdeploy-$job-${dir##*/}.service" 2>/dev/null
-  fi
-  kill -- "-$pid" 2>/dev/null
-  sleep 1
-  kill -9 -- "-$pid" 2>/dev/null
+  /bin/sh "$dir/stop.sh" "$dir" "$job" >/dev/null
   previous=$(head -n 1 "$dir/previous" 2>/dev/null)
   echo "hbdeploy-settled:$job:${dir##*/}:stopped:$systemd:${previous:-unknown}"
+done
+for pidfile in /run/hbdeploy/*/watchdog.pid; do
+  [ -s "$pidfile" ] || continue
+  dir=${pidfile%/*}
+  [ -e "$dir/decided" ] && continue
+  previous=$(head -n 1 "$dir/previous" 2>/dev/null)
+  echo "hbdeploy-undecided:${dir##*/}:$systemd:${previous:-unknown}"
 done
 true

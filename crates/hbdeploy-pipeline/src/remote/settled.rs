@@ -60,36 +60,73 @@ pub(crate) struct Settled {
 impl Settled {
     /// The deployment the job belongs to, to run its restore and stop its watchdog.
     pub(crate) fn deployment(&self) -> Deployment {
-        Deployment::earlier(self)
+        Deployment::new(&self.token, self.systemd)
     }
 }
 
+/// An earlier deployment whose watchdog was armed and nothing decided: its deployer died or
+/// lost the host before confirming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Undecided {
+    pub token: String,
+    /// The host runs systemd.
+    pub systemd: bool,
+    /// What the deployment recorded to go back to.
+    pub before: Before,
+}
+
+impl Undecided {
+    /// The deployment, to decide it and run its restore.
+    pub(crate) fn deployment(&self) -> Deployment {
+        Deployment::new(&self.token, self.systemd)
+    }
+}
+
+/// What settling found on a host.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// Jobs of earlier deployments that were still running, now ended.
+    pub jobs: Vec<Settled>,
+    /// Earlier deployments left undecided.
+    pub undecided: Vec<Undecided>,
+}
+
 /// Run under the lock, before anything else: settles every job of an earlier deployment still
-/// changing the host (waits for it, bounded, then stops it).
-pub(crate) async fn settle(conn: &Connection) -> Result<Vec<Settled>, HostError> {
+/// changing the host (waits for it, bounded, then stops it), and lists the earlier deployments
+/// left undecided.
+pub(crate) async fn settle(conn: &Connection) -> Result<Found, HostError> {
     let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
     let output = conn
         .run_root(&command, |_| {})
         .await
         .map_err(channel_error(Stage::Connect))?;
-    Ok(output
-        .stdout
-        .lines()
-        .filter_map(|line| match JobLine::parse(line) {
+    let mut found = Found::default();
+    for line in output.stdout.lines() {
+        match JobLine::parse(line) {
             JobLine::Settled {
                 job,
                 token,
                 stopped,
-            } => Some(Settled {
+            } => found.jobs.push(Settled {
                 job: job.to_owned(),
                 token: token.to_owned(),
                 stopped: stopped.is_some(),
                 systemd: stopped.is_some_and(|s| s.systemd),
                 before: stopped.map_or(Before::Unknown, |s| Before::parse(s.previous)),
             }),
-            _ => None,
-        })
-        .collect())
+            JobLine::Undecided {
+                token,
+                systemd,
+                previous,
+            } => found.undecided.push(Undecided {
+                token: token.to_owned(),
+                systemd,
+                before: Before::parse(previous),
+            }),
+            _ => {}
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

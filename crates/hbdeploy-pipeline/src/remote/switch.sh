@@ -1,44 +1,55 @@
 #!/bin/sh
-# One change of a host's system, run as one detached job: move the system profile, then run
-# the system's switch-to-configuration. Markers on stdout tell the deployer what happened.
+# One change of a host's system, run as one detached job (by run.sh): move the system profile,
+# then run the system's switch-to-configuration. How it ended goes to DIR/JOB.end (the exit
+# code, `profile-failed:CODE` or `profile-moved:LINK`), the profile's generation after the move
+# to DIR/JOB.generation.
 # Arguments: DIR JOB OP PATH GOAL [NUMBER]; OP is
-#   set         the profile gets a new generation for PATH (apply),
+#   set         the profile gets a new generation for PATH (apply); it is recorded in
+#               DIR/generation as the generation this deployment made,
 #   generation  the profile goes to generation NUMBER (rollback),
 #   restore     the profile goes back to generation NUMBER and the generation it pointed at is
-#               deleted, so an unwanted system is not left as the newest (automatic restore),
+#               deleted, so an unwanted system is not left as the newest (automatic restore,
+#               watchdog, settling) — only while the profile still points at the generation
+#               this deployment made or at NUMBER: a profile that moved since is left alone;
+#               once done, the deployment's pending record (see watchdog.sh) goes,
 #   keep        the profile is left alone (`test`).
 set -u
 dir=$1 job=$2 op=$3 path=$4 goal=$5 number=${6:-}
 profile=/nix/var/nix/profiles/system
-echo "$$" >"$dir/$job.pid"
-profile_failed() {
-  echo "hbdeploy-profile-failed:$1"
-  exit "$1"
+ended() {
+  echo "$1" >"$dir/$job.end"
+  exit "$2"
 }
 case "$op" in
   set)
-    nix-env -p "$profile" --set "$path" || profile_failed "$?"
+    nix-env -p "$profile" --set "$path" || ended "profile-failed:$?" 1
+    readlink "$profile" >"$dir/generation"
     ;;
   generation)
-    nix-env -p "$profile" --switch-generation "$number" || profile_failed "$?"
+    nix-env -p "$profile" --switch-generation "$number" || ended "profile-failed:$?" 1
     ;;
   restore)
     cur=$(readlink "$profile")
+    made=$(cat "$dir/generation" 2>/dev/null)
+    if [ "$cur" != "system-$number-link" ] && [ "$cur" != "$made" ]; then
+      echo "the system profile has moved since this deployment (it points at $cur): left alone"
+      ended "profile-moved:$cur" 3
+    fi
     cur=${cur#system-}
     cur=${cur%-link}
-    nix-env -p "$profile" --switch-generation "$number" || profile_failed "$?"
+    nix-env -p "$profile" --switch-generation "$number" || ended "profile-failed:$?" 1
     if [ "$cur" != "$number" ]; then
-      nix-env -p "$profile" --delete-generations "$cur" || profile_failed "$?"
+      nix-env -p "$profile" --delete-generations "$cur" || ended "profile-failed:$?" 1
     fi
     ;;
   keep) ;;
   *)
     echo "unknown profile operation: $op" >&2
-    profile_failed 2
+    ended "profile-failed:2" 2
     ;;
 esac
-[ "$op" = keep ] || echo "hbdeploy-generation:$(readlink "$profile")"
+[ "$op" = keep ] || readlink "$profile" >"$dir/$job.generation"
 "$path/bin/switch-to-configuration" "$goal"
 code=$?
-echo "hbdeploy-exit:$code"
-exit "$code"
+[ "$op" != restore ] || rm -f "/nix/var/hbdeploy/pending-${dir##*/}"
+ended "$code" "$code"
