@@ -12,10 +12,9 @@ use std::time::Duration;
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, CancelHandle, DeployRequest, Event, EventSender, HostPlan, Report, RollbackRequest,
+    Cancel, CancelHandle, DeployRequest, EventSender, HostPlan, Report, RollbackRequest,
     RollbackTarget, deploy,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
 use crate::ledger::{HostRecord, Ledger, Record};
@@ -282,9 +281,9 @@ where
     F: FnOnce(EventSender) -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let (tx, rx): (_, UnboundedReceiver<Event>) = tokio::sync::mpsc::unbounded_channel();
+    let (events, rx) = EventSender::channel();
     let ui = tokio::spawn(ui::run(rx, ui::Mode::detect(cli.verbose), hosts));
-    let result = work(EventSender::new(tx)).await;
+    let result = work(events).await;
     // Every sender is gone once `work` returned: the UI drains what is left and ends.
     let _ = ui.await;
     result
@@ -344,6 +343,7 @@ fn host_record(host: &hbdeploy_pipeline::HostReport) -> HostRecord {
         old_path: host.old_path.as_ref().map(|p| p.to_string()),
         new_path: host.new_path.as_ref().map(|p| p.to_string()),
         generation: host.generation,
+        settled: host.settled.clone(),
         error: match &host.outcome {
             hbdeploy_pipeline::Outcome::Failed(error) => Some(summary::error_chain(error)),
             _ => None,

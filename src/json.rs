@@ -39,6 +39,7 @@ pub fn host(report: &HostReport) -> Value {
         "error": error,
         "hint": hint,
         "output_tail": tail,
+        "settled": report.settled,
     })
 }
 

@@ -98,6 +98,9 @@ pub struct HostRecord {
     pub new_path: Option<String>,
     /// The profile generation it was left on, when known.
     pub generation: Option<u32>,
+    /// What settling found of earlier deployments on the host and did, before this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settled: Vec<String>,
     /// Why it failed, on one line.
     pub error: Option<String>,
 }

@@ -40,6 +40,14 @@ pub fn render(report: &Report) -> String {
         &["HOST", "RESULT", "STAGE", "SYSTEM", "GEN", "COPIED", "TIME"],
         rows,
     ));
+    for host in &report.hosts {
+        for note in &host.settled {
+            text.push_str(&format!("\n{}: before this run: {note}", host.host));
+        }
+    }
+    if report.hosts.iter().any(|h| !h.settled.is_empty()) {
+        text.push('\n');
+    }
     for host in report.failed() {
         if let Outcome::Failed(error) = &host.outcome {
             text.push('\n');

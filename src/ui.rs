@@ -11,8 +11,7 @@ mod live;
 use std::time::Duration;
 
 use console::Term;
-use hbdeploy_pipeline::Event;
-use tokio::sync::mpsc::UnboundedReceiver;
+use hbdeploy_pipeline::{Event, EventReceiver};
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +40,7 @@ impl Mode {
 const TICK: Duration = Duration::from_millis(100);
 
 /// Consumes events until the pipeline drops its sender.
-pub async fn run(mut events: UnboundedReceiver<Event>, mode: Mode, hosts: Vec<String>) {
+pub async fn run(mut events: EventReceiver, mode: Mode, hosts: Vec<String>) {
     let term = Term::stderr();
     let mut live = live::LiveLines::new(hosts);
     let mut tick = tokio::time::interval(TICK);

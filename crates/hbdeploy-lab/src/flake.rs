@@ -50,6 +50,8 @@ pub enum Activation {
     /// Waits until the test opens the gate ([`crate::Lab::open_gate`]; at most two minutes,
     /// then fails): an activation that is running for as long as a test needs it to.
     Gate,
+    /// Prints this many MiB of output (lines of text), then activates and exits 0.
+    Chatty(u32),
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -220,6 +222,16 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "",
         ),
         Activation::Slow(seconds) => return (format!("sleep {seconds}"), String::new()),
+        Activation::Chatty(mib) => {
+            return (
+                format!(
+                    "yes \"a chatty toy activation prints this line again and again\" | \
+                     head -c {}",
+                    u64::from(mib) * 1024 * 1024
+                ),
+                String::new(),
+            );
+        }
         Activation::FailNow => (
             "if [ \"$goal\" != boot ]; then echo \"error: toy activation of @host@ fails on purpose\" >&2; exit 1; fi",
             "",

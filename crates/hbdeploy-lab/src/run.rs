@@ -65,6 +65,12 @@ pub fn finish(child: std::process::Child) -> Result<Run, LabError> {
 }
 
 impl Lab {
+    /// The command that runs hbdeploy against this lab's fleet file, not started (e.g. to
+    /// measure it with [`crate::bench::measure`]).
+    pub fn hbdeploy_command(&self, binary: &Path, args: &[&str]) -> Command {
+        command(binary, Some(&self.dir().join("fleet.toml")), args)
+    }
+
     /// Starts hbdeploy against this lab's fleet file without waiting for it (to interrupt it, or
     /// to run two at once); collect it with [`finish`].
     pub fn spawn_hbdeploy(

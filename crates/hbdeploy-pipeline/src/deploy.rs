@@ -11,11 +11,11 @@ use tokio::sync::Semaphore;
 
 use crate::build::{Built, build_all};
 use crate::error::Restored;
-use crate::remote::{Decision, WatchdogReason};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::health::run_checks;
 use crate::remote::{Change, Deployment, JobKind, Op};
+use crate::remote::{Decision, WatchdogReason};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
@@ -258,7 +258,14 @@ impl HostJob {
             // changing the host is settled, and the host read again if one was.
             let state = match (&lock, state) {
                 (Ok(_), Ok(state)) => {
-                    match crate::settle::settle_earlier(&conn, &self.plan.name, &self.events).await
+                    let name = &self.plan.name;
+                    match crate::settle::settle_earlier(
+                        &conn,
+                        name,
+                        &self.events,
+                        &mut report.settled,
+                    )
+                    .await
                     {
                         Ok(false) => Ok(state),
                         Ok(true) => read_state(&conn, Stage::Connect).await,
@@ -413,10 +420,16 @@ impl HostJob {
                          succeeded, else the host's watchdog restores it"
                     ),
                 );
-                return self.confirm(&deployment, armed, None, &previous, report).await;
+                return self
+                    .confirm(&deployment, armed, None, &previous, report)
+                    .await;
             }
             Ok(Err(error)) => return Err(error),
-            Err(_) => return self.timed_out(conn, &deployment, armed, &previous, report).await,
+            Err(_) => {
+                return self
+                    .timed_out(conn, &deployment, armed, &previous, report)
+                    .await;
+            }
         };
         let ended = Instant::now();
         report.generation = activation.generation;
@@ -491,7 +504,9 @@ impl HostJob {
                      and restores the previous generation"
                 ),
             );
-            return self.confirm(deployment, armed, None, previous, report).await;
+            return self
+                .confirm(deployment, armed, None, previous, report)
+                .await;
         }
         self.events.note(
             name,
@@ -525,8 +540,7 @@ impl HostJob {
             return Ok(());
         };
         let safety = self.plan.safety;
-        let deadline =
-            ended.unwrap_or(armed + safety.activation_timeout) + safety.confirm_timeout;
+        let deadline = ended.unwrap_or(armed + safety.activation_timeout) + safety.confirm_timeout;
         let restored_to_previous = |report: &mut HostReport| {
             report.generation = previous.profile.as_ref().map(|g| g.number);
         };

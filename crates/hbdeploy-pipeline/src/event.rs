@@ -1,7 +1,13 @@
 //! The events a deployment emits while it runs. One closed enum, sent over an unbounded channel
 //! so that a slow UI never slows a deployment down; the run is over when the channel closes.
+//! Only lines of output can pile up without end (an activation may print hundreds of MiB), so
+//! at most [`OUTPUT_BACKLOG`] of them wait for the UI at a time: further lines are not shown
+//! (their tail is in the report all the same), and memory stays flat however much is printed.
 
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::report::{HostReport, Outcome};
 
@@ -81,15 +87,42 @@ pub enum Event {
     },
 }
 
+/// How many lines of output may wait for the UI at once.
+pub const OUTPUT_BACKLOG: usize = 4096;
+
 /// Where a deployment sends its events. Sending never fails the deployment: a UI that went away
 /// only means nobody is watching.
 #[derive(Debug, Clone)]
-pub struct EventSender(Option<UnboundedSender<Event>>);
+pub struct EventSender(Option<(UnboundedSender<Event>, Arc<AtomicUsize>)>);
+
+/// Where the UI receives a deployment's events.
+#[derive(Debug)]
+pub struct EventReceiver {
+    rx: UnboundedReceiver<Event>,
+    /// Lines of output sent and not received yet.
+    waiting: Arc<AtomicUsize>,
+}
+
+impl EventReceiver {
+    /// The next event; `None` once every sender is gone and everything sent was received.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.rx.recv().await;
+        if let Some(Event::Output { .. }) = event {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        event
+    }
+}
 
 impl EventSender {
-    /// Sends events into `tx`.
-    pub fn new(tx: UnboundedSender<Event>) -> EventSender {
-        EventSender(Some(tx))
+    /// A connected pair.
+    pub fn channel() -> (EventSender, EventReceiver) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        (
+            EventSender(Some((tx, Arc::clone(&waiting)))),
+            EventReceiver { rx, waiting },
+        )
     }
 
     /// Drops every event.
@@ -98,7 +131,14 @@ impl EventSender {
     }
 
     pub(crate) fn send(&self, event: Event) {
-        if let Some(tx) = &self.0 {
+        if let Some((tx, waiting)) = &self.0 {
+            if let Event::Output { .. } = event {
+                // Counted before it is sent, so the receiver never counts below zero.
+                if waiting.fetch_add(1, Ordering::Relaxed) >= OUTPUT_BACKLOG {
+                    waiting.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
+            }
             let _ = tx.send(event);
         }
     }
@@ -139,5 +179,36 @@ impl EventSender {
             host: host.to_owned(),
             text,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_waiting_for_the_ui_is_bounded_and_other_events_are_never_dropped() {
+        let (events, mut rx) = EventSender::channel();
+        for n in 0..OUTPUT_BACKLOG + 100 {
+            events.output(Some("h"), Stage::Activate, &n.to_string());
+        }
+        events.note("h", "still here".to_owned());
+        drop(events);
+        let mut lines = 0;
+        let mut notes = 0;
+        while let Some(event) = rx.recv().await {
+            match event {
+                Event::Output { .. } => lines += 1,
+                Event::Note { .. } => notes += 1,
+                _ => {}
+            }
+        }
+        assert_eq!((lines, notes), (OUTPUT_BACKLOG, 1));
+        // Once received, lines flow again.
+        let (events, mut rx) = EventSender::channel();
+        for _ in 0..3 {
+            events.output(None, Stage::Build, "x");
+            assert!(matches!(rx.recv().await, Some(Event::Output { .. })));
+        }
     }
 }

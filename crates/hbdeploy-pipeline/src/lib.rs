@@ -35,7 +35,7 @@ use std::num::NonZeroUsize;
 
 pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
-pub use event::{Event, EventSender, Stage};
+pub use event::{Event, EventReceiver, EventSender, OUTPUT_BACKLOG, Stage};
 pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};

@@ -51,6 +51,9 @@ pub struct HostReport {
     pub duration: Duration,
     /// Time spent in each of this host's own stages (connect, copy, activate).
     pub timings: Vec<(Stage, Duration)>,
+    /// What settling found of earlier deployments on the host (a job still running, a
+    /// deployment left unconfirmed) and did about it, before this run changed anything.
+    pub settled: Vec<String>,
 }
 
 impl HostReport {
@@ -66,6 +69,7 @@ impl HostReport {
             generation: None,
             duration: Duration::ZERO,
             timings: Vec::new(),
+            settled: Vec::new(),
         }
     }
 

@@ -118,7 +118,7 @@ async fn switch_back(
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
-    crate::settle::settle_earlier(conn, host, events).await?;
+    crate::settle::settle_earlier(conn, host, events, &mut report.settled).await?;
     let state = read_state(conn, Stage::Activate).await?;
     report.old_path = state.current.clone();
     let chosen = match &target {

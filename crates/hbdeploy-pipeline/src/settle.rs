@@ -24,12 +24,36 @@ use crate::remote::{self, Before, Change, Decision, Deployment, JobKind, Op};
 const RESTORE_WAIT: Duration = Duration::from_secs(300);
 
 /// Settles the jobs of earlier deployments still changing the host (run under the lock), says
-/// what was found and done, and restores the host where an activation was stopped; true if
-/// there were any (the host must then be read again).
+/// what was found and done (as progress notes, and in `said` for the report), and restores the
+/// host where an activation was stopped; true if there was anything (the host must then be read
+/// again).
 pub(crate) async fn settle_earlier(
     conn: &Connection,
     host: &str,
     events: &EventSender,
+    said: &mut Vec<String>,
+) -> Result<bool, HostError> {
+    let events = &mut Recorder { events, said };
+    settle_found(conn, host, events).await
+}
+
+/// Progress notes that are also kept for the report.
+struct Recorder<'a> {
+    events: &'a EventSender,
+    said: &'a mut Vec<String>,
+}
+
+impl Recorder<'_> {
+    fn note(&mut self, host: &str, text: String) {
+        self.said.push(text.clone());
+        self.events.note(host, text);
+    }
+}
+
+async fn settle_found(
+    conn: &Connection,
+    host: &str,
+    events: &mut Recorder<'_>,
 ) -> Result<bool, HostError> {
     let found = remote::settle(conn).await?;
     let mut restored = Vec::new();
@@ -47,8 +71,15 @@ pub(crate) async fn settle_earlier(
             ),
         );
         if job.stopped && job.job == "activate" {
-            restore_earlier(conn, host, &job.deployment(), &job.token, &job.before, events)
-                .await?;
+            restore_earlier(
+                conn,
+                host,
+                &job.deployment(),
+                &job.token,
+                &job.before,
+                events,
+            )
+            .await?;
             restored.push(job.token.as_str());
         }
     }
@@ -135,7 +166,7 @@ async fn restore_earlier(
     deployment: &Deployment,
     token: &str,
     before: &Before,
-    events: &EventSender,
+    events: &mut Recorder<'_>,
 ) -> Result<(), HostError> {
     let change = match before {
         Before::Restore(change) => change,
@@ -166,12 +197,14 @@ async fn restore_earlier(
         // Its watchdog decided first; settling has already waited for (or stopped) its restore.
         events.note(
             host,
-            format!("the earlier deployment's watchdog ({token}) had already decided: {decision:?}"),
+            format!(
+                "the earlier deployment's watchdog ({token}) had already decided: {decision:?}"
+            ),
         );
         return Ok(());
     }
     events.note(host, format!("restoring {}", describe(change)));
-    let run = deployment.run(conn, host, JobKind::Restore, change, events);
+    let run = deployment.run(conn, host, JobKind::Restore, change, events.events);
     let failed = |detail: String, tail: Vec<String>| HostError::SettleRestore {
         token: token.to_owned(),
         detail,

@@ -295,7 +295,10 @@ impl Deployment {
     /// Stops the job `kind` if it still runs (its unit and its process group).
     pub(crate) async fn stop(&self, conn: &Connection, kind: JobKind) -> Result<(), HostError> {
         let output = conn
-            .run_root(&Script::Stop.command(&[self.dir.as_str(), kind.name()]), |_| {})
+            .run_root(
+                &Script::Stop.command(&[self.dir.as_str(), kind.name()]),
+                |_| {},
+            )
             .await
             .map_err(channel_error(Stage::Activate))?;
         if output.exit.success() {
