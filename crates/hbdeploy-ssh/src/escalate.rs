@@ -8,6 +8,8 @@
 //! each connection first asks once whether `sudo -n true` works; when it does, that connection's
 //! commands run with `sudo -n` and the password is never sent.
 
+use zeroize::Zeroizing;
+
 use crate::{CommandOutput, Connection, Held, OutputLine, SshError};
 
 /// What a connection learnt about its escalation command: probed once, on the first command that
@@ -44,14 +46,15 @@ impl std::fmt::Debug for Escalation {
     }
 }
 
-/// A password kept out of `Debug` output; cheap to clone, shared by every host of a run.
+/// A password kept out of `Debug` output; cheap to clone: every host of a run shares one copy,
+/// which is overwritten with zeros when the last clone is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password(std::sync::Arc<str>);
+pub struct Password(std::sync::Arc<Zeroizing<String>>);
 
 impl Password {
     /// Wraps a password as typed (without its newline).
     pub fn new(text: &str) -> Password {
-        Password(std::sync::Arc::from(text))
+        Password(std::sync::Arc::new(Zeroizing::new(text.to_owned())))
     }
 }
 
@@ -114,9 +117,11 @@ impl Escalation {
         })
     }
 
-    fn stdin(&self) -> Option<Vec<u8>> {
+    /// The password and its newline, as written to the command's stdin; zeroed once written.
+    fn stdin(&self) -> Option<Zeroizing<Vec<u8>>> {
         self.password.as_ref().map(|p| {
-            let mut bytes = p.0.as_bytes().to_vec();
+            let mut bytes = Zeroizing::new(Vec::with_capacity(p.0.len() + 1));
+            bytes.extend_from_slice(p.0.as_bytes());
             bytes.push(b'\n');
             bytes
         })
@@ -265,10 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn every_clone_of_a_password_is_the_one_zeroizing_copy() {
+        let password = Password::new("pw");
+        let escalation = Escalation {
+            command: vec!["sudo".to_owned()],
+            password: Some(password.clone()),
+        };
+        let cloned = escalation.clone();
+        let Some(shared) = cloned.password.as_ref() else {
+            panic!("the clone lost its password");
+        };
+        assert!(std::sync::Arc::ptr_eq(&password.0, &shared.0));
+        assert_eq!(std::sync::Arc::strong_count(&password.0), 3);
+        drop((escalation, cloned));
+        assert_eq!(std::sync::Arc::strong_count(&password.0), 1);
+    }
+
+    #[test]
     fn the_password_stays_out_of_debug_output_and_command_lines() {
         let shown = format!("{:?}", sudo(true));
         assert!(!shown.contains("pw"), "{shown}");
         assert!(!sudo(true).wrap("true").contains("pw"));
-        assert_eq!(sudo(true).stdin(), Some(b"pw\n".to_vec()));
+        assert_eq!(
+            sudo(true).stdin().as_deref().map(Vec::as_slice),
+            Some(&b"pw\n"[..])
+        );
     }
 }
