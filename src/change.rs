@@ -12,16 +12,17 @@ use std::time::Duration;
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, CancelHandle, DeployRequest, Event, EventSender, HostPlan, Report, RollbackRequest,
-    RollbackTarget, deploy,
+    Cancel, CancelHandle, DeployRequest, HostPlan, Report, RollbackRequest, RollbackTarget, deploy,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
 use crate::ledger::{HostRecord, Ledger, Record};
 use hbdeploy_pipeline::time;
 
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, passphrase, summary, ui};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::{load, nix, parallel};
+use crate::ui::{out, watched};
+use crate::{passphrase, summary};
 
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
@@ -32,7 +33,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         ask(cli, args, &fleet, hosts.clone()).await?;
     }
     if args.ask_sudo_password {
-        sudo_password(&mut hosts).await?;
+        crate::sudo::ask(&mut hosts).await?;
     }
     for host in &mut hosts {
         if args.no_magic_rollback {
@@ -70,7 +71,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     let nix = nix().await?;
     let interrupted = on_interrupt(handle, keys.handle_interrupts());
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    let report = watched(cli, names, |events| async move {
+    let report = watched(cli.verbose, names, |events| async move {
         deploy(&request, &nix, events).await
     })
     .await
@@ -86,8 +87,8 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     })
 }
 
-/// Exit code after Ctrl-C, as shells report a death by SIGINT.
-pub(crate) const EXIT_INTERRUPTED: u8 = 130;
+/// Named here too for the key agent's Ctrl-C guard in `passphrase.rs`, which goes with the agent.
+pub(crate) use crate::error::EXIT_INTERRUPTED;
 
 /// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
 /// the second exits at once, removing `agent_dir` (the run's key agent) first. Activations run
@@ -146,7 +147,7 @@ async fn ask(
     fleet: &Fleet,
     hosts: Vec<HostPlan>,
 ) -> Result<(), AppError> {
-    if !args.yes && !interactive() {
+    if !args.yes && !crate::secret::interactive() {
         return Err(AppError::Usage(
             "apply --ask needs a terminal to ask on; nothing was changed".to_owned(),
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
@@ -184,67 +185,13 @@ async fn ask(
     }
 }
 
-/// `--ask-sudo-password`: asks once, on the terminal, and hands the password to every host
-/// whose login is not root. Refuses, before contacting any host, when there is no terminal.
-pub(crate) async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
-    let users: std::collections::BTreeSet<&str> = hosts
-        .iter()
-        .map(|h| h.target.user.as_str())
-        .filter(|user| *user != "root")
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    if !interactive() {
-        return Err(AppError::Usage(
-            "--ask-sudo-password needs a terminal to ask on; nothing was changed".to_owned(),
-            Some(
-                "run it on a terminal, or give the login user passwordless sudo (NOPASSWD) on \
-                 the hosts"
-                    .to_owned(),
-            ),
-        ));
-    }
-    let prompt = format!(
-        "sudo password for {} on the hosts: ",
-        users.into_iter().collect::<Vec<_>>().join(", ")
-    );
-    let typed = tokio::task::spawn_blocking(move || crate::secret::read_hidden(&prompt))
-        .await
-        .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
-        .map_err(|err| {
-            AppError::Usage(
-                format!("cannot read the sudo password from the terminal: {err}"),
-                None,
-            )
-        })?;
-    let crate::secret::Typed::Line(typed) = typed else {
-        return Err(AppError::Interrupted(
-            "interrupted at the sudo password prompt; nothing was changed".to_owned(),
-        ));
-    };
-    let password = hbdeploy_ssh::Password::new(&typed);
-    for host in hosts {
-        if let Some(escalation) = host.target.escalation.as_mut() {
-            escalation.password = Some(password.clone());
-        }
-    }
-    Ok(())
-}
-
-/// Whether the user can be asked: stdin and stderr are a terminal.
-fn interactive() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && Term::stderr().is_term()
-}
-
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     let _keys = passphrase::unlock(&mut hosts, passphrase::Copies::No).await?;
     if args.ask_sudo_password {
-        sudo_password(&mut hosts).await?;
+        crate::sudo::ask(&mut hosts).await?;
     }
     let target = match (&args.to_deploy, args.to) {
         (Some(id), _) => {
@@ -266,25 +213,11 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         goal: args.goal.into(),
     };
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    let report = watched(cli, names, |events| async move {
+    let report = watched(cli.verbose, names, |events| async move {
         Ok::<_, AppError>(hbdeploy_pipeline::rollback(&request, events).await)
     })
     .await?;
     Ok(conclude(&fleet, started, "rollback", &report, args.json).await)
-}
-
-/// Runs `work` with a UI task listening to its events; returns once the UI has shown them all.
-pub async fn watched<F, Fut, T>(cli: &Cli, hosts: Vec<String>, work: F) -> T
-where
-    F: FnOnce(EventSender) -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let (tx, rx): (_, UnboundedReceiver<Event>) = tokio::sync::mpsc::unbounded_channel();
-    let ui = tokio::spawn(ui::run(rx, ui::Mode::detect(cli.verbose), hosts));
-    let result = work(EventSender::new(tx)).await;
-    // Every sender is gone once `work` returned: the UI drains what is left and ends.
-    let _ = ui.await;
-    result
 }
 
 /// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.

@@ -3,7 +3,6 @@
 //! terminal, shows the steps on stderr and the report on stdout, and picks the exit code: 0
 //! installed, 1 a step failed after the consent, 2 refused or unable to start (nothing changed).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,7 +18,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use crate::cli::{Cli, InstallArgs};
-use crate::{AppError, EXIT_HOST_FAILED};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::secret::interactive;
 
 /// The port of the installer's sshd when `--target` names none.
 const INSTALLER_PORT: u16 = 22;
@@ -133,11 +133,6 @@ fn one_host<'a>(fleet: &'a Fleet, name: &str) -> Result<&'a Host, AppError> {
         .into_iter()
         .next()
         .ok_or(AppError::Select(SelectError::Nothing))
-}
-
-/// Whether the user can be asked: stdin and stderr are a terminal.
-fn interactive() -> bool {
-    std::io::stdin().is_terminal() && Term::stderr().is_term()
 }
 
 /// What a disk is, for the prompt: its disko name, and its size and model when known.
