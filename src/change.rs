@@ -61,7 +61,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         builders: args.builders.clone().or(fleet.transfer.builders.clone()),
         signing_key: fleet.transfer.signing_key.clone(),
         hosts,
-        goal: args.goal.into(),
+        goal: args.goal,
         reactivate: args.reactivate,
         auto_rollback: !args.no_auto_rollback,
         canary,
@@ -210,7 +210,7 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         parallel: parallel(&fleet, args.parallel),
         hosts,
         target,
-        goal: args.goal.into(),
+        goal: args.goal,
     };
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli.verbose, names, |events| async move {
