@@ -47,20 +47,42 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
             None => Some(Box::new(jump_target(host, jump))),
         });
     Target {
-        address: host.address.clone(),
-        port: host.ssh.port,
-        user: host.ssh.user.clone(),
-        identity_file: host.ssh.identity_file.clone(),
-        identities: hbdeploy_ssh::Identities::default(),
-        known_hosts: host.ssh.known_hosts.clone(),
         pinned_keys: host.host_keys.clone(),
-        accept_new: false,
         jump,
-        connect_timeout: host.ssh.connect_timeout,
         escalation: Some(Escalation {
             command: host.ssh.privilege_escalation.clone(),
             password: None,
         }),
+        ..with_settings_of(
+            host,
+            host.address.clone(),
+            host.ssh.port,
+            host.ssh.user.clone(),
+        )
+    }
+}
+
+/// A machine reached with `host`'s SSH settings (identity, known_hosts, timeout, keepalives) that
+/// is not `host` itself: a jump host on the way to it, or the live installer it is installed
+/// from. Directly, with no pinned keys (its key is its own), and nothing run on it as root.
+pub(crate) fn with_settings_of(
+    host: &hbdeploy_inventory::Host,
+    address: String,
+    port: u16,
+    user: String,
+) -> Target {
+    Target {
+        address,
+        port,
+        user,
+        identity_file: host.ssh.identity_file.clone(),
+        identities: hbdeploy_ssh::Identities::default(),
+        known_hosts: host.ssh.known_hosts.clone(),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        jump: None,
+        connect_timeout: host.ssh.connect_timeout,
+        escalation: None,
         keepalive: host.ssh.keepalive,
     }
 }
@@ -77,21 +99,8 @@ fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
         }
         _ => (rest.to_owned(), 22),
     };
-    Target {
-        address,
-        port,
-        user,
-        identity_file: host.ssh.identity_file.clone(),
-        identities: hbdeploy_ssh::Identities::default(),
-        known_hosts: host.ssh.known_hosts.clone(),
-        pinned_keys: Vec::new(),
-        accept_new: false,
-        jump: None,
-        connect_timeout: host.ssh.connect_timeout,
-        // Nothing runs on a jump host but the forwarding of the connection.
-        escalation: None,
-        keepalive: host.ssh.keepalive,
-    }
+    // Nothing runs on a jump host but the forwarding of the connection.
+    with_settings_of(host, address, port, user)
 }
 
 /// The pipeline's form of a fleet.toml health check.
@@ -143,4 +152,54 @@ pub(crate) async fn nix() -> Result<Nix, AppError> {
     Nix::detect()
         .await
         .map_err(|err| AppError::Pipeline(err.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGj113EX/f11MrfEDFtM7/0p6RG4OjNxS2B3SgOaqfB4";
+
+    fn fleet(hosts: &str) -> Fleet {
+        let text = format!(
+            "[fleet]\nflake = \".\"\n[ssh]\nuser = \"deploy\"\nidentity-file = \"/k/id\"\n\
+             known-hosts = \"/k/known\"\nconnect-timeout = 7\n{hosts}"
+        );
+        Fleet::parse(&text, Path::new("/f/fleet.toml"), None).expect("valid fleet")
+    }
+
+    #[test]
+    fn a_jump_host_has_the_hosts_ssh_settings_but_not_its_keys_or_sudo() {
+        let fleet = fleet(&format!(
+            "[hosts.web]\naddress = \"10.0.0.5\"\nhost-key = \"{KEY}\"\n\
+             proxy-jump = \"hop@bastion:2200\"\n"
+        ));
+        let host = fleet.host("web").expect("web");
+        let web = plan(&fleet, host).target;
+        assert_eq!(web.display(), "deploy@10.0.0.5:22");
+        assert_eq!(web.pinned_keys, [KEY]);
+        assert!(web.escalation.is_some());
+        let Some(jump) = web.jump.as_deref() else {
+            panic!("no jump host");
+        };
+        assert_eq!(jump.display(), "hop@bastion:2200");
+        assert_eq!(jump.identity_file.as_deref(), Some(Path::new("/k/id")));
+        assert_eq!(jump.known_hosts, Path::new("/k/known"));
+        assert_eq!(jump.connect_timeout, std::time::Duration::from_secs(7));
+        assert!(jump.pinned_keys.is_empty() && jump.escalation.is_none() && jump.jump.is_none());
+    }
+
+    #[test]
+    fn a_jump_host_in_the_fleet_is_reached_as_the_fleet_says() {
+        let fleet = fleet(
+            "[hosts.bastion]\naddress = \"b.example.org\"\nuser = \"hop\"\nport = 2222\n\
+             [hosts.web]\naddress = \"10.0.0.5\"\nproxy-jump = \"bastion\"\n",
+        );
+        let web = plan(&fleet, fleet.host("web").expect("web")).target;
+        let jump = web.jump.as_deref().expect("jump");
+        assert_eq!(jump.display(), "hop@b.example.org:2222");
+    }
 }

@@ -42,22 +42,14 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
         .await
         .map_err(|err| refuse(InstallError::Nix(err)))?;
     if let Some(target) = &args.target {
-        let mut target = Target {
-            address: target.address.clone(),
-            port: target.port.unwrap_or(INSTALLER_PORT),
-            user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
-            identity_file: host.ssh.identity_file.clone(),
-            identities: hbdeploy_ssh::Identities::default(),
-            known_hosts: host.ssh.known_hosts.clone(),
-            // A live installer has a fresh host key of its own, never the installed host's.
-            pinned_keys: Vec::new(),
-            accept_new: false,
-            jump: None,
-            connect_timeout: host.ssh.connect_timeout,
-            // The installer is reached as root.
-            escalation: None,
-            keepalive: host.ssh.keepalive,
-        };
+        // A live installer has a fresh host key of its own, never the installed host's, and is
+        // reached as root.
+        let mut target = crate::hosts::with_settings_of(
+            host,
+            target.address.clone(),
+            target.port.unwrap_or(INSTALLER_PORT),
+            target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
+        );
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
         let _keys =
             crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
