@@ -3,29 +3,25 @@
 //! (or the JSON document). `apply --ask` shows the plan and asks before it changes anything.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, CancelHandle, DeployRequest, HostPlan, Report, RollbackRequest, RollbackTarget, deploy,
+    Cancel, DeployRequest, HostPlan, Report, RollbackRequest, RollbackTarget, deploy, time,
 };
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
-use crate::ledger::{HostRecord, Ledger, Record};
-use hbdeploy_pipeline::time;
-
 use crate::error::{AppError, EXIT_HOST_FAILED};
 use crate::hosts::{load, nix, parallel};
+use crate::ledger::{HostRecord, Ledger, Record};
+use crate::shutdown::Shutdown;
 use crate::ui::{out, watched};
 use crate::{passphrase, summary};
 
 /// `hbdeploy apply`.
-pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
+pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     let keys = passphrase::unlock(&mut hosts, passphrase::Copies::Yes).await?;
@@ -69,7 +65,16 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         cancel,
     };
     let nix = nix().await?;
-    let interrupted = on_interrupt(handle, keys.handle_interrupts());
+    // The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll
+    // back); the second ends the run (`shutdown.rs`). Activations run detached on the hosts, so
+    // even then no host is left with its profile set to a generation whose activation never
+    // started. The key agent's own guard stands down: its directory goes with `keys`.
+    let _ = keys.handle_interrupts();
+    shutdown.on_first_interrupt(
+        "interrupted: starting nothing new; running activations finish or roll back \
+         (Ctrl-C again to exit now)",
+        move || handle.cancel(),
+    );
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli.verbose, names, |events| async move {
         deploy(&request, &nix, events).await
@@ -80,43 +85,11 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     if args.timings && !args.json {
         out(&summary::timings(&report));
     }
-    Ok(if interrupted.load(Ordering::SeqCst) {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        code
-    })
+    Ok(code)
 }
 
 /// Named here too for the key agent's Ctrl-C guard in `passphrase.rs`, which goes with the agent.
 pub(crate) use crate::error::EXIT_INTERRUPTED;
-
-/// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
-/// the second exits at once, removing `agent_dir` (the run's key agent) first. Activations run
-/// detached on the hosts, so even then no host is left with its profile set to a generation
-/// whose activation never started.
-fn on_interrupt(handle: CancelHandle, agent_dir: Option<PathBuf>) -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        flag.store(true, Ordering::SeqCst);
-        handle.cancel();
-        let _ = Term::stderr().write_line(
-            "interrupted: starting nothing new; running activations finish or roll back \
-             (Ctrl-C again to exit now)",
-        );
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = Term::stderr().write_line("interrupted again: exiting now");
-            if let Some(dir) = &agent_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-    });
-    interrupted
-}
 
 /// The canary hosts named by `--canary` (names or @tags), which must be among the selected ones.
 fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<String>, AppError> {

@@ -22,17 +22,20 @@ mod plan;
 mod preflight;
 mod provenance;
 mod secret;
+mod shutdown;
 mod sudo;
 mod summary;
 mod ui;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use console::Term;
 
 use crate::cli::{Cli, ColorChoice, Command};
-use crate::error::AppError;
+use crate::error::{AppError, EXIT_INTERRUPTED};
+use crate::shutdown::Shutdown;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -60,29 +63,52 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(AppError::Runtime(err)),
     };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(err) => fail(err),
-    }
+    let code = runtime.block_on(async {
+        let interrupts = match shutdown::interrupts() {
+            Ok(interrupts) => interrupts,
+            Err(err) => return fail(AppError::Runtime(err)),
+        };
+        let shutdown = Shutdown::default();
+        let say = |line: &str| {
+            let _ = Term::stderr().write_line(line);
+        };
+        match shutdown
+            .supervise(run(&cli, &shutdown), interrupts, say)
+            .await
+        {
+            // Ended by Ctrl-C: the command's future, and all it held, is dropped by now.
+            None => ExitCode::from(EXIT_INTERRUPTED),
+            Some(Ok(_)) if shutdown.interrupted() => ExitCode::from(EXIT_INTERRUPTED),
+            Some(Ok(code)) => code,
+            Some(Err(err)) => fail(err),
+        }
+    });
+    // The tasks the command spawned are dropped here, their destructors run; a blocking read
+    // still waiting on the terminal (a prompt interrupted by Ctrl-C) is not waited for long.
+    runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    code
 }
+
+/// How long the end of a run waits for blocking work still running (a prompt's read).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
 fn fail(err: AppError) -> ExitCode {
     let _ = Term::stderr().write_str(&err.render());
     ExitCode::from(err.exit_code())
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, AppError> {
+async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     match &cli.command {
-        Command::Apply(args) => change::apply(&cli, args).await,
-        Command::Rollback(args) => change::rollback(&cli, args).await,
-        Command::Generations(args) => inspect::generations(&cli, args).await,
-        Command::Status(args) => inspect::status(&cli, args).await,
-        Command::Check(args) => inspect::check(&cli, args).await,
-        Command::Keyscan(args) => keyscan::run(&cli, args).await,
-        Command::Install(args) => install::run(&cli, args).await,
-        Command::Plan(args) => plan::plan(&cli, args).await,
-        Command::Exec(args) => exec::exec(&cli, args).await,
-        Command::History(args) => history::history(&cli, args),
+        Command::Apply(args) => change::apply(cli, args, shutdown).await,
+        Command::Rollback(args) => change::rollback(cli, args).await,
+        Command::Generations(args) => inspect::generations(cli, args).await,
+        Command::Status(args) => inspect::status(cli, args).await,
+        Command::Check(args) => inspect::check(cli, args).await,
+        Command::Keyscan(args) => keyscan::run(cli, args).await,
+        Command::Install(args) => install::run(cli, args).await,
+        Command::Plan(args) => plan::plan(cli, args).await,
+        Command::Exec(args) => exec::exec(cli, args).await,
+        Command::History(args) => history::history(cli, args),
         Command::Completions(args) => Ok(completions::completions(args)),
         Command::Man(args) => completions::man(args),
     }
