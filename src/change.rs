@@ -3,27 +3,25 @@
 //! (or the JSON document). `apply --ask` shows the plan and asks before it changes anything.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, CancelHandle, DeployRequest, EventSender, HostPlan, Report, RollbackRequest,
-    RollbackTarget, deploy,
+    Cancel, DeployRequest, HostPlan, Report, RollbackRequest, RollbackTarget, deploy, time,
 };
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::{load, nix, parallel};
 use crate::ledger::{HostRecord, Ledger, Record};
-use hbdeploy_pipeline::time;
-
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, passphrase, summary, ui};
+use crate::shutdown::Shutdown;
+use crate::ui::{out, watched};
+use crate::{passphrase, summary};
 
 /// `hbdeploy apply`.
-pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
+pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     let keys = passphrase::unlock(&mut hosts, passphrase::Copies::Yes).await?;
@@ -31,7 +29,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         ask(cli, args, &fleet, hosts.clone()).await?;
     }
     if args.ask_sudo_password {
-        sudo_password(&mut hosts).await?;
+        crate::sudo::ask(&mut hosts).await?;
     }
     for host in &mut hosts {
         if args.no_magic_rollback {
@@ -62,7 +60,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         builders: args.builders.clone().or(fleet.transfer.builders.clone()),
         signing_key: fleet.transfer.signing_key.clone(),
         hosts,
-        goal: args.goal.into(),
+        goal: args.goal,
         reactivate: args.reactivate,
         auto_rollback: !args.no_auto_rollback,
         canary,
@@ -70,9 +68,18 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         cancel,
     };
     let nix = nix().await?;
-    let interrupted = on_interrupt(handle, keys.handle_interrupts());
+    // The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll
+    // back); the second ends the run (`shutdown.rs`). Activations run detached on the hosts, so
+    // even then no host is left with its profile set to a generation whose activation never
+    // started. The key agent's own guard stands down: its directory goes with `keys`.
+    let _ = keys.handle_interrupts();
+    shutdown.on_first_interrupt(
+        "interrupted: starting nothing new; running activations finish or roll back \
+         (Ctrl-C again to exit now)",
+        move || handle.cancel(),
+    );
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    let report = watched(cli, names, |events| async move {
+    let report = watched(cli.verbose, names, |events| async move {
         deploy(&request, &nix, events).await
     })
     .await
@@ -81,43 +88,11 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     if args.timings && !args.json {
         out(&summary::timings(&report));
     }
-    Ok(if interrupted.load(Ordering::SeqCst) {
-        ExitCode::from(EXIT_INTERRUPTED)
-    } else {
-        code
-    })
+    Ok(code)
 }
 
-/// Exit code after Ctrl-C, as shells report a death by SIGINT.
-pub(crate) const EXIT_INTERRUPTED: u8 = 130;
-
-/// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
-/// the second exits at once, removing `agent_dir` (the run's key agent) first. Activations run
-/// detached on the hosts, so even then no host is left with its profile set to a generation
-/// whose activation never started.
-fn on_interrupt(handle: CancelHandle, agent_dir: Option<PathBuf>) -> Arc<AtomicBool> {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_err() {
-            return;
-        }
-        flag.store(true, Ordering::SeqCst);
-        handle.cancel();
-        let _ = Term::stderr().write_line(
-            "interrupted: starting nothing new; running activations finish or roll back \
-             (Ctrl-C again to exit now)",
-        );
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = Term::stderr().write_line("interrupted again: exiting now");
-            if let Some(dir) = &agent_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-    });
-    interrupted
-}
+/// Named here too for the key agent's Ctrl-C guard in `passphrase.rs`, which goes with the agent.
+pub(crate) use crate::error::EXIT_INTERRUPTED;
 
 /// The canary hosts named by `--canary` (names or @tags), which must be among the selected ones.
 fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<String>, AppError> {
@@ -148,7 +123,7 @@ async fn ask(
     fleet: &Fleet,
     hosts: Vec<HostPlan>,
 ) -> Result<(), AppError> {
-    if !args.yes && !interactive() {
+    if !args.yes && !crate::secret::interactive() {
         return Err(AppError::Usage(
             "apply --ask needs a terminal to ask on; nothing was changed".to_owned(),
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
@@ -186,67 +161,13 @@ async fn ask(
     }
 }
 
-/// `--ask-sudo-password`: asks once, on the terminal, and hands the password to every host
-/// whose login is not root. Refuses, before contacting any host, when there is no terminal.
-pub(crate) async fn sudo_password(hosts: &mut [HostPlan]) -> Result<(), AppError> {
-    let users: std::collections::BTreeSet<&str> = hosts
-        .iter()
-        .map(|h| h.target.user.as_str())
-        .filter(|user| *user != "root")
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
-    if !interactive() {
-        return Err(AppError::Usage(
-            "--ask-sudo-password needs a terminal to ask on; nothing was changed".to_owned(),
-            Some(
-                "run it on a terminal, or give the login user passwordless sudo (NOPASSWD) on \
-                 the hosts"
-                    .to_owned(),
-            ),
-        ));
-    }
-    let prompt = format!(
-        "sudo password for {} on the hosts: ",
-        users.into_iter().collect::<Vec<_>>().join(", ")
-    );
-    let typed = tokio::task::spawn_blocking(move || crate::secret::read_hidden(&prompt))
-        .await
-        .map_err(|_| AppError::Usage("the password prompt ended abnormally".to_owned(), None))?
-        .map_err(|err| {
-            AppError::Usage(
-                format!("cannot read the sudo password from the terminal: {err}"),
-                None,
-            )
-        })?;
-    let crate::secret::Typed::Line(typed) = typed else {
-        return Err(AppError::Interrupted(
-            "interrupted at the sudo password prompt; nothing was changed".to_owned(),
-        ));
-    };
-    let password = hbdeploy_ssh::Password::new(&typed);
-    for host in hosts {
-        if let Some(escalation) = host.target.escalation.as_mut() {
-            escalation.password = Some(password.clone());
-        }
-    }
-    Ok(())
-}
-
-/// Whether the user can be asked: stdin and stderr are a terminal.
-fn interactive() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && Term::stderr().is_term()
-}
-
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     let _keys = passphrase::unlock(&mut hosts, passphrase::Copies::No).await?;
     if args.ask_sudo_password {
-        sudo_password(&mut hosts).await?;
+        crate::sudo::ask(&mut hosts).await?;
     }
     let target = match (&args.to_deploy, args.to) {
         (Some(id), _) => {
@@ -265,28 +186,14 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         parallel: parallel(&fleet, args.parallel),
         hosts,
         target,
-        goal: args.goal.into(),
+        goal: args.goal,
     };
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    let report = watched(cli, names, |events| async move {
+    let report = watched(cli.verbose, names, |events| async move {
         Ok::<_, AppError>(hbdeploy_pipeline::rollback(&request, events).await)
     })
     .await?;
     Ok(conclude(&fleet, started, "rollback", &report, args.json).await)
-}
-
-/// Runs `work` with a UI task listening to its events; returns once the UI has shown them all.
-pub async fn watched<F, Fut, T>(cli: &Cli, hosts: Vec<String>, work: F) -> T
-where
-    F: FnOnce(EventSender) -> Fut,
-    Fut: std::future::Future<Output = T>,
-{
-    let (events, rx) = EventSender::channel();
-    let ui = tokio::spawn(ui::run(rx, ui::Mode::detect(cli.verbose), hosts));
-    let result = work(events).await;
-    // Every sender is gone once `work` returned: the UI drains what is left and ends.
-    let _ = ui.await;
-    result
 }
 
 /// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.

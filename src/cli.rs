@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hbdeploy_pipeline::Goal;
 use hbdeploy_pipeline::install::{DiskArg, TargetArg};
@@ -98,8 +99,8 @@ pub struct RollbackArgs {
     pub to: Option<u32>,
 
     /// `switch` activates the generation now and at boot; `boot` only makes it the boot default.
-    #[arg(long, value_enum, default_value_t = RollbackGoal::Switch)]
-    pub goal: RollbackGoal,
+    #[arg(long, default_value = "switch", value_parser = goals(&ROLLBACK_GOALS))]
+    pub goal: Goal,
 
     /// Hosts handled at once (default: `parallel` in fleet.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -117,24 +118,6 @@ pub struct RollbackArgs {
     /// Print the result as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `rollback --goal` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RollbackGoal {
-    /// Activate now and make it the boot default.
-    Switch,
-    /// Make it the boot default only.
-    Boot,
-}
-
-impl From<RollbackGoal> for Goal {
-    fn from(goal: RollbackGoal) -> Goal {
-        match goal {
-            RollbackGoal::Switch => Goal::Switch,
-            RollbackGoal::Boot => Goal::Boot,
-        }
-    }
 }
 
 /// Options of `generations`.
@@ -200,8 +183,8 @@ pub struct ApplyArgs {
     pub selection: Selection,
 
     /// What to do with the new systems (NixOS semantics; `build` and `push` stop early).
-    #[arg(long, value_enum, default_value_t = GoalArg::Switch)]
-    pub goal: GoalArg,
+    #[arg(long, default_value = "switch", value_parser = goals(&Goal::ALL))]
+    pub goal: Goal,
 
     /// Hosts copied to and activated at once (default: `parallel` in fleet.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
@@ -387,33 +370,35 @@ pub struct InstallArgs {
     pub force: bool,
 }
 
-/// `--goal` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GoalArg {
-    /// Activate now and make it the boot default.
-    Switch,
-    /// Make it the boot default only.
-    Boot,
-    /// Activate now only.
-    Test,
-    /// Show what activation would do.
-    DryActivate,
-    /// Stop after building.
-    Build,
-    /// Stop after copying.
-    Push,
+/// The goals `rollback --goal` takes: those that set the profile.
+const ROLLBACK_GOALS: [Goal; 2] = [Goal::Switch, Goal::Boot];
+
+/// A `--goal` parser taking `choices`, each by the pipeline's name for it, with its help line.
+fn goals(choices: &'static [Goal]) -> impl TypedValueParser<Value = Goal> {
+    PossibleValuesParser::new(
+        choices
+            .iter()
+            .map(|goal| PossibleValue::new(goal.as_str()).help(goal_help(*goal))),
+    )
+    // The parser lets only the names of `choices` through, so the search always finds one.
+    .map(move |name| {
+        choices
+            .iter()
+            .copied()
+            .find(|goal| goal.as_str() == name)
+            .unwrap_or_default()
+    })
 }
 
-impl From<GoalArg> for Goal {
-    fn from(goal: GoalArg) -> Goal {
-        match goal {
-            GoalArg::Switch => Goal::Switch,
-            GoalArg::Boot => Goal::Boot,
-            GoalArg::Test => Goal::Test,
-            GoalArg::DryActivate => Goal::DryActivate,
-            GoalArg::Build => Goal::Build,
-            GoalArg::Push => Goal::Push,
-        }
+/// What a goal does, in `--help`.
+fn goal_help(goal: Goal) -> &'static str {
+    match goal {
+        Goal::Switch => "Activate now and make it the boot default",
+        Goal::Boot => "Make it the boot default only",
+        Goal::Test => "Activate now only",
+        Goal::DryActivate => "Show what activation would do",
+        Goal::Build => "Stop after building",
+        Goal::Push => "Stop after copying",
     }
 }
 
@@ -433,10 +418,29 @@ mod tests {
     }
 
     #[test]
-    fn goal_names_match_the_pipeline() {
-        for goal in GoalArg::value_variants() {
-            let name = goal.to_possible_value().map(|v| v.get_name().to_owned());
-            assert_eq!(name.as_deref(), Some(Goal::from(*goal).as_str()));
+    fn every_goal_parses_by_its_name_and_rollback_takes_only_those_setting_the_profile() {
+        for goal in Goal::ALL {
+            let cli = Cli::try_parse_from(["hbdeploy", "apply", "--all", "--goal", goal.as_str()])
+                .expect("parses");
+            let Command::Apply(args) = cli.command else {
+                panic!("not apply");
+            };
+            assert_eq!(args.goal, goal);
+            let rollback =
+                Cli::try_parse_from(["hbdeploy", "rollback", "a", "--goal", goal.as_str()]);
+            match rollback.map(|cli| cli.command) {
+                Ok(Command::Rollback(args)) => {
+                    assert_eq!(args.goal, goal);
+                    assert!(goal.sets_profile(), "{goal:?}");
+                }
+                Ok(_) => panic!("not rollback"),
+                Err(_) => assert!(!ROLLBACK_GOALS.contains(&goal), "{goal:?}"),
+            }
         }
+        let defaults = Cli::try_parse_from(["hbdeploy", "apply", "--all"]).expect("parses");
+        let Command::Apply(args) = defaults.command else {
+            panic!("not apply");
+        };
+        assert_eq!(args.goal, Goal::Switch);
     }
 }

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::CommandFactory;
 
 use crate::cli::{Cli, CompletionsArgs, ManArgs};
-use crate::{AppError, out};
+use crate::error::AppError;
+use crate::ui::out;
 
 /// Prints the completion script for the shell.
 pub fn completions(args: &CompletionsArgs) -> ExitCode {

@@ -10,8 +10,10 @@ use hbdeploy_pipeline::{ExecLine, ExecRequest, ExecResult};
 use hbdeploy_ssh::Stream;
 
 use crate::cli::{Cli, ExecArgs};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::{load, parallel};
 use crate::summary::table;
-use crate::{AppError, EXIT_HOST_FAILED, load, out, parallel};
+use crate::ui::out;
 
 /// `hbdeploy exec`.
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode, AppError> {

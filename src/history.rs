@@ -10,9 +10,10 @@ use hbdeploy_pipeline::RollbackTarget;
 use serde_json::json;
 
 use crate::cli::{Cli, HistoryArgs};
+use crate::error::AppError;
 use crate::ledger::{Contents, Ledger, Record};
 use crate::summary::table;
-use crate::{AppError, out};
+use crate::ui::out;
 
 /// `hbdeploy history`.
 pub fn history(cli: &Cli, args: &HistoryArgs) -> Result<ExitCode, AppError> {

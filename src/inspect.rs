@@ -12,7 +12,9 @@ use crate::cli::{CheckArgs, Cli, GenerationsArgs, Selection, StatusArgs};
 use crate::summary::table;
 use hbdeploy_pipeline::time;
 
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::{load, nix, parallel};
+use crate::ui::out;
 
 /// `hbdeploy generations HOST`.
 pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, AppError> {

@@ -3,7 +3,6 @@
 //! terminal, shows the steps on stderr and the report on stdout, and picks the exit code: 0
 //! installed, 1 a step failed after the consent, 2 refused or unable to start (nothing changed).
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,7 +18,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use crate::cli::{Cli, InstallArgs};
-use crate::{AppError, EXIT_HOST_FAILED};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::secret::interactive;
 
 /// The port of the installer's sshd when `--target` names none.
 const INSTALLER_PORT: u16 = 22;
@@ -42,22 +42,14 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
         .await
         .map_err(|err| refuse(InstallError::Nix(err)))?;
     if let Some(target) = &args.target {
-        let mut target = Target {
-            address: target.address.clone(),
-            port: target.port.unwrap_or(INSTALLER_PORT),
-            user: target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
-            identity_file: host.ssh.identity_file.clone(),
-            identities: hbdeploy_ssh::Identities::default(),
-            known_hosts: host.ssh.known_hosts.clone(),
-            // A live installer has a fresh host key of its own, never the installed host's.
-            pinned_keys: Vec::new(),
-            accept_new: false,
-            jump: None,
-            connect_timeout: host.ssh.connect_timeout,
-            // The installer is reached as root.
-            escalation: None,
-            keepalive: host.ssh.keepalive,
-        };
+        // A live installer has a fresh host key of its own, never the installed host's, and is
+        // reached as root.
+        let mut target = crate::hosts::with_settings_of(
+            host,
+            target.address.clone(),
+            target.port.unwrap_or(INSTALLER_PORT),
+            target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
+        );
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
         let _keys =
             crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
@@ -133,11 +125,6 @@ fn one_host<'a>(fleet: &'a Fleet, name: &str) -> Result<&'a Host, AppError> {
         .into_iter()
         .next()
         .ok_or(AppError::Select(SelectError::Nothing))
-}
-
-/// Whether the user can be asked: stdin and stderr are a terminal.
-fn interactive() -> bool {
-    std::io::stdin().is_terminal() && Term::stderr().is_term()
 }
 
 /// What a disk is, for the prompt: its disko name, and its size and model when known.

@@ -7,7 +7,9 @@ use hbdeploy_pipeline::HostPlan;
 use hbdeploy_ssh::key_text;
 
 use crate::cli::{Cli, KeyscanArgs};
-use crate::{AppError, EXIT_HOST_FAILED, load, out};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::load;
+use crate::ui::out;
 
 /// Runs `keyscan`.
 pub async fn run(cli: &Cli, args: &KeyscanArgs) -> Result<ExitCode, AppError> {

@@ -11,9 +11,10 @@ use hbdeploy_pipeline::closure_diff::{ClosureDiff, Package};
 use hbdeploy_pipeline::{HostChanges, HostPlan, PlanOutcome, PlanRequest};
 use serde_json::{Value, json};
 
-use crate::change::watched;
 use crate::cli::{Cli, PlanArgs};
-use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel};
+use crate::error::{AppError, EXIT_HOST_FAILED};
+use crate::hosts::{load, nix, parallel};
+use crate::ui::{out, watched};
 
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
@@ -25,7 +26,7 @@ pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     };
     let _keys = crate::passphrase::unlock(&mut hosts, copies).await?;
     if args.ask_sudo_password {
-        crate::change::sudo_password(&mut hosts).await?;
+        crate::sudo::ask(&mut hosts).await?;
     }
     let changes = make(cli, &fleet, hosts, args.parallel, args.copy).await?;
     if args.json {
@@ -57,7 +58,7 @@ pub async fn make(
     };
     let nix = nix().await?;
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
-    watched(cli, names, |events| async move {
+    watched(cli.verbose, names, |events| async move {
         hbdeploy_pipeline::plan(&request, &nix, events).await
     })
     .await

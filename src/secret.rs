@@ -12,6 +12,12 @@ use rustix::termios::{
 };
 use zeroize::Zeroizing;
 
+/// Whether the user can be asked: stdin and stderr are a terminal.
+pub(crate) fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal() && Term::stderr().is_term()
+}
+
 /// What the user did at the prompt.
 pub(crate) enum Typed {
     /// Typed a line and pressed Enter.

@@ -11,7 +11,26 @@ mod live;
 use std::time::Duration;
 
 use console::Term;
-use hbdeploy_pipeline::{Event, EventReceiver};
+use hbdeploy_pipeline::{Event, EventReceiver, EventSender};
+
+/// Prints `text` on stdout. A closed stdout (e.g. `| head`) is not an error worth reporting.
+pub fn out(text: &str) {
+    let _ = Term::stdout().write_str(text);
+}
+
+/// Runs `work` with a UI task listening to its events; returns once the UI has shown them all.
+pub async fn watched<F, Fut, T>(verbose: bool, hosts: Vec<String>, work: F) -> T
+where
+    F: FnOnce(EventSender) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let (events, rx) = EventSender::channel();
+    let ui = tokio::spawn(run(rx, Mode::detect(verbose), hosts));
+    let result = work(events).await;
+    // Every sender is gone once `work` returned: the UI drains what is left and ends.
+    let _ = ui.await;
+    result
+}
 
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -226,3 +226,91 @@ fn plan_copy_dry_activates_as_root_with_the_asked_password() {
             .expect("read")
     );
 }
+
+/// The run's connection to `name` as `deploy`, escalating with `sudo` and the typed `password`,
+/// as `--ask-sudo-password` makes it.
+fn connect_as_deploy(
+    lab: &Lab,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    password: &str,
+) -> hbdeploy_ssh::Connection {
+    let target = hbdeploy_ssh::Target {
+        address: host(lab, name).address.to_string(),
+        port: hbdeploy_lab::SSH_PORT,
+        user: "deploy".to_owned(),
+        identity_file: Some(lab.identity_file().to_path_buf()),
+        identities: hbdeploy_ssh::Identities::default(),
+        known_hosts: lab.known_hosts().to_path_buf(),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        connect_timeout: std::time::Duration::from_secs(10),
+        jump: None,
+        escalation: Some(hbdeploy_ssh::Escalation {
+            command: vec!["sudo".to_owned()],
+            password: Some(hbdeploy_ssh::Password::new(password)),
+        }),
+        keepalive: None,
+    };
+    runtime
+        .block_on(hbdeploy_ssh::Connection::connect(&target))
+        .expect("connects as deploy")
+}
+
+/// What `command`, run as root through the connection's escalation, printed on stdout.
+fn as_root(
+    runtime: &tokio::runtime::Runtime,
+    conn: &hbdeploy_ssh::Connection,
+    command: &str,
+) -> String {
+    let output = runtime
+        .block_on(conn.run_root(command, |_| {}))
+        .expect("runs");
+    assert!(output.exit.success(), "{command}: {output:?}");
+    output.stdout
+}
+
+#[test]
+fn a_sudo_password_never_reaches_the_command_on_a_host_whose_sudo_asks_for_none() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Passwordless, true, &[]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let conn = connect_as_deploy(&lab, &runtime, "alpha", "s3cret");
+    assert_eq!(as_root(&runtime, &conn, "id -u").trim(), "0");
+    // `sudo -S` does not read stdin where sudo wants no password: anything written there would
+    // be the command's input.
+    let read = as_root(&runtime, &conn, "cat");
+    assert!(
+        !read.contains("s3cret"),
+        "the command read the password: {read:?}"
+    );
+    assert_eq!(read, "");
+    // Later commands of the same connection alike.
+    assert_eq!(as_root(&runtime, &conn, "cat"), "");
+}
+
+#[test]
+fn a_sudo_password_is_read_by_sudo_alone_on_a_host_whose_sudo_asks_for_it() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Password("s3cret".to_owned()), true, &[]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let conn = connect_as_deploy(&lab, &runtime, "alpha", "s3cret");
+    assert_eq!(as_root(&runtime, &conn, "id -u").trim(), "0");
+    assert_eq!(as_root(&runtime, &conn, "cat"), "");
+    // A wrong password is refused by sudo, not passed on.
+    let wrong = connect_as_deploy(&lab, &runtime, "alpha", "wrong");
+    let output = runtime
+        .block_on(wrong.run_root("cat", |_| {}))
+        .expect("runs");
+    assert!(!output.exit.success(), "{output:?}");
+    assert!(!output.stdout.contains("wrong"), "{output:?}");
+}
+
+#[test]
+fn ask_sudo_password_deploys_a_host_whose_sudo_asks_for_none() {
+    let lab = lab_with_deploy_user(&["alpha"], Sudo::Passwordless, true, &[]);
+    let run = asked_for_the_password(&lab, &["apply", "--all", "--ask-sudo-password"], "s3cret");
+    assert_eq!(run.code, 0, "{}", run.both());
+    assert_eq!(
+        host(&lab, "alpha").current_system().expect("read"),
+        Some(system_path(&lab, "alpha"))
+    );
+}

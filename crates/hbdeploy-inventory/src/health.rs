@@ -36,20 +36,6 @@ pub struct HealthCheck {
     pub retries: u32,
 }
 
-impl std::fmt::Display for HealthCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.probe {
-            Probe::Command(command) => write!(f, "command `{command}`"),
-            Probe::Tcp(address) => write!(f, "tcp {address}"),
-            Probe::Http { url, status: None } => write!(f, "http {url}"),
-            Probe::Http {
-                url,
-                status: Some(code),
-            } => write!(f, "http {url} (status {code})"),
-        }
-    }
-}
-
 /// Reads the `[[health]]` tables under `key` of `table`.
 pub(crate) fn read_checks(table: &Table<'_>) -> Result<Vec<HealthCheck>, InventoryError> {
     table.tables("health")?.iter().map(read_check).collect()
@@ -145,7 +131,13 @@ mod tests {
         assert_eq!(a[0].retries, 3);
         assert_eq!(a[1].probe, Probe::Tcp("a:443".to_owned()));
         assert_eq!((a[1].timeout, a[1].retries), (Duration::from_secs(5), 0));
-        assert_eq!(a[2].to_string(), "http http://a/health (status 204)");
+        assert_eq!(
+            a[2].probe,
+            Probe::Http {
+                url: "http://a/health".to_owned(),
+                status: Some(204)
+            }
+        );
         assert_eq!(fleet.host("b").expect("b").health.len(), 1);
     }
 

@@ -2,8 +2,29 @@
 //! escalation command (`sudo` by default) as `sudo -n -- sh -c 'COMMAND'`, the command quoted as
 //! one shell word. With a password, `sudo` reads it from stdin (`-S`), where it is written before
 //! anything else: it never appears on a command line, in a process listing or in a log.
+//!
+//! `sudo -S` reads stdin only when the host's sudo asks for a password. Where it does not
+//! (`NOPASSWD`), a password written there would reach the command itself. So, with a password,
+//! each connection first asks once whether `sudo -n true` works; when it does, that connection's
+//! commands run with `sudo -n` and the password is never sent.
+
+use zeroize::Zeroizing;
 
 use crate::{CommandOutput, Connection, Held, OutputLine, SshError};
+
+/// What a connection learnt about its escalation command: probed once, on the first command that
+/// needs root, and only when there is a password to send.
+#[derive(Debug, Default)]
+pub(crate) struct Probe(tokio::sync::OnceCell<Needs>);
+
+/// Whether the host's `sudo` wants the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// `sudo -n true` worked: no password is asked for, so none is sent.
+    Nothing,
+    /// It did not: the password goes to `sudo -S` on stdin.
+    Password,
+}
 
 /// How a non-root login runs a command as root.
 #[derive(Clone, PartialEq, Eq)]
@@ -25,14 +46,15 @@ impl std::fmt::Debug for Escalation {
     }
 }
 
-/// A password kept out of `Debug` output; cheap to clone, shared by every host of a run.
+/// A password kept out of `Debug` output; cheap to clone: every host of a run shares one copy,
+/// which is overwritten with zeros when the last clone is dropped.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Password(std::sync::Arc<str>);
+pub struct Password(std::sync::Arc<Zeroizing<String>>);
 
 impl Password {
     /// Wraps a password as typed (without its newline).
     pub fn new(text: &str) -> Password {
-        Password(std::sync::Arc::from(text))
+        Password(std::sync::Arc::new(Zeroizing::new(text.to_owned())))
     }
 }
 
@@ -55,17 +77,21 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 impl Escalation {
-    /// The command line that runs `command` (a shell command line) as root.
+    /// The command line that runs `command` (a shell command line) as root, reading the
+    /// password from stdin when there is one.
     pub fn wrap(&self, command: &str) -> String {
+        self.wrap_with(command, self.password.is_some())
+    }
+
+    /// The command line that runs `command` as root; with `password`, `sudo` reads it from stdin.
+    fn wrap_with(&self, command: &str, password: bool) -> String {
         let mut words: Vec<String> = Vec::new();
         let mut parts = self.command.iter();
         if let Some(program) = parts.next() {
             words.push(shell_quote(program));
-            let is_sudo = std::path::Path::new(program)
-                .file_name()
-                .is_some_and(|name| name == "sudo");
+            let is_sudo = self.is_sudo();
             if is_sudo {
-                if self.password.is_some() {
+                if password {
                     words.extend(["-S".to_owned(), "-p".to_owned(), "''".to_owned()]);
                 } else {
                     words.push("-n".to_owned());
@@ -82,9 +108,20 @@ impl Escalation {
         words.join(" ")
     }
 
-    fn stdin(&self) -> Option<Vec<u8>> {
+    /// Whether `sudo` is the program: only then can hbdeploy tell whether it wants a password.
+    fn is_sudo(&self) -> bool {
+        self.command.first().is_some_and(|program| {
+            std::path::Path::new(program)
+                .file_name()
+                .is_some_and(|name| name == "sudo")
+        })
+    }
+
+    /// The password and its newline, as written to the command's stdin; zeroed once written.
+    fn stdin(&self) -> Option<Zeroizing<Vec<u8>>> {
         self.password.as_ref().map(|p| {
-            let mut bytes = p.0.as_bytes().to_vec();
+            let mut bytes = Zeroizing::new(Vec::with_capacity(p.0.len() + 1));
+            bytes.extend_from_slice(p.0.as_bytes());
             bytes.push(b'\n');
             bytes
         })
@@ -141,15 +178,43 @@ impl Connection {
         Ok(crate::hold::first_line(channel).await)
     }
 
-    /// Starts `command` through `escalation`, with the password (if any) already on its stdin.
+    /// Whether this connection's escalation wants the password: only `sudo` with a password is
+    /// asked, once per connection (`sudo -n true`); any other program is taken to want it.
+    async fn needs(&self, escalation: &Escalation) -> Result<Needs, SshError> {
+        if escalation.password.is_none() {
+            return Ok(Needs::Nothing);
+        }
+        if !escalation.is_sudo() {
+            return Ok(Needs::Password);
+        }
+        let probe = || async {
+            let output = self
+                .run(&escalation.wrap_with("true", false), |_| {})
+                .await?;
+            Ok::<_, SshError>(if output.exit.success() {
+                Needs::Nothing
+            } else {
+                Needs::Password
+            })
+        };
+        self.escalation_probe
+            .0
+            .get_or_try_init(probe)
+            .await
+            .copied()
+    }
+
+    /// Starts `command` through `escalation`, with the password (if the host's sudo wants one)
+    /// already on its stdin.
     async fn start_root(
         &self,
         escalation: &Escalation,
         command: &str,
     ) -> Result<russh::Channel<russh::client::Msg>, SshError> {
-        let wrapped = escalation.wrap(command);
+        let needs = self.needs(escalation).await?;
+        let wrapped = escalation.wrap_with(command, needs == Needs::Password);
         let channel = self.start(&wrapped).await?;
-        if let Some(stdin) = escalation.stdin() {
+        if let Some(stdin) = escalation.stdin().filter(|_| needs == Needs::Password) {
             channel
                 .data(stdin.as_slice())
                 .await
@@ -205,10 +270,30 @@ mod tests {
     }
 
     #[test]
+    fn every_clone_of_a_password_is_the_one_zeroizing_copy() {
+        let password = Password::new("pw");
+        let escalation = Escalation {
+            command: vec!["sudo".to_owned()],
+            password: Some(password.clone()),
+        };
+        let cloned = escalation.clone();
+        let Some(shared) = cloned.password.as_ref() else {
+            panic!("the clone lost its password");
+        };
+        assert!(std::sync::Arc::ptr_eq(&password.0, &shared.0));
+        assert_eq!(std::sync::Arc::strong_count(&password.0), 3);
+        drop((escalation, cloned));
+        assert_eq!(std::sync::Arc::strong_count(&password.0), 1);
+    }
+
+    #[test]
     fn the_password_stays_out_of_debug_output_and_command_lines() {
         let shown = format!("{:?}", sudo(true));
         assert!(!shown.contains("pw"), "{shown}");
         assert!(!sudo(true).wrap("true").contains("pw"));
-        assert_eq!(sudo(true).stdin(), Some(b"pw\n".to_vec()));
+        assert_eq!(
+            sudo(true).stdin().as_deref().map(Vec::as_slice),
+            Some(&b"pw\n"[..])
+        );
     }
 }

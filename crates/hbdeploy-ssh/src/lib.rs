@@ -97,6 +97,8 @@ pub struct Connection {
     target: Target,
     /// The jump host's connection, kept open for as long as this one.
     _jump: Option<Box<Connection>>,
+    /// Whether the escalation command wants the password here (`escalate.rs`).
+    escalation_probe: escalate::Probe,
 }
 
 impl std::fmt::Debug for Connection {
@@ -216,6 +218,7 @@ impl Connection {
             handle,
             target: target.clone(),
             _jump: jump,
+            escalation_probe: escalate::Probe::default(),
         };
         auth::authenticate(&mut connection.handle, target).await?;
         Ok(connection)

@@ -1,0 +1,206 @@
+//! From fleet.toml and the command line to the hosts a run works on: the fleet, the selection,
+//! each host's [`HostPlan`] (with its SSH target and jump hosts), the parallelism, and the local
+//! nix.
+
+use std::num::NonZeroUsize;
+
+use hbdeploy_inventory::{Fleet, Selector};
+use hbdeploy_nix::Nix;
+use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, HostTransfer};
+use hbdeploy_ssh::{Escalation, Target};
+
+use crate::cli::{Cli, Selection};
+use crate::error::AppError;
+
+/// The plan for one inventory host.
+fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
+    HostPlan {
+        name: host.name.to_string(),
+        attr: host.attr.clone(),
+        target: target(fleet, host, 0),
+        safety: HostSafety {
+            magic_rollback: host.safety.magic_rollback,
+            confirm_timeout: host.safety.confirm_timeout,
+            activation_timeout: host.safety.activation_timeout,
+        },
+        wave: host.wave,
+        health: host.health.iter().map(check).collect(),
+        transfer: HostTransfer {
+            substitute: host.transfer.substitute,
+            compress: host.transfer.compress,
+            build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
+            // Assumed trusted unless fleet.toml says otherwise: a nix that does not trust the
+            // user ignores `--no-check-sigs`, and the copy's error then says what to do.
+            trusted: host.transfer.trusted.unwrap_or(true),
+        },
+    }
+}
+
+/// How to reach `host`, through its `proxy-jump` host when it has one. `depth` bounds chains of
+/// jump hosts that name each other.
+fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Target {
+    let jump = host
+        .proxy_jump
+        .as_deref()
+        .and_then(|jump| match fleet.host(jump) {
+            Some(via) if depth < 8 => Some(Box::new(target(fleet, via, depth + 1))),
+            Some(_) => None,
+            None => Some(Box::new(jump_target(host, jump))),
+        });
+    Target {
+        pinned_keys: host.host_keys.clone(),
+        jump,
+        escalation: Some(Escalation {
+            command: host.ssh.privilege_escalation.clone(),
+            password: None,
+        }),
+        ..with_settings_of(
+            host,
+            host.address.clone(),
+            host.ssh.port,
+            host.ssh.user.clone(),
+        )
+    }
+}
+
+/// A machine reached with `host`'s SSH settings (identity, known_hosts, timeout, keepalives) that
+/// is not `host` itself: a jump host on the way to it, or the live installer it is installed
+/// from. Directly, with no pinned keys (its key is its own), and nothing run on it as root.
+pub(crate) fn with_settings_of(
+    host: &hbdeploy_inventory::Host,
+    address: String,
+    port: u16,
+    user: String,
+) -> Target {
+    Target {
+        address,
+        port,
+        user,
+        identity_file: host.ssh.identity_file.clone(),
+        identities: hbdeploy_ssh::Identities::default(),
+        known_hosts: host.ssh.known_hosts.clone(),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        jump: None,
+        connect_timeout: host.ssh.connect_timeout,
+        escalation: None,
+        keepalive: host.ssh.keepalive,
+    }
+}
+
+/// A jump host given as `[user@]address[:port]`, with `host`'s key, known_hosts and timeout.
+fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
+    let (user, rest) = match spec.split_once('@') {
+        Some((user, rest)) => (user.to_owned(), rest),
+        None => (host.ssh.user.clone(), spec),
+    };
+    let (address, port) = match rest.rsplit_once(':') {
+        Some((address, port)) if port.parse::<u16>().is_ok() => {
+            (address.to_owned(), port.parse().unwrap_or(22))
+        }
+        _ => (rest.to_owned(), 22),
+    };
+    // Nothing runs on a jump host but the forwarding of the connection.
+    with_settings_of(host, address, port, user)
+}
+
+/// The pipeline's form of a fleet.toml health check.
+fn check(check: &hbdeploy_inventory::HealthCheck) -> Check {
+    use hbdeploy_inventory::Probe;
+    Check {
+        probe: match &check.probe {
+            Probe::Command(command) => CheckProbe::Command(command.clone()),
+            Probe::Tcp(address) => CheckProbe::Tcp(address.clone()),
+            Probe::Http { url, status } => CheckProbe::Http {
+                url: url.clone(),
+                status: *status,
+            },
+        },
+        timeout: check.timeout,
+        retries: check.retries,
+    }
+}
+
+/// The fleet and the plans of the hosts `selection` names; with `default_all`, no selection
+/// means every host.
+pub(crate) fn load(
+    cli: &Cli,
+    selection: &Selection,
+    default_all: bool,
+) -> Result<(Fleet, Vec<HostPlan>), AppError> {
+    let fleet = Fleet::load(&cli.fleet).map_err(AppError::Inventory)?;
+    let all = selection.all || (default_all && selection.selectors.is_empty());
+    let selectors = Selector::parse_args(all, &selection.selectors).map_err(AppError::Select)?;
+    let plans = fleet
+        .select(&selectors)
+        .map_err(AppError::Select)?
+        .into_iter()
+        .map(|host| plan(&fleet, host))
+        .collect::<Vec<_>>();
+    crate::preflight::check(&plans, fleet.transfer.signing_key.as_deref())
+        .map_err(AppError::File)?;
+    Ok((fleet, plans))
+}
+
+/// `--parallel` when given, else the fleet's setting.
+pub(crate) fn parallel(fleet: &Fleet, flag: Option<u16>) -> NonZeroUsize {
+    flag.and_then(|n| NonZeroUsize::new(n.into()))
+        .unwrap_or(fleet.parallel)
+}
+
+/// Finds nix, or says how to install it.
+pub(crate) async fn nix() -> Result<Nix, AppError> {
+    Nix::detect()
+        .await
+        .map_err(|err| AppError::Pipeline(err.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGj113EX/f11MrfEDFtM7/0p6RG4OjNxS2B3SgOaqfB4";
+
+    fn fleet(hosts: &str) -> Fleet {
+        let text = format!(
+            "[fleet]\nflake = \".\"\n[ssh]\nuser = \"deploy\"\nidentity-file = \"/k/id\"\n\
+             known-hosts = \"/k/known\"\nconnect-timeout = 7\n{hosts}"
+        );
+        Fleet::parse(&text, Path::new("/f/fleet.toml"), None).expect("valid fleet")
+    }
+
+    #[test]
+    fn a_jump_host_has_the_hosts_ssh_settings_but_not_its_keys_or_sudo() {
+        let fleet = fleet(&format!(
+            "[hosts.web]\naddress = \"10.0.0.5\"\nhost-key = \"{KEY}\"\n\
+             proxy-jump = \"hop@bastion:2200\"\n"
+        ));
+        let host = fleet.host("web").expect("web");
+        let web = plan(&fleet, host).target;
+        assert_eq!(web.display(), "deploy@10.0.0.5:22");
+        assert_eq!(web.pinned_keys, [KEY]);
+        assert!(web.escalation.is_some());
+        let Some(jump) = web.jump.as_deref() else {
+            panic!("no jump host");
+        };
+        assert_eq!(jump.display(), "hop@bastion:2200");
+        assert_eq!(jump.identity_file.as_deref(), Some(Path::new("/k/id")));
+        assert_eq!(jump.known_hosts, Path::new("/k/known"));
+        assert_eq!(jump.connect_timeout, std::time::Duration::from_secs(7));
+        assert!(jump.pinned_keys.is_empty() && jump.escalation.is_none() && jump.jump.is_none());
+    }
+
+    #[test]
+    fn a_jump_host_in_the_fleet_is_reached_as_the_fleet_says() {
+        let fleet = fleet(
+            "[hosts.bastion]\naddress = \"b.example.org\"\nuser = \"hop\"\nport = 2222\n\
+             [hosts.web]\naddress = \"10.0.0.5\"\nproxy-jump = \"bastion\"\n",
+        );
+        let web = plan(&fleet, fleet.host("web").expect("web")).target;
+        let jump = web.jump.as_deref().expect("jump");
+        assert_eq!(jump.display(), "hop@b.example.org:2222");
+    }
+}
