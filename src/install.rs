@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use console::Term;
 use hbdeploy_inventory::{Fleet, Host, SelectError, Selector};
-use hbdeploy_nix::{DiskDevice, Nix, NixError, disko_install_argv, shell_line};
+use hbdeploy_nix::{DiskDevice, Nix, NixError, disko_install_argv};
 use hbdeploy_pipeline::install::{
     self, InstallError, InstallEvent, InstallEvents, InstallReport, InstallRequest, InstallStep,
     StepError, WipeConsent,
 };
 use hbdeploy_ssh::Target;
+use hbdeploy_ssh::shell_line;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 

@@ -533,7 +533,7 @@ fn print_matches_the_install_commands_in_docs_nixos_md() {
             })
             .collect();
         let printed =
-            hbdeploy_nix::shell_line(&hbdeploy_nix::disko_install_argv(flake, attr, &disks));
+            hbdeploy_ssh::shell_line(&hbdeploy_nix::disko_install_argv(flake, attr, &disks));
         assert_eq!(printed, command);
         seen += 1;
     }

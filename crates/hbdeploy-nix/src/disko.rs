@@ -90,24 +90,6 @@ pub fn disko_install_argv(flake: &str, attr: &str, disks: &[DiskDevice]) -> Vec<
     argv
 }
 
-/// `argv` as one line to paste into a POSIX shell: words with characters the shell treats
-/// specially are single-quoted.
-pub fn shell_line(argv: &[String]) -> String {
-    let quote = |word: &String| {
-        let plain = !word.is_empty()
-            && !word.starts_with('#')
-            && word
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-+=/.,:@%#".contains(&b));
-        if plain {
-            word.clone()
-        } else {
-            format!("'{}'", word.replace('\'', r"'\''"))
-        }
-    };
-    argv.iter().map(quote).collect::<Vec<_>>().join(" ")
-}
-
 impl Nix {
     /// The disko disk names of `flake`'s `nixosConfigurations.<attr>`, sorted; or nix's error.
     pub async fn disko_disks(
@@ -182,19 +164,10 @@ mod tests {
             &[disk("nvme1n1", "/dev/nvme1n1")],
         );
         assert_eq!(
-            shell_line(&argv),
-            "nix run --experimental-features 'nix-command flakes' \
+            argv.join(" "),
+            "nix run --experimental-features nix-command flakes \
              github:nix-community/disko/latest#disko-install -- --flake /srv/fleet/nixos#desktop \
              --disk nvme1n1 /dev/nvme1n1"
-        );
-    }
-
-    #[test]
-    fn shell_line_quotes_what_the_shell_would_split_or_expand() {
-        let words = ["a b", "it's", "$HOME", "", "#x", "x#y", "/dev/sda"].map(String::from);
-        assert_eq!(
-            shell_line(&words),
-            r"'a b' 'it'\''s' '$HOME' '' '#x' x#y /dev/sda"
         );
     }
 }

@@ -66,14 +66,24 @@ impl std::fmt::Debug for Password {
 
 /// Quotes `word` for a POSIX shell: one single-quoted word, each `'` written as `'\''`.
 pub fn shell_quote(word: &str) -> String {
+    // `#` is literal inside a word, and starts a comment only at a word's start.
     let safe = !word.is_empty()
+        && !word.starts_with('#')
         && word
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,%".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+=:@,%#".contains(&b));
     if safe {
         return word.to_owned();
     }
     format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+/// `argv` as one line to paste into a POSIX shell, each word through [`shell_quote`].
+pub fn shell_line<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter()
+        .map(|word| shell_quote(word.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Escalation {
@@ -245,6 +255,11 @@ mod tests {
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's $(x)"), r"'it'\''s $(x)'");
+        let words = ["a b", "it's", "$HOME", "", "#x", "x#y", "/dev/sda"];
+        assert_eq!(
+            shell_line(&words),
+            r"'a b' 'it'\''s' '$HOME' '' '#x' x#y /dev/sda"
+        );
     }
 
     #[test]

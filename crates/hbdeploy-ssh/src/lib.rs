@@ -28,7 +28,7 @@ use std::time::Duration;
 use russh::client;
 
 pub use error::SshError;
-pub use escalate::{Escalation, Password, shell_quote};
+pub use escalate::{Escalation, Password, shell_line, shell_quote};
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
 pub use hostkey::{
