@@ -214,3 +214,69 @@ fn a_flood_of_activation_output_keeps_host_files_and_deployer_memory_small() {
     let next = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(next.code, 0, "{}", next.both());
 }
+
+#[test]
+fn after_a_cut_session_the_host_is_read_and_checked_over_a_new_connection() {
+    let mut lab = Lab::start_hosts(&[("n", HostKind::Namespace), ("s", HostKind::Systemd)])
+        .expect("lab starts");
+    // The check fails on a system of generation 4 only.
+    let check = "\n[[health]]\ncommand = \"readlink /run/current-system | grep -qv toy-4\"\n\
+                 timeout = 5\nretries = 1\n";
+    lab.write_fleet(&[], check).expect("fleet");
+    let first = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(first.code, 0, "{}", first.both());
+
+    for name in BOTH {
+        lab.set_system(name, spec(2, Activation::CutSessions))
+            .expect("flake");
+    }
+    let run = hbdeploy(&lab, &["apply", "--all", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    for (i, name) in BOTH.iter().enumerate() {
+        let host = &json["hosts"][i];
+        assert_eq!(host["host"], *name);
+        assert_eq!(host["outcome"], "succeeded", "{}", run.both());
+        assert_eq!(
+            host["generation"],
+            2,
+            "read again after the cut: {}",
+            run.both()
+        );
+    }
+    assert!(
+        run.stderr
+            .contains("confirming over a new connection once the activation"),
+        "the session was cut: {}",
+        run.both()
+    );
+
+    // Generation 4 cuts the session too, and fails its check: the check still runs, over a
+    // new connection, and the host goes back to generation 3 (which cuts nothing).
+    for name in BOTH {
+        lab.set_system(name, spec(3, Activation::Succeed))
+            .expect("flake");
+    }
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    let third: Vec<String> = BOTH.iter().map(|n| running(&lab, n)).collect();
+    for name in BOTH {
+        lab.set_system(name, spec(4, Activation::CutSessions))
+            .expect("flake");
+    }
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    for (name, third) in BOTH.iter().zip(&third) {
+        assert_eq!(
+            row(&run, name)[1..3],
+            ["rolled-back", "check"],
+            "{}",
+            run.both()
+        );
+        assert_eq!(
+            &running(&lab, name),
+            third,
+            "{name} is back on generation 3"
+        );
+    }
+}

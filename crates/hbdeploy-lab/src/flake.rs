@@ -52,6 +52,10 @@ pub enum Activation {
     Gate,
     /// Prints this many MiB of output (lines of text), then activates and exits 0.
     Chatty(u32),
+    /// Activates, kills every sshd of the host (like [`Activation::KillAllSshd`]: the
+    /// deployer's session is cut) and starts sshd again, as a restart of sshd that also ends
+    /// its sessions would: the host stays reachable. Exits 0.
+    CutSessions,
 }
 
 /// Whether a toy system can be evaluated and built.
@@ -203,7 +207,10 @@ fn failure_snippets(activation: Activation) -> (String, String) {
             "",
             "echo \"error: toy activation of @host@ failed after switching\" >&2; exit 4",
         ),
-        Activation::KillSshd | Activation::KillAllSshd | Activation::NotASystem => ("", ""),
+        Activation::KillSshd
+        | Activation::KillAllSshd
+        | Activation::CutSessions
+        | Activation::NotASystem => ("", ""),
         Activation::Barrier(count) => {
             return (
                 format!(
@@ -245,14 +252,22 @@ fn script_for(host: &str, spec: &SystemSpec, lab_dir: &str, systemd: bool) -> St
         return String::new();
     }
     let (before, after) = failure_snippets(spec.activation);
-    let sshd = if spec.activation == Activation::KillSshd {
-        KILL_SSHD
-    } else if spec.activation == Activation::KillAllSshd {
-        KILL_ALL_SSHD
-    } else if systemd {
+    let ensure = if systemd {
         ENSURE_SSHD_UNIT
     } else {
         ENSURE_SSHD
+    };
+    let cut_then_ensure;
+    let sshd = match spec.activation {
+        Activation::KillSshd => KILL_SSHD,
+        Activation::KillAllSshd => KILL_ALL_SSHD,
+        Activation::CutSessions => {
+            // The killed listener may linger a moment (a zombie passes `kill -0`): its pid file
+            // goes, so that sshd is started again for certain.
+            cut_then_ensure = format!("{KILL_ALL_SSHD}\nrm -f /run/sshd.pid\n{ensure}");
+            cut_then_ensure.as_str()
+        }
+        _ => ensure,
     };
     SWITCH_SCRIPT
         .replace("@sshd@", sshd)

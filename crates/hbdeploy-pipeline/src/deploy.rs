@@ -420,8 +420,10 @@ impl HostJob {
                          succeeded, else the host's watchdog restores it"
                     ),
                 );
+                self.confirm(&deployment, armed, None, &previous, report)
+                    .await?;
                 return self
-                    .confirm(&deployment, armed, None, &previous, report)
+                    .after_lost_session(&deployment, restore.as_ref(), &previous, report)
                     .await;
             }
             Ok(Err(error)) => return Err(error),
@@ -440,18 +442,9 @@ impl HostJob {
                 self.confirm(&deployment, armed, Some(ended), &previous, report)
                     .await?;
             }
-            if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
-                return Ok(());
-            }
-            report.stage = Stage::Check;
-            self.events.stage(name, Stage::Check);
-            let Err(failure) = run_checks(conn, &self.plan.health).await else {
-                return Ok(());
-            };
-            let restored = self
-                .restore(conn, &deployment, restore.as_ref(), &previous, report)
-                .await?;
-            return Err(HostError::HealthCheck { failure, restored });
+            return self
+                .check_health(conn, &deployment, restore.as_ref(), &previous, report)
+                .await;
         }
 
         // The activation failed. Whatever happens next, the watchdog must not act on its own:
@@ -480,6 +473,56 @@ impl HostJob {
             profile_set: self.goal.sets_profile(),
             restored,
         })
+    }
+
+    /// The host's health checks, after a successful activation; a failure restores the
+    /// previous generation.
+    async fn check_health(
+        &self,
+        conn: &Connection,
+        deployment: &Deployment,
+        restore: Option<&Change>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        if self.plan.health.is_empty() || self.goal == Goal::DryActivate {
+            return Ok(());
+        }
+        report.stage = Stage::Check;
+        self.events.stage(&self.plan.name, Stage::Check);
+        let Err(failure) = run_checks(conn, &self.plan.health).await else {
+            return Ok(());
+        };
+        let restored = self
+            .restore(conn, deployment, restore, previous, report)
+            .await?;
+        Err(HostError::HealthCheck { failure, restored })
+    }
+
+    /// The session was lost mid-activation and the activation then confirmed: the rest of the
+    /// deployment (reading where the profile is, the health checks) goes on over a new
+    /// connection.
+    async fn after_lost_session(
+        &self,
+        deployment: &Deployment,
+        restore: Option<&Change>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let unchecked = |detail: String| HostError::Unchecked { detail };
+        let conn = Connection::connect(&self.plan.target)
+            .await
+            .map_err(|err| unchecked(format!("reconnecting failed: {err}")))?;
+        let result = match read_state(&conn, Stage::Activate).await {
+            Ok(state) => {
+                report.generation = state.profile_generation;
+                self.check_health(&conn, deployment, restore, previous, report)
+                    .await
+            }
+            Err(err) => Err(unchecked(format!("reading the host failed: {err}"))),
+        };
+        conn.close().await;
+        result
     }
 
     /// The activation was still running at `activation-timeout`. Where a watchdog is armed it

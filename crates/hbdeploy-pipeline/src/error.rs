@@ -185,6 +185,15 @@ pub enum HostError {
         /// What was found.
         detail: String,
     },
+    /// The session was lost mid-activation; the activation was confirmed over a new
+    /// connection, but the host could not be read or checked afterwards.
+    #[error(
+        "the new system was activated and confirmed, but the host could not be read again or checked ({detail}); it runs the new generation"
+    )]
+    Unchecked {
+        /// What failed.
+        detail: String,
+    },
     /// A health check failed after activation.
     #[error("{}", check_message(failure, restored))]
     HealthCheck {
@@ -369,6 +378,7 @@ impl HostError {
             | HostError::WatchdogFailed { .. }
             | HostError::RollbackPending { .. }
             | HostError::Unsettled { .. }
+            | HostError::Unchecked { .. }
             | HostError::TrustFile { .. }
             | HostError::TaskLost => Vec::new(),
         }
