@@ -68,6 +68,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         cancel,
     };
     let nix = nix().await?;
+    let begun = begin(&fleet, started, &request.hosts).await;
     // The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll
     // back); the second ends the run (`shutdown.rs`). Activations run detached on the hosts, so
     // even then no host is left with its profile set to a generation whose activation never
@@ -84,7 +85,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     })
     .await
     .map_err(AppError::Pipeline)?;
-    let code = conclude(&fleet, started, "apply", &report, args.json).await;
+    let code = conclude(&fleet, begun, "apply", &report, args.json).await;
     if args.timings && !args.json {
         out(&summary::timings(&report));
     }
@@ -188,23 +189,19 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         target,
         goal: args.goal,
     };
+    let begun = begin(&fleet, started, &request.hosts).await;
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli.verbose, names, |events| async move {
         Ok::<_, AppError>(hbdeploy_pipeline::rollback(&request, events).await)
     })
     .await?;
-    Ok(conclude(&fleet, started, "rollback", &report, args.json).await)
+    Ok(conclude(&fleet, begun, "rollback", &report, args.json).await)
 }
 
-/// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.
-/// A ledger that cannot be written is a warning: the hosts were changed all the same.
-async fn conclude(
-    fleet: &Fleet,
-    started: u64,
-    command: &str,
-    report: &Report,
-    json: bool,
-) -> ExitCode {
+/// The run's record as it begins, written to the ledger at once with every host `unfinished`:
+/// a run killed before it ends (which may have changed hosts) still leaves a record saying so.
+/// [`conclude`] writes the final one over it.
+async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
     let record = Record {
         id: crate::ledger::new_id(started),
         time: time::iso(started),
@@ -212,7 +209,44 @@ async fn conclude(
         machine: crate::provenance::machine(),
         command: crate::provenance::command_line(std::env::args()),
         flake: crate::provenance::flake_info(&fleet.flake.to_string()).await,
+        hosts: hosts
+            .iter()
+            .map(|host| HostRecord {
+                host: host.name.clone(),
+                outcome: UNFINISHED.to_owned(),
+                stage: "-".to_owned(),
+                old_path: None,
+                new_path: None,
+                generation: None,
+                settled: Vec::new(),
+                error: Some(
+                    "the run ended before it recorded this host's result (it was killed?): \
+                     see hbdeploy status HOST"
+                        .to_owned(),
+                ),
+            })
+            .collect(),
+    };
+    // A failure shows when the final record is written.
+    let _ = Ledger::for_fleet(&fleet.path).append(&record);
+    record
+}
+
+/// A host's outcome in a record of a run that never ended.
+pub const UNFINISHED: &str = "unfinished";
+
+/// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.
+/// A ledger that cannot be written is a warning: the hosts were changed all the same.
+async fn conclude(
+    fleet: &Fleet,
+    begun: Record,
+    command: &str,
+    report: &Report,
+    json: bool,
+) -> ExitCode {
+    let record = Record {
         hosts: report.hosts.iter().map(host_record).collect(),
+        ..begun
     };
     let recorded = match Ledger::for_fleet(&fleet.path).append(&record) {
         Ok(_) => Some(record.id.as_str()),

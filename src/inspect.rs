@@ -203,6 +203,7 @@ fn status_json(status: &HostStatus) -> Value {
             "profile_generation": state.profile_generation,
             "booted_system": state.booted.as_ref().map(|p| p.as_str()),
             "reboot_needed": state.reboot_needed,
+            "unconfirmed": state.pending,
             "flake": flake,
             "flake_system": flake_system,
             "flake_detail": flake_detail,
@@ -216,6 +217,7 @@ fn status_json(status: &HostStatus) -> Value {
             "profile_generation": null,
             "booted_system": null,
             "reboot_needed": null,
+            "unconfirmed": null,
             "flake": flake,
             "flake_system": flake_system,
             "flake_detail": flake_detail,
@@ -272,9 +274,19 @@ fn status_table(statuses: &[HostStatus]) -> String {
         rows,
     );
     for s in statuses {
-        if let Err(error) = &s.state {
-            text.push('\n');
-            text.push_str(&crate::summary::failure(&s.host, error));
+        match &s.state {
+            Ok(state) if !state.pending.is_empty() => text.push_str(&format!(
+                "\n{}: unconfirmed deployment ({}) under magic rollback: being confirmed now, or \
+                 left by a deployer that died or a reboot; the next apply or rollback of the host \
+                 settles it\n",
+                s.host,
+                state.pending.join(", ")
+            )),
+            Ok(_) => {}
+            Err(error) => {
+                text.push('\n');
+                text.push_str(&crate::summary::failure(&s.host, error));
+            }
         }
     }
     text

@@ -166,7 +166,8 @@ impl Ledger {
         &self.dir
     }
 
-    /// Writes `record` as a new file; returns its path.
+    /// Writes `record` whole into its own file, replacing an earlier version of the same record
+    /// (the one a run writes as it begins); returns its path.
     pub fn append(&self, record: &Record) -> Result<PathBuf, LedgerError> {
         let io = |what, path: &Path| {
             let path = path.to_owned();

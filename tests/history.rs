@@ -193,3 +193,42 @@ fn live_progress_on_a_terminal_ends_with_every_host_done() {
     // NO_COLOR is set: cursor movement, but no colour codes.
     assert!(!run.stdout.contains("\u{1b}[3"), "{:?}", run.stdout);
 }
+
+#[test]
+fn a_run_killed_mid_activation_leaves_a_record_that_says_it_never_finished() {
+    let mut lab = Lab::start(&["server"]).expect("lab");
+    lab.write_fleet(&[], "").expect("fleet");
+    let first = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(first.code, 0, "{}", first.both());
+    lab.set_system(
+        "server",
+        SystemSpec {
+            generation: 2,
+            activation: hbdeploy_lab::Activation::Slow(3),
+            ..SystemSpec::default()
+        },
+    )
+    .expect("flake");
+    let system = support::system_path(&lab, "server");
+    support::lab::kill_mid_activation(&lab, "server", &system, &["apply", "--all"]);
+
+    let run = hbdeploy(&lab, &["history", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    let records = json(&run)["deployments"]
+        .as_array()
+        .expect("records")
+        .clone();
+    assert_eq!(records.len(), 2, "{}", run.both());
+    let killed = &records[1]["hosts"][0];
+    assert_eq!(killed["host"], "server");
+    assert_eq!(killed["outcome"], "unfinished", "{}", run.both());
+    assert!(
+        killed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ended before it recorded")),
+        "{}",
+        run.both()
+    );
+    let plain = hbdeploy(&lab, &["history"]);
+    assert!(plain.stdout.contains("unfinished"), "{}", plain.both());
+}

@@ -1,6 +1,6 @@
-//! What hbdeploy checks on a host before it switches: a path without `bin/switch-to-configuration`
-//! is refused before anything is set or armed, with magic rollback (the check rides on the
-//! command that arms the watchdog) and without it (a probe of its own).
+//! What hbdeploy checks before it switches: a built path without `bin/switch-to-configuration` is
+//! refused before it is copied, so nothing is copied, set or armed, on a host with a first
+//! generation (magic rollback would be armed) and on a fresh one.
 
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -30,14 +30,17 @@ fn a_path_that_is_not_a_nixos_system_is_refused_before_anything_changes() {
         )
         .expect("system");
     }
+    let paths: Vec<String> = ["armed", "fresh"]
+        .iter()
+        .map(|n| support::system_path(&lab, n))
+        .collect();
     let run = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(run.code, 1, "{}", run.both());
-    for name in ["armed", "fresh"] {
-        assert_eq!(
-            row(&run, name)[1..3],
-            ["FAILED", "activate"],
-            "{}",
-            run.both()
+    for (name, path) in ["armed", "fresh"].iter().zip(&paths) {
+        assert_eq!(row(&run, name)[1..3], ["FAILED", "build"], "{}", run.both());
+        assert!(
+            !host(&lab, name).has_store_path(path).expect("read"),
+            "{name}: nothing was copied"
         );
     }
     assert_eq!(
@@ -51,9 +54,44 @@ fn a_path_that_is_not_a_nixos_system_is_refused_before_anything_changes() {
     assert_eq!(untouched(host(&lab, "armed")), before);
     assert_eq!(host(&lab, "fresh").current_system().expect("read"), None);
     assert_eq!(host(&lab, "fresh").profile_system().expect("read"), None);
-    // No watchdog was armed on the host that would have had one.
-    let watchdogs = host(&lab, "armed")
-        .sh("ls /run/hbdeploy | grep -c '^watchdog-' || true")
+    // No deployment was begun on the host that would have had a watchdog (the first apply's
+    // directory went when its lock was let go).
+    let deployments = host(&lab, "armed")
+        .sh("find /run/hbdeploy -mindepth 1 -maxdepth 1 -type d | wc -l")
         .expect("listed");
-    assert_eq!(watchdogs.trim(), "0");
+    assert_eq!(deployments.trim(), "0");
+}
+
+#[test]
+fn rolling_back_to_a_generation_whose_system_was_collected_says_so() {
+    let mut lab = Lab::start(&["g"]).expect("lab starts");
+    lab.write_fleet(&[], "").expect("fleet");
+    let first = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(first.code, 0, "{}", first.both());
+    let gen1 = host(&lab, "g")
+        .current_system()
+        .expect("read")
+        .expect("deployed");
+    lab.bump_all().expect("new systems");
+    let second = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(second.code, 0, "{}", second.both());
+    // Generation 1's system is gone from the store (as if garbage-collected) while its link
+    // stays.
+    host(&lab, "g")
+        .sh(&format!(
+            "nix-store --delete --ignore-liveness {gen1} >/dev/null 2>&1"
+        ))
+        .expect("delete");
+    let before = untouched(host(&lab, "g"));
+    let run = hbdeploy(&lab, &["rollback", "g"]);
+    assert_eq!(run.code, 1, "{}", run.both());
+    assert!(
+        run.stdout.contains(&format!(
+            "g: {gen1} is not in the host's store (garbage-collected?); the host was not changed"
+        )) && run.stdout.contains("hbdeploy generations HOST"),
+        "{}",
+        run.both()
+    );
+    assert!(!run.stdout.contains("not a NixOS system"), "{}", run.both());
+    assert_eq!(untouched(host(&lab, "g")), before);
 }

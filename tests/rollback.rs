@@ -334,6 +334,7 @@ fn status_tells_up_to_date_differs_and_unreachable_apart() {
         "profile_generation",
         "reachable",
         "reboot_needed",
+        "unconfirmed",
     ];
     for h in hosts {
         let mut got: Vec<&str> = h

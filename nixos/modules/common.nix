@@ -19,6 +19,9 @@ let
   ];
 in
 {
+  # Magic rollback that also covers a reboot: services.hbdeploy.magicRollback (on by default).
+  imports = [ ./hbdeploy ];
+
   assertions = [
     {
       assertion = !(lib.any (key: lib.hasInfix "REPLACE-ME" key) deployerKeys);

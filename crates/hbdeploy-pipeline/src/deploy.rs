@@ -240,6 +240,15 @@ impl HostJob {
         if let Err(stop) = self.check_cancel() {
             return Ok(Err(stop));
         }
+        // The system was built here: what is not a NixOS system is refused before anything is
+        // copied (the host checks it again before switching).
+        let switch = std::path::Path::new(self.path.as_str()).join("bin/switch-to-configuration");
+        if self.goal.activates() && !self.built.on_target && !switch.exists() {
+            report.stage = Stage::Build;
+            return Err(HostError::NotNixos {
+                path: self.path.clone(),
+            });
+        }
         let began = self.enter(report, Stage::Connect);
         let conn = Connection::connect(&self.plan.target)
             .await
@@ -607,10 +616,65 @@ impl HostJob {
                     detail: exit.to_string(),
                 })
             }
+            Confirmation::Watchdog(Decision::Gone, _) => {
+                self.read_the_truth(previous, report).await
+            }
             Confirmation::Watchdog(other, _) => Err(HostError::Unsettled {
                 detail: unsettled(&other),
             }),
         }
+    }
+
+    /// The deployment's state on the host went away before it was confirmed (the host rebooted,
+    /// or a later deployment settled it): reads the host over a new connection and reports what
+    /// it actually runs, never a guess.
+    async fn read_the_truth(
+        &self,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let gone = "the deployment's state on the host is gone before the new system was \
+                    confirmed (the host rebooted, or a later deployment settled it)";
+        // A boot-time restore (hbdeploy's NixOS module) may still be at work: it drops the
+        // pending record when done. Waited for up to `confirm-timeout`.
+        let until = Instant::now() + self.plan.safety.confirm_timeout;
+        let state = loop {
+            let state =
+                crate::state::host_state(&self.plan)
+                    .await
+                    .map_err(|err| HostError::Unsettled {
+                        detail: format!("{gone}, and reading the host failed: {err}"),
+                    })?;
+            if state.pending.is_empty() || Instant::now() >= until {
+                break state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        report.generation = state.profile_generation;
+        let back = previous.profile.as_ref().map(|g| g.number) == state.profile_generation
+            && previous.running == state.current;
+        if back {
+            return Err(HostError::RolledBack {
+                why: format!("{gone}; it runs its previous generation again"),
+            });
+        }
+        let running = state
+            .current
+            .as_ref()
+            .map_or_else(|| "an unknown system".to_owned(), |p| p.to_string());
+        let profile = state
+            .profile_generation
+            .map_or_else(|| "no generation".to_owned(), |n| format!("generation {n}"));
+        let pending = if state.pending.is_empty() {
+            String::new()
+        } else {
+            "; it still has an unconfirmed deployment, which the next apply or rollback \
+             settles"
+                .to_owned()
+        };
+        Err(HostError::Unsettled {
+            detail: format!("{gone}; it runs {running}, its profile points at {profile}{pending}"),
+        })
     }
 
     /// After a failed activation whose watchdog decided first: what its restore did, waited

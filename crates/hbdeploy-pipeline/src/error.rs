@@ -88,6 +88,13 @@ pub enum HostError {
         /// The path.
         path: StorePath,
     },
+    /// The system is not in the host's store (a generation whose system was
+    /// garbage-collected).
+    #[error("{path} is not in the host's store (garbage-collected?); the host was not changed")]
+    NotInStore {
+        /// The path.
+        path: StorePath,
+    },
     /// `nix-env --set` of the system profile failed.
     #[error("setting the system profile failed ({exit}); the host was not changed")]
     Profile {
@@ -370,6 +377,7 @@ impl HostError {
             | HostError::Privilege(_)
             | HostError::Channel { .. }
             | HostError::NotNixos { .. }
+            | HostError::NotInStore { .. }
             | HostError::NoEarlierGeneration { .. }
             | HostError::NoSuchGeneration { .. }
             | HostError::DeployedSystemGone { .. }
@@ -430,6 +438,10 @@ impl HostError {
             HostError::RollbackPending { .. } => {
                 Some("check the host once it is reachable again: hbdeploy status HOST".to_owned())
             }
+            HostError::NotInStore { .. } => Some(
+                "choose a generation whose system is still on the host: hbdeploy generations HOST"
+                    .to_owned(),
+            ),
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
                     .to_owned(),

@@ -90,8 +90,15 @@ async fn roll_back_host(
                 Ok(lock) => {
                     report.stage = Stage::Activate;
                     events.stage(&plan.name, Stage::Activate);
-                    let result =
-                        switch_back(&conn, &plan.name, target, goal, &events, &mut report).await;
+                    let limit = plan.safety.activation_timeout;
+                    let result = switch_back(
+                        &conn,
+                        &plan.name,
+                        (target, goal, limit),
+                        &events,
+                        &mut report,
+                    )
+                    .await;
                     lock.release().await;
                     result
                 }
@@ -110,11 +117,11 @@ async fn roll_back_host(
     report
 }
 
+/// Rolls `host` back to `target` with `goal`, the activation bounded by `limit`.
 async fn switch_back(
     conn: &Connection,
     host: &str,
-    target: RollbackTarget,
-    goal: Goal,
+    (target, goal, limit): (RollbackTarget, Goal, Duration),
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
@@ -167,9 +174,25 @@ async fn switch_back(
         path: chosen.path.clone(),
         goal,
     };
-    let outcome = deployment
-        .run(conn, host, JobKind::Rollback, &change, events)
-        .await?;
+    let run = deployment.run(conn, host, JobKind::Rollback, &change, events);
+    let outcome = match tokio::time::timeout(limit, run).await {
+        Ok(outcome) => outcome?,
+        Err(_) => {
+            deployment.stop(conn, JobKind::Rollback).await?;
+            let left = read_state(conn, Stage::Activate).await.ok();
+            return Err(HostError::RollbackActivation {
+                generation: chosen.number,
+                goal,
+                exit: hbdeploy_ssh::Exit::Unknown,
+                tail: vec![format!(
+                    "still running after {}s (activation-timeout): stopped",
+                    limit.as_secs()
+                )],
+                profile_generation: left.as_ref().and_then(|s| s.profile_generation),
+                current: left.and_then(|s| s.current),
+            });
+        }
+    };
     report.generation = outcome.generation;
     if outcome.profile_failed {
         return Err(HostError::Profile {

@@ -143,7 +143,30 @@ async fn settle_found(
             }
         }
     }
-    Ok(!found.jobs.is_empty() || !found.undecided.is_empty())
+    for pending in &found.pending {
+        events.note(
+            host,
+            format!(
+                "an earlier deployment ({}) was never confirmed before the host rebooted: \
+                 restoring what the host ran before it, as magic rollback would",
+                pending.token
+            ),
+        );
+        // Its directory went with the reboot: its scripts are written again, with the
+        // generation it made, and its restore runs as its own job (which drops the record).
+        let deployment = Deployment::new(&pending.token, probe_systemd(conn).await?);
+        deployment.reinstall(conn, pending.made.as_deref()).await?;
+        restore_job(
+            conn,
+            host,
+            &deployment,
+            &pending.token,
+            &pending.before,
+            events,
+        )
+        .await?;
+    }
+    Ok(!found.jobs.is_empty() || !found.undecided.is_empty() || !found.pending.is_empty())
 }
 
 /// Runs a decision command of an earlier deployment on the open connection.
@@ -168,8 +191,8 @@ async fn restore_earlier(
     before: &Before,
     events: &mut Recorder<'_>,
 ) -> Result<(), HostError> {
-    let change = match before {
-        Before::Restore(change) => change,
+    match before {
+        Before::Restore(_) => {}
         Before::Nothing => {
             events.note(
                 host,
@@ -190,7 +213,7 @@ async fn restore_earlier(
             );
             return Ok(());
         }
-    };
+    }
     // Its watchdog (if it armed one) must not restore on its own as well: claim the decision.
     let decision = decide(conn, &deployment.decide_command()).await?;
     if decision != Decision::Confirmed {
@@ -203,6 +226,21 @@ async fn restore_earlier(
         );
         return Ok(());
     }
+    restore_job(conn, host, deployment, token, before, events).await
+}
+
+/// Runs the restore `before` of the earlier deployment `token` as that deployment's job.
+async fn restore_job(
+    conn: &Connection,
+    host: &str,
+    deployment: &Deployment,
+    token: &str,
+    before: &Before,
+    events: &mut Recorder<'_>,
+) -> Result<(), HostError> {
+    let Before::Restore(change) = before else {
+        return Ok(());
+    };
     events.note(host, format!("restoring {}", describe(change)));
     let run = deployment.run(conn, host, JobKind::Restore, change, events.events);
     let failed = |detail: String, tail: Vec<String>| HostError::SettleRestore {
@@ -259,4 +297,10 @@ fn describe(change: &Change) -> String {
             change.goal.as_str()
         ),
     }
+}
+
+/// Whether the host runs systemd (jobs then run as transient units).
+async fn probe_systemd(conn: &Connection) -> Result<bool, HostError> {
+    let text = remote::state_text(conn, crate::Stage::Connect).await?;
+    Ok(crate::state::parse_state(&text).systemd)
 }

@@ -34,6 +34,10 @@ pub struct HostState {
     /// Whether the host runs systemd (`/run/systemd/system` exists): activations and the
     /// watchdog then run in transient units.
     pub systemd: bool,
+    /// Deployments under magic rollback recorded on the host and not settled yet (their
+    /// tokens): being confirmed right now, or left unconfirmed by a deployer that died or a
+    /// host that rebooted; the next `apply` or `rollback` settles them.
+    pub pending: Vec<String>,
 }
 
 impl HostState {
@@ -80,6 +84,7 @@ pub(crate) fn parse_state(text: &str) -> HostState {
             ["link", "/run/booted-system", path] => state.booted = StorePath::new(*path).ok(),
             ["profile", link] => state.profile_generation = link_number(link),
             ["systemd"] => state.systemd = true,
+            ["pending", token] => state.pending.push((*token).to_owned()),
             ["boot", _, paths @ ..] if !paths.is_empty() => {
                 boot_files_seen = true;
                 boot_differs |= paths.len() != 2 || paths[0] != paths[1];
@@ -152,6 +157,9 @@ mod tests {
         assert_eq!(state.generation(1).map(|g| g.created), Some(1_700_000_000));
         assert!(!state.systemd);
         assert!(parse_state(&format!("{}systemd\n", sample(A))).systemd);
+        assert!(state.pending.is_empty());
+        let pending = parse_state(&format!("{}pending ab12\n", sample(A))).pending;
+        assert_eq!(pending, ["ab12"]);
     }
 
     #[test]

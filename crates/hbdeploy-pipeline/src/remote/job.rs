@@ -139,7 +139,20 @@ impl Deployment {
 
     /// Writes the job scripts into the deployment's directory.
     pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
-        self.install_files(conn, None).await
+        self.install_files(conn, Vec::new()).await
+    }
+
+    /// Writes the job scripts again into the directory of a deployment of an earlier boot
+    /// (gone with the reboot), with the generation it made, so that its restore can run.
+    pub(crate) async fn reinstall(
+        &self,
+        conn: &Connection,
+        made: Option<&str>,
+    ) -> Result<(), HostError> {
+        let files = made
+            .map(|link| vec![("generation".to_owned(), format!("{link}\n"))])
+            .unwrap_or_default();
+        self.install_files(conn, files).await
     }
 
     /// Writes the job scripts and, before any job of this deployment starts, the change that
@@ -150,23 +163,25 @@ impl Deployment {
         conn: &Connection,
         restore: Option<&Change>,
     ) -> Result<(), HostError> {
-        self.install_files(conn, Some(Before::record(restore)))
+        let previous = format!("{}\n", Before::record(restore));
+        self.install_files(conn, vec![("previous".to_owned(), previous)])
             .await
     }
 
+    /// Writes the job scripts and `files` (name, content) into the deployment's directory.
     async fn install_files(
         &self,
         conn: &Connection,
-        previous: Option<String>,
+        files: Vec<(String, String)>,
     ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
         for script in [Script::Run, Script::Stop, Script::Switch, Script::Watchdog] {
             args.push(script.file().to_owned());
             args.push(script.text().to_owned());
         }
-        if let Some(previous) = previous {
-            args.push("previous".to_owned());
-            args.push(format!("{previous}\n"));
+        for (name, content) in files {
+            args.push(name);
+            args.push(content);
         }
         let output = conn
             .run_root(&Script::Install.command(&args), |_| {})
@@ -228,7 +243,10 @@ impl Deployment {
                     }
                     JobLine::ProfileMoved(link) => outcome.profile_moved = Some(link.to_owned()),
                     JobLine::LaunchFailed(why) => launch_failed = Some(why.to_owned()),
-                    JobLine::Settled { .. } | JobLine::Undecided { .. } | JobLine::Output(_) => {
+                    JobLine::Settled { .. }
+                    | JobLine::Undecided { .. }
+                    | JobLine::Pending { .. }
+                    | JobLine::Output(_) => {
                         events.output(Some(host), Stage::Activate, &line.text);
                         if tail.len() == 20 {
                             tail.pop_front();

@@ -164,6 +164,9 @@ pub async fn probe(
         .await
         .map_err(channel_error(Stage::Activate))?;
     let probe = Probe::parse(&output.stdout);
+    if probe.missing {
+        return Err(HostError::NotInStore { path: path.clone() });
+    }
     if !probe.nixos {
         return Err(HostError::NotNixos { path: path.clone() });
     }

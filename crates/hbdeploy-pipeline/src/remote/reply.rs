@@ -52,6 +52,8 @@ impl LockReply {
 pub struct Probe {
     /// The path is a NixOS system (has `bin/switch-to-configuration`).
     pub nixos: bool,
+    /// The path is not in the host's store at all.
+    pub missing: bool,
     /// The host runs systemd: jobs run in transient units.
     pub systemd: bool,
 }
@@ -60,6 +62,7 @@ impl Probe {
     pub(crate) fn parse(text: &str) -> Probe {
         Probe {
             nixos: text.lines().any(|l| l == "nixos"),
+            missing: text.lines().any(|l| l == "missing"),
             systemd: text.lines().any(|l| l == "systemd"),
         }
     }
@@ -153,6 +156,13 @@ pub(crate) enum JobLine<'a> {
         systemd: bool,
         previous: &'a str,
     },
+    /// Settling found the pending record of a deployment armed in an earlier boot and never
+    /// settled: its token, the generation it made (empty if none) and the restore it recorded.
+    Pending {
+        token: &'a str,
+        made: &'a str,
+        change: &'a str,
+    },
     Output(&'a str),
 }
 
@@ -182,6 +192,15 @@ impl<'a> JobLine<'a> {
                     token,
                     systemd: *systemd == "1",
                     previous,
+                },
+                _ => JobLine::Output(text),
+            }
+        } else if let Some(rest) = text.strip_prefix("hbdeploy-pending:") {
+            match rest.splitn(3, ':').collect::<Vec<_>>().as_slice() {
+                [token, made, change] => JobLine::Pending {
+                    token,
+                    made,
+                    change,
                 },
                 _ => JobLine::Output(text),
             }
@@ -302,6 +321,14 @@ mod tests {
         assert_eq!(
             JobLine::parse("hbdeploy-profile-moved:system-9-link"),
             JobLine::ProfileMoved("system-9-link")
+        );
+        assert_eq!(
+            JobLine::parse("hbdeploy-pending:ab12:system-5-link:restore /nix/store/x switch 4"),
+            JobLine::Pending {
+                token: "ab12",
+                made: "system-5-link",
+                change: "restore /nix/store/x switch 4"
+            }
         );
         assert_eq!(JobLine::parse("hello"), JobLine::Output("hello"));
         let probe = Probe::parse("not-nixos\nsystemd\n");

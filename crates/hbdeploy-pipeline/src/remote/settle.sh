@@ -12,6 +12,11 @@
 # died, or lost the host, before confirming): `hbdeploy-undecided:TOKEN:SYSTEMD:PREVIOUS`; the
 # deployer settles it (adopts it if its activation succeeded, else restores PREVIOUS) before its
 # own deployment starts, so that no watchdog of an earlier run acts on the host afterwards.
+# Last, one line per record of a deployment armed in an earlier boot and never settled (its
+# directory in /run went with the reboot; see watchdog.sh):
+# `hbdeploy-pending:TOKEN:MADE:CHANGE`, MADE the generation it made (empty if none), CHANGE the
+# restore; the deployer restores it as the boot-time restore would have. Records of `test`
+# deployments are dropped: the reboot already left them.
 # Argument: WAIT.
 set -u
 wait=$1
@@ -46,5 +51,15 @@ for pidfile in /run/hbdeploy/*/watchdog.pid; do
   [ -e "$dir/decided" ] && continue
   previous=$(head -n 1 "$dir/previous" 2>/dev/null)
   echo "hbdeploy-undecided:${dir##*/}:$systemd:${previous:-unknown}"
+done
+for record in /nix/var/hbdeploy/pending-*; do
+  [ -f "$record" ] || continue
+  token=${record##*/pending-}
+  [ -d "/run/hbdeploy/$token" ] && continue
+  change=$(sed -n 2p "$record")
+  case "$change" in
+    restore\ *) echo "hbdeploy-pending:$token:$(sed -n 3p "$record"):$change" ;;
+    *) rm -f "$record" ;;
+  esac
 done
 true

@@ -82,6 +82,17 @@ impl Undecided {
     }
 }
 
+/// A deployment armed in an earlier boot and never settled: the host rebooted before its
+/// confirmation, and its watchdog died with the boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub token: String,
+    /// The generation it made (`system-N-link`), if it got that far.
+    pub made: Option<String>,
+    /// What it recorded to go back to.
+    pub before: Before,
+}
+
 /// What settling found on a host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Found {
@@ -89,6 +100,8 @@ pub(crate) struct Found {
     pub jobs: Vec<Settled>,
     /// Earlier deployments left undecided.
     pub undecided: Vec<Undecided>,
+    /// Deployments of an earlier boot never settled.
+    pub pending: Vec<Pending>,
 }
 
 /// Run under the lock, before anything else: settles every job of an earlier deployment still
@@ -122,6 +135,15 @@ pub(crate) async fn settle(conn: &Connection) -> Result<Found, HostError> {
                 token: token.to_owned(),
                 systemd,
                 before: Before::parse(previous),
+            }),
+            JobLine::Pending {
+                token,
+                made,
+                change,
+            } => found.pending.push(Pending {
+                token: token.to_owned(),
+                made: (!made.is_empty()).then(|| made.to_owned()),
+                before: Before::parse(change),
             }),
             _ => {}
         }

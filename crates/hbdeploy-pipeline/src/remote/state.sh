@@ -14,4 +14,8 @@ for l in "$profile"-*-link; do
   [ -L "$l" ] && echo "gen $l $(stat -c %Y "$l") $(readlink -f "$l")"
 done
 [ -d /run/systemd/system ] && echo systemd
+# Deployments recorded as pending (armed, never settled; see watchdog.sh).
+for r in /nix/var/hbdeploy/pending-*; do
+  [ -f "$r" ] && echo "pending ${r##*/pending-}"
+done
 true

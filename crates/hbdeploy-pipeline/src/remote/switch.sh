@@ -24,6 +24,9 @@ case "$op" in
   set)
     nix-env -p "$profile" --set "$path" || ended "profile-failed:$?" 1
     readlink "$profile" >"$dir/generation"
+    # The deployment's pending record (if a watchdog guards it) learns it too.
+    record="/nix/var/hbdeploy/pending-${dir##*/}"
+    [ ! -f "$record" ] || readlink "$profile" >>"$record"
     ;;
   generation)
     nix-env -p "$profile" --switch-generation "$number" || ended "profile-failed:$?" 1
