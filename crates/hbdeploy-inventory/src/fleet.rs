@@ -221,6 +221,25 @@ mod tests {
     const MINIMAL: &str = "[fleet]\nflake = \"./nixos\"\n[hosts.web]\naddress = \"10.0.0.1\"\n";
 
     #[test]
+    fn the_login_name_of_a_proxy_jump_is_held_to_the_rule_of_user() {
+        check(
+            &format!("{MINIMAL}proxy-jump = \"a/b@bastion:2222\"\n"),
+            "error: /fleet/fleet.toml:5:14: `proxy-jump` in [hosts.web] has a login name that \
+             contains `/`",
+        );
+        let fleet = Fleet::parse(
+            &format!("{MINIMAL}proxy-jump = \"ops.team@bastion:2222\"\n"),
+            Path::new("/fleet/fleet.toml"),
+            None,
+        )
+        .expect("a valid jump");
+        assert_eq!(
+            fleet.host("web").and_then(|h| h.proxy_jump.as_deref()),
+            Some("ops.team@bastion:2222")
+        );
+    }
+
+    #[test]
     fn defaults_fill_a_minimal_file() {
         check(
             MINIMAL,

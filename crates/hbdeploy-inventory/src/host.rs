@@ -151,19 +151,22 @@ fn read_proxy_jump(table: &Table<'_>, name: &HostName) -> Result<Option<String>,
     };
     let jump = value.get_ref();
     let reason = if jump.is_empty() || jump.contains(char::is_whitespace) || jump.starts_with('-') {
-        Some("is not a host name or [user@]address[:port]")
+        Some("is not a host name or [user@]address[:port]".to_owned())
     } else if *jump == name.as_str() {
-        Some("names the host itself")
+        Some("names the host itself".to_owned())
     } else {
-        None
+        // The login name of `user@address` is held to the rule of `user`.
+        jump.split_once('@')
+            .and_then(|(user, _)| crate::ssh::login_problem(user))
+            .map(|(problem, _)| format!("has a login name that {problem}"))
     };
     match reason {
         Some(reason) => Err(table.invalid(
             "proxy-jump",
             value.span(),
-            reason,
+            &reason,
             "name another host of the fleet, e.g. proxy-jump = \"bastion\", or give \
-             user@address:port",
+             user@address:port with a login name of ASCII letters, digits, `.`, `_` and `-`",
         )),
         None => Ok(Some((*jump).to_owned())),
     }

@@ -207,7 +207,7 @@ impl SshOverrides {
 /// command lines, so it is held to the portable set of user names: ASCII letters, digits, `.`,
 /// `_` and `-`, not starting with `-`. `@`, `?`, `/`, `:` and `#` would change what the URI
 /// means.
-fn login_problem(user: &str) -> Option<(String, &'static str)> {
+pub(crate) fn login_problem(user: &str) -> Option<(String, &'static str)> {
     const EXAMPLE: &str = "give the login name on the host, e.g. user = \"root\"";
     if user.is_empty() {
         return Some(("is empty".to_owned(), EXAMPLE));
