@@ -230,7 +230,7 @@ mod tests {
         let fleet = Fleet::parse(
             &format!("{MINIMAL}proxy-jump = \"ops.team@bastion:2222\"\n"),
             Path::new("/fleet/fleet.toml"),
-            None,
+            Some(Path::new("/home/me")),
         )
         .expect("a valid jump");
         assert_eq!(
