@@ -280,3 +280,31 @@ fn after_a_cut_session_the_host_is_read_and_checked_over_a_new_connection() {
         );
     }
 }
+
+#[test]
+fn without_magic_rollback_a_cut_session_is_followed_to_its_end_over_a_new_connection() {
+    let mut lab = both_kinds();
+    for name in BOTH {
+        lab.set_system(name, spec(2, Activation::CutSessions))
+            .expect("flake");
+    }
+    let new: Vec<String> = BOTH.iter().map(|n| system_path(&lab, n)).collect();
+    let run = hbdeploy(&lab, &["apply", "--all", "--no-magic-rollback"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    assert!(
+        run.stderr
+            .contains("reconnecting to follow the activation to its end"),
+        "the session was cut: {}",
+        run.both()
+    );
+    for (name, new) in BOTH.iter().zip(&new) {
+        let row = row(&run, name);
+        assert_eq!(
+            (row[1].as_str(), row[4].as_str()),
+            ("ok", "2"),
+            "{}",
+            run.both()
+        );
+        assert_eq!(&running(&lab, name), new);
+    }
+}

@@ -14,7 +14,7 @@ use crate::error::Restored;
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::health::run_checks;
-use crate::remote::{Change, Deployment, JobKind, Op};
+use crate::remote::{Change, Deployment, JobKind, JobOutcome, Op};
 use crate::remote::{Decision, WatchdogReason};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
@@ -413,6 +413,7 @@ impl HostJob {
             path: self.path.clone(),
             goal: self.goal,
         };
+        let began = Instant::now();
         let run = deployment.run(conn, name, JobKind::Activate, &change, &self.events);
         let activation = match tokio::time::timeout(safety.activation_timeout, run).await {
             Ok(Ok(activation)) => activation,
@@ -435,6 +436,33 @@ impl HostJob {
                     .after_lost_session(&deployment, restore.as_ref(), &previous, report)
                     .await;
             }
+            // Without a watchdog the deployer itself follows the activation to its end, over a
+            // new connection, and goes on from there.
+            Ok(Err(error @ (HostError::Channel { .. } | HostError::JobLost { .. }))) => {
+                self.events.note(
+                    name,
+                    format!("{error}: reconnecting to follow the activation to its end"),
+                );
+                let deadline = began + safety.activation_timeout;
+                let Some(again) = self.reconnect(deadline).await else {
+                    return Err(error);
+                };
+                let left = deadline.saturating_duration_since(Instant::now());
+                let follow = deployment.follow(&again, name, JobKind::Activate, &self.events);
+                let result = match tokio::time::timeout(left, follow).await {
+                    Ok(Ok(activation)) => {
+                        self.finish(&again, &deployment, activation, None, &previous, report)
+                            .await
+                    }
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => {
+                        self.timed_out(&again, &deployment, None, &previous, report)
+                            .await
+                    }
+                };
+                again.close().await;
+                return result;
+            }
             Ok(Err(error)) => return Err(error),
             Err(_) => {
                 return self
@@ -442,24 +470,41 @@ impl HostJob {
                     .await;
             }
         };
+        self.finish(conn, &deployment, activation, armed, &previous, report)
+            .await
+    }
+
+    /// Goes on from an activation that ended: confirms it (magic rollback) and runs the health
+    /// checks, or rolls a failed one back.
+    async fn finish(
+        &self,
+        conn: &Connection,
+        deployment: &Deployment,
+        activation: JobOutcome,
+        armed: Option<Instant>,
+        previous: &Previous,
+        report: &mut HostReport,
+    ) -> Result<(), HostError> {
+        let name = self.plan.name.as_str();
+        let restore = safe::restore_change(previous, self.goal);
         let ended = Instant::now();
         report.generation = activation.generation;
         if activation.exit.success() {
             if armed.is_some() {
                 self.events
                     .note(name, "confirming over a new connection".to_owned());
-                self.confirm(&deployment, armed, Some(ended), &previous, report)
+                self.confirm(deployment, armed, Some(ended), previous, report)
                     .await?;
             }
             return self
-                .check_health(conn, &deployment, restore.as_ref(), &previous, report)
+                .check_health(conn, deployment, restore.as_ref(), previous, report)
                 .await;
         }
 
         // The activation failed. Whatever happens next, the watchdog must not act on its own:
         // the deployer claims the decision, or learns what the watchdog did.
         let watchdog = match armed {
-            Some(_) => safe::disarm(conn, &deployment).await,
+            Some(_) => safe::disarm(conn, deployment).await,
             None => Decision::Confirmed,
         };
         if activation.profile_failed {
@@ -469,10 +514,10 @@ impl HostJob {
             });
         }
         let restored = if watchdog == Decision::Confirmed {
-            self.restore(conn, &deployment, restore.as_ref(), &previous, report)
+            self.restore(conn, deployment, restore.as_ref(), previous, report)
                 .await?
         } else {
-            self.watchdog_restored(conn, &deployment, watchdog, &previous, report)
+            self.watchdog_restored(conn, deployment, watchdog, previous, report)
                 .await
         };
         Err(HostError::Activation {
@@ -482,6 +527,19 @@ impl HostJob {
             profile_set: self.goal.sets_profile(),
             restored,
         })
+    }
+
+    /// A new connection to the host, tried until `deadline` (the host may be restarting sshd).
+    async fn reconnect(&self, deadline: Instant) -> Option<Connection> {
+        loop {
+            if let Ok(conn) = Connection::connect(&self.plan.target).await {
+                return Some(conn);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
     }
 
     /// The host's health checks, after a successful activation; a failure restores the

@@ -116,6 +116,17 @@ pub(crate) struct JobOutcome {
     pub tail: Vec<String>,
 }
 
+/// Whether `launch.sh` follows a job's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Starts the job and returns.
+    No,
+    /// Starts the job and follows it to its end.
+    Yes,
+    /// Follows a job started earlier.
+    Only,
+}
+
 /// Whether systemd leaves `arg` alone on a unit's command line.
 fn unit_safe(arg: &str) -> bool {
     !arg.contains(['$', '%'])
@@ -199,12 +210,17 @@ impl Deployment {
 
     /// `launch.sh`'s command line for `job` running `script` with `args` (run.sh puts the
     /// deployment's directory and the job's name before them).
-    fn launch(&self, job: &str, follow: bool, script: Script, args: &[String]) -> String {
+    fn launch(&self, job: &str, follow: Follow, script: Script, args: &[String]) -> String {
         let mut all = vec![
             self.dir.clone(),
             job.to_owned(),
             if self.systemd { "1" } else { "0" }.to_owned(),
-            if follow { "1" } else { "0" }.to_owned(),
+            match follow {
+                Follow::No => "0",
+                Follow::Yes => "1",
+                Follow::Only => "2",
+            }
+            .to_owned(),
             script.file().to_owned(),
         ];
         all.extend(args.iter().cloned());
@@ -222,7 +238,32 @@ impl Deployment {
         change: &Change,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let command = self.launch(kind.name(), true, Script::Switch, &change.args());
+        let command = self.launch(kind.name(), Follow::Yes, Script::Switch, &change.args());
+        self.stream(conn, host, kind, &command, events).await
+    }
+
+    /// Follows the job `kind` already started, from the last lines of its log until it ends:
+    /// after the connection that started it was lost.
+    pub(crate) async fn follow(
+        &self,
+        conn: &Connection,
+        host: &str,
+        kind: JobKind,
+        events: &EventSender,
+    ) -> Result<JobOutcome, HostError> {
+        let command = self.launch(kind.name(), Follow::Only, Script::Switch, &[]);
+        self.stream(conn, host, kind, &command, events).await
+    }
+
+    /// Runs `command` (`launch.sh`, following), passing the job's output on, until it ends.
+    async fn stream(
+        &self,
+        conn: &Connection,
+        host: &str,
+        kind: JobKind,
+        command: &str,
+        events: &EventSender,
+    ) -> Result<JobOutcome, HostError> {
         let mut outcome = JobOutcome {
             exit: Exit::Unknown,
             generation: None,
@@ -233,7 +274,7 @@ impl Deployment {
         let mut launch_failed = None;
         let mut tail: VecDeque<String> = VecDeque::new();
         let output = conn
-            .run_root(&command, |line: &OutputLine| {
+            .run_root(command, |line: &OutputLine| {
                 match JobLine::parse(&line.text) {
                     JobLine::Generation(n) => outcome.generation = n,
                     JobLine::Exit(exit) => outcome.exit = exit,
@@ -295,7 +336,7 @@ impl Deployment {
             activation.as_secs().max(1).to_string(),
         ];
         args.extend(restore.args());
-        let command = self.launch("watchdog", false, Script::Watchdog, &args);
+        let command = self.launch("watchdog", Follow::No, Script::Watchdog, &args);
         let output = conn
             .run_root(&command, |_| {})
             .await
@@ -363,7 +404,7 @@ mod tests {
             assert!(unit_safe(&arg), "{arg}");
         }
         assert!(!unit_safe("${cur#system-}") && !unit_safe("100%"));
-        let launch = deployment.launch("watchdog", false, Script::Watchdog, &change.args());
+        let launch = deployment.launch("watchdog", Follow::No, Script::Watchdog, &change.args());
         assert!(
             launch.ends_with(&format!(
                 " hbdeploy /run/hbdeploy/0123abcd0123abcd watchdog 1 0 watchdog.sh restore {A} switch 4"

@@ -16,7 +16,7 @@ use hbdeploy_ssh::{Connection, OutputLine};
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
-pub(crate) use job::{Change, Deployment, JobKind, Op};
+pub(crate) use job::{Change, Deployment, JobKind, JobOutcome, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe, WatchdogReason};
 pub(crate) use settled::{Before, SETTLE_WAIT, settle};
