@@ -114,15 +114,14 @@ async fn run_on(
     let conn = Connection::connect(&plan.target)
         .await
         .map_err(ExecError::Connect)?;
-    let output = conn
-        .run(command, |line| {
-            let _ = lines.send(ExecLine {
-                host: plan.name.clone(),
-                line: line.clone(),
-            });
-        })
-        .await
-        .map_err(ExecError::Channel);
+    let output = crate::remote::user_command(&conn, command, |line| {
+        let _ = lines.send(ExecLine {
+            host: plan.name.clone(),
+            line: line.clone(),
+        });
+    })
+    .await
+    .map_err(ExecError::Channel);
     conn.close().await;
     Ok(output?.exit)
 }

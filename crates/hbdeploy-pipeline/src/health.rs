@@ -155,17 +155,10 @@ const KILL_AFTER: Duration = Duration::from_secs(2);
 /// The exit code of coreutils' `timeout` when the limit expired.
 const TIMED_OUT: u32 = 124;
 
-/// The command line that runs a check's `command` on the host within `limit`: coreutils'
-/// `timeout` puts the command in a process group of its own and, when the limit expires, signals
-/// the whole group (TERM, then KILL), so a hanging check leaves no process behind on the host —
-/// its children included. Dropping the SSH channel alone would leave them running.
+/// The command line that runs a check's `command` on the host within `limit` (see
+/// `remote/check.sh`): a hanging check leaves no process behind, its children included.
 fn bounded(command: &str, limit: Duration) -> String {
-    format!(
-        "timeout -k {} {} sh -c {}",
-        KILL_AFTER.as_secs(),
-        limit.as_secs().max(1),
-        hbdeploy_ssh::shell_quote(command)
-    )
+    crate::remote::check_command(command, limit, KILL_AFTER)
 }
 
 async fn attempt(conn: &Connection, check: &Check) -> Attempt {
@@ -267,13 +260,13 @@ mod tests {
 
     #[test]
     fn command_checks_are_bounded_on_the_host_as_one_word() {
-        assert_eq!(
-            bounded("systemctl is-active nginx", Duration::from_secs(10)),
-            "timeout -k 2 10 sh -c 'systemctl is-active nginx'"
+        assert!(
+            bounded("systemctl is-active nginx", Duration::from_secs(10))
+                .ends_with(" hbdeploy 2 10 'systemctl is-active nginx'")
         );
-        assert_eq!(
-            bounded("echo 'a' && x", Duration::from_millis(300)),
-            r"timeout -k 2 1 sh -c 'echo '\''a'\'' && x'"
+        assert!(
+            bounded("echo 'a' && x", Duration::from_millis(300))
+                .ends_with(r" hbdeploy 2 1 'echo '\''a'\'' && x'")
         );
     }
 

@@ -10,6 +10,8 @@ mod job;
 pub(crate) mod reply;
 mod settled;
 
+use std::time::Duration;
+
 use hbdeploy_nix::{SizedClosure, StorePath};
 use hbdeploy_ssh::{Connection, OutputLine};
 
@@ -45,11 +47,12 @@ pub(crate) enum Script {
     Closure,
     DryActivate,
     Realise,
+    Check,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 15] = [
+    pub(crate) const ALL: [Script; 16] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -65,6 +68,7 @@ impl Script {
         Script::Closure,
         Script::DryActivate,
         Script::Realise,
+        Script::Check,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -85,6 +89,7 @@ impl Script {
             Script::Closure => "closure.sh",
             Script::DryActivate => "dry-activate.sh",
             Script::Realise => "realise.sh",
+            Script::Check => "check.sh",
         }
     }
 
@@ -105,6 +110,7 @@ impl Script {
             Script::Closure => include_str!("closure.sh"),
             Script::DryActivate => include_str!("dry-activate.sh"),
             Script::Realise => include_str!("realise.sh"),
+            Script::Check => include_str!("check.sh"),
         }
     }
 
@@ -267,6 +273,26 @@ pub(crate) async fn dry_activate(
         exit: output.exit,
         lines,
     })
+}
+
+/// The command line that runs a health check's `command` within `limit` (`check.sh`), its
+/// process group given `kill_after` to stop once signalled.
+pub(crate) fn check_command(command: &str, limit: Duration, kill_after: Duration) -> String {
+    Script::Check.command(&[
+        kill_after.as_secs().to_string(),
+        limit.as_secs().max(1).to_string(),
+        command.to_owned(),
+    ])
+}
+
+/// Runs `command`, the user's own (`hbdeploy exec`), as it is: the one remote command line
+/// hbdeploy does not write.
+pub(crate) async fn user_command(
+    conn: &Connection,
+    command: &str,
+    on_line: impl FnMut(&OutputLine),
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    conn.run(command, on_line).await
 }
 
 /// Reads the host's state (`state.sh`), unparsed.
