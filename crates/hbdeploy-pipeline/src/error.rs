@@ -59,6 +59,16 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// A step of the remote protocol got no answer in time.
+    #[error(
+        "the host did not answer {step} within {secs}s (overloaded, or hung?); check it with hbdeploy status"
+    )]
+    NoAnswer {
+        /// The step.
+        step: String,
+        /// The limit, in seconds.
+        secs: u64,
+    },
     /// The known_hosts file for `nix copy` could not be prepared; nothing was copied.
     #[error("cannot prepare the known_hosts file {} for nix copy; the host was not changed", path.display())]
     TrustFile {
@@ -387,6 +397,7 @@ impl HostError {
             | HostError::RollbackPending { .. }
             | HostError::Unsettled { .. }
             | HostError::Unchecked { .. }
+            | HostError::NoAnswer { .. }
             | HostError::TrustFile { .. }
             | HostError::TaskLost => Vec::new(),
         }

@@ -130,7 +130,14 @@ pub fn new_token() -> String {
 /// deployer rolls back itself): `Confirmed` if the watchdog had not decided yet and is now
 /// stopped, else what the watchdog decided (`Restoring` when the answer could not be read).
 pub(crate) async fn disarm(conn: &Connection, deployment: &Deployment) -> Decision {
-    match conn.run_root(&deployment.decide_command(), |_| {}).await {
+    let command = deployment.decide_command();
+    match remote::step(
+        crate::Stage::Activate,
+        "deciding",
+        conn.run_root(&command, |_| {}),
+    )
+    .await
+    {
         Ok(output) => Decision::parse(&output.stdout),
         Err(_) => Decision::Restoring,
     }
@@ -224,9 +231,13 @@ async fn decide(
     let conn = Connection::connect(&target)
         .await
         .map_err(|err| error_text(&err))?;
-    let output = conn
-        .run_root(&deployment.confirm_command(JobKind::Activate), |_| {})
-        .await;
+    let command = deployment.confirm_command(JobKind::Activate);
+    let output = remote::step(
+        crate::Stage::Activate,
+        "confirming",
+        conn.run_root(&command, |_| {}),
+    )
+    .await;
     conn.close().await;
     let output = output.map_err(|err| error_text(&err))?;
     Ok(Decision::parse(&output.stdout))

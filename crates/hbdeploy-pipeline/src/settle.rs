@@ -171,13 +171,13 @@ async fn settle_found(
 
 /// Runs a decision command of an earlier deployment on the open connection.
 async fn decide(conn: &Connection, command: &str) -> Result<Decision, HostError> {
-    conn.run_root(command, |_| {})
-        .await
-        .map(|output| Decision::parse(&output.stdout))
-        .map_err(|source| HostError::Channel {
-            stage: crate::Stage::Connect,
-            source,
-        })
+    remote::step(
+        crate::Stage::Connect,
+        "deciding an earlier deployment",
+        conn.run_root(command, |_| {}),
+    )
+    .await
+    .map(|output| Decision::parse(&output.stdout))
 }
 
 /// Puts the host back where it was before the earlier deployment `token` (whose activation was

@@ -13,7 +13,7 @@ use hbdeploy_ssh::{Connection, Exit, OutputLine};
 
 use super::reply::JobLine;
 use super::settled::Before;
-use super::{RUN_DIR, Script, channel_error};
+use super::{RUN_DIR, Script, channel_error, step};
 use crate::event::EventSender;
 use crate::{Goal, HostError, Stage};
 
@@ -194,10 +194,13 @@ impl Deployment {
             args.push(name);
             args.push(content);
         }
-        let output = conn
-            .run_root(&Script::Install.command(&args), |_| {})
-            .await
-            .map_err(channel_error(Stage::Activate))?;
+        let command = Script::Install.command(&args);
+        let output = step(
+            Stage::Activate,
+            "writing hbdeploy's job scripts",
+            conn.run_root(&command, |_| {}),
+        )
+        .await?;
         if output.exit.success() {
             return Ok(());
         }
@@ -337,10 +340,12 @@ impl Deployment {
         ];
         args.extend(restore.args());
         let command = self.launch("watchdog", Follow::No, Script::Watchdog, &args);
-        let output = conn
-            .run_root(&command, |_| {})
-            .await
-            .map_err(channel_error(Stage::Activate))?;
+        let output = step(
+            Stage::Activate,
+            "arming the magic-rollback watchdog",
+            conn.run_root(&command, |_| {}),
+        )
+        .await?;
         if output.exit.success() && output.stdout.lines().any(|l| l == "hbdeploy-launched") {
             return Ok(());
         }

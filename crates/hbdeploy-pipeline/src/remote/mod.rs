@@ -129,16 +129,38 @@ fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostErr
     move |source| HostError::Channel { stage, source }
 }
 
+/// How long a step of the protocol that reads or records may take before the host is taken for
+/// hung. (Jobs, builds and dry activations have bounds of their own.)
+pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs one step (`what`, at `stage`), bounded by [`STEP_LIMIT`].
+pub(crate) async fn step<T>(
+    stage: Stage,
+    what: &str,
+    run: impl std::future::Future<Output = Result<T, hbdeploy_ssh::SshError>>,
+) -> Result<T, HostError> {
+    match tokio::time::timeout(STEP_LIMIT, run).await {
+        Ok(result) => result.map_err(channel_error(stage)),
+        Err(_) => Err(HostError::NoAnswer {
+            step: what.to_owned(),
+            secs: STEP_LIMIT.as_secs(),
+        }),
+    }
+}
+
 /// The paths of `closure` that the host's store lacks.
 pub async fn missing_paths(
     conn: &Connection,
     closure: &[StorePath],
 ) -> Result<Vec<StorePath>, HostError> {
     let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
-    let output = conn
-        .run(&Script::CheckValidity.command(&paths), |_| {})
-        .await
-        .map_err(channel_error(Stage::Copy))?;
+    let command = Script::CheckValidity.command(&paths);
+    let output = step(
+        Stage::Copy,
+        "nix-store --check-validity",
+        conn.run(&command, |_| {}),
+    )
+    .await?;
     if !output.exit.success() {
         return Err(HostError::Remote {
             command: "nix-store --check-validity".to_owned(),
@@ -160,15 +182,15 @@ pub async fn probe(
     path: &StorePath,
     events: &EventSender,
 ) -> Result<Probe, HostError> {
-    let output = conn
-        .run(
-            &Script::Probe.command(&[path.as_str()]),
-            |line: &OutputLine| {
-                events.output(Some(host), Stage::Activate, &line.text);
-            },
-        )
-        .await
-        .map_err(channel_error(Stage::Activate))?;
+    let command = Script::Probe.command(&[path.as_str()]);
+    let output = step(
+        Stage::Activate,
+        "checking the system on the host",
+        conn.run(&command, |line: &OutputLine| {
+            events.output(Some(host), Stage::Activate, &line.text);
+        }),
+    )
+    .await?;
     let probe = Probe::parse(&output.stdout);
     if probe.missing {
         return Err(HostError::NotInStore { path: path.clone() });
@@ -185,9 +207,13 @@ pub(crate) async fn lock(
     conn: &Connection,
     holder: &str,
 ) -> Result<(LockReply, Option<hbdeploy_ssh::Held>), HostError> {
-    let (line, held) = conn
-        .hold_root(&Script::Lock.command(&[holder]))
+    let command = Script::Lock.command(&[holder]);
+    let (line, held) = tokio::time::timeout(STEP_LIMIT, conn.hold_root(&command))
         .await
+        .map_err(|_| HostError::NoAnswer {
+            step: "taking the deployment lock".to_owned(),
+            secs: STEP_LIMIT.as_secs(),
+        })?
         .map_err(|source| match source {
             source @ hbdeploy_ssh::SshError::Escalation { .. } => HostError::Privilege(source),
             source => HostError::Channel {
@@ -204,10 +230,13 @@ pub(crate) async fn closure(
     path: &StorePath,
     stage: Stage,
 ) -> Result<SizedClosure, HostError> {
-    let output = conn
-        .run(&Script::Closure.command(&[path.as_str()]), |_| {})
-        .await
-        .map_err(channel_error(stage))?;
+    let command = Script::Closure.command(&[path.as_str()]);
+    let output = step(
+        stage,
+        "nix-store --query --requisites",
+        conn.run(&command, |_| {}),
+    )
+    .await?;
     let closure = output
         .exit
         .success()
@@ -253,15 +282,18 @@ pub(crate) async fn dry_activate(
     events: &EventSender,
 ) -> Result<DryActivation, HostError> {
     let mut lines = Vec::new();
-    let output = conn
-        .run_root(&Script::DryActivate.command(&[path.as_str()]), |line| {
+    let command = Script::DryActivate.command(&[path.as_str()]);
+    let output = step(
+        Stage::Activate,
+        "switch-to-configuration dry-activate",
+        conn.run_root(&command, |line| {
             events.output(Some(host), Stage::Activate, &line.text);
             if lines.len() < DRY_ACTIVATE_LINES {
                 lines.push(line.text.clone());
             }
-        })
-        .await
-        .map_err(channel_error(Stage::Activate))?;
+        }),
+    )
+    .await?;
     if !output.exit.success() {
         return Err(HostError::Remote {
             command: "switch-to-configuration dry-activate".to_owned(),
@@ -297,10 +329,13 @@ pub(crate) async fn user_command(
 
 /// Reads the host's state (`state.sh`), unparsed.
 pub(crate) async fn state_text(conn: &Connection, stage: Stage) -> Result<String, HostError> {
-    let output = conn
-        .run(&Script::State.command::<&str>(&[]), |_| {})
-        .await
-        .map_err(channel_error(stage))?;
+    let command = Script::State.command::<&str>(&[]);
+    let output = step(
+        stage,
+        "reading the system profile",
+        conn.run(&command, |_| {}),
+    )
+    .await?;
     if !output.exit.success() {
         return Err(HostError::Remote {
             command: "reading the system profile and /run/current-system".to_owned(),
@@ -327,6 +362,18 @@ mod tests {
             assert!(command.starts_with("sh -c '#!/bin/sh"), "{command}");
             assert!(command.ends_with(r" hbdeploy 'a b' 'it'\''s'"), "{command}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_step_the_host_never_answers_ends_at_the_limit() {
+        let never = std::future::pending::<Result<(), hbdeploy_ssh::SshError>>();
+        let started = tokio::time::Instant::now();
+        let result = step(Stage::Connect, "reading the system profile", never).await;
+        assert!(
+            matches!(&result, Err(HostError::NoAnswer { step, secs: 120 }) if step == "reading the system profile"),
+            "{result:?}"
+        );
+        assert_eq!(started.elapsed(), STEP_LIMIT);
     }
 
     /// The scripts are shellcheck-clean as POSIX sh (CI needs `shellcheck`: apt-get install

@@ -7,7 +7,7 @@ use hbdeploy_ssh::Connection;
 
 use super::job::{Change, Deployment};
 use super::reply::JobLine;
-use super::{Script, channel_error};
+use super::{STEP_LIMIT, Script, channel_error};
 use crate::{HostError, Stage};
 
 /// How long the jobs of an earlier deployment still changing the host are waited for before
@@ -109,10 +109,17 @@ pub(crate) struct Found {
 /// left undecided.
 pub(crate) async fn settle(conn: &Connection) -> Result<Found, HostError> {
     let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
-    let output = conn
-        .run_root(&command, |_| {})
-        .await
-        .map_err(channel_error(Stage::Connect))?;
+    // settle.sh waits for each job it finds up to SETTLE_WAIT.
+    let output = tokio::time::timeout(
+        STEP_LIMIT + SETTLE_WAIT * 4,
+        conn.run_root(&command, |_| {}),
+    )
+    .await
+    .map_err(|_| HostError::NoAnswer {
+        step: "settling earlier deployments".to_owned(),
+        secs: (STEP_LIMIT + SETTLE_WAIT * 4).as_secs(),
+    })?
+    .map_err(channel_error(Stage::Connect))?;
     let mut found = Found::default();
     for line in output.stdout.lines() {
         match JobLine::parse(line) {
