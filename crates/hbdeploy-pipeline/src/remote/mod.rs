@@ -114,9 +114,39 @@ impl Script {
         }
     }
 
-    /// The command line that runs this script with `args` (`$1`… in the script).
+    /// How long the host lets this script run before it stops it, with its children: a little
+    /// less than the deployer waits for a step ([`STEP_LIMIT`]), so nothing of a step the
+    /// deployer gave up on is left running. `None` for the lock (held for the whole change), a
+    /// launch (it follows a job), settling, a build and a health check (their own bounds).
+    fn host_limit(self) -> Option<Duration> {
+        match self {
+            Script::State
+            | Script::Probe
+            | Script::CheckValidity
+            | Script::Install
+            | Script::Stop
+            | Script::Decide
+            | Script::Closure
+            | Script::DryActivate => Some(STEP_LIMIT - Duration::from_secs(10)),
+            Script::Lock
+            | Script::Launch
+            | Script::Run
+            | Script::Switch
+            | Script::Watchdog
+            | Script::Settle
+            | Script::Realise
+            | Script::Check => None,
+        }
+    }
+
+    /// The command line that runs this script with `args` (`$1`… in the script), under
+    /// coreutils' `timeout` where it has a [host limit](Script::host_limit).
     pub(crate) fn command<S: AsRef<str>>(self, args: &[S]) -> String {
-        let mut command = format!("sh -c {} hbdeploy", quote(self.text()));
+        let bound = self
+            .host_limit()
+            .map(|limit| format!("timeout -k 5 {} ", limit.as_secs()))
+            .unwrap_or_default();
+        let mut command = format!("{bound}sh -c {} hbdeploy", quote(self.text()));
         for arg in args {
             command.push(' ');
             command.push_str(&quote(arg.as_ref()));
@@ -359,7 +389,13 @@ mod tests {
                 script.file()
             );
             let command = script.command(&["a b", "it's"]);
-            assert!(command.starts_with("sh -c '#!/bin/sh"), "{command}");
+            let bounded = script.host_limit().is_some();
+            let start = if bounded {
+                "timeout -k 5 110 sh -c '#!/bin/sh"
+            } else {
+                "sh -c '#!/bin/sh"
+            };
+            assert!(command.starts_with(start), "{command}");
             assert!(command.ends_with(r" hbdeploy 'a b' 'it'\''s'"), "{command}");
         }
     }
