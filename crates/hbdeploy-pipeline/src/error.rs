@@ -317,23 +317,15 @@ fn activation_message(goal: Goal, exit: &Exit, profile_set: bool, restored: &Res
 }
 
 fn timeout_message(secs: u64, restored: &Restored) -> String {
-    let failed = format!(
-        "switch-to-configuration was still running after {secs}s (activation-timeout) and was \
-         stopped"
-    );
-    match restored {
-        Restored::Yes => format!(
-            "{failed}; rolled back: the previous generation is active again and the new one was \
-             removed from the profile"
+    restore_message(
+        format!(
+            "switch-to-configuration was still running after {secs}s (activation-timeout) and \
+             was stopped"
         ),
-        Restored::Failed(exit) => format!(
-            "{failed}; rolling back failed too ({exit}): the host may be on either generation"
-        ),
-        Restored::No(why) => format!(
-            "{failed} ({why}): the system profile points at the new system and the running \
-             system may be partly switched"
-        ),
-    }
+        restored,
+        "the system profile points at the new system and the running system may be partly \
+         switched",
+    )
 }
 
 fn check_message(failure: &crate::CheckFailure, restored: &Restored) -> String {
@@ -344,6 +336,12 @@ fn check_message(failure: &crate::CheckFailure, restored: &Restored) -> String {
         if failure.attempts == 1 { "" } else { "s" },
         failure.detail
     );
+    restore_message(failed, restored, "the host runs the new generation")
+}
+
+/// `failed`, then what the restore of the previous generation did; `left` says where a host
+/// that was not restored is.
+fn restore_message(failed: String, restored: &Restored, left: &str) -> String {
     match restored {
         Restored::Yes => format!(
             "{failed}; rolled back: the previous generation is active again and the new one was \
@@ -352,7 +350,7 @@ fn check_message(failure: &crate::CheckFailure, restored: &Restored) -> String {
         Restored::Failed(exit) => format!(
             "{failed}; rolling back failed too ({exit}): the host may be on either generation"
         ),
-        Restored::No(why) => format!("{failed} ({why}): the host runs the new generation"),
+        Restored::No(why) => format!("{failed} ({why}): {left}"),
     }
 }
 

@@ -71,15 +71,8 @@ async fn settle_found(
             ),
         );
         if job.stopped && job.job == "activate" {
-            restore_earlier(
-                conn,
-                host,
-                &job.deployment(),
-                &job.token,
-                &job.before,
-                events,
-            )
-            .await?;
+            let earlier = (job.token.as_str(), &job.before);
+            restore_earlier(conn, host, &job.deployment(), earlier, true, events).await?;
             restored.push(job.token.as_str());
         }
     }
@@ -108,15 +101,8 @@ async fn settle_found(
                         earlier.token
                     ),
                 );
-                restore_earlier(
-                    conn,
-                    host,
-                    &deployment,
-                    &earlier.token,
-                    &earlier.before,
-                    events,
-                )
-                .await?;
+                let found = (earlier.token.as_str(), &earlier.before);
+                restore_earlier(conn, host, &deployment, found, true, events).await?;
             }
             // Its watchdog decided in the meantime: its restore must end before this run
             // changes anything.
@@ -156,15 +142,8 @@ async fn settle_found(
         // generation it made, and its restore runs as its own job (which drops the record).
         let deployment = Deployment::new(&pending.token, probe_systemd(conn).await?);
         deployment.reinstall(conn, pending.made.as_deref()).await?;
-        restore_job(
-            conn,
-            host,
-            &deployment,
-            &pending.token,
-            &pending.before,
-            events,
-        )
-        .await?;
+        let found = (pending.token.as_str(), &pending.before);
+        restore_earlier(conn, host, &deployment, found, false, events).await?;
     }
     Ok(!found.jobs.is_empty() || !found.undecided.is_empty() || !found.pending.is_empty())
 }
@@ -181,18 +160,19 @@ async fn decide(conn: &Connection, command: &str) -> Result<Decision, HostError>
 }
 
 /// Puts the host back where it was before the earlier deployment `token` (whose activation was
-/// stopped, or never confirmed), with that deployment's own restore job (a detached unit or
-/// process, like every change).
+/// stopped, never confirmed, or cut off by a reboot), with that deployment's own restore job (a
+/// detached unit or process, like every change). With `claim`, the decision is claimed first,
+/// so that its watchdog does not restore on its own as well.
 async fn restore_earlier(
     conn: &Connection,
     host: &str,
     deployment: &Deployment,
-    token: &str,
-    before: &Before,
+    (token, before): (&str, &Before),
+    claim: bool,
     events: &mut Recorder<'_>,
 ) -> Result<(), HostError> {
-    match before {
-        Before::Restore(_) => {}
+    let change = match before {
+        Before::Restore(change) => change,
         Before::Nothing => {
             events.note(
                 host,
@@ -213,34 +193,21 @@ async fn restore_earlier(
             );
             return Ok(());
         }
-    }
-    // Its watchdog (if it armed one) must not restore on its own as well: claim the decision.
-    let decision = decide(conn, &deployment.decide_command()).await?;
-    if decision != Decision::Confirmed {
-        // Its watchdog decided first; settling has already waited for (or stopped) its restore.
-        events.note(
-            host,
-            format!(
-                "the earlier deployment's watchdog ({token}) had already decided: {decision:?}"
-            ),
-        );
-        return Ok(());
-    }
-    restore_job(conn, host, deployment, token, before, events).await
-}
-
-/// Runs the restore `before` of the earlier deployment `token` as that deployment's job.
-async fn restore_job(
-    conn: &Connection,
-    host: &str,
-    deployment: &Deployment,
-    token: &str,
-    before: &Before,
-    events: &mut Recorder<'_>,
-) -> Result<(), HostError> {
-    let Before::Restore(change) = before else {
-        return Ok(());
     };
+    if claim {
+        let decision = decide(conn, &deployment.decide_command()).await?;
+        if decision != Decision::Confirmed {
+            // Its watchdog decided first; settling has waited for (or stopped) its restore.
+            events.note(
+                host,
+                format!(
+                    "the earlier deployment's watchdog ({token}) had already decided: \
+                     {decision:?}"
+                ),
+            );
+            return Ok(());
+        }
+    }
     events.note(host, format!("restoring {}", describe(change)));
     let run = deployment.run(conn, host, JobKind::Restore, change, events.events);
     let failed = |detail: String, tail: Vec<String>| HostError::SettleRestore {
