@@ -3,7 +3,6 @@
 //! (or the JSON document). `apply --ask` shows the plan and asks before it changes anything.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +26,7 @@ use crate::{AppError, EXIT_HOST_FAILED, load, nix, out, parallel, passphrase, su
 pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let keys = passphrase::unlock(&mut hosts, passphrase::Copies::Yes).await?;
+    passphrase::unlock(&mut hosts).await?;
     if args.ask {
         ask(cli, args, &fleet, hosts.clone()).await?;
     }
@@ -68,7 +67,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         cancel,
     };
     let nix = nix().await?;
-    let interrupted = on_interrupt(handle, keys.handle_interrupts());
+    let interrupted = on_interrupt(handle);
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli, names, |events| async move {
         deploy(&request, &nix, events).await
@@ -90,10 +89,10 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll back);
-/// the second exits at once, removing `agent_dir` (the run's key agent) first. Activations run
+/// the second exits at once, removing the relays of `nix copy` first. Activations run
 /// detached on the hosts, so even then no host is left with its profile set to a generation
 /// whose activation never started.
-fn on_interrupt(handle: CancelHandle, agent_dir: Option<PathBuf>) -> Arc<AtomicBool> {
+fn on_interrupt(handle: CancelHandle) -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     tokio::spawn(async move {
@@ -108,9 +107,7 @@ fn on_interrupt(handle: CancelHandle, agent_dir: Option<PathBuf>) -> Arc<AtomicB
         );
         if tokio::signal::ctrl_c().await.is_ok() {
             let _ = Term::stderr().write_line("interrupted again: exiting now");
-            if let Some(dir) = &agent_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
+            hbdeploy_ssh::relay::remove_leftovers();
             std::process::exit(EXIT_INTERRUPTED.into());
         }
     });
@@ -242,7 +239,7 @@ fn interactive() -> bool {
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let _keys = passphrase::unlock(&mut hosts, passphrase::Copies::No).await?;
+    passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         sudo_password(&mut hosts).await?;
     }

@@ -59,8 +59,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             keepalive: host.ssh.keepalive,
         };
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
-        let _keys =
-            crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
+        crate::passphrase::unlock_target(&mut target).await?;
         return push(cli, args, &nix, request, &target).await;
     }
     let (events, ui) = listen(&request.host, cli.verbose);

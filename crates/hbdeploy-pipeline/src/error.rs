@@ -59,15 +59,9 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
-    /// The known_hosts file for `nix copy` could not be prepared; nothing was copied.
-    #[error("cannot prepare the known_hosts file {} for nix copy; the host was not changed", path.display())]
-    TrustFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The relay that lends the connection to `nix copy` could not be set up; nothing was copied.
+    #[error("cannot lend the SSH connection to nix copy; the host was not changed")]
+    Relay(#[source] hbdeploy_ssh::relay::RelayError),
     /// Signing the closure with the fleet's signing key failed; nothing was copied.
     #[error("cannot sign the closure with {}; the host was not changed", key.display())]
     Sign {
@@ -327,7 +321,7 @@ impl HostError {
             | HostError::RolledBack { .. }
             | HostError::WatchdogFailed { .. }
             | HostError::RollbackPending { .. }
-            | HostError::TrustFile { .. }
+            | HostError::Relay(_)
             | HostError::TaskLost => Vec::new(),
         }
     }

@@ -28,7 +28,6 @@ mod state;
 mod status;
 pub mod time;
 mod transfer;
-mod trust;
 mod waves;
 
 use std::num::NonZeroUsize;

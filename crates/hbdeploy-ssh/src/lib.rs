@@ -2,10 +2,10 @@
 //!
 //! One [`Connection`] per host: connect with a bounded timeout, check the host key strictly against
 //! a known_hosts file, authenticate with an identity file or ssh-agent, then run any number of
-//! commands on that one authenticated connection, streaming their output line by line. Encrypted
-//! identity files are decrypted by the caller once per run and handed over as [`Identities`],
-//! which a [`KeyAgent`] also serves to OpenSSH's `ssh` (see `identity.rs`); this crate never asks
-//! for a passphrase.
+//! commands on that one authenticated connection, streaming their output line by line, or lend a
+//! channel to a program that runs `ssh` ([`relay`]). Encrypted identity files are decrypted by
+//! the caller once per run and handed over as [`Identities`]; this crate never asks for a
+//! passphrase.
 //!
 //! This crate knows nothing of nix: it runs command lines and reports what they printed and how
 //! they exited.
@@ -19,6 +19,7 @@ mod hostcert;
 mod hostkey;
 mod identity;
 mod known_hosts;
+pub mod relay;
 mod scan;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub use hostkey::{
     HostKeyVerdict, KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, key_text, read_known_hosts,
 };
 pub use identity::{
-    Identities, IdentityError, KeyAgent, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
+    Identities, IdentityError, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
 };
 pub use known_hosts::host_pattern;
 pub use russh::keys::{PrivateKey, PublicKey};
