@@ -120,7 +120,7 @@ fn nix_copy_rides_the_connection_and_never_runs_openssh() {
     // Issue 16: one SSH stack. An OpenSSH `ssh` first on PATH that only records that it ran
     // (and fails) must never run: nix copy's `ssh` is hbdeploy standing in, on the one russh
     // connection, so each host sees one login and no second handshake.
-    let mut lab = Lab::start(&["a", "b"]).expect("lab");
+    let lab = Lab::start(&["a", "b"]).expect("lab");
     lab.write_fleet(&[], "").expect("fleet");
     let bin = lab.dir().join("fake-openssh");
     std::fs::create_dir_all(&bin).expect("dir");
