@@ -305,9 +305,9 @@ fn a_second_apply_of_an_unchanged_fleet_copies_nothing_and_activates_nothing() {
         assert_eq!(host(&lab, name).activations().expect("read").len(), 2);
     }
     // The russh connection, and the new connection that confirms the activation (magic rollback
-    // is armed now that there is a previous generation); still no `nix copy`.
+    // is armed now that there is a previous generation).
     let logins: Vec<usize> = lab.hosts().map(LabHost::accepted_logins).collect();
-    assert_eq!(logins, [5, 5]);
+    assert_eq!(logins, [4, 4]);
     let after: Vec<Vec<String>> = lab
         .hosts()
         .map(|h| h.store_entries().expect("ls"))
