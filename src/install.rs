@@ -57,6 +57,7 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             // The installer is reached as root.
             escalation: None,
             keepalive: host.ssh.keepalive,
+            compress: host.transfer.compress,
         };
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
         crate::passphrase::unlock_target(&mut target).await?;

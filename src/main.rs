@@ -193,7 +193,6 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
         health: host.health.iter().map(check).collect(),
         transfer: HostTransfer {
             substitute: host.transfer.substitute,
-            compress: host.transfer.compress,
             build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
             // Assumed trusted unless fleet.toml says otherwise: a nix that does not trust the
             // user ignores `--no-check-sigs`, and the copy's error then says what to do.
@@ -229,6 +228,7 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
             password: None,
         }),
         keepalive: host.ssh.keepalive,
+        compress: host.transfer.compress,
     }
 }
 
@@ -258,6 +258,8 @@ fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
         // Nothing runs on a jump host but the forwarding of the connection.
         escalation: None,
         keepalive: host.ssh.keepalive,
+        // The connection it forwards is encrypted: nothing for zlib to gain.
+        compress: false,
     }
 }
 

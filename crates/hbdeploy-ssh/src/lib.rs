@@ -73,6 +73,9 @@ pub struct Target {
     /// The time between keepalives, and how many may go unanswered before the connection is
     /// declared dead; `None` sends none.
     pub keepalive: Option<(Duration, usize)>,
+    /// Ask for zlib compression of the connection (which also carries `nix copy`): for slow
+    /// links; sshd may still refuse it, and then the connection is not compressed.
+    pub compress: bool,
 }
 
 impl Target {
@@ -134,6 +137,29 @@ impl client::Handler for Client {
     }
 }
 
+/// The russh client settings for `target`.
+fn config(target: &Target) -> client::Config {
+    let mut config = client::Config {
+        // A host that stops answering is noticed within interval × count instead of hanging
+        // the run.
+        keepalive_interval: target.keepalive.map(|(interval, _)| interval),
+        keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
+        nodelay: true,
+        ..client::Config::default()
+    };
+    // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
+    config.preferred.host_key_certificates = hostcert::algorithms(target);
+    if target.compress {
+        // OpenSSH's sshd offers only the delayed form (after authentication) by default.
+        config.preferred.compression = std::borrow::Cow::Borrowed(&[
+            russh::compression::ZLIB_LEGACY,
+            russh::compression::ZLIB,
+            russh::compression::NONE,
+        ]);
+    }
+    config
+}
+
 impl Connection {
     /// Connects, checks the host key and authenticates, all within `target.connect_timeout`.
     pub async fn connect(target: &Target) -> Result<Connection, SshError> {
@@ -148,17 +174,7 @@ impl Connection {
     }
 
     async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
-        let mut config = client::Config {
-            // A host that stops answering is noticed within interval × count instead of hanging
-            // the run.
-            keepalive_interval: target.keepalive.map(|(interval, _)| interval),
-            keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
-            nodelay: true,
-            ..client::Config::default()
-        };
-        // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
-        config.preferred.host_key_certificates = hostcert::algorithms(target);
-        let config = Arc::new(config);
+        let config = Arc::new(config(target));
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             target: target.clone(),
@@ -254,7 +270,21 @@ mod tests {
             jump: jump.map(Box::new),
             escalation: None,
             keepalive: None,
+            compress: false,
         }
+    }
+
+    #[test]
+    fn compression_is_asked_for_only_when_set() {
+        let plain = config(&target("host", None));
+        assert_eq!(plain.preferred.compression[0], russh::compression::NONE);
+        let mut slow = target("host", None);
+        slow.compress = true;
+        let compressed = config(&slow);
+        assert_eq!(
+            compressed.preferred.compression[0],
+            russh::compression::ZLIB_LEGACY
+        );
     }
 
     #[test]
