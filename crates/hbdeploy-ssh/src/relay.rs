@@ -31,6 +31,10 @@ pub const RELAY_ENV: &str = "HBDEPLOY_RELAY";
 /// The stand-in's answer when the relay started the command.
 const STARTED: &str = "ok";
 
+/// How much is read at once on either side of the relay: large reads make large SSH packets
+/// (russh splits them at the channel's packet size without copying).
+const CHUNK: usize = 64 << 10;
+
 /// What can go wrong while setting up a relay or while standing in for `ssh`.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -190,7 +194,7 @@ async fn splice(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (read, mut write) = stream.into_split();
-    let mut read = tokio::io::BufReader::new(read);
+    let mut read = tokio::io::BufReader::with_capacity(CHUNK, read);
     let mut asked = String::new();
     if read.read_line(&mut asked).await.is_err() {
         return;
@@ -220,7 +224,16 @@ async fn splice(
     let mut lines = crate::exec::LineSplitter::default();
     let input = async {
         // The stand-in's stdin, then end of file for the command.
-        let _ = to_host.data(read).await;
+        loop {
+            let chunk = match read.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(chunk) => chunk.to_vec(),
+            };
+            read.consume(chunk.len());
+            if to_host.data_bytes(chunk).await.is_err() {
+                break;
+            }
+        }
         let _ = to_host.eof().await;
     };
     let output = async {
@@ -455,11 +468,18 @@ fn relay(socket: &Path, invocation: &Invocation) -> Result<(), RelayError> {
             .status();
     }
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = vec![0u8; CHUNK];
+        // Reads this large bypass stdin's own (small) buffer.
+        while let Ok(n @ 1..) = stdin.read(&mut buffer) {
+            if writer.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
         let _ = writer.shutdown(std::net::Shutdown::Write);
     });
     let mut stdout = std::io::stdout().lock();
-    let mut buffer = vec![0u8; 64 << 10];
+    let mut buffer = vec![0u8; CHUNK];
     // The stdin thread may still be blocked reading; the caller exits, which ends it.
     loop {
         match reader.read(&mut buffer) {
