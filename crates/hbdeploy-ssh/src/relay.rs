@@ -21,7 +21,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use russh::ChannelMsg;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::Connection;
 
@@ -196,7 +196,8 @@ async fn splice(
     let (read, mut write) = stream.into_split();
     let mut read = tokio::io::BufReader::with_capacity(CHUNK, read);
     let mut asked = String::new();
-    if read.read_line(&mut asked).await.is_err() {
+    // A command line is short; a stand-in that sends more is cut off and refused below.
+    if (&mut read).take(4096).read_line(&mut asked).await.is_err() {
         return;
     }
     let asked = asked.trim_end_matches('\n');
