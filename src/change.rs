@@ -24,7 +24,7 @@ use crate::{passphrase, summary};
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let keys = passphrase::unlock(&mut hosts, passphrase::Copies::Yes).await?;
+    passphrase::unlock(&mut hosts).await?;
     if args.ask {
         ask(cli, args, &fleet, hosts.clone()).await?;
     }
@@ -70,10 +70,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     let nix = nix().await?;
     let begun = begin(&fleet, started, &request.hosts).await;
     // The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll
-    // back); the second ends the run (`shutdown.rs`). Activations run detached on the hosts, so
-    // even then no host is left with its profile set to a generation whose activation never
-    // started. The key agent's own guard stands down: its directory goes with `keys`.
-    let _ = keys.handle_interrupts();
+    // back); the second ends the run (`shutdown.rs`), whose destructors remove the relays of
+    // `nix copy`. Activations run detached on the hosts, so even then no host is left with its
+    // profile set to a generation whose activation never started.
     shutdown.on_first_interrupt(
         "interrupted: starting nothing new; running activations finish or roll back \
          (Ctrl-C again to exit now)",
@@ -91,9 +90,6 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     }
     Ok(code)
 }
-
-/// Named here too for the key agent's Ctrl-C guard in `passphrase.rs`, which goes with the agent.
-pub(crate) use crate::error::EXIT_INTERRUPTED;
 
 /// The canary hosts named by `--canary` (names or @tags), which must be among the selected ones.
 fn canaries(fleet: &Fleet, hosts: &[HostPlan], args: &[String]) -> Result<Vec<String>, AppError> {
@@ -166,7 +162,7 @@ async fn ask(
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let _keys = passphrase::unlock(&mut hosts, passphrase::Copies::No).await?;
+    passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&mut hosts).await?;
     }

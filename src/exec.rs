@@ -18,7 +18,7 @@ use crate::ui::out;
 /// `hbdeploy exec`.
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let _keys = crate::passphrase::unlock(&mut hosts, crate::passphrase::Copies::No).await?;
+    crate::passphrase::unlock(&mut hosts).await?;
     let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let request = ExecRequest {

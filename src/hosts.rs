@@ -27,7 +27,6 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
         health: host.health.iter().map(check).collect(),
         transfer: HostTransfer {
             substitute: host.transfer.substitute,
-            compress: host.transfer.compress,
             build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
             // Assumed trusted unless fleet.toml says otherwise: a nix that does not trust the
             // user ignores `--no-check-sigs`, and the copy's error then says what to do.
@@ -54,6 +53,7 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
             command: host.ssh.privilege_escalation.clone(),
             password: None,
         }),
+        compress: host.transfer.compress,
         ..with_settings_of(
             host,
             host.address.clone(),
@@ -85,6 +85,7 @@ pub(crate) fn with_settings_of(
         connect_timeout: host.ssh.connect_timeout,
         escalation: None,
         keepalive: host.ssh.keepalive,
+        compress: false,
     }
 }
 

@@ -24,10 +24,9 @@ pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, 
     };
     let (_, mut plans) = load(cli, &selection, false)?;
     // A selection of several hosts is refused below, before any passphrase is asked.
-    let _keys = match plans.len() {
-        1 => Some(crate::passphrase::unlock(&mut plans, crate::passphrase::Copies::No).await?),
-        _ => None,
-    };
+    if plans.len() == 1 {
+        crate::passphrase::unlock(&mut plans).await?;
+    }
     let [plan] = plans.as_slice() else {
         return Err(AppError::Usage(
             format!(
@@ -103,7 +102,7 @@ fn generations_table(state: &HostState) -> String {
 /// `hbdeploy check`: every selected host's health checks, now.
 pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, true)?;
-    let _keys = crate::passphrase::unlock(&mut hosts, crate::passphrase::Copies::No).await?;
+    crate::passphrase::unlock(&mut hosts).await?;
     let parallel = parallel(&fleet, args.parallel);
     let results = hbdeploy_pipeline::check_hosts(hosts, parallel).await;
     let mut rows = Vec::new();
@@ -162,7 +161,7 @@ pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
 /// `hbdeploy status`.
 pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, true)?;
-    let _keys = crate::passphrase::unlock(&mut hosts, crate::passphrase::Copies::No).await?;
+    crate::passphrase::unlock(&mut hosts).await?;
     let request = StatusRequest {
         flake: fleet.flake.to_string(),
         parallel: parallel(&fleet, args.parallel),

@@ -45,15 +45,17 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
     if let Some(target) = &args.target {
         // A live installer has a fresh host key of its own, never the installed host's, and is
         // reached as root.
-        let mut target = crate::hosts::with_settings_of(
-            host,
-            target.address.clone(),
-            target.port.unwrap_or(INSTALLER_PORT),
-            target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
-        );
+        let mut target = hbdeploy_ssh::Target {
+            compress: host.transfer.compress,
+            ..crate::hosts::with_settings_of(
+                host,
+                target.address.clone(),
+                target.port.unwrap_or(INSTALLER_PORT),
+                target.user.clone().unwrap_or_else(|| host.ssh.user.clone()),
+            )
+        };
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
-        let _keys =
-            crate::passphrase::unlock_target(&mut target, crate::passphrase::Copies::Yes).await?;
+        crate::passphrase::unlock_target(&mut target).await?;
         return push(cli, args, &nix, request, &target).await;
     }
     let (events, ui) = listen(&request.host, cli.verbose);

@@ -38,6 +38,23 @@ use crate::error::{AppError, EXIT_INTERRUPTED};
 use crate::shutdown::Shutdown;
 
 fn main() -> ExitCode {
+    // Run as `ssh` by `nix copy`: relay to this run's connection (hbdeploy_ssh::relay).
+    if let Some(stood_in) = hbdeploy_ssh::relay::stand_in() {
+        return match stood_in {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                // One line, as `ssh` says why it failed; nix shows it with its own error.
+                let mut text = format!("hbdeploy (as ssh): {err}");
+                let mut cause = std::error::Error::source(&err);
+                while let Some(next) = cause {
+                    text.push_str(&format!(": {next}"));
+                    cause = next.source();
+                }
+                let _ = Term::stderr().write_line(&text);
+                ExitCode::from(255)
+            }
+        };
+    }
     let cli = Cli::parse();
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     match cli.color {
@@ -86,6 +103,8 @@ fn main() -> ExitCode {
     // The tasks the command spawned are dropped here, their destructors run; a blocking read
     // still waiting on the terminal (a prompt interrupted by Ctrl-C) is not waited for long.
     runtime.shutdown_timeout(SHUTDOWN_WAIT);
+    // A relay still in use by a task that outlived the wait keeps its directory: gone now.
+    hbdeploy_ssh::relay::remove_leftovers();
     code
 }
 

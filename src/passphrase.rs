@@ -1,11 +1,11 @@
 //! Encrypted identity files: before any host is contacted, find the identity files the selected
 //! hosts will use that need a passphrase, ask for each once on the terminal, and hand the
 //! decrypted keys to every target of the run (every connection, also the confirmation
-//! reconnect) and, through an in-process ssh-agent, to the `ssh` that `nix copy` runs.
+//! reconnect). `nix copy` needs no key of its own: it rides a host's connection.
 //!
 //! A passphrase is asked only when it is needed:
 //! - a configured `identity-file` that is encrypted, unless ssh-agent already holds its key
-//!   (then the agent's key is used, by hbdeploy and by `nix copy` alike);
+//!   (then the agent's key is used);
 //! - with no `identity-file`: never when ssh-agent holds any key (the agent is tried first, as
 //!   `ssh` does), nor when one of OpenSSH's default files (`~/.ssh/id_ed25519`, `id_ecdsa`,
 //!   `id_rsa`) is unencrypted; otherwise, the first of those files that exists, when it is
@@ -15,12 +15,10 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use console::Term;
 use hbdeploy_pipeline::HostPlan;
-use hbdeploy_ssh::{Identities, IdentityError, KeyAgent, KeyFile, PrivateKey, PublicKey, Target};
+use hbdeploy_ssh::{Identities, IdentityError, KeyFile, PrivateKey, PublicKey, Target};
 
 use crate::secret::{self, Typed};
 
@@ -67,7 +65,7 @@ pub(crate) enum PassphraseError {
         #[source]
         source: std::io::Error,
     },
-    /// Reading or decrypting the file, or starting the agent, failed.
+    /// Reading or decrypting the file failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -91,15 +89,11 @@ impl PassphraseError {
     }
 }
 
-/// The keys decrypted for this run, and the agent lending them to `ssh`. Dropping it stops the
-/// agent and removes its directory.
-pub(crate) struct Unlocked {
+/// The keys decrypted for this run.
+struct Unlocked {
     identities: Identities,
     /// The default identity file asked for, given to targets that configure none.
     default: Option<PathBuf>,
-    agent: Option<KeyAgent>,
-    /// Set once the command handles Ctrl-C itself.
-    handled: Arc<AtomicBool>,
 }
 
 impl Unlocked {
@@ -108,8 +102,6 @@ impl Unlocked {
         Unlocked {
             identities: Identities::default(),
             default: None,
-            agent: None,
-            handled: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -130,50 +122,26 @@ impl Unlocked {
             self.give(&mut plan.target);
         }
     }
-
-    /// The command handles Ctrl-C from now on; before it exits at once it must remove the
-    /// returned directory (the agent's), which its `Drop` would otherwise remove.
-    pub(crate) fn handle_interrupts(&self) -> Option<PathBuf> {
-        self.handled.store(true, Ordering::SeqCst);
-        self.agent.as_ref().map(|agent| agent.dir().to_path_buf())
-    }
-}
-
-/// Whether the command runs OpenSSH's `ssh` (through `nix copy`), which gets the decrypted keys
-/// from an agent; commands that only use hbdeploy's own connections start none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Copies {
-    /// It may run `nix copy`.
-    Yes,
-    /// It never does.
-    No,
 }
 
 /// Unlocks what the plans' targets need (asking on the terminal) and gives them the keys.
-pub(crate) async fn unlock(
-    plans: &mut [HostPlan],
-    copies: Copies,
-) -> Result<Unlocked, PassphraseError> {
-    let unlocked = unlock_for(plans.iter().map(|plan| &plan.target), copies).await?;
+pub(crate) async fn unlock(plans: &mut [HostPlan]) -> Result<(), PassphraseError> {
+    let unlocked = unlock_for(plans.iter().map(|plan| &plan.target)).await?;
     unlocked.give_all(plans);
-    Ok(unlocked)
+    Ok(())
 }
 
 /// Unlocks what `target` needs and gives it the keys.
-pub(crate) async fn unlock_target(
-    target: &mut Target,
-    copies: Copies,
-) -> Result<Unlocked, PassphraseError> {
-    let unlocked = unlock_for(std::iter::once(&*target), copies).await?;
+pub(crate) async fn unlock_target(target: &mut Target) -> Result<(), PassphraseError> {
+    let unlocked = unlock_for(std::iter::once(&*target)).await?;
     unlocked.give(target);
-    Ok(unlocked)
+    Ok(())
 }
 
 /// Finds the encrypted identity files these targets (and their jump hosts) need, asks for their
-/// passphrases, and starts the agent when there is any key to lend to `ssh`.
+/// passphrases.
 async fn unlock_for<'a>(
     targets: impl Iterator<Item = &'a Target>,
-    copies: Copies,
 ) -> Result<Unlocked, PassphraseError> {
     let mut configured = BTreeSet::new();
     let mut uses_defaults = false;
@@ -240,44 +208,10 @@ async fn unlock_for<'a>(
         })??;
         keys.push((path, key));
     }
-    let identities = Identities::new(keys);
-    let handled = Arc::new(AtomicBool::new(false));
-    let unlocked = match copies {
-        Copies::No => Unlocked {
-            identities,
-            default: need.default,
-            agent: None,
-            handled,
-        },
-        Copies::Yes => {
-            let agent = KeyAgent::start(&identities).await?;
-            Unlocked {
-                identities: agent.identities(),
-                default: need.default,
-                agent: Some(agent),
-                handled,
-            }
-        }
-    };
-    guard_interrupts(&unlocked);
-    Ok(unlocked)
-}
-
-/// Until the command handles Ctrl-C itself, Ctrl-C removes the agent's directory and exits, as
-/// it would have without a handler (which the agent's `Drop` would not see).
-fn guard_interrupts(unlocked: &Unlocked) {
-    let Some(dir) = unlocked.agent.as_ref().map(|a| a.dir().to_path_buf()) else {
-        return;
-    };
-    let handled = Arc::clone(&unlocked.handled);
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            if !handled.load(Ordering::SeqCst) {
-                let _ = std::fs::remove_dir_all(&dir);
-                std::process::exit(crate::change::EXIT_INTERRUPTED.into());
-            }
-        }
-    });
+    Ok(Unlocked {
+        identities: Identities::new(keys),
+        default: need.default,
+    })
 }
 
 /// OpenSSH's default identity files that exist, in order.

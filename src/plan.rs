@@ -19,12 +19,7 @@ use crate::ui::{out, watched};
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    let copies = if args.copy {
-        crate::passphrase::Copies::Yes
-    } else {
-        crate::passphrase::Copies::No
-    };
-    let _keys = crate::passphrase::unlock(&mut hosts, copies).await?;
+    crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&mut hosts).await?;
     }

@@ -46,14 +46,14 @@ fn the_smallest_sweep_reports_every_documented_key() {
         point["peak_rss_mib"]["cold"]["median"].is_number(),
         "{point:#}"
     );
-    // Cold: one russh connection, one `nix copy`, and the new connection that confirms the
-    // activation (magic rollback is armed: every cold run has a previous generation). Warm: one
-    // connection. Plain: `nix copy` + ssh.
+    // Cold: one russh connection (which `nix copy` rides), and the new connection that
+    // confirms the activation (magic rollback is armed: every cold run has a previous
+    // generation). Warm: one connection. Plain: `nix copy` + ssh.
     let logins = &point["ssh_logins_per_host"];
-    assert_eq!(logins["hbdeploy_cold"]["median"], 3.0, "{point:#}");
-    // Without magic rollback there is no confirmation connection: russh and nix copy only.
+    assert_eq!(logins["hbdeploy_cold"]["median"], 2.0, "{point:#}");
+    // Without magic rollback there is no confirmation connection: one login in all.
     assert_eq!(
-        logins["hbdeploy_cold_no_magic_rollback"]["median"], 2.0,
+        logins["hbdeploy_cold_no_magic_rollback"]["median"], 1.0,
         "{point:#}"
     );
     assert_eq!(logins["hbdeploy_warm"]["median"], 1.0, "{point:#}");

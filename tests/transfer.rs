@@ -148,6 +148,26 @@ fn substitution_on_the_destination_works_with_an_empty_substituter_list() {
 }
 
 #[test]
+fn a_compressed_connection_carries_the_copy() {
+    // `compress = true` compresses the host's one connection (zlib@openssh.com, switched on
+    // after authentication), which carries nix copy too.
+    let lab = Lab::start(&["slow"]).expect("lab");
+    let fleet = lab
+        .fleet_toml(&[], "")
+        .replace("[hosts.slow]\n", "[hosts.slow]\ncompress = true\n");
+    std::fs::write(lab.dir().join("fleet.toml"), fleet).expect("write");
+    let run = hbdeploy(&lab, &["apply", "--all"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    assert_eq!(row(&run, "slow")[5], "3/3", "{}", run.both());
+    let path = system_path(&lab, "slow");
+    assert_eq!(
+        host(&lab, "slow").current_system().expect("read"),
+        Some(path)
+    );
+    assert_eq!(host(&lab, "slow").accepted_logins(), 1, "{}", run.both());
+}
+
+#[test]
 fn copy_and_activation_parallelism_are_bounded_separately() {
     let mut lab = Lab::start(&["a", "b", "c", "d"]).expect("lab");
     for name in ["a", "b", "c", "d"] {

@@ -1,6 +1,6 @@
 //! SSH trust and access against the lab (issue 5): pinned keys, known_hosts as OpenSSH writes
-//! it (hashed, `[host]:port`, `@revoked`), one trust policy for russh and `nix copy`, agent
-//! authentication, and a frozen host.
+//! it (hashed, `[host]:port`, `@revoked`), one trust stack (`nix copy` rides the checked
+//! connection and never runs OpenSSH), jump hosts, agent authentication, and a frozen host.
 
 // Test helpers panic with a message on purpose: that is how a test fails.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hbdeploy_lab::{Lab, SSH_PORT};
-use support::{HBDEPLOY, SshAgent, build_system, hbdeploy, host, row};
+use support::{HBDEPLOY, SshAgent, hbdeploy, host, row};
 
 /// The host key of `name` as the lab's known_hosts file lists it: `TYPE BASE64`.
 fn host_key(lab: &Lab, name: &str) -> String {
@@ -46,7 +46,7 @@ fn fleet(lab: &Lab, known_hosts: &Path, host_lines: &[(&str, String)]) {
 }
 
 #[test]
-fn pinned_keys_are_trusted_by_russh_and_nix_copy_alike() {
+fn pinned_keys_are_trusted_and_a_wrong_pin_refused() {
     let lab = Lab::start(&["pinned", "wrong"]).expect("lab");
     let empty = lab.dir().join("empty_known_hosts");
     std::fs::write(&empty, "").expect("write");
@@ -62,7 +62,7 @@ fn pinned_keys_are_trusted_by_russh_and_nix_copy_alike() {
     );
     let run = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(run.code, 1, "{}", run.both());
-    // Copied (nix copy's ssh trusted the pin too) and activated.
+    // Copied (over the connection that checked the pin) and activated.
     assert_eq!(row(&run, "pinned")[1], "ok", "{}", run.both());
     assert_eq!(row(&run, "pinned")[5], "3/3", "{}", run.both());
     assert_eq!(
@@ -98,7 +98,7 @@ fn hashed_known_hosts_are_accepted_and_revoked_keys_refused() {
     assert_eq!(
         row(&run, "hashed")[1],
         "ok",
-        "russh and nix copy read hashed names: {}",
+        "hashed names are read: {}",
         run.both()
     );
     assert_eq!(
@@ -116,41 +116,45 @@ fn hashed_known_hosts_are_accepted_and_revoked_keys_refused() {
 }
 
 #[test]
-fn nix_copy_refuses_a_changed_key_on_its_own() {
-    // russh refuses first in a deployment; this shows nix copy's ssh applies the same strict
-    // policy when asked directly.
+fn nix_copy_rides_the_connection_and_never_runs_openssh() {
+    // Issue 16: one SSH stack. An OpenSSH `ssh` first on PATH that only records that it ran
+    // (and fails) must never run: nix copy's `ssh` is hbdeploy standing in, on the one russh
+    // connection, so each host sees one login and no second handshake.
     let lab = Lab::start(&["a", "b"]).expect("lab");
-    let changed = lab.dir().join("changed_known_hosts");
-    let b_key = host_key(&lab, "b");
-    let a = host(&lab, "a").address;
-    std::fs::write(&changed, format!("[{a}]:{SSH_PORT} {b_key}\n")).expect("write");
-    let out = build_system(&lab, "a");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let result = runtime.block_on(async {
-        let nix = hbdeploy_nix::Nix::detect().await.expect("nix");
-        let dest = hbdeploy_nix::SshDest {
-            user: "root".to_owned(),
-            address: a.to_string(),
-            port: SSH_PORT,
-            identity_file: Some(lab.identity_file().to_path_buf()),
-            agent: None,
-            known_hosts: changed.clone(),
-            connect_timeout_secs: 5,
-            keepalive: None,
-            jump: None,
-            plain_host_keys: false,
-        };
-        let path = hbdeploy_nix::StorePath::new(&out).expect("store path");
-        nix.copy_to(&dest, &path, &mut |_| {}).await
-    });
-    let err = result.expect_err("a changed key must be refused");
-    let tail = err.tail().join("\n");
-    assert!(
-        tail.contains("HOST IDENTIFICATION HAS CHANGED")
-            || tail.contains("Host key verification failed"),
-        "{tail}"
+    lab.write_fleet(&[], "").expect("fleet");
+    let bin = lab.dir().join("fake-openssh");
+    std::fs::create_dir_all(&bin).expect("dir");
+    let marker = lab.dir().join("openssh-ran");
+    let fake = bin.join("ssh");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\necho \"$@\" >> {}\nexit 255\n", marker.display()),
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
     );
-    assert!(host(&lab, "a").store_entries().expect("ls").is_empty());
+    let run = lab
+        .hbdeploy_with_env(
+            Path::new(HBDEPLOY),
+            &["apply", "--all"],
+            &[("PATH", path.as_str())],
+        )
+        .expect("runs");
+    assert_eq!(run.code, 0, "{}", run.both());
+    for name in ["a", "b"] {
+        assert_eq!(row(&run, name)[5], "3/3", "{}", run.both());
+        assert_eq!(host(&lab, name).accepted_logins(), 1, "{}", run.both());
+    }
+    assert!(
+        !marker.exists(),
+        "OpenSSH ran: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
+    );
 }
 
 #[test]
@@ -382,7 +386,7 @@ fn hostile_values_in_fleet_toml_and_on_the_command_line_are_never_executed() {
 }
 
 #[test]
-fn a_host_is_reached_through_its_jump_host_by_russh_and_nix_copy() {
+fn a_host_is_reached_through_its_jump_host_with_one_connection() {
     let lab = Lab::start(&["bastion", "inner", "other"]).expect("lab");
     let bastion = host(&lab, "bastion").address;
     let text = lab
@@ -407,12 +411,16 @@ fn a_host_is_reached_through_its_jump_host_by_russh_and_nix_copy() {
         );
         assert!(host(&lab, name).current_system().expect("read").is_some());
     }
-    // bastion itself was not deployed, yet it carried both hosts' russh and nix copy logins.
+    // bastion itself was not deployed, yet it carried both hosts' connections: one login each
+    // (nix copy rode them), and one on each host behind it.
     assert!(
         host(&lab, "bastion")
             .current_system()
             .expect("read")
             .is_none()
     );
-    assert_eq!(host(&lab, "bastion").accepted_logins(), 4, "{}", run.both());
+    assert_eq!(host(&lab, "bastion").accepted_logins(), 2, "{}", run.both());
+    for name in ["inner", "other"] {
+        assert_eq!(host(&lab, name).accepted_logins(), 1, "{}", run.both());
+    }
 }

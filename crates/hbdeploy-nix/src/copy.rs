@@ -1,38 +1,24 @@
-//! Copying a closure to a host with `nix copy --to ssh-ng://…`, with the same port, identity and
-//! known_hosts file as hbdeploy's own SSH connection, and strict host-key checking.
+//! Copying a closure to a host with `nix copy --to ssh-ng://…`. nix runs `ssh` from `PATH` for
+//! such a store; the caller says which `ssh` (a directory put first on `PATH`) and what it needs
+//! in its environment, so this crate knows nothing of how that `ssh` reaches the host.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use crate::command::{self, OutputSink};
 use crate::{FEATURES, Nix, NixError, StorePath};
 
-/// Where `nix copy` sends a closure, and how its ssh must connect.
+/// Where `nix copy` sends a closure, and which `ssh` it runs to get there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SshDest {
-    /// Login user.
+    /// Login user, for the store URI (and nix's messages).
     pub user: String,
-    /// DNS name or IP.
+    /// DNS name or IP, for the store URI (and nix's messages).
     pub address: String,
-    /// sshd port.
-    pub port: u16,
-    /// Private key; `None` leaves key choice to ssh (and its agent). May also be a public key
-    /// file, whose private key `agent` holds.
-    pub identity_file: Option<PathBuf>,
-    /// The ssh-agent socket ssh must use (`SSH_AUTH_SOCK`) instead of the caller's: one that
-    /// holds already decrypted keys, so that ssh never asks for a passphrase.
-    pub agent: Option<PathBuf>,
-    /// The only known_hosts file ssh may trust.
-    pub known_hosts: PathBuf,
-    /// ssh's ConnectTimeout, in seconds.
-    pub connect_timeout_secs: u64,
-    /// ssh's ServerAliveInterval (seconds) and ServerAliveCountMax; `None` sends no keepalives.
-    pub keepalive: Option<(u64, u64)>,
-    /// An ssh config file (`-F`) and the host in it to jump through (`-J`), for a host behind a
-    /// jump host.
-    pub jump: Option<(PathBuf, String)>,
-    /// Ask for a plain host key only, never a host certificate: for a host whose keys are pinned,
-    /// where a certificate must not stand in for the pinned key.
-    pub plain_host_keys: bool,
+    /// The directory holding the `ssh` nix must run, put first on its `PATH`.
+    pub ssh_dir: PathBuf,
+    /// What that `ssh` needs in its environment besides `PATH`.
+    pub env: Vec<(String, OsString)>,
 }
 
 /// How `nix copy` sends a closure.
@@ -43,15 +29,9 @@ pub struct CopyOptions {
     /// Skip the destination's signature checks (`--no-check-sigs`): only for a user the
     /// destination's nix trusts, and only when the closure is not signed.
     pub no_check_sigs: bool,
-    /// Compress the SSH stream (`?compress=true`).
-    pub compress: bool,
     /// Copy the derivation (and its build inputs) instead of its outputs (`--derivation`).
     pub derivation: bool,
 }
-
-/// The `HostKeyAlgorithms` value that removes every certificate algorithm from OpenSSH's
-/// defaults, leaving plain host keys.
-pub const NO_CERTIFICATES: &str = "-*-cert-v01@openssh.com";
 
 impl SshDest {
     /// The store URI, e.g. `ssh-ng://root@10.0.0.5`.
@@ -64,70 +44,14 @@ impl SshDest {
         format!("ssh-ng://{}@{host}", self.user)
     }
 
-    /// The `NIX_SSHOPTS` value. nix splits it on white space, so paths with spaces are refused.
-    pub fn ssh_opts(&self) -> Result<String, NixError> {
-        let mut opts = vec![
-            "-p".to_owned(),
-            self.port.to_string(),
-            "-o".to_owned(),
-            "BatchMode=yes".to_owned(),
-            "-o".to_owned(),
-            "StrictHostKeyChecking=yes".to_owned(),
-            "-o".to_owned(),
-            format!(
-                "UserKnownHostsFile={}",
-                checked("known-hosts", &self.known_hosts)?
-            ),
-            "-o".to_owned(),
-            "GlobalKnownHostsFile=/dev/null".to_owned(),
-            "-o".to_owned(),
-            format!("ConnectTimeout={}", self.connect_timeout_secs),
-            "-o".to_owned(),
-            format!(
-                "ServerAliveInterval={}",
-                self.keepalive.map_or(0, |(interval, _)| interval)
-            ),
-            "-o".to_owned(),
-            format!(
-                "ServerAliveCountMax={}",
-                self.keepalive.map_or(3, |(_, count)| count)
-            ),
-        ];
-        if self.plain_host_keys {
-            opts.extend([
-                "-o".to_owned(),
-                format!("HostKeyAlgorithms={NO_CERTIFICATES}"),
-            ]);
+    /// `PATH` with [`SshDest::ssh_dir`] first.
+    fn path_env(&self) -> OsString {
+        let mut path = self.ssh_dir.clone().into_os_string();
+        if let Some(rest) = std::env::var_os("PATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(rest);
         }
-        // hbdeploy's own connection reads no ssh config, so neither does this one: both reach
-        // the same address, port and user and trust the same keys.
-        match &self.jump {
-            Some((config, alias)) => opts.extend([
-                "-F".to_owned(),
-                checked("ssh config", config)?,
-                "-J".to_owned(),
-                alias.clone(),
-            ]),
-            None => opts.extend(["-F".to_owned(), "/dev/null".to_owned()]),
-        }
-        if let Some(identity) = &self.identity_file {
-            opts.extend([
-                "-i".to_owned(),
-                checked("identity-file", identity)?,
-                "-o".to_owned(),
-                "IdentitiesOnly=yes".to_owned(),
-            ]);
-        }
-        Ok(opts.join(" "))
-    }
-}
-
-fn checked(what: &'static str, path: &std::path::Path) -> Result<String, NixError> {
-    let text = path.to_string_lossy().into_owned();
-    if text.contains(char::is_whitespace) {
-        Err(NixError::UnsafeSshOption { what, path: text })
-    } else {
-        Ok(text)
+        path
     }
 }
 
@@ -143,27 +67,23 @@ fn copy_args(dest: &SshDest, path: &StorePath, options: CopyOptions) -> Vec<Stri
     if options.derivation {
         args.push("--derivation".to_owned());
     }
-    let mut uri = dest.uri();
-    if options.compress {
-        uri.push_str("?compress=true");
-    }
-    args.extend(["--to".to_owned(), uri, path.to_string()]);
+    args.extend(["--to".to_owned(), dest.uri(), path.to_string()]);
     args
 }
 
-/// The `nix copy` process: its arguments, and ssh's options and agent in its environment.
+/// The `nix copy` process: its arguments, and its `ssh` on `PATH` with that ssh's environment.
 fn copy_command(
     nix: &std::path::Path,
     dest: &SshDest,
     path: &StorePath,
     options: CopyOptions,
-) -> Result<tokio::process::Command, NixError> {
+) -> tokio::process::Command {
     let mut cmd = command::cmd(nix, copy_args(dest, path, options));
-    cmd.env("NIX_SSHOPTS", dest.ssh_opts()?);
-    if let Some(agent) = &dest.agent {
-        cmd.env("SSH_AUTH_SOCK", agent);
-    }
-    Ok(cmd)
+    cmd.env("PATH", dest.path_env());
+    // The caller's ssh options are for OpenSSH, not for the `ssh` given here.
+    cmd.env_remove("NIX_SSHOPTS");
+    cmd.envs(dest.env.iter().map(|(name, value)| (name, value)));
+    cmd
 }
 
 impl Nix {
@@ -193,7 +113,6 @@ impl Nix {
         let options = CopyOptions {
             substitute: true,
             no_check_sigs: true,
-            compress: false,
             derivation: false,
         };
         self.copy_with(dest, path, options, on_line).await
@@ -209,7 +128,7 @@ impl Nix {
         on_line: OutputSink<'_>,
     ) -> Result<(), NixError> {
         let shown = format!("nix copy --to {} {path}", dest.uri());
-        let cmd = copy_command(&self.nix, dest, path, options)?;
+        let cmd = copy_command(&self.nix, dest, path, options);
         let output = command::run(cmd, &shown, on_line).await?;
         if output.success {
             Ok(())
@@ -227,78 +146,40 @@ mod tests {
         SshDest {
             user: "root".to_owned(),
             address: "127.77.0.11".to_owned(),
-            port: 2222,
-            identity_file: Some(PathBuf::from("/lab/id_ed25519")),
-            agent: None,
-            known_hosts: PathBuf::from("/lab/known_hosts"),
-            connect_timeout_secs: 7,
-            keepalive: Some((5, 3)),
-            jump: None,
-            plain_host_keys: false,
+            ssh_dir: PathBuf::from("/tmp/relay"),
+            env: vec![("HBDEPLOY_RELAY".to_owned(), OsString::from("/tmp/relay/s"))],
         }
     }
 
     #[test]
-    fn ssh_options_pin_port_identity_and_trust_store() {
-        assert_eq!(
-            dest().ssh_opts().expect("no spaces"),
-            "-p 2222 -o BatchMode=yes -o StrictHostKeyChecking=yes \
-             -o UserKnownHostsFile=/lab/known_hosts -o GlobalKnownHostsFile=/dev/null \
-             -o ConnectTimeout=7 -o ServerAliveInterval=5 -o ServerAliveCountMax=3 \
-             -F /dev/null -i /lab/id_ed25519 -o IdentitiesOnly=yes"
-        );
-    }
-
-    #[test]
-    fn a_pinned_host_is_asked_for_plain_keys_only() {
-        let mut d = dest();
-        d.plain_host_keys = true;
-        assert!(
-            d.ssh_opts()
-                .expect("no spaces")
-                .contains(" -o HostKeyAlgorithms=-*-cert-v01@openssh.com "),
-            "{:?}",
-            d.ssh_opts()
-        );
-    }
-
-    #[test]
-    fn ssh_gets_the_runs_agent_only_when_there_is_one() {
+    fn nix_runs_the_given_ssh_with_its_environment_and_no_ssh_options() {
         let path = StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-h1")
             .expect("valid");
         let options = CopyOptions {
             substitute: true,
             no_check_sigs: true,
-            compress: false,
             derivation: false,
         };
-        let agent = |d: &SshDest| {
-            let cmd = copy_command(std::path::Path::new("nix"), d, &path, options).expect("cmd");
-            cmd.as_std()
-                .get_envs()
-                .find(|(name, _)| *name == "SSH_AUTH_SOCK")
-                .and_then(|(_, value)| value.map(PathBuf::from))
-        };
-        assert_eq!(agent(&dest()), None, "the caller's own agent is inherited");
-        let mut d = dest();
-        d.agent = Some(PathBuf::from("/tmp/hbdeploy-agent-1-x/agent.sock"));
-        assert_eq!(
-            agent(&d),
-            Some(PathBuf::from("/tmp/hbdeploy-agent-1-x/agent.sock"))
-        );
-    }
-
-    #[test]
-    fn paths_with_spaces_are_refused() {
-        let mut d = dest();
-        d.known_hosts = PathBuf::from("/my files/known_hosts");
-        assert!(matches!(
-            d.ssh_opts(),
-            Err(NixError::UnsafeSshOption {
-                what: "known-hosts",
-                ..
+        let cmd = copy_command(std::path::Path::new("nix"), &dest(), &path, options);
+        let envs: Vec<(String, Option<String>)> = cmd
+            .as_std()
+            .get_envs()
+            .map(|(name, value)| {
+                (
+                    name.to_string_lossy().into_owned(),
+                    value.map(|v| v.to_string_lossy().into_owned()),
+                )
             })
-        ));
+            .collect();
+        let get = |name: &str| envs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+        assert!(
+            get("PATH")
+                .flatten()
+                .is_some_and(|p| p.starts_with("/tmp/relay")),
+            "{envs:?}"
+        );
+        assert_eq!(get("NIX_SSHOPTS"), Some(None), "removed");
+        assert_eq!(get("HBDEPLOY_RELAY"), Some(Some("/tmp/relay/s".to_owned())));
     }
 
     #[test]
@@ -316,7 +197,6 @@ mod tests {
         let trusted = CopyOptions {
             substitute: true,
             no_check_sigs: true,
-            compress: false,
             derivation: false,
         };
         assert_eq!(
@@ -330,19 +210,18 @@ mod tests {
                 path.as_str()
             ]
         );
-        let signed_slow_link = CopyOptions {
+        let signed_derivation = CopyOptions {
             substitute: false,
             no_check_sigs: false,
-            compress: true,
             derivation: true,
         };
         assert_eq!(
-            &copy_args(&dest(), &path, signed_slow_link)[2..],
+            &copy_args(&dest(), &path, signed_derivation)[2..],
             [
                 "copy",
                 "--derivation",
                 "--to",
-                "ssh-ng://root@127.77.0.11?compress=true",
+                "ssh-ng://root@127.77.0.11",
                 path.as_str()
             ]
         );

@@ -42,14 +42,6 @@ pub enum NixError {
         /// What was wrong.
         detail: String,
     },
-    /// A path cannot be passed to ssh through NIX_SSHOPTS, which nix splits on white space.
-    #[error("{what} {path:?} contains white space, which NIX_SSHOPTS cannot carry")]
-    UnsafeSshOption {
-        /// Which setting.
-        what: &'static str,
-        /// The path.
-        path: String,
-    },
 }
 
 impl NixError {
@@ -76,9 +68,6 @@ impl NixError {
                 "install nix (Debian/Ubuntu: `apt-get install nix-bin`) and make sure `nix` is on PATH"
                     .to_owned(),
             ),
-            NixError::UnsafeSshOption { .. } => {
-                Some("move the file to a path without spaces".to_owned())
-            }
             _ => None,
         }
     }

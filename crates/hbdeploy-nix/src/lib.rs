@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 pub use build::BuildResults;
 pub use command::OutputSink;
-pub use copy::{CopyOptions, NO_CERTIFICATES, SshDest};
+pub use copy::{CopyOptions, SshDest};
 pub use disko::{DISKO_INSTALL, DiskDevice, InstallDrvs, disko_install_argv};
 pub use error::NixError;
 pub use eval::{Toplevel, nix_string};

@@ -849,6 +849,7 @@ impl HostJob {
             return Ok(CopyStats { sent: 0, total: 1 });
         }
         transfer::nix_copy(
+            conn,
             &self.nix,
             &self.plan,
             false,

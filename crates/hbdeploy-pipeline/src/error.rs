@@ -69,15 +69,9 @@ pub enum HostError {
         /// The limit, in seconds.
         secs: u64,
     },
-    /// The known_hosts file for `nix copy` could not be prepared; nothing was copied.
-    #[error("cannot prepare the known_hosts file {} for nix copy; the host was not changed", path.display())]
-    TrustFile {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The relay that lends the connection to `nix copy` could not be set up; nothing was copied.
+    #[error("cannot lend the SSH connection to nix copy; the host was not changed")]
+    Relay(#[source] hbdeploy_ssh::relay::RelayError),
     /// Signing the closure with the fleet's signing key failed; nothing was copied.
     #[error("cannot sign the closure with {}; the host was not changed", key.display())]
     Sign {
@@ -396,7 +390,7 @@ impl HostError {
             | HostError::Unsettled { .. }
             | HostError::Unchecked { .. }
             | HostError::NoAnswer { .. }
-            | HostError::TrustFile { .. }
+            | HostError::Relay(_)
             | HostError::TaskLost => Vec::new(),
         }
     }

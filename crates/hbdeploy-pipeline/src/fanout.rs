@@ -67,6 +67,7 @@ mod tests {
                 connect_timeout: Duration::from_secs(1),
                 escalation: None,
                 keepalive: None,
+                compress: false,
             },
             safety: crate::HostSafety::default(),
             health: Vec::new(),

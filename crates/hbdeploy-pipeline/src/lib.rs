@@ -28,7 +28,6 @@ mod state;
 mod status;
 pub mod time;
 mod transfer;
-mod trust;
 mod waves;
 
 use std::num::NonZeroUsize;
@@ -132,8 +131,6 @@ pub struct HostPlan {
 pub struct HostTransfer {
     /// `nix copy --substitute-on-destination`: the host fetches what its caches have.
     pub substitute: bool,
-    /// Compress the copy's SSH stream.
-    pub compress: bool,
     /// Copy the derivation and build on the host instead of building here.
     pub build_on_target: bool,
     /// The login user is trusted by the host's nix: unsigned copies use `--no-check-sigs`.
@@ -144,7 +141,6 @@ impl Default for HostTransfer {
     fn default() -> Self {
         HostTransfer {
             substitute: true,
-            compress: false,
             build_on_target: false,
             trusted: true,
         }

@@ -63,6 +63,7 @@ mod tests {
                     connect_timeout: std::time::Duration::from_secs(1),
                     escalation: None,
                     keepalive: None,
+                    compress: false,
                 },
                 safety: crate::HostSafety::default(),
                 health: Vec::new(),

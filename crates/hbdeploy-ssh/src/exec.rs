@@ -88,12 +88,12 @@ pub const LINE_CAP: usize = 64 << 10;
 
 /// Splits a byte stream into lines, keeping an unfinished last line for the next chunk.
 #[derive(Default)]
-struct LineSplitter {
+pub(crate) struct LineSplitter {
     pending: Vec<u8>,
 }
 
 impl LineSplitter {
-    fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(String)) {
+    pub(crate) fn push(&mut self, bytes: &[u8], mut emit: impl FnMut(String)) {
         self.pending.extend_from_slice(bytes);
         while let Some(pos) = self.pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=pos).collect();
@@ -105,7 +105,7 @@ impl LineSplitter {
         }
     }
 
-    fn finish(&mut self, mut emit: impl FnMut(String)) {
+    pub(crate) fn finish(&mut self, mut emit: impl FnMut(String)) {
         if !self.pending.is_empty() {
             let line = std::mem::take(&mut self.pending);
             emit(clean(&line));

@@ -460,6 +460,7 @@ mod tests {
             jump: None,
             escalation: None,
             keepalive: None,
+            compress: false,
         };
         assert_eq!(
             algorithms(&target("10.0.0.1", 2222, Vec::new())).len(),
@@ -499,6 +500,7 @@ mod tests {
             jump: None,
             escalation: None,
             keepalive: None,
+            compress: false,
         };
         let verdict = crate::hostkey::check(&target, &offered.into(), NOW);
         let after = std::fs::read_to_string(&file).expect("read");

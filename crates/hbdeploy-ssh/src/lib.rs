@@ -2,10 +2,10 @@
 //!
 //! One [`Connection`] per host: connect with a bounded timeout, check the host key strictly against
 //! a known_hosts file, authenticate with an identity file or ssh-agent, then run any number of
-//! commands on that one authenticated connection, streaming their output line by line. Encrypted
-//! identity files are decrypted by the caller once per run and handed over as [`Identities`],
-//! which a [`KeyAgent`] also serves to OpenSSH's `ssh` (see `identity.rs`); this crate never asks
-//! for a passphrase.
+//! commands on that one authenticated connection, streaming their output line by line, or lend a
+//! channel to a program that runs `ssh` ([`relay`]). Encrypted identity files are decrypted by
+//! the caller once per run and handed over as [`Identities`]; this crate never asks for a
+//! passphrase.
 //!
 //! This crate knows nothing of nix: it runs command lines and reports what they printed and how
 //! they exited.
@@ -19,6 +19,7 @@ mod hostcert;
 mod hostkey;
 mod identity;
 mod known_hosts;
+pub mod relay;
 mod scan;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ pub use hostkey::{
     HostKeyVerdict, KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, key_text, read_known_hosts,
 };
 pub use identity::{
-    Identities, IdentityError, KeyAgent, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
+    Identities, IdentityError, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
 };
 pub use known_hosts::host_pattern;
 pub use russh::keys::{PrivateKey, PublicKey};
@@ -72,6 +73,9 @@ pub struct Target {
     /// The time between keepalives, and how many may go unanswered before the connection is
     /// declared dead; `None` sends none.
     pub keepalive: Option<(Duration, usize)>,
+    /// Ask for zlib compression of the connection (which also carries `nix copy`): for slow
+    /// links; sshd may still refuse it, and then the connection is not compressed.
+    pub compress: bool,
 }
 
 impl Target {
@@ -135,6 +139,29 @@ impl client::Handler for Client {
     }
 }
 
+/// The russh client settings for `target`.
+fn config(target: &Target) -> client::Config {
+    let mut config = client::Config {
+        // A host that stops answering is noticed within interval × count instead of hanging
+        // the run.
+        keepalive_interval: target.keepalive.map(|(interval, _)| interval),
+        keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
+        nodelay: true,
+        ..client::Config::default()
+    };
+    // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
+    config.preferred.host_key_certificates = hostcert::algorithms(target);
+    if target.compress {
+        // OpenSSH's sshd offers only the delayed form (after authentication) by default.
+        config.preferred.compression = std::borrow::Cow::Borrowed(&[
+            russh::compression::ZLIB_LEGACY,
+            russh::compression::ZLIB,
+            russh::compression::NONE,
+        ]);
+    }
+    config
+}
+
 impl Connection {
     /// Connects, checks the host key and authenticates, all within `target.connect_timeout`.
     pub async fn connect(target: &Target) -> Result<Connection, SshError> {
@@ -149,17 +176,7 @@ impl Connection {
     }
 
     async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
-        let mut config = client::Config {
-            // A host that stops answering is noticed within interval × count instead of hanging
-            // the run.
-            keepalive_interval: target.keepalive.map(|(interval, _)| interval),
-            keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
-            nodelay: true,
-            ..client::Config::default()
-        };
-        // Host certificates only where known_hosts names a CA for the host (and no key is pinned).
-        config.preferred.host_key_certificates = hostcert::algorithms(target);
-        let config = Arc::new(config);
+        let config = Arc::new(config(target));
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             target: target.clone(),
@@ -256,7 +273,21 @@ mod tests {
             jump: jump.map(Box::new),
             escalation: None,
             keepalive: None,
+            compress: false,
         }
+    }
+
+    #[test]
+    fn compression_is_asked_for_only_when_set() {
+        let plain = config(&target("host", None));
+        assert_eq!(plain.preferred.compression[0], russh::compression::NONE);
+        let mut slow = target("host", None);
+        slow.compress = true;
+        let compressed = config(&slow);
+        assert_eq!(
+            compressed.preferred.compression[0],
+            russh::compression::ZLIB_LEGACY
+        );
     }
 
     #[test]

@@ -265,6 +265,9 @@ pub enum StepError {
     /// `nix copy` failed.
     #[error("copying to the target failed; its disks were not touched")]
     Copy(#[source] NixError),
+    /// The relay that lends the connection to `nix copy` could not be set up.
+    #[error("cannot lend the SSH connection to nix copy; the target's disks were not touched")]
+    Relay(#[source] hbdeploy_ssh::relay::RelayError),
     /// The connection broke during a step.
     #[error("the SSH connection failed during {step}; {}", channel_left(*step))]
     Channel {
@@ -327,7 +330,9 @@ impl StepError {
             | StepError::Disko { tail, .. }
             | StepError::NixosInstall { tail, .. } => tail.clone(),
             StepError::Closure { source: err, .. } | StepError::Copy(err) => err.tail().to_vec(),
-            StepError::Channel { .. } | StepError::DiskoInstall { .. } => Vec::new(),
+            StepError::Channel { .. } | StepError::DiskoInstall { .. } | StepError::Relay(_) => {
+                Vec::new()
+            }
         }
     }
 

@@ -342,15 +342,20 @@ impl Job<'_> {
             total: closure.len(),
         };
         if missing > 0 {
-            // A live installer is reached directly and has no pinned keys (its key is new).
-            let target = self.installer.conn.target();
-            let dest = crate::trust::dest(target, &crate::trust::TrustFile::configured(target));
+            // As the deploying user is trusted there: unsigned, the target's caches first.
+            let options = hbdeploy_nix::CopyOptions {
+                substitute: true,
+                no_check_sigs: true,
+                derivation: false,
+            };
             let mut sink = |line: &str| self.events.output(InstallStep::Copy, line);
             for root in roots {
-                self.nix
-                    .copy_to(&dest, root, &mut sink)
+                crate::transfer::over(&self.installer.conn, self.nix, root, options, &mut sink)
                     .await
-                    .map_err(StepError::Copy)?;
+                    .map_err(|failed| match failed {
+                        crate::transfer::CopyFailed::Relay(err) => StepError::Relay(err),
+                        crate::transfer::CopyFailed::Nix(err) => StepError::Copy(err),
+                    })?;
             }
         }
         self.events

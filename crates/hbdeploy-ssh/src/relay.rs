@@ -1,0 +1,589 @@
+//! Lending a [`Connection`] to a program that runs OpenSSH's `ssh` (nix's `ssh-ng://` store):
+//! the program finds a stand-in `ssh` first on its `PATH`, and the stand-in's stdin and stdout
+//! become those of a command on a new channel of the connection. So that program reaches the
+//! host over the connection hbdeploy already made: no second handshake, and no second set of
+//! host keys, identities, jump hosts or timeouts to keep in step with the first.
+//!
+//! The stand-in is the running executable itself (so an installed binary needs no other file):
+//! [`Relay::open`] makes a private (0700) temporary directory holding a unix socket and a
+//! symlink named `ssh` to [`std::env::current_exe`], and the program runs with that directory
+//! first on its `PATH` and the socket in [`RELAY_ENV`]. A program that relays must call
+//! [`stand_in`] first thing in `main`: run as `ssh` with [`RELAY_ENV`] set, it connects to the
+//! socket, names the command it was asked to run, and copies its stdin to the socket and the
+//! socket to its stdout until either ends.
+//!
+//! The relay runs exactly one command line, given by its owner (e.g. `nix-daemon --stdio`); a
+//! stand-in that asks for another is refused. The command runs as the connection's login user,
+//! as `ssh` would have run it. Its stderr goes to the owner's line sink.
+
+use std::ffi::OsString;
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+
+use russh::ChannelMsg;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+use crate::Connection;
+
+/// The environment variable that holds the relay's socket for the stand-in `ssh`.
+pub const RELAY_ENV: &str = "HBDEPLOY_RELAY";
+
+/// The stand-in's answer when the relay started the command.
+const STARTED: &str = "ok";
+
+/// How much is read at once on either side of the relay: large reads make large SSH packets
+/// (russh splits them at the channel's packet size without copying).
+const CHUNK: usize = 64 << 10;
+
+/// What can go wrong while setting up a relay or while standing in for `ssh`.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The relay's private directory, socket or `ssh` link could not be made.
+    #[error("cannot set up the relay for `ssh` in {}", path.display())]
+    Setup {
+        /// The directory or file involved.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stand-in could not reach the relay, or lost it before the command started.
+    #[error("cannot reach hbdeploy's connection through {}", socket.display())]
+    Reach {
+        /// The relay's socket.
+        socket: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The relay refused the command or could not start it.
+    #[error("hbdeploy's connection did not run `{command}`: {reason}")]
+    Refused {
+        /// The command the stand-in was asked to run.
+        command: String,
+        /// The relay's reason.
+        reason: String,
+    },
+    /// The stand-in was run with arguments it does not serve (a master connection, no command).
+    #[error("hbdeploy stands in for `ssh` only to run one command; unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// A socket on which a connection's channels are lent to stand-in `ssh` processes. Dropping it
+/// removes its directory.
+pub struct Relay {
+    dir: PathBuf,
+    socket: PathBuf,
+    listener: tokio::net::UnixListener,
+    command: String,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("dir", &self.dir)
+            .field("command", &self.command)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// Makes the private directory with the socket and the `ssh` link to this executable, for a
+    /// relay that runs only `command`.
+    pub fn open(command: &str) -> Result<Relay, RelayError> {
+        let exe = std::env::current_exe().map_err(|source| RelayError::Setup {
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        let dir = private_dir()?;
+        let setup = |path: &Path, source| RelayError::Setup {
+            path: path.to_path_buf(),
+            source,
+        };
+        let made = (|| {
+            let link = dir.join("ssh");
+            std::os::unix::fs::symlink(&exe, &link).map_err(|e| setup(&link, e))?;
+            let socket = dir.join("relay.sock");
+            let listener =
+                tokio::net::UnixListener::bind(&socket).map_err(|e| setup(&socket, e))?;
+            Ok((socket, listener))
+        })();
+        match made {
+            Ok((socket, listener)) => Ok(Relay {
+                dir,
+                socket,
+                listener,
+                command: command.to_owned(),
+            }),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(err)
+            }
+        }
+    }
+
+    /// The directory to put first on the program's `PATH`: it holds the stand-in `ssh`.
+    pub fn bin_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The environment the program needs besides `PATH`: [`RELAY_ENV`] naming the socket.
+    pub fn env(&self) -> (&'static str, OsString) {
+        (RELAY_ENV, self.socket.clone().into_os_string())
+    }
+
+    /// `PATH` with the stand-in's directory first.
+    pub fn path_env(&self) -> OsString {
+        let mut path = self.dir.clone().into_os_string();
+        if let Some(rest) = std::env::var_os("PATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(rest);
+        }
+        path
+    }
+
+    /// Runs `work` (the program using the relay) while lending `conn`'s channels to every
+    /// stand-in that connects; each line the command prints on stderr goes to `on_stderr`.
+    /// When `work` ends, channels still open are closed.
+    pub async fn serve<T>(
+        &self,
+        conn: &Connection,
+        on_stderr: &mut (dyn FnMut(&str) + Send),
+        work: impl Future<Output = T>,
+    ) -> T {
+        let (stderr_tx, mut stderr_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut splices = futures::stream::FuturesUnordered::new();
+        let mut work = std::pin::pin!(work);
+        use futures::StreamExt;
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result,
+                accepted = self.listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        splices.push(splice(conn, &self.command, stream, stderr_tx.clone(), stop_rx.clone()));
+                    }
+                }
+                Some(()) = splices.next(), if !splices.is_empty() => {}
+                Some(line) = stderr_rx.recv() => on_stderr(&line),
+            }
+        };
+        let _ = stop_tx.send(true);
+        while splices.next().await.is_some() {}
+        drop(stderr_tx);
+        while let Ok(line) = stderr_rx.try_recv() {
+            on_stderr(&line);
+        }
+        result
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Serves one stand-in: reads the command it asks for, runs it on a new channel, and copies
+/// bytes both ways until the command's output ends or `stop` is set.
+async fn splice(
+    conn: &Connection,
+    allowed: &str,
+    stream: tokio::net::UnixStream,
+    stderr: tokio::sync::mpsc::UnboundedSender<String>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut read = tokio::io::BufReader::with_capacity(CHUNK, read);
+    let mut asked = String::new();
+    // A command line is short; a stand-in that sends more is cut off and refused below.
+    if (&mut read).take(4096).read_line(&mut asked).await.is_err() {
+        return;
+    }
+    let asked = asked.trim_end_matches('\n');
+    if asked != allowed {
+        let reply = format!("only `{allowed}` is relayed\n");
+        let _ = write.write_all(reply.as_bytes()).await;
+        return;
+    }
+    let channel = match conn.start(allowed).await {
+        Ok(channel) => channel,
+        Err(err) => {
+            let _ = write.write_all(format!("{err}\n").as_bytes()).await;
+            return;
+        }
+    };
+    if write
+        .write_all(format!("{STARTED}\n").as_bytes())
+        .await
+        .is_err()
+    {
+        let _ = channel.close().await;
+        return;
+    }
+    let (mut from_host, to_host) = channel.split();
+    let mut lines = crate::exec::LineSplitter::default();
+    let input = async {
+        // The stand-in's stdin, then end of file for the command.
+        loop {
+            let chunk = match read.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(chunk) => chunk.to_vec(),
+            };
+            read.consume(chunk.len());
+            if to_host.data_bytes(chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to_host.eof().await;
+    };
+    let output = async {
+        while let Some(msg) = from_host.wait().await {
+            let more = match msg {
+                ChannelMsg::Data { data } => write.write_all(&data).await.is_ok(),
+                ChannelMsg::ExtendedData { data, .. } => {
+                    lines.push(&data, |line| {
+                        let _ = stderr.send(line);
+                    });
+                    true
+                }
+                ChannelMsg::Eof | ChannelMsg::Close => false,
+                _ => true,
+            };
+            if !more {
+                break;
+            }
+        }
+        lines.finish(|line| {
+            let _ = stderr.send(line);
+        });
+        let _ = write.shutdown().await;
+    };
+    tokio::select! {
+        // Output ended: the command is done, whatever is left of the input does not matter.
+        () = output => {}
+        () = stopped(&mut stop) => {}
+        () = async { input.await; std::future::pending::<()>().await } => {}
+    }
+    let _ = to_host.close().await;
+}
+
+/// Removes the directories of this process's relays: for a program about to exit without
+/// dropping them (a second Ctrl-C).
+pub fn remove_leftovers() {
+    let prefix = format!("hbdeploy-relay-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Returns once `stop` is set (or its sender is gone).
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let set = *stop.borrow_and_update();
+        if set || stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A new directory only this user can enter: `$TMPDIR/hbdeploy-relay-<pid>-<random>`. Short,
+/// since a unix socket's path is limited to about 100 bytes.
+fn private_dir() -> Result<PathBuf, RelayError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..8 {
+        let dir = base.join(format!(
+            "hbdeploy-relay-{}-{:016x}",
+            std::process::id(),
+            random()
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                // The mode given to mkdir is masked by the umask: make sure of it.
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(
+                    |source| RelayError::Setup {
+                        path: dir.clone(),
+                        source,
+                    },
+                )?;
+                return Ok(dir);
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => last = Some(err),
+            Err(source) => return Err(RelayError::Setup { path: dir, source }),
+        }
+    }
+    Err(RelayError::Setup {
+        path: base,
+        source: last.unwrap_or_else(|| std::io::Error::other("no free directory name")),
+    })
+}
+
+/// A random number for a directory name (uniqueness, not secrecy: the directory is created
+/// exclusively and private).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
+}
+
+/// What an `ssh` command line asks for, as far as the stand-in serves it.
+#[derive(Debug, PartialEq, Eq)]
+struct Invocation {
+    /// The remote command: the words after the host, joined by spaces (as `ssh` sends them).
+    command: String,
+    /// `-o LocalCommand=…` with `-o PermitLocalCommand=yes`: run here once connected.
+    local_command: Option<String>,
+}
+
+/// `ssh`'s options that take an argument (OpenSSH's `ssh.c` getopt string).
+const WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// Reads an `ssh` command line as nix writes it (`ssh HOST -x [-a] [-C] [-i F] [-p N]
+/// [-oOPT]… [--] COMMAND…`); other options are skipped. `Ok(None)`: a control request (`-O
+/// check`), which has no master to ask and fails as `ssh` does without one.
+fn parse(args: &[OsString]) -> Result<Option<Invocation>, RelayError> {
+    let mut words = args.iter().map(|a| a.to_string_lossy().into_owned());
+    let mut host_seen = false;
+    let mut options = Vec::new();
+    let mut command = Vec::new();
+    while let Some(word) = words.next() {
+        if word == "--" {
+            if !host_seen {
+                // `ssh [OPTIONS] -- HOST COMMAND…`
+                words.next();
+            }
+            command.extend(words.by_ref());
+            break;
+        }
+        let Some(flags) = word.strip_prefix('-').filter(|f| !f.is_empty()) else {
+            if host_seen {
+                command.push(word);
+                command.extend(words.by_ref());
+                break;
+            }
+            host_seen = true;
+            continue;
+        };
+        for (at, flag) in flags.char_indices() {
+            if WITH_ARGUMENT.contains(flag) {
+                let rest = &flags[at + flag.len_utf8()..];
+                let value = if rest.is_empty() {
+                    words.next().unwrap_or_default()
+                } else {
+                    rest.to_owned()
+                };
+                options.push((flag, value));
+                break;
+            }
+            if flag == 'M' || flag == 'N' {
+                return Err(RelayError::Unsupported(format!("-{flag}")));
+            }
+        }
+    }
+    if options.iter().any(|(flag, _)| *flag == 'O') {
+        return Ok(None);
+    }
+    if command.is_empty() {
+        return Err(RelayError::Unsupported("no remote command".to_owned()));
+    }
+    let option = |name: &str| {
+        options.iter().rev().find_map(|(flag, value)| {
+            let (key, value) = value.split_once('=')?;
+            (*flag == 'o' && key.eq_ignore_ascii_case(name)).then(|| value.to_owned())
+        })
+    };
+    let local_command = option("LocalCommand")
+        .filter(|_| option("PermitLocalCommand").is_some_and(|v| v.eq_ignore_ascii_case("yes")));
+    Ok(Some(Invocation {
+        command: command.join(" "),
+        local_command,
+    }))
+}
+
+/// Stands in for `ssh` when this executable was run as `ssh` with [`RELAY_ENV`] set: `None`
+/// otherwise (the caller goes on as itself). `Some(Ok(code))` is the exit code to exit with.
+pub fn stand_in() -> Option<Result<u8, RelayError>> {
+    let mut args = std::env::args_os();
+    let name = args.next()?;
+    if Path::new(&name).file_name()? != "ssh" {
+        return None;
+    }
+    let socket = PathBuf::from(std::env::var_os(RELAY_ENV)?);
+    let args: Vec<OsString> = args.collect();
+    Some(match parse(&args) {
+        Ok(Some(invocation)) => relay(&socket, &invocation).map(|()| 0),
+        // No master connection to check: exit as `ssh -O check` does without one.
+        Ok(None) => Ok(255),
+        Err(err) => Err(err),
+    })
+}
+
+/// Connects to the relay, asks for the command, then copies stdin and stdout.
+fn relay(socket: &Path, invocation: &Invocation) -> Result<(), RelayError> {
+    let reach = |source| RelayError::Reach {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    if invocation.command.contains('\n') {
+        return Err(RelayError::Refused {
+            command: invocation.command.clone(),
+            reason: "a command line must be one line".to_owned(),
+        });
+    }
+    let stream = std::os::unix::net::UnixStream::connect(socket).map_err(reach)?;
+    let mut writer = stream.try_clone().map_err(reach)?;
+    writer
+        .write_all(format!("{}\n", invocation.command).as_bytes())
+        .map_err(reach)?;
+    let mut reader = std::io::BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(reach)?;
+    let answer = answer.trim_end_matches('\n');
+    if answer != STARTED {
+        return Err(RelayError::Refused {
+            command: invocation.command.clone(),
+            reason: if answer.is_empty() {
+                "the relay closed".to_owned()
+            } else {
+                answer.to_owned()
+            },
+        });
+    }
+    if let Some(local) = &invocation.local_command {
+        // As `ssh` runs it: once connected, on this side, with this process's stdout.
+        let _ = std::process::Command::new("/bin/sh")
+            .args(["-c", local])
+            .status();
+    }
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = vec![0u8; CHUNK];
+        // Reads this large bypass stdin's own (small) buffer.
+        while let Ok(n @ 1..) = stdin.read(&mut buffer) {
+            if writer.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut stdout = std::io::stdout().lock();
+    let mut buffer = vec![0u8; CHUNK];
+    // The stdin thread may still be blocked reading; the caller exits, which ends it.
+    loop {
+        match reader.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stdout.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+                let _ = stdout.flush();
+            }
+        }
+    }
+    let _ = stdout.flush();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn nix_command_lines_of_every_version_name_the_same_command() {
+        // nix 2.8 … 2.18: the command as one word, no `--`.
+        let old = parse(&args(&[
+            "root@10.0.0.1",
+            "-x",
+            "-a",
+            "-C",
+            "nix-daemon --stdio",
+        ]))
+        .expect("parsed")
+        .expect("a command");
+        assert_eq!(old.command, "nix-daemon --stdio");
+        assert_eq!(old.local_command, None);
+        // Later: options after the host, `echo started` as a local command, `--`, words.
+        let new = parse(&args(&[
+            "root@10.0.0.1",
+            "-x",
+            "-i",
+            "/k",
+            "-p2222",
+            "-oPermitLocalCommand=yes",
+            "-oLocalCommand=echo started",
+            "--",
+            "nix-daemon",
+            "--stdio",
+        ]))
+        .expect("parsed")
+        .expect("a command");
+        assert_eq!(new.command, "nix-daemon --stdio");
+        assert_eq!(new.local_command.as_deref(), Some("echo started"));
+    }
+
+    #[test]
+    fn a_control_request_or_a_master_is_not_served() {
+        assert_eq!(
+            parse(&args(&["-O", "check", "root@h", "-oLocalCommand=x"])).expect("parsed"),
+            None
+        );
+        assert!(matches!(
+            parse(&args(&["root@h", "-M", "-N", "-S", "/s"])),
+            Err(RelayError::Unsupported(_))
+        ));
+        assert!(matches!(
+            parse(&args(&["root@h", "-x"])),
+            Err(RelayError::Unsupported(_))
+        ));
+        // A local command without PermitLocalCommand=yes is not run, as with `ssh`.
+        let quiet = parse(&args(&["h", "-o", "LocalCommand=echo started", "cmd"]))
+            .expect("parsed")
+            .expect("a command");
+        assert_eq!(quiet.local_command, None);
+        assert_eq!(quiet.command, "cmd");
+    }
+
+    #[test]
+    fn the_relay_directory_is_private_and_goes_away() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _entered = runtime.enter();
+        let relay = Relay::open("nix-daemon --stdio").expect("relay");
+        let dir = relay.bin_dir().to_path_buf();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dir).expect("dir").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(
+            std::fs::read_link(dir.join("ssh")).expect("link"),
+            std::env::current_exe().expect("exe")
+        );
+        assert!(
+            relay
+                .path_env()
+                .to_string_lossy()
+                .starts_with(&*dir.to_string_lossy())
+        );
+        assert_eq!(relay.env().0, RELAY_ENV);
+        drop(relay);
+        assert!(!dir.exists());
+    }
+}
