@@ -66,6 +66,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs) -> Result<ExitCode, AppError> {
         canary,
         batch: args.batch.and_then(|n| NonZeroUsize::new(n.into())),
         cancel,
+        eval: crate::eval_limits(&fleet, &args.eval),
     };
     let nix = nix().await?;
     let interrupted = on_interrupt(handle, keys.handle_interrupts());
@@ -152,7 +153,7 @@ async fn ask(
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
         ));
     }
-    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, false).await?;
+    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, &args.eval, false).await?;
     let shown = crate::plan::render(&changes);
     // With --json, stdout is for the result document only.
     if args.json {

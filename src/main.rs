@@ -287,6 +287,18 @@ fn parallel(fleet: &Fleet, flag: Option<u16>) -> NonZeroUsize {
         .unwrap_or(fleet.parallel)
 }
 
+/// The evaluation limits: the flags, else fleet.toml, else the machine's.
+fn eval_limits(fleet: &Fleet, flags: &cli::EvalArgs) -> hbdeploy_pipeline::EvalLimits {
+    let workers = flags
+        .eval_workers
+        .and_then(|n| NonZeroUsize::new(n.into()))
+        .or(fleet.eval.workers);
+    let mut limits =
+        hbdeploy_pipeline::EvalLimits::detect(workers, flags.eval_memory.or(fleet.eval.memory));
+    limits.chunk = flags.eval_chunk.and_then(|n| NonZeroUsize::new(n.into()));
+    limits
+}
+
 /// Finds nix, or says how to install it.
 async fn nix() -> Result<Nix, AppError> {
     Nix::detect()

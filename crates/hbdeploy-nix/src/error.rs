@@ -72,6 +72,12 @@ impl NixError {
     /// Advice for the user, where there is one to give.
     pub fn hint(&self) -> Option<String> {
         match self {
+            // E2BIG: the command line was too long for the kernel; nix is there.
+            NixError::Spawn { source, .. } if source.raw_os_error() == Some(7) => Some(
+                "the command line was longer than the system allows: this is a bug in hbdeploy, \
+                 please report it with the number of hosts selected"
+                    .to_owned(),
+            ),
             NixError::Spawn { .. } => Some(
                 "install nix (Debian/Ubuntu: `apt-get install nix-bin`) and make sure `nix` is on PATH"
                     .to_owned(),
