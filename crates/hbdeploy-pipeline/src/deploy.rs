@@ -116,7 +116,7 @@ pub async fn deploy(
                             }
                             preparing = None;
                             build_time = Some(start.elapsed());
-                            unprepared(request, &events, start, &mut slots, &ready, |plan| {
+                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
                                 Outcome::Failed(HostError::Eval {
                                     attr: plan.attr.clone(),
                                     lines: vec![error.to_string()],
@@ -127,7 +127,7 @@ pub async fn deploy(
                             preparing = None;
                             build_time = Some(start.elapsed());
                             // Every host was handed out; this only guards against a gap.
-                            unprepared(request, &events, start, &mut slots, &ready, |plan| {
+                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
                                 Outcome::Failed(HostError::Eval {
                                     attr: plan.attr.clone(),
                                     lines: vec!["nix eval did not report this configuration".to_owned()],
@@ -160,7 +160,7 @@ pub async fn deploy(
                     // Dropping the stream kills the nix processes still running for it.
                     preparing = None;
                     build_time = Some(start.elapsed());
-                    unprepared(request, &events, start, &mut slots, &ready, |_| Outcome::Interrupted);
+                    unprepared(request, &events, start, &mut slots, (&ready, &launched), |_| Outcome::Interrupted);
                 }
             }
         }
@@ -218,11 +218,11 @@ fn unprepared(
     events: &EventSender,
     start: Instant,
     slots: &mut [Option<HostReport>],
-    ready: &[Option<Built>],
+    (ready, launched): (&[Option<Built>], &[bool]),
     outcome: impl Fn(&HostPlan) -> Outcome,
 ) {
     for (i, plan) in request.hosts.iter().enumerate() {
-        if slots[i].is_none() && ready[i].is_none() {
+        if slots[i].is_none() && ready[i].is_none() && !launched[i] {
             let report = HostReport {
                 outcome: outcome(plan),
                 duration: start.elapsed(),
