@@ -89,3 +89,20 @@ impl NixError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_too_long_command_line_is_not_taken_for_a_missing_nix() {
+        let spawn = |source| NixError::Spawn {
+            command: "nix eval".to_owned(),
+            source,
+        };
+        let e2big = spawn(std::io::Error::from_raw_os_error(7)).hint();
+        assert!(e2big.is_some_and(|h| h.contains("bug") && !h.contains("install nix")));
+        let missing = spawn(std::io::Error::from(std::io::ErrorKind::NotFound)).hint();
+        assert!(missing.is_some_and(|h| h.contains("install nix")));
+    }
+}
