@@ -10,6 +10,7 @@
 //! twice because another one failed. A process whose resident memory passes its budget is
 //! killed; the host it was on is evaluated again in a fresh process (its memory was held by the
 //! hosts before it), unless it was the process's first, which then fails with the budget named.
+//! From then on that worker's processes take at most as many hosts as had fitted.
 //!
 //! Every command line is bounded whatever the size of the fleet: a chunk's host names are at
 //! most [`MAX_CHUNK_BYTES`] of the apply expression and [`MAX_CHUNK`] hosts.
@@ -214,6 +215,14 @@ impl Queue {
     }
 }
 
+/// How one process ended: the hosts it left, and, when it was stopped for its memory, how many
+/// it had finished.
+#[derive(Default)]
+struct ChunkEnd {
+    rest: Vec<String>,
+    stopped_after: Option<usize>,
+}
+
 /// What one process did with its chunk.
 #[derive(Default)]
 struct Progress {
@@ -273,26 +282,36 @@ impl Nix {
         on_result: ResultSink<'_>,
         on_line: LineSink<'_>,
     ) -> Result<(), NixError> {
+        // How many hosts fit in one of this worker's processes: learnt when one was stopped for
+        // its memory after finishing some, so the next ones stop before the budget, not at it.
+        let mut fits = MAX_CHUNK;
         loop {
-            let mut chunk = match queue.lock() {
+            let mut mine = match queue.lock() {
                 Ok(mut queue) => {
-                    let size = limits.chunk_size(queue.pending.len());
+                    let size = limits.chunk_size(queue.pending.len()).min(fits);
                     queue.take(size)
                 }
                 Err(_) => return Ok(()),
             };
-            if chunk.is_empty() {
+            if mine.is_empty() {
                 return Ok(());
             }
-            while !chunk.is_empty() {
-                chunk = self
-                    .eval_chunk(flake, &chunk, limits, on_result, on_line)
+            while !mine.is_empty() {
+                let later = mine.split_off(mine.len().min(fits));
+                let ended = self
+                    .eval_chunk(flake, &mine, limits, on_result, on_line)
                     .await?;
+                if let Some(finished) = ended.stopped_after {
+                    fits = finished.max(1);
+                }
+                mine = ended.rest;
+                mine.extend(later);
             }
         }
     }
 
-    /// One `nix eval` of `chunk`; returns the hosts left for a new process.
+    /// One `nix eval` of `chunk`: the hosts left for a new process, and whether it was stopped
+    /// for its memory.
     async fn eval_chunk(
         &self,
         flake: &str,
@@ -300,7 +319,7 @@ impl Nix {
         limits: &EvalLimits,
         on_result: ResultSink<'_>,
         on_line: LineSink<'_>,
-    ) -> Result<Vec<String>, NixError> {
+    ) -> Result<ChunkEnd, NixError> {
         let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
         let shown = format!("nix eval {flake}#nixosConfigurations");
         let mut progress = Progress {
@@ -343,10 +362,11 @@ impl Nix {
                 .map(|i| chunk[i].clone())
                 .collect()
         };
-        let none_finished = !progress.finished.iter().any(|f| *f);
+        let finished = progress.finished.iter().filter(|f| **f).count();
+        let none_finished = finished == 0;
         if killed {
             let lines = budget_lines(limits);
-            return Ok(match progress.current {
+            let rest = match progress.current {
                 // The host alone (after the flake) needed more than the budget.
                 Some(i) if none_finished => {
                     on_result(&chunk[i], Err(lines));
@@ -361,6 +381,10 @@ impl Nix {
                     Vec::new()
                 }
                 None => unfinished(None),
+            };
+            return Ok(ChunkEnd {
+                rest,
+                stopped_after: Some(finished),
             });
         }
         if output.success {
@@ -370,16 +394,16 @@ impl Nix {
                     Err(vec![format!("nix eval returned nothing for `{attr}`")]),
                 );
             }
-            return Ok(Vec::new());
+            return Ok(ChunkEnd::default());
         }
-        match progress.current {
+        let rest = match progress.current {
             Some(i) => {
                 let mut lines = error_lines(&progress.since_start.join("\n"));
                 if lines.is_empty() {
                     lines = error_lines(&output.stderr);
                 }
                 on_result(&chunk[i], Err(lines));
-                Ok(unfinished(Some(i)))
+                unfinished(Some(i))
             }
             // Before any host: the flake itself is broken, for every host alike.
             None => {
@@ -387,9 +411,13 @@ impl Nix {
                 for attr in unfinished(None) {
                     on_result(&attr, Err(lines.clone()));
                 }
-                Ok(Vec::new())
+                Vec::new()
             }
-        }
+        };
+        Ok(ChunkEnd {
+            rest,
+            stopped_after: None,
+        })
     }
 }
 

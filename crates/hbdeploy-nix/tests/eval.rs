@@ -127,6 +127,9 @@ async fn an_evaluator_over_budget_is_restarted_and_a_host_alone_over_it_fails() 
         huge.join("\n").contains("more than 200 MiB"),
         "{huge:?}\n{lines}"
     );
-    // a was finished before the first restart, so it was evaluated once.
+    // a was finished before the first restart, so it was evaluated once; b was in progress
+    // then, so twice; from then on the worker knew one host fits a process, so c went alone.
     assert_eq!(lines.matches("evaluating a\n").count(), 1, "{lines}");
+    assert_eq!(lines.matches("evaluating b\n").count(), 2, "{lines}");
+    assert_eq!(lines.matches("evaluating c\n").count(), 1, "{lines}");
 }
