@@ -51,6 +51,9 @@ pub async fn deploy(
     let mut slots: Vec<Option<HostReport>> = request.hosts.iter().map(|_| None).collect();
     let mut ready: Vec<Option<Built>> = request.hosts.iter().map(|_| None).collect();
     let mut launched = vec![false; request.hosts.len()];
+    // When each host's system was ready (or failed): its own BUILD in `--timings`.
+    let mut built_at: Vec<Option<std::time::Duration>> =
+        request.hosts.iter().map(|_| None).collect();
     let host_permits = Arc::new(Semaphore::new(request.parallel.get()));
     let copy_permits = Arc::new(Semaphore::new(request.parallel_copy.get()));
     let activate_permits = Arc::new(Semaphore::new(request.parallel_activate.get()));
@@ -108,6 +111,7 @@ pub async fn deploy(
                 next = async { preparing.as_mut()?.next().await }, if preparing.is_some() => {
                     match next {
                         Some(Ok((i, result))) => {
+                            built_at[i] = Some(start.elapsed());
                             ready[i] = arrived(request, &events, start, i, result, &mut slots);
                         }
                         Some(Err(error)) => {
@@ -172,15 +176,20 @@ pub async fn deploy(
     let hosts = slots
         .into_iter()
         .zip(&request.hosts)
-        .map(|(slot, plan)| {
-            slot.unwrap_or_else(|| {
+        .zip(built_at)
+        .map(|((slot, plan), built_at)| {
+            let mut report = slot.unwrap_or_else(|| {
                 HostReport::failed(
                     &plan.name,
                     Stage::Build,
                     HostError::TaskLost,
                     start.elapsed(),
                 )
-            })
+            });
+            if let Some(at) = built_at {
+                report.timings.insert(0, (Stage::Build, at));
+            }
+            report
         })
         .collect();
     let build_time = build_time.unwrap_or_else(|| start.elapsed());
