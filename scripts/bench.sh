@@ -6,6 +6,7 @@
 #   bash scripts/bench.sh                                   # --hosts 1,5,20,50 --runs 5
 #   bash scripts/bench.sh --hosts 100 --runs 1
 #   bash scripts/bench.sh --json bench.json --markdown bench.md
+#   bash scripts/bench.sh --eval                           # evaluation at fleet scale (issue 17)
 # Results and how to read them: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."

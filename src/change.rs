@@ -66,6 +66,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         canary,
         batch: args.batch.and_then(|n| NonZeroUsize::new(n.into())),
         cancel,
+        eval: crate::hosts::eval_limits(&fleet, &args.eval),
     };
     let nix = nix().await?;
     let begun = begin(&fleet, started, &request.hosts).await;
@@ -126,7 +127,7 @@ async fn ask(
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
         ));
     }
-    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, false).await?;
+    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, &args.eval, false).await?;
     let shown = crate::plan::render(&changes);
     // With --json, stdout is for the result document only.
     if args.json {

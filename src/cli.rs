@@ -173,6 +173,10 @@ pub struct StatusArgs {
     /// Hosts queried at once (default: `parallel` in fleet.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: Option<u16>,
+
+    /// Evaluation limits.
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// Options of `apply`.
@@ -261,6 +265,10 @@ pub struct ApplyArgs {
     /// Print the result as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Evaluation limits.
+    #[command(flatten)]
+    pub eval: EvalArgs,
 }
 
 /// Options of `plan`.
@@ -287,6 +295,33 @@ pub struct PlanArgs {
     /// Hosts read at once (default: `parallel` in fleet.toml).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub parallel: Option<u16>,
+
+    /// Evaluation limits.
+    #[command(flatten)]
+    pub eval: EvalArgs,
+}
+
+/// How much evaluation runs at once (`apply`, `plan`, `status --build`).
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// nix evaluator processes at once (default: `eval-workers` in fleet.toml, else one per
+    /// core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub eval_workers: Option<u16>,
+
+    /// Memory all evaluators together may hold, e.g. 8GiB (default: `eval-memory` in
+    /// fleet.toml, else 75% of the memory available); an evaluator that passes its share is
+    /// stopped.
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    pub eval_memory: Option<u64>,
+
+    /// Hosts per evaluator process (default: decided as the work goes); for the benchmark.
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub eval_chunk: Option<u16>,
+}
+
+fn memory_size(text: &str) -> Result<u64, String> {
+    hbdeploy_inventory::parse_size(text)
 }
 
 /// Options of `exec`.

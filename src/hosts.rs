@@ -156,6 +156,21 @@ pub(crate) async fn nix() -> Result<Nix, AppError> {
         .map_err(|err| AppError::Pipeline(err.into()))
 }
 
+/// The evaluation limits: the flags, else fleet.toml, else the machine's.
+pub(crate) fn eval_limits(
+    fleet: &Fleet,
+    flags: &crate::cli::EvalArgs,
+) -> hbdeploy_pipeline::EvalLimits {
+    let workers = flags
+        .eval_workers
+        .and_then(|n| NonZeroUsize::new(n.into()))
+        .or(fleet.eval.workers);
+    let mut limits =
+        hbdeploy_pipeline::EvalLimits::detect(workers, flags.eval_memory.or(fleet.eval.memory));
+    limits.chunk = flags.eval_chunk.and_then(|n| NonZeroUsize::new(n.into()));
+    limits
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

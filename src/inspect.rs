@@ -167,6 +167,7 @@ pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, AppError> 
         parallel: parallel(&fleet, args.parallel),
         hosts,
         build: args.build,
+        eval: crate::hosts::eval_limits(&fleet, &args.eval),
     };
     let nix = nix().await?;
     let statuses = hbdeploy_pipeline::status(&request, &nix, EventSender::none())

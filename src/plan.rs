@@ -23,7 +23,7 @@ pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     if args.ask_sudo_password {
         crate::sudo::ask(&mut hosts).await?;
     }
-    let changes = make(cli, &fleet, hosts, args.parallel, args.copy).await?;
+    let changes = make(cli, &fleet, hosts, args.parallel, &args.eval, args.copy).await?;
     if args.json {
         out(&format!("{:#}\n", to_json(&changes)));
     } else {
@@ -42,6 +42,7 @@ pub async fn make(
     fleet: &Fleet,
     hosts: Vec<HostPlan>,
     parallel_flag: Option<u16>,
+    eval: &crate::cli::EvalArgs,
     copy: bool,
 ) -> Result<Vec<HostChanges>, AppError> {
     let request = PlanRequest {
@@ -50,6 +51,7 @@ pub async fn make(
         hosts,
         copy,
         signing_key: fleet.transfer.signing_key.clone(),
+        eval: crate::hosts::eval_limits(fleet, eval),
     };
     let nix = nix().await?;
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();

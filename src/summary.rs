@@ -155,7 +155,8 @@ pub fn timings(report: &Report) -> String {
         rows,
     ));
     text.push_str(
-        "\nBUILD: the one evaluation and build shared by all hosts. OTHER: waiting for a parallel \
+        "\nBUILD: until this host's system was evaluated and built (hosts are evaluated and built \
+         in parallel, each going on as soon as its own is built). OTHER: waiting for a parallel \
          slot and reading the host's state. TOTAL: from the start of the run until the host was \
          done.\n",
     );
@@ -171,6 +172,8 @@ fn host_timings(host: &HostReport, build: Duration) -> Vec<Option<Duration>> {
             .map(|(_, d)| *d)
             .reduce(|a, b| a + b)
     };
+    // A host's own, since its system is handed on as soon as it is built (issue 17).
+    let build = stage(Stage::Build).unwrap_or(build);
     let own: Vec<Option<Duration>> = TIMED.into_iter().map(stage).collect();
     let accounted = build + own.iter().flatten().sum::<Duration>();
     let mut cells = vec![Some(build)];

@@ -59,7 +59,7 @@ fn timings_show_where_each_hosts_time_went() {
     assert!(results < timings, "{}", cold.both());
     assert!(
         cold.stdout
-            .contains("BUILD: the one evaluation and build shared by all hosts")
+            .contains("BUILD: until this host's system was evaluated and built")
     );
 
     // Unchanged hosts are neither copied to nor activated: those cells are empty.

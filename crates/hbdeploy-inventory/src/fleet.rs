@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::doc::Doc;
 use crate::error::{ConfigError, InventoryError, Location, Problem};
+use crate::eval::{self, FleetEval};
 use crate::health::read_checks;
 use crate::host::{Host, read_host};
 use crate::name::{HostName, Tag};
@@ -36,6 +37,8 @@ pub struct Fleet {
     pub hosts: BTreeMap<HostName, Host>,
     /// Fleet-wide build and transfer settings.
     pub transfer: FleetTransfer,
+    /// How much evaluation runs at once.
+    pub eval: FleetEval,
 }
 
 impl Fleet {
@@ -86,6 +89,7 @@ impl Fleet {
 
         let safety = SafetyOverrides::read(&fleet)?;
         let transfer = transfer::read_fleet(&fleet, &resolver)?;
+        let eval = eval::read_fleet(&fleet)?;
         let transfer_defaults = TransferOverrides::read(&fleet)?;
         let health = read_checks(&root)?;
 
@@ -126,6 +130,7 @@ impl Fleet {
             parallel,
             hosts,
             transfer,
+            eval,
         })
     }
 

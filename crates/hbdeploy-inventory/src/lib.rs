@@ -15,6 +15,7 @@
 mod builders;
 mod doc;
 mod error;
+mod eval;
 mod fleet;
 mod health;
 mod host;
@@ -30,6 +31,7 @@ mod transfer;
 
 pub use builders::check_builders;
 pub use error::{ConfigError, InventoryError, Location, Problem};
+pub use eval::{FleetEval, MAX_EVAL_WORKERS, MIN_EVAL_MEMORY, parse_size};
 pub use fleet::Fleet;
 pub use health::{HealthCheck, Probe};
 pub use host::Host;

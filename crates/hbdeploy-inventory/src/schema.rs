@@ -18,6 +18,8 @@ pub(crate) const FLEET_KEYS: &[&str] = &[
     "signing-key",
     "parallel-copy",
     "parallel-activate",
+    "eval-workers",
+    "eval-memory",
     "substitute",
     "compress",
     "trusted",
@@ -134,6 +136,8 @@ pub(crate) fn example(key: &str) -> &'static str {
         "signing-key" => "signing-key = \"~/.config/nix/deploy-key.sec\"",
         "parallel-copy" => "parallel-copy = 4",
         "parallel-activate" => "parallel-activate = 10",
+        "eval-workers" => "eval-workers = 4",
+        "eval-memory" => "eval-memory = \"8GiB\"",
         "substitute" => "substitute = false",
         "compress" => "compress = true",
         "trusted" => "trusted = false",
@@ -172,6 +176,10 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
         "timeout" => "`timeout` is a number of seconds for one attempt; the default is 30",
         "retries" => "`retries` is how many times a failed check is tried again; the default is 3",
         "status" => "`status` is an HTTP status code, 100 to 599",
+        "eval-workers" => {
+            "`eval-workers` is how many nix evaluator processes run at once; the default is one \
+             per core"
+        }
         "wave" => "`wave` orders hosts into waves: 0 (the default) goes first, then 1, 2, …",
         _ => "see docs/fleet.md for the allowed values",
     }

@@ -70,6 +70,47 @@ pub enum Buildability {
     EvalFails,
 }
 
+/// What evaluating a toy system costs, on top of the milliseconds a toy takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Evaluation {
+    /// Nothing more.
+    #[default]
+    Free,
+    /// Pure Nix work: `hashes` SHA-256 hashes of a 1 MiB string (CPU time; see
+    /// [`crate::eval_cost`] for hashes per CPU-second here) and `memory_mib` strings of 1 MiB
+    /// held by the configuration, so until the evaluator ends, as a real NixOS configuration's
+    /// values are.
+    Costs {
+        /// Hashes of 1 MiB.
+        hashes: u64,
+        /// MiB held.
+        memory_mib: u64,
+    },
+    /// The evaluation builds a derivation (import from derivation) that waits until `count`
+    /// evaluations of this `token` have reached it (at most a minute, then it fails): proof that
+    /// evaluations overlap, without timing assumptions. A new `token` makes a new derivation,
+    /// so nothing built earlier lets it pass.
+    Barrier {
+        /// Evaluations that must meet.
+        count: u32,
+        /// Tells this meeting from earlier ones.
+        token: u64,
+    },
+    /// The evaluation builds a derivation (import from derivation) that waits until `count`
+    /// hosts of the lab have reached their [`Activation::Barrier`] (at most a minute, then it
+    /// fails): proof that a host is activated while another is still being evaluated. `token`
+    /// as for [`Evaluation::Barrier`].
+    AfterActivations {
+        /// Activations to wait for.
+        count: u32,
+        /// Tells this wait from earlier ones.
+        token: u64,
+    },
+    /// Says `lab: evaluating HOST` (`builtins.trace`, on nix's stderr) each time it is
+    /// evaluated, so a test can count evaluations.
+    Traced,
+}
+
 /// How a toy system's disko script behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Disko {
@@ -99,6 +140,8 @@ pub struct SystemSpec {
     /// `kernel-modules`, like a system whose kernel has no loadable modules; without it the
     /// toy has no kernel files at all.
     pub kernel: bool,
+    /// What evaluating it costs.
+    pub evaluation: Evaluation,
 }
 
 impl Default for SystemSpec {
@@ -111,6 +154,50 @@ impl Default for SystemSpec {
             disks: BTreeMap::from([("vda".to_owned(), "/dev/vda".to_owned())]),
             disko: Disko::Formats,
             kernel: false,
+            evaluation: Evaluation::Free,
+        }
+    }
+}
+
+/// Where evaluations meet at [`Evaluation::Barrier`], under the lab's directory; made writable
+/// for every nixbld user, as the builds that meet run as different ones.
+pub const EVAL_BARRIER_DIR: &str = "eval-barrier";
+
+/// The nix expression of `evaluation`'s extra work for `host`, as mkConfig's `extra`.
+fn evaluation_expr(host: &str, evaluation: Evaluation, lab_dir: &str) -> String {
+    match evaluation {
+        Evaluation::Free => "{ }".to_owned(),
+        Evaluation::Traced => "{ trace = true; }".to_owned(),
+        Evaluation::Costs { hashes, memory_mib } => {
+            format!("{{ hashes = {hashes}; mib = {memory_mib}; }}")
+        }
+        Evaluation::Barrier { count, token } => {
+            let dir = format!("{lab_dir}/{EVAL_BARRIER_DIR}");
+            let script = format!(
+                "touch {dir}/{token}-{host}; n=0; \
+                 while [ \"$(ls {dir} | grep -c '^{token}-')\" -lt {count} ]; do \
+                 n=$((n+1)); if [ $n -gt 600 ]; then \
+                 echo \"error: evaluation barrier of {host}: fewer than {count} evaluations \
+                 met within a minute\" >&2; exit 1; fi; sleep 0.1; done; echo true > $out"
+            );
+            format!(
+                "{{ barrier = sh {} {} {{ }}; }}",
+                nix_string(&script),
+                nix_string(&format!("lab-eval-barrier-{host}-{token}"))
+            )
+        }
+        Evaluation::AfterActivations { count, token } => {
+            let script = format!(
+                "n=0; while [ \"$(ls {lab_dir}/barrier | wc -l)\" -lt {count} ]; do \
+                 n=$((n+1)); if [ $n -gt 600 ]; then \
+                 echo \"error: evaluation of {host} waited a minute for {count} activations\" >&2; \
+                 exit 1; fi; sleep 0.1; done; echo true > $out"
+            );
+            format!(
+                "{{ barrier = sh {} {} {{ }}; }}",
+                nix_string(&script),
+                nix_string(&format!("lab-eval-after-{host}-{token}"))
+            )
         }
     }
 }
@@ -323,9 +410,10 @@ pub fn flake_text(
                     .collect();
                 format!(
                     "mkConfig {{ host = {}; toplevel = {toplevel}; disks = {{{disks} }}; \
-                     diskoScript = {}; }}",
+                     diskoScript = {}; extra = {}; }}",
                     nix_string(host),
                     nix_string(&disko_script_for(host, spec.disko == Disko::Fails)),
+                    evaluation_expr(host, spec.evaluation, lab_dir),
                 )
             }
         };
@@ -375,8 +463,23 @@ const FLAKE_TEMPLATE: &str = r#"{
       # A configuration: its toplevel, its disko disks and disko script, and an extendModules
       # that applies modules setting disko.devices.disk.<name>.device (plain or mkOverride'd).
       unwrap = v: if builtins.isAttrs v && (v._type or "") == "override" then v.content else v;
-      mkConfig = { host, toplevel, disks, diskoScript }:
+      # The extra work of an evaluation (see `Evaluation` in flake.rs): hashing a 1 MiB string
+      # `hashes` times, a string of `mib` MiB held by the configuration, a barrier built on the
+      # way (import from derivation).
+      double = s: s + s;
+      oneMib = builtins.foldl' (s: i: double s) "x" (builtins.genList (i: i) 20);
+      mkConfig = { host, toplevel, disks, diskoScript, extra ? { } }:
         let
+          # Strings of 1 MiB each, every one allocated once at its size: the evaluator's resident
+          # memory grows by about `mib` MiB, with no transient copy of the whole.
+          ballast = builtins.genList (i: oneMib + toString i) (extra.mib or 0);
+          burned = builtins.foldl' (a: i: builtins.seq (builtins.hashString "sha256" oneMib) (a + 1))
+            0 (builtins.genList (i: i) (extra.hashes or 0));
+          met = if extra ? barrier then import extra.barrier else true;
+          traced = if extra.trace or false then builtins.trace "lab: evaluating ${host}" else (x: x);
+          # The memory first, so it is held while the CPU time is spent.
+          costly = traced (builtins.seq (builtins.deepSeq ballast null)
+            (builtins.seq met (builtins.seq burned toplevel)));
           configure = applied:
             let
               override = acc: m: acc // builtins.mapAttrs (name: d:
@@ -387,7 +490,8 @@ const FLAKE_TEMPLATE: &str = r#"{
               pairs = map (name: name + "=" + devices.${name}) (builtins.attrNames devices);
             in {
               config = {
-                system.build.toplevel = toplevel;
+                system.build.toplevel = costly;
+                lab.ballast = ballast;
                 system.build.diskoScript = sh ''
                   { echo '#!/bin/sh'; echo "disks='$disks'"; printf '%s\n' "$script"; } > $out
                   chmod +x $out

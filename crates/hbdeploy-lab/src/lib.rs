@@ -17,6 +17,7 @@
 //! archive: see `systemd/root.rs`).
 
 pub mod bench;
+mod evalcost;
 mod flake;
 mod host;
 mod inspect;
@@ -33,7 +34,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub use flake::{Activation, Buildability, Disko, HOST_STATE, SystemSpec};
+pub use evalcost::{eval_cost, hashes_per_cpu_second};
+pub use flake::{Activation, Buildability, Disko, Evaluation, HOST_STATE, SystemSpec};
 pub use host::{HostKind, LabHost};
 pub use installer::Medium;
 pub use run::{Run, finish, hbdeploy};
@@ -288,6 +290,17 @@ impl Lab {
         let dir = self.slot.dir.join("flake");
         host::mkdir(&dir)?;
         host::mkdir(&self.slot.dir.join("barrier"))?;
+        let meeting = self.slot.dir.join(flake::EVAL_BARRIER_DIR);
+        host::mkdir(&meeting)?;
+        // Builds run as nixbld users: each must be able to leave its mark here.
+        std::fs::set_permissions(
+            &meeting,
+            std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+        )
+        .map_err(|source| LabError::Io {
+            what: format!("make {} writable for builds", meeting.display()),
+            source,
+        })?;
         let system = format!("{}-linux", std::env::consts::ARCH);
         host::write(
             &dir.join("flake.nix"),

@@ -54,10 +54,27 @@ where
 
 /// Runs `command` to completion. `shown` is how the command is named in errors.
 pub async fn run(
-    mut command: Command,
+    command: Command,
     shown: &str,
     on_line: OutputSink<'_>,
 ) -> Result<Output, NixError> {
+    let (output, _) = run_watched(command, shown, on_line, None).await?;
+    Ok(output)
+}
+
+/// How often a watched command's resident memory is read.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs `command` to completion like [`run`]; with `memory_limit` (bytes), reads the process's
+/// resident memory from `/proc` every [`WATCH_EVERY`] and kills it once it exceeds the limit.
+/// The second value says whether it was killed for that; its output is then what it printed
+/// before.
+pub async fn run_watched(
+    mut command: Command,
+    shown: &str,
+    on_line: OutputSink<'_>,
+    memory_limit: Option<u64>,
+) -> Result<(Output, bool), NixError> {
     command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -92,12 +109,49 @@ pub async fn run(
         }
         Ok::<_, std::io::Error>(kept)
     };
-    let (stdout, stderr) = tokio::try_join!(read_stdout, read_stderr).map_err(io_error)?;
+    let pid = child.id();
+    let watch = async {
+        let (Some(limit), Some(pid)) = (memory_limit, pid) else {
+            return std::future::pending::<()>().await;
+        };
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        loop {
+            tick.tick().await;
+            if resident_bytes(pid).is_some_and(|rss| rss > limit) {
+                return;
+            }
+        }
+    };
+    let both = async { tokio::try_join!(read_stdout, read_stderr) };
+    let (read, killed) = tokio::select! {
+        read = both => (Some(read), false),
+        () = watch => (None, true),
+    };
+    if killed {
+        // Killing closes its pipes; what it printed so far is lost with the readers, which is
+        // fine: the caller reports the budget, not nix's output.
+        let _ = child.start_kill();
+    }
+    let (stdout, stderr) = match read {
+        Some(read) => read.map_err(io_error)?,
+        None => (String::new(), String::new()),
+    };
     let status = child.wait().await.map_err(io_error)?;
-    Ok(Output {
-        success: status.success(),
-        status: status.to_string(),
-        stdout,
-        stderr,
-    })
+    Ok((
+        Output {
+            success: status.success() && !killed,
+            status: status.to_string(),
+            stdout,
+            stderr,
+        },
+        killed,
+    ))
+}
+
+/// The resident memory of process `pid` in bytes (`VmRSS` of `/proc/PID/status`), if readable.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -64,11 +64,34 @@ impl NixError {
     /// Advice for the user, where there is one to give.
     pub fn hint(&self) -> Option<String> {
         match self {
+            // E2BIG: the command line was too long for the kernel; nix is there.
+            NixError::Spawn { source, .. } if source.raw_os_error() == Some(7) => Some(
+                "the command line was longer than the system allows: this is a bug in hbdeploy, \
+                 please report it with the number of hosts selected"
+                    .to_owned(),
+            ),
             NixError::Spawn { .. } => Some(
                 "install nix (Debian/Ubuntu: `apt-get install nix-bin`) and make sure `nix` is on PATH"
                     .to_owned(),
             ),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_too_long_command_line_is_not_taken_for_a_missing_nix() {
+        let spawn = |source| NixError::Spawn {
+            command: "nix eval".to_owned(),
+            source,
+        };
+        let e2big = spawn(std::io::Error::from_raw_os_error(7)).hint();
+        assert!(e2big.is_some_and(|h| h.contains("bug") && !h.contains("install nix")));
+        let missing = spawn(std::io::Error::from(std::io::ErrorKind::NotFound)).hint();
+        assert!(missing.is_some_and(|h| h.contains("install nix")));
     }
 }

@@ -21,11 +21,14 @@ mod store_path;
 use std::path::PathBuf;
 
 pub use build::BuildResults;
-pub use command::OutputSink;
+pub use command::{OutputSink, resident_bytes};
 pub use copy::{CopyOptions, SshDest};
 pub use disko::{DISKO_INSTALL, DiskDevice, InstallDrvs, disko_install_argv};
 pub use error::NixError;
-pub use eval::{Toplevel, nix_string};
+pub use eval::{
+    DEFAULT_MEMORY_PERCENT, EvalLimits, EvalResults, LineSink, MAX_CHUNK, ResultSink, Toplevel,
+    available_memory, nix_string,
+};
 pub use sizes::{SizedClosure, pair_sizes};
 pub use store_path::{StorePath, StorePathError};
 

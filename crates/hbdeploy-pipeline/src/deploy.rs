@@ -1,5 +1,6 @@
-//! The deployment itself: one evaluation and one build for every selected host, then one task
-//! per host (connect, copy, activate), at most `parallel` at a time.
+//! The deployment itself: the hosts' systems are evaluated and built as a stream
+//! (`build.rs`), and each host's task (connect, copy, activate) starts as soon as its system is
+//! built and its wave has begun, at most `parallel` at a time.
 
 use std::time::Instant;
 
@@ -8,11 +9,11 @@ use std::sync::Arc;
 use hbdeploy_nix::{Nix, StorePath};
 use hbdeploy_ssh::Connection;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
-use crate::build::{Built, build_all};
+use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
 use crate::error::Restored;
 use crate::event::{EventSender, Stage};
-use crate::fanout::each_host;
 use crate::health::run_checks;
 use crate::remote::{Change, Deployment, JobKind, JobOutcome, Op};
 use crate::remote::{Decision, WatchdogReason};
@@ -24,7 +25,11 @@ use crate::waves::plan_waves;
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
 /// Deploys `request`, sending progress to `events`. Returns one report entry per host; an error
-/// only when nix itself cannot run.
+/// only when nix itself cannot run (and then no host was contacted).
+///
+/// Waves run one after another as before; within a wave, a host starts as soon as its system is
+/// built, while the others are still being evaluated or built. A host of a later wave waits for
+/// its wave (and is skipped if an earlier one failed), but its system is prepared meanwhile.
 pub async fn deploy(
     request: &DeployRequest,
     nix: &Nix,
@@ -32,144 +37,210 @@ pub async fn deploy(
 ) -> Result<Report, PipelineError> {
     let start = Instant::now();
     let cancel = &request.cancel;
-    let prepared = tokio::select! {
-        prepared = build_all(
-            &request.flake,
-            &request.hosts,
-            nix,
-            &events,
-            request.builders.as_deref(),
-        ) => Some(prepared?),
-        // Dropping the build kills the nix processes (kill_on_drop).
-        () = cancel.cancelled() => None,
+    let options = PrepareOptions {
+        builders: request.builders.clone(),
+        eval: request.eval.clone(),
     };
-    let build_time = start.elapsed();
-    let Some(prepared) = prepared else {
-        let hosts = request
-            .hosts
-            .iter()
-            .map(|plan| {
-                let report = HostReport {
-                    outcome: Outcome::Interrupted,
-                    duration: start.elapsed(),
-                    ..HostReport::new(&plan.name, Stage::Build)
-                };
-                events.finished(&report);
-                report
-            })
-            .collect();
-        return Ok(Report { hosts, build_time });
-    };
-
+    let mut preparing = Some(prepare(
+        &request.flake,
+        &request.hosts,
+        nix,
+        &events,
+        options,
+    ));
+    let mut build_time = None;
     let mut slots: Vec<Option<HostReport>> = request.hosts.iter().map(|_| None).collect();
-    let mut ready: Vec<Option<Built>> = Vec::with_capacity(request.hosts.len());
-    for ((plan, result), slot) in request.hosts.iter().zip(prepared).zip(&mut slots) {
-        ready.push(match result {
-            Err((stage, error)) => {
-                let report = HostReport::failed(&plan.name, stage, *error, start.elapsed());
-                events.finished(&report);
-                *slot = Some(report);
-                None
-            }
-            Ok(built) if !request.goal.reaches_hosts() => {
-                let report = HostReport {
-                    new_path: Some(built.out),
-                    duration: start.elapsed(),
-                    ..HostReport::new(&plan.name, Stage::Build)
-                };
-                events.finished(&report);
-                *slot = Some(report);
-                None
-            }
-            Ok(built) => Some(built),
-        });
-    }
-
+    let mut ready: Vec<Option<Built>> = request.hosts.iter().map(|_| None).collect();
+    let mut launched = vec![false; request.hosts.len()];
+    // When each host's system was ready (or failed): its own BUILD in `--timings`.
+    let mut built_at: Vec<Option<std::time::Duration>> =
+        request.hosts.iter().map(|_| None).collect();
+    let host_permits = Arc::new(Semaphore::new(request.parallel.get()));
     let copy_permits = Arc::new(Semaphore::new(request.parallel_copy.get()));
     let activate_permits = Arc::new(Semaphore::new(request.parallel_activate.get()));
     let mut stopped = false;
     for wave in plan_waves(&request.hosts, &request.canary, request.batch) {
-        let jobs: Vec<(HostPlan, Built)> = wave
-            .iter()
-            .filter_map(|&i| Some((request.hosts[i].clone(), ready[i].clone()?)))
-            .collect();
-        if stopped || cancel.is_cancelled() {
-            let outcome = || {
-                if stopped {
-                    Outcome::Skipped
-                } else {
-                    Outcome::Interrupted
-                }
-            };
-            for (plan, built) in jobs {
-                let report = HostReport {
-                    outcome: outcome(),
-                    new_path: Some(built.out),
-                    duration: start.elapsed(),
-                    ..HostReport::new(&plan.name, Stage::Build)
+        let mut tasks: JoinSet<(usize, HostReport)> = JoinSet::new();
+        loop {
+            for &i in &wave {
+                let Some(built) = ready[i].take() else {
+                    continue;
                 };
-                events.finished(&report);
-                put(&mut slots, &request.hosts, report);
+                let plan = &request.hosts[i];
+                if stopped || cancel.is_cancelled() {
+                    let report = HostReport {
+                        outcome: if stopped {
+                            Outcome::Skipped
+                        } else {
+                            Outcome::Interrupted
+                        },
+                        new_path: Some(built.out),
+                        duration: start.elapsed(),
+                        ..HostReport::new(&plan.name, Stage::Build)
+                    };
+                    events.finished(&report);
+                    slots[i] = Some(report);
+                    continue;
+                }
+                launched[i] = true;
+                let job = HostJob {
+                    plan: plan.clone(),
+                    path: built.out.clone(),
+                    built,
+                    copy_permits: Arc::clone(&copy_permits),
+                    activate_permits: Arc::clone(&activate_permits),
+                    signing_key: request.signing_key.clone(),
+                    goal: request.goal,
+                    reactivate: request.reactivate,
+                    auto_rollback: request.auto_rollback,
+                    nix: nix.clone(),
+                    events: events.clone(),
+                    cancel: cancel.clone(),
+                    start,
+                };
+                let permits = Arc::clone(&host_permits);
+                tasks.spawn(async move {
+                    // Never closed: acquiring only waits (without a permit it would run anyway).
+                    let _permit = permits.acquire_owned().await.ok();
+                    (i, job.run().await)
+                });
             }
-            continue;
+            if wave.iter().all(|&i| slots[i].is_some() || launched[i]) && tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                next = async { preparing.as_mut()?.next().await }, if preparing.is_some() => {
+                    match next {
+                        Some(Ok((i, result))) => {
+                            built_at[i] = Some(start.elapsed());
+                            ready[i] = arrived(request, &events, start, i, result, &mut slots);
+                        }
+                        Some(Err(error)) => {
+                            if !launched.iter().any(|l| *l) && slots.iter().all(Option::is_none) {
+                                return Err(error);
+                            }
+                            preparing = None;
+                            build_time = Some(start.elapsed());
+                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
+                                Outcome::Failed(HostError::Eval {
+                                    attr: plan.attr.clone(),
+                                    lines: vec![error.to_string()],
+                                })
+                            });
+                        }
+                        None => {
+                            preparing = None;
+                            build_time = Some(start.elapsed());
+                            // Every host was handed out; this only guards against a gap.
+                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
+                                Outcome::Failed(HostError::Eval {
+                                    attr: plan.attr.clone(),
+                                    lines: vec!["nix eval did not report this configuration".to_owned()],
+                                })
+                            });
+                        }
+                    }
+                }
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                    if let Ok((i, report)) = joined {
+                        slots[i] = Some(report);
+                    }
+                    // A task that panicked leaves its slot empty; it is filled below.
+                    if tasks.is_empty() {
+                        for &i in &wave {
+                            if launched[i] && slots[i].is_none() {
+                                let lost = HostReport::failed(
+                                    &request.hosts[i].name,
+                                    Stage::Activate,
+                                    HostError::TaskLost,
+                                    start.elapsed(),
+                                );
+                                events.finished(&lost);
+                                slots[i] = Some(lost);
+                            }
+                        }
+                    }
+                }
+                () = cancel.cancelled(), if preparing.is_some() => {
+                    // Dropping the stream kills the nix processes still running for it.
+                    preparing = None;
+                    build_time = Some(start.elapsed());
+                    unprepared(request, &events, start, &mut slots, (&ready, &launched), |_| Outcome::Interrupted);
+                }
+            }
         }
-        let results = each_host(jobs, request.parallel, |(plan, built)| {
-            let job = HostJob {
-                plan,
-                path: built.out.clone(),
-                built,
-                copy_permits: Arc::clone(&copy_permits),
-                activate_permits: Arc::clone(&activate_permits),
-                signing_key: request.signing_key.clone(),
-                goal: request.goal,
-                reactivate: request.reactivate,
-                auto_rollback: request.auto_rollback,
-                nix: nix.clone(),
-                events: events.clone(),
-                cancel: cancel.clone(),
-                start,
-            };
-            job.run()
-        })
-        .await;
-        for ((plan, _), result) in results {
-            let report = result.unwrap_or_else(|| {
-                let lost = HostReport::failed(
-                    &plan.name,
-                    Stage::Activate,
-                    HostError::TaskLost,
-                    start.elapsed(),
-                );
-                events.finished(&lost);
-                lost
-            });
-            put(&mut slots, &request.hosts, report);
-        }
-        stopped = wave
-            .iter()
-            .any(|&i| slots[i].as_ref().is_some_and(|r| !r.succeeded()));
+        stopped = stopped
+            || wave
+                .iter()
+                .any(|&i| slots[i].as_ref().is_some_and(|r| !r.succeeded()));
     }
     let hosts = slots
         .into_iter()
         .zip(&request.hosts)
-        .map(|(slot, plan)| {
-            slot.unwrap_or_else(|| {
+        .zip(built_at)
+        .map(|((slot, plan), built_at)| {
+            let mut report = slot.unwrap_or_else(|| {
                 HostReport::failed(
                     &plan.name,
                     Stage::Build,
                     HostError::TaskLost,
                     start.elapsed(),
                 )
-            })
+            });
+            if let Some(at) = built_at {
+                report.timings.insert(0, (Stage::Build, at));
+            }
+            report
         })
         .collect();
+    let build_time = build_time.unwrap_or_else(|| start.elapsed());
     Ok(Report { hosts, build_time })
 }
 
-/// Puts `report` into its host's slot.
-fn put(slots: &mut [Option<HostReport>], hosts: &[HostPlan], report: HostReport) {
-    if let Some(index) = hosts.iter().position(|p| p.name == report.host) {
-        slots[index] = Some(report);
+/// A host whose system was just prepared: failed or (with `--goal build`) finished right away,
+/// else ready for its task.
+fn arrived(
+    request: &DeployRequest,
+    events: &EventSender,
+    start: Instant,
+    i: usize,
+    result: HostBuilt,
+    slots: &mut [Option<HostReport>],
+) -> Option<Built> {
+    let plan = &request.hosts[i];
+    let report = match result {
+        Ok(built) if request.goal.reaches_hosts() => return Some(built),
+        Ok(built) => HostReport {
+            new_path: Some(built.out),
+            duration: start.elapsed(),
+            ..HostReport::new(&plan.name, Stage::Build)
+        },
+        Err((stage, error)) => HostReport::failed(&plan.name, stage, *error, start.elapsed()),
+    };
+    events.finished(&report);
+    slots[i] = Some(report);
+    None
+}
+
+/// Reports every host whose system never came: the stream was stopped (Ctrl-C) or nix failed.
+fn unprepared(
+    request: &DeployRequest,
+    events: &EventSender,
+    start: Instant,
+    slots: &mut [Option<HostReport>],
+    (ready, launched): (&[Option<Built>], &[bool]),
+    outcome: impl Fn(&HostPlan) -> Outcome,
+) {
+    for (i, plan) in request.hosts.iter().enumerate() {
+        if slots[i].is_none() && ready[i].is_none() && !launched[i] {
+            let report = HostReport {
+                outcome: outcome(plan),
+                duration: start.elapsed(),
+                ..HostReport::new(&plan.name, Stage::Build)
+            };
+            events.finished(&report);
+            slots[i] = Some(report);
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
 pub use event::{Event, EventReceiver, EventSender, OUTPUT_BACKLOG, Stage};
 pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
+pub use hbdeploy_nix::EvalLimits;
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};
 pub use report::{CopyStats, HostReport, Outcome, Report};
@@ -235,6 +236,8 @@ pub struct DeployRequest {
     pub parallel_copy: NonZeroUsize,
     /// Hosts activated at once.
     pub parallel_activate: NonZeroUsize,
+    /// How much evaluation runs at once.
+    pub eval: hbdeploy_nix::EvalLimits,
 }
 
 #[cfg(test)]

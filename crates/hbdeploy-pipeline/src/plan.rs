@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hbdeploy_nix::{Nix, StorePath};
 use hbdeploy_ssh::Connection;
 
-use crate::build::build_all;
+use crate::build::{PrepareOptions, build_all};
 use crate::closure_diff::{ClosureDiff, diff};
 use crate::event::{Event, EventSender, Stage};
 use crate::fanout::each_host;
@@ -35,6 +35,8 @@ pub struct PlanRequest {
     pub copy: bool,
     /// Sign closures with this nix secret key before copying them (as `apply` does).
     pub signing_key: Option<std::path::PathBuf>,
+    /// How much evaluation runs at once.
+    pub eval: hbdeploy_nix::EvalLimits,
 }
 
 /// What applying would do to one host.
@@ -113,7 +115,11 @@ pub async fn plan(
             plan
         })
         .collect();
-    let built = build_all(&request.flake, &local, nix, &events, None).await?;
+    let options = PrepareOptions {
+        builders: None,
+        eval: request.eval.clone(),
+    };
+    let built = build_all(&request.flake, &local, nix, &events, options).await?;
     let mut slots: Vec<Option<HostChanges>> = Vec::with_capacity(request.hosts.len());
     let mut jobs: Vec<(usize, HostPlan, StorePath)> = Vec::new();
     for (index, (plan, result)) in request.hosts.iter().zip(built).enumerate() {

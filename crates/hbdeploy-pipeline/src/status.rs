@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 
 use hbdeploy_nix::{Nix, StorePath};
 
-use crate::build::build_all;
+use crate::build::{PrepareOptions, build_all};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::state::{HostState, host_state};
@@ -22,6 +22,8 @@ pub struct StatusRequest {
     pub parallel: NonZeroUsize,
     /// Evaluate and build the flake to compare the hosts with it.
     pub build: bool,
+    /// How much evaluation runs at once (with `build`).
+    pub eval: hbdeploy_nix::EvalLimits,
 }
 
 /// How a host's running system compares with what the flake builds now.
@@ -74,7 +76,11 @@ pub async fn status(
     });
     let built = async {
         if request.build {
-            build_all(&request.flake, &request.hosts, nix, &events, None)
+            let options = PrepareOptions {
+                builders: None,
+                eval: request.eval.clone(),
+            };
+            build_all(&request.flake, &request.hosts, nix, &events, options)
                 .await
                 .map(Some)
         } else {

@@ -9,6 +9,7 @@
 
 pub mod baseline;
 mod cpu;
+pub mod eval;
 pub mod machine;
 mod measure;
 mod output;

@@ -41,6 +41,28 @@ struct Args {
     /// Skip the cold runs with the fleet's default `--parallel 10` (measured above 10 hosts).
     #[arg(long)]
     no_default_parallel: bool,
+
+    /// Measure evaluation instead (issue 17): hosts whose evaluation costs --eval-cpu-ms and
+    /// holds --eval-mib, evaluated serially, in parallel, one host per process and under a
+    /// memory budget, then a whole cold apply; --runs applies, --hosts does not.
+    #[arg(long)]
+    eval: bool,
+
+    /// With --eval: hosts.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=240))]
+    eval_hosts: u16,
+
+    /// With --eval: CPU time of one host's evaluation, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    eval_cpu_ms: u64,
+
+    /// With --eval: memory one host's evaluation holds, MiB.
+    #[arg(long, default_value_t = 300)]
+    eval_mib: u64,
+
+    /// With --eval: the --eval-memory of the budgeted run, MiB.
+    #[arg(long, default_value_t = 1024)]
+    eval_budget_mib: u64,
 }
 
 fn say(line: &str) {
@@ -66,6 +88,26 @@ fn run(args: Args) -> Result<(), String> {
             "no hbdeploy binary at {} (build it, or pass --hbdeploy PATH)",
             hbdeploy.display()
         ));
+    }
+    if args.eval {
+        let config = bench::eval::EvalConfig {
+            hosts: args.eval_hosts.into(),
+            cpu: std::time::Duration::from_millis(args.eval_cpu_ms),
+            memory_mib: args.eval_mib,
+            budget_mib: args.eval_budget_mib,
+            runs: args.runs.into(),
+            hbdeploy,
+        };
+        let mut progress = |line: &str| say(line);
+        let bench = bench::eval::run_eval(&config, &mut progress).map_err(|e| e.to_string())?;
+        let markdown = bench::eval::eval_markdown(&bench);
+        return match &args.markdown {
+            Some(path) => write(path, &markdown),
+            None => {
+                let _ = std::io::stdout().write_all(markdown.as_bytes());
+                Ok(())
+            }
+        };
     }
     let config = Config {
         hosts: args.hosts,
