@@ -36,7 +36,7 @@ use crate::CopyStats;
 pub use disks::{DiskArg, DiskArgError, resolve_disks};
 pub use error::{InstallError, StepError};
 pub use live::{LIVE_RULE, check_this_machine};
-pub use push::{InstallPlan, Installer, ProbedDisk, connect, nixos_install_command, plan};
+pub use push::{InstallPlan, Installer, ProbedDisk, connect, plan};
 pub use target::{TargetArg, TargetArgError};
 
 /// The steps of a pushed install, in order. One name per concept: `build` and `copy` are the

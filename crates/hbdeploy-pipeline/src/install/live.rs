@@ -73,24 +73,6 @@ pub fn check_this_machine(disks: &[DiskDevice], force: bool) -> Result<(), Insta
     Ok(())
 }
 
-/// The shell script that looks at a pushed install's target. Devices were checked when parsed
-/// (`DiskArg`): plain characters only, so single quotes hold them safely.
-pub(crate) fn probe_script(disks: &[DiskDevice]) -> String {
-    let mut script = format!(
-        "echo \"uid $(id -u)\"; sed 's/^/os-release /' /etc/os-release 2>/dev/null; \
-         PATH=\"$PATH:{SYSTEM_BIN}\" command -v nixos-install >/dev/null 2>&1 && echo nixos-install;"
-    );
-    for disk in disks {
-        let d = &disk.device;
-        script.push_str(&format!(
-            " if [ -e '{d}' ]; then echo \"device {d} $(lsblk -dno SIZE,MODEL '{d}' 2>/dev/null \
-             | head -n 1 | tr -s ' ')\"; else echo 'missing {d}'; fi;"
-        ));
-    }
-    script.push_str(" true");
-    script
-}
-
 /// What the probe found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Probe {
@@ -182,22 +164,5 @@ mod tests {
             ]
         );
         assert_eq!(probe.missing, ["/dev/sdz"]);
-    }
-
-    #[test]
-    fn probe_script_quotes_each_device() {
-        let disks = [DiskDevice {
-            name: "a".to_owned(),
-            device: "/dev/sda".to_owned(),
-        }];
-        let script = probe_script(&disks);
-        assert!(script.contains("if [ -e '/dev/sda' ]"), "{script}");
-        assert!(
-            script.contains("lsblk -dno SIZE,MODEL '/dev/sda'"),
-            "{script}"
-        );
-        assert!(
-            script.contains("PATH=\"$PATH:/run/current-system/sw/bin\" command -v nixos-install")
-        );
     }
 }

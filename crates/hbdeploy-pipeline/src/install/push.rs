@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use hbdeploy_nix::{DiskDevice, InstallDrvs, Nix, StorePath};
-use hbdeploy_ssh::{CommandOutput, Connection, Target};
+use hbdeploy_ssh::{Connection, Target};
 
 use super::live::{self, SYSTEM_BIN};
 use super::{
@@ -108,8 +108,8 @@ async fn check(
     events: &InstallEvents,
 ) -> Result<Vec<ProbedDisk>, InstallError> {
     let target = conn.target().display();
-    let output = conn
-        .run(&live::probe_script(&plan.disks), |_| {})
+    let devices: Vec<&str> = plan.disks.iter().map(|d| d.device.as_str()).collect();
+    let output = crate::remote::install_probe(conn, SYSTEM_BIN, &devices)
         .await
         .map_err(|err| InstallError::Channel(Box::new(err)))?;
     if !output.exit.success() {
@@ -152,14 +152,6 @@ async fn check(
             },
         )
         .collect()
-}
-
-/// The `nixos-install` command run on the target: the root and system are checked values.
-pub fn nixos_install_command(system: &StorePath, root: &str) -> String {
-    format!(
-        "PATH=\"$PATH:{SYSTEM_BIN}\" nixos-install --no-root-passwd --no-channel-copy \
-         --root {root} --system {system}"
-    )
 }
 
 impl Installer {
@@ -237,8 +229,13 @@ impl Job<'_> {
                 Ok(())
             }
             InstallStep::Disko => {
-                let script = drvs.disko_script.out_path.to_string();
-                let output = self.remote(step, &script).await?;
+                let script = &drvs.disko_script.out_path;
+                let run = crate::remote::store_program(&self.installer.conn, script, |line| {
+                    self.events.output(step, &line.text)
+                });
+                let output = run
+                    .await
+                    .map_err(|source| StepError::Channel { step, source })?;
                 match output.exit.success() {
                     true => Ok(()),
                     false => Err(StepError::Disko {
@@ -250,8 +247,13 @@ impl Job<'_> {
             }
             InstallStep::NixosInstall => {
                 let root = &drvs.root_mount_point;
-                let command = nixos_install_command(&drvs.system.out_path, root);
-                let output = self.remote(step, &command).await?;
+                let install = (SYSTEM_BIN, root.as_str(), &drvs.system.out_path);
+                let run = crate::remote::nixos_install(&self.installer.conn, install, |line| {
+                    self.events.output(step, &line.text)
+                });
+                let output = run
+                    .await
+                    .map_err(|source| StepError::Channel { step, source })?;
                 match output.exit.success() {
                     true => Ok(()),
                     false => Err(StepError::NixosInstall {
@@ -315,16 +317,9 @@ impl Job<'_> {
         }
         closure.sort();
         closure.dedup();
-        let mut command = String::from("nix-store --check-validity --print-invalid");
-        for path in &closure {
-            command.push(' ');
-            command.push_str(path.as_str());
-        }
         // Its stdout is a list of paths for this code, not progress for the user: not streamed.
-        let output = self
-            .installer
-            .conn
-            .run(&command, |_| {})
+        let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
+        let output = crate::remote::check_validity(&self.installer.conn, &paths)
             .await
             .map_err(|source| StepError::Channel {
                 step: InstallStep::Copy,
@@ -361,14 +356,5 @@ impl Job<'_> {
         self.events
             .note(format!("copied {} of {} paths", stats.sent, stats.total));
         Ok(stats)
-    }
-
-    /// Runs `command` on the target, streaming its output as events of `step`.
-    async fn remote(&self, step: InstallStep, command: &str) -> Result<CommandOutput, StepError> {
-        self.installer
-            .conn
-            .run(command, |line| self.events.output(step, &line.text))
-            .await
-            .map_err(|source| StepError::Channel { step, source })
     }
 }

@@ -48,11 +48,13 @@ pub(crate) enum Script {
     DryActivate,
     Realise,
     Check,
+    InstallProbe,
+    NixosInstall,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 16] = [
+    pub(crate) const ALL: [Script; 18] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -69,6 +71,8 @@ impl Script {
         Script::DryActivate,
         Script::Realise,
         Script::Check,
+        Script::InstallProbe,
+        Script::NixosInstall,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -90,6 +94,8 @@ impl Script {
             Script::DryActivate => "dry-activate.sh",
             Script::Realise => "realise.sh",
             Script::Check => "check.sh",
+            Script::InstallProbe => "install-probe.sh",
+            Script::NixosInstall => "nixos-install.sh",
         }
     }
 
@@ -111,6 +117,8 @@ impl Script {
             Script::DryActivate => include_str!("dry-activate.sh"),
             Script::Realise => include_str!("realise.sh"),
             Script::Check => include_str!("check.sh"),
+            Script::InstallProbe => include_str!("install-probe.sh"),
+            Script::NixosInstall => include_str!("nixos-install.sh"),
         }
     }
 
@@ -127,7 +135,8 @@ impl Script {
             | Script::Stop
             | Script::Decide
             | Script::Closure
-            | Script::DryActivate => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::DryActivate
+            | Script::InstallProbe => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
             | Script::Launch
             | Script::Run
@@ -135,7 +144,8 @@ impl Script {
             | Script::Watchdog
             | Script::Settle
             | Script::Realise
-            | Script::Check => None,
+            | Script::Check
+            | Script::NixosInstall => None,
         }
     }
 
@@ -178,17 +188,55 @@ pub(crate) async fn step<T>(
     }
 }
 
+/// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed.
+pub(crate) async fn check_validity(
+    conn: &Connection,
+    paths: &[&str],
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    conn.run(&Script::CheckValidity.command(paths), |_| {})
+        .await
+}
+
+/// `install-probe.sh`: what a pushed install's target is, and which of `devices` it has.
+pub(crate) async fn install_probe(
+    conn: &Connection,
+    system_bin: &str,
+    devices: &[&str],
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    let mut args = vec![system_bin];
+    args.extend_from_slice(devices);
+    conn.run(&Script::InstallProbe.command(&args), |_| {}).await
+}
+
+/// Runs a store path that is a program (a disko script) on the host, passing its output on.
+pub(crate) async fn store_program(
+    conn: &Connection,
+    program: &StorePath,
+    on_line: impl FnMut(&OutputLine),
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    conn.run(&quote(program.as_str()), on_line).await
+}
+
+/// `nixos-install.sh`: installs `system` onto `root`, passing its output on.
+pub(crate) async fn nixos_install(
+    conn: &Connection,
+    (system_bin, root, system): (&str, &str, &StorePath),
+    on_line: impl FnMut(&OutputLine),
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    let command = Script::NixosInstall.command(&[system_bin, root, system.as_str()]);
+    conn.run(&command, on_line).await
+}
+
 /// The paths of `closure` that the host's store lacks.
 pub async fn missing_paths(
     conn: &Connection,
     closure: &[StorePath],
 ) -> Result<Vec<StorePath>, HostError> {
     let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
-    let command = Script::CheckValidity.command(&paths);
     let output = step(
         Stage::Copy,
         "nix-store --check-validity",
-        conn.run(&command, |_| {}),
+        check_validity(conn, &paths),
     )
     .await?;
     if !output.exit.success() {
