@@ -26,7 +26,15 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     passphrase::unlock(&mut hosts).await?;
     if args.ask {
-        ask(cli, args, &fleet, hosts.clone()).await?;
+        // What was shown is what is deployed: each host's system as the plan built it, not
+        // evaluated and built again (the flake may have changed meanwhile).
+        let shown = ask(cli, args, &fleet, hosts.clone()).await?;
+        for host in &mut hosts {
+            host.system = shown
+                .iter()
+                .find(|c| c.host == host.name)
+                .and_then(|c| c.new_path.clone());
+        }
     }
     if args.ask_sudo_password {
         crate::sudo::ask(&mut hosts).await?;
@@ -120,7 +128,7 @@ async fn ask(
     args: &ApplyArgs,
     fleet: &Fleet,
     hosts: Vec<HostPlan>,
-) -> Result<(), AppError> {
+) -> Result<Vec<hbdeploy_pipeline::HostChanges>, AppError> {
     if !args.yes && !crate::secret::interactive() {
         return Err(AppError::Usage(
             "apply --ask needs a terminal to ask on; nothing was changed".to_owned(),
@@ -136,7 +144,7 @@ async fn ask(
         out(&shown);
     }
     if args.yes {
-        return Ok(());
+        return Ok(changes);
     }
     let count = changes.len();
     let asked = tokio::task::spawn_blocking(move || {
@@ -150,7 +158,7 @@ async fn ask(
     .await
     .unwrap_or_default();
     if matches!(asked.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
-        Ok(())
+        Ok(changes)
     } else {
         Err(AppError::Usage(
             "not confirmed; nothing was changed".to_owned(),

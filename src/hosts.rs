@@ -32,6 +32,7 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
             // user ignores `--no-check-sigs`, and the copy's error then says what to do.
             trusted: host.transfer.trusted.unwrap_or(true),
         },
+        system: None,
     }
 }
 

@@ -136,3 +136,35 @@ fn apply_ask_on_a_terminal_applies_only_after_yes() {
     assert_eq!(yes.code, 0, "{}", yes.stdout);
     assert_ne!(untouched(host(&lab, "desktop")), before);
 }
+
+#[test]
+fn apply_ask_deploys_the_systems_it_showed_without_building_them_again() {
+    let mut lab = Lab::start(&["a", "b"]).expect("lab");
+    lab.write_fleet(&[], "").expect("fleet");
+    for name in ["a", "b"] {
+        lab.set_system(
+            name,
+            SystemSpec {
+                evaluation: hbdeploy_lab::Evaluation::Traced,
+                ..SystemSpec::default()
+            },
+        )
+        .expect("flake");
+    }
+    let shown: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| support::system_path(&lab, n))
+        .collect();
+    let run = hbdeploy(&lab, &["apply", "--all", "--ask", "--yes", "-v"]);
+    assert_eq!(run.code, 0, "{}", run.both());
+    for (name, shown) in ["a", "b"].iter().zip(&shown) {
+        // Evaluated once, for the plan; the deployment took the plan's system.
+        let said = format!("lab: evaluating {name}\n");
+        let times = run.stderr.matches(&said).count();
+        assert_eq!(times, 1, "{name} evaluated {times} times\n{}", run.both());
+        assert_eq!(
+            host(&lab, name).current_system().expect("read").as_ref(),
+            Some(shown)
+        );
+    }
+}

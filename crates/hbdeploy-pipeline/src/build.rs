@@ -93,9 +93,30 @@ pub(crate) fn prepare(
     options: PrepareOptions,
 ) -> Preparing {
     let (tx, results) = mpsc::unbounded_channel();
+    // A host whose system was given (built already) is ready at once; the others are evaluated
+    // and built, and their results handed out under their index in `hosts`.
+    let mut rest = Vec::new();
+    let mut indices = Vec::new();
+    for (index, plan) in hosts.iter().enumerate() {
+        match &plan.system {
+            Some(system) if !plan.transfer.build_on_target => {
+                let built = Built {
+                    out: system.clone(),
+                    drv: system.clone(),
+                    on_target: false,
+                };
+                let _ = tx.send((index, Ok(built)));
+            }
+            _ => {
+                rest.push(plan.clone());
+                indices.push(index);
+            }
+        }
+    }
     let work = Work {
         flake: flake.to_owned(),
-        hosts: hosts.to_vec(),
+        hosts: rest,
+        indices,
         nix: nix.clone(),
         events: events.clone(),
         options,
@@ -143,7 +164,10 @@ fn not_reported(plan: &HostPlan) -> (Stage, Box<HostError>) {
 /// The evaluation and the builds, owned by one task.
 struct Work {
     flake: String,
+    /// The hosts to evaluate and build.
     hosts: Vec<HostPlan>,
+    /// Each one's index in the hosts of the request.
+    indices: Vec<usize>,
     nix: Nix,
     events: EventSender,
     options: PrepareOptions,
@@ -351,6 +375,8 @@ impl Work {
     }
 
     fn send(&self, index: usize, result: HostBuilt) {
-        let _ = self.tx.send((index, result));
+        if let Some(&index) = self.indices.get(index) {
+            let _ = self.tx.send((index, result));
+        }
     }
 }

@@ -72,6 +72,7 @@ mod tests {
             safety: crate::HostSafety::default(),
             health: Vec::new(),
             transfer: crate::HostTransfer::default(),
+            system: None,
             wave: 0,
         }
     }

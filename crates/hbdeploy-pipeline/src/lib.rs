@@ -125,6 +125,9 @@ pub struct HostPlan {
     pub health: Vec<Check>,
     /// Where its system is built and how it is copied.
     pub transfer: HostTransfer,
+    /// The system to deploy, already built here (what `apply --ask` showed): it is deployed as
+    /// it is, not evaluated and built again. Not for a host that builds on its target.
+    pub system: Option<hbdeploy_nix::StorePath>,
 }
 
 /// How one host's system is built and copied.

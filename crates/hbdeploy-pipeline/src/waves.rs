@@ -68,6 +68,7 @@ mod tests {
                 safety: crate::HostSafety::default(),
                 health: Vec::new(),
                 transfer: crate::HostTransfer::default(),
+                system: None,
                 wave: *wave,
             })
             .collect()
