@@ -15,7 +15,7 @@ use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
 use crate::error::Restored;
 use crate::event::{EventSender, Stage};
 use crate::health::run_checks;
-use crate::remote::{Change, Deployment, JobKind, JobOutcome, Op};
+use crate::remote::{Arm, Change, Deployment, JobKind, JobOutcome, Op};
 use crate::remote::{Decision, WatchdogReason};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe::{self, Confirmation, Previous};
@@ -440,22 +440,22 @@ impl HostJob {
         let restore = safe::restore_change(&previous, self.goal);
         let wants_magic = safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
         // Everything that can refuse runs before anything changes: the path must be a NixOS
-        // system. The probe also says how jobs run on this host.
-        let probe = remote::probe(conn, name, &self.path, &self.events).await?;
-        let deployment = Deployment::new(&safe::new_token(), probe.systemd);
+        // system. One round trip checks it, writes the deployment's scripts and arms the
+        // watchdog; the state read said how jobs run on this host.
+        let deployment = Deployment::new(&safe::new_token(), state.systemd);
+        let arm = match (&restore, wants_magic) {
+            (Some(restore), true) => Some(Arm {
+                confirm: safety.confirm_timeout,
+                activation: safety.activation_timeout,
+                restore,
+            }),
+            _ => None,
+        };
         deployment
-            .install_with_previous(conn, restore.as_ref())
+            .prepare(conn, &self.path, restore.as_ref(), arm)
             .await?;
-        let armed = match (&restore, wants_magic) {
-            (Some(restore), true) => {
-                deployment
-                    .arm(
-                        conn,
-                        safety.confirm_timeout,
-                        safety.activation_timeout,
-                        restore,
-                    )
-                    .await?;
+        let armed = match arm {
+            Some(_) => {
                 self.events.note(
                     name,
                     format!(
@@ -465,14 +465,14 @@ impl HostJob {
                 );
                 Some(Instant::now())
             }
-            (None, true) => {
+            None if wants_magic => {
                 self.events.note(
                     name,
                     "no previous generation: magic rollback not armed".to_owned(),
                 );
                 None
             }
-            _ => None,
+            None => None,
         };
 
         let change = Change {

@@ -12,7 +12,7 @@ use crate::fanout::each_host;
 use crate::remote::{Change, Deployment, JobKind, Op};
 use crate::report::{HostReport, Outcome, Report};
 use crate::state::read_state;
-use crate::{Goal, HostError, HostPlan, remote, safe};
+use crate::{Goal, HostError, HostPlan, safe};
 
 /// Which generation to go back to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,11 +164,10 @@ async fn switch_back(
     };
     report.new_path = Some(chosen.path.clone());
     // Everything that can be checked is checked before the profile changes.
-    let probe = remote::probe(conn, host, &chosen.path, events).await?;
     // Moving the profile and switching are one detached job, so a lost connection cannot
-    // leave the profile moved without the activation.
-    let deployment = Deployment::new(&safe::new_token(), probe.systemd);
-    deployment.install(conn).await?;
+    // leave the profile moved without the activation. Preparing it checks the system first.
+    let deployment = Deployment::new(&safe::new_token(), state.systemd);
+    deployment.prepare(conn, &chosen.path, None, None).await?;
     let change = Change {
         op: Op::Generation(chosen.number),
         path: chosen.path.clone(),

@@ -155,12 +155,32 @@ impl Connection {
         command: &str,
         on_line: impl FnMut(&OutputLine),
     ) -> Result<CommandOutput, SshError> {
+        self.root(command, on_line, true).await
+    }
+
+    /// Like [`Connection::run_root`] for output that is only streamed to `on_line`, never
+    /// parsed: only its last lines are kept (`stdout` stays empty), however much it prints.
+    pub async fn stream_root(
+        &self,
+        command: &str,
+        on_line: impl FnMut(&OutputLine),
+    ) -> Result<CommandOutput, SshError> {
+        self.root(command, on_line, false).await
+    }
+
+    async fn root(
+        &self,
+        command: &str,
+        on_line: impl FnMut(&OutputLine),
+        keep_stdout: bool,
+    ) -> Result<CommandOutput, SshError> {
         let Some(escalation) = self.escalation() else {
-            return self.run(command, on_line).await;
+            let channel = self.start(command).await?;
+            return Ok(crate::exec::read(channel, on_line, keep_stdout).await);
         };
         let channel = self.start_root(escalation, command).await?;
         let _ = channel.eof().await;
-        Ok(crate::exec::read(channel, on_line).await)
+        Ok(crate::exec::read(channel, on_line, keep_stdout).await)
     }
 
     /// Holds `command` as root (see [`Connection::hold`]). Through an escalation command, first

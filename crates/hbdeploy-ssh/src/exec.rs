@@ -144,16 +144,21 @@ impl Connection {
         on_line: impl FnMut(&OutputLine),
     ) -> Result<CommandOutput, SshError> {
         let channel = self.start(command).await?;
-        Ok(read(channel, on_line).await)
+        Ok(read(channel, on_line, true).await)
     }
 }
 
-/// Reads a started command's output to its end, passing each line to `on_line`.
+/// Reads a started command's output to its end, passing each line to `on_line`; with
+/// `keep_stdout` false only the tail is kept (for output that is streamed, not parsed).
 pub(crate) async fn read(
     mut channel: russh::Channel<russh::client::Msg>,
     mut on_line: impl FnMut(&OutputLine),
+    keep_stdout: bool,
 ) -> CommandOutput {
-    let mut kept = Kept::default();
+    let mut kept = Kept {
+        truncated: !keep_stdout,
+        ..Kept::default()
+    };
     let mut out_lines = LineSplitter::default();
     let mut err_lines = LineSplitter::default();
     let mut exit = Exit::Unknown;
@@ -182,7 +187,7 @@ pub(crate) async fn read(
     CommandOutput {
         exit,
         stdout: kept.stdout,
-        stdout_truncated: kept.truncated,
+        stdout_truncated: kept.truncated && keep_stdout,
         tail: kept.tail.into_iter().collect(),
     }
 }

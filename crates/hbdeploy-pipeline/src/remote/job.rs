@@ -116,6 +116,28 @@ pub(crate) struct JobOutcome {
     pub tail: Vec<String>,
 }
 
+/// Magic rollback's watchdog, as armed by [`Deployment::prepare`]: unless the deployer decides
+/// first, it applies `restore` once `confirm` has passed since the activation ended, or once
+/// `activation` has passed since arming with the activation still running (stopped first).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arm<'a> {
+    pub confirm: Duration,
+    pub activation: Duration,
+    pub restore: &'a Change,
+}
+
+impl Arm<'_> {
+    /// `watchdog.sh`'s arguments after DIR and JOB.
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            self.confirm.as_secs().max(1).to_string(),
+            self.activation.as_secs().max(1).to_string(),
+        ];
+        args.extend(self.restore.args());
+        args
+    }
+}
+
 /// Whether `launch.sh` follows a job's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Follow {
@@ -148,11 +170,6 @@ impl Deployment {
         }
     }
 
-    /// Writes the job scripts into the deployment's directory.
-    pub(crate) async fn install(&self, conn: &Connection) -> Result<(), HostError> {
-        self.install_files(conn, Vec::new()).await
-    }
-
     /// Writes the job scripts again into the directory of a deployment of an earlier boot
     /// (gone with the reboot), with the generation it made, so that its restore can run.
     pub(crate) async fn reinstall(
@@ -166,19 +183,6 @@ impl Deployment {
         self.install_files(conn, files).await
     }
 
-    /// Writes the job scripts and, before any job of this deployment starts, the change that
-    /// puts the host back as it is now (`None`: it has no generation to go back to), which
-    /// settling applies if it has to stop this deployment's activation.
-    pub(crate) async fn install_with_previous(
-        &self,
-        conn: &Connection,
-        restore: Option<&Change>,
-    ) -> Result<(), HostError> {
-        let previous = format!("{}\n", Before::record(restore));
-        self.install_files(conn, vec![("previous".to_owned(), previous)])
-            .await
-    }
-
     /// Writes the job scripts and `files` (name, content) into the deployment's directory.
     async fn install_files(
         &self,
@@ -186,11 +190,7 @@ impl Deployment {
         files: Vec<(String, String)>,
     ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
-        for script in [Script::Run, Script::Stop, Script::Switch, Script::Watchdog] {
-            args.push(script.file().to_owned());
-            args.push(script.text().to_owned());
-        }
-        for (name, content) in files {
+        for (name, content) in self.files().into_iter().chain(files) {
             args.push(name);
             args.push(content);
         }
@@ -211,9 +211,85 @@ impl Deployment {
         })
     }
 
+    /// Before an activation, in one round trip (`prepare.sh`): refuses `path` unless it is a
+    /// NixOS system in the host's store, writes the job scripts and the change that puts the
+    /// host back as it is now (`restore`; `None`: nothing to go back to), which settling applies
+    /// if it has to stop this deployment's activation, and with `arm` starts the watchdog.
+    pub(crate) async fn prepare(
+        &self,
+        conn: &Connection,
+        path: &StorePath,
+        restore: Option<&Change>,
+        arm: Option<Arm<'_>>,
+    ) -> Result<(), HostError> {
+        let mut files = self.files();
+        files.push((
+            "previous".to_owned(),
+            format!("{}\n", Before::record(restore)),
+        ));
+        files.push((
+            Script::Launch.file().to_owned(),
+            Script::Launch.text().to_owned(),
+        ));
+        let mut args = vec![path.to_string(), self.dir.clone(), files.len().to_string()];
+        for (name, content) in files {
+            args.push(name);
+            args.push(content);
+        }
+        if let Some(arm) = &arm {
+            args.extend(self.launch_args("watchdog", Follow::No, Script::Watchdog, &arm.args()));
+        }
+        let command = Script::Prepare.command(&args);
+        let output = step(
+            Stage::Activate,
+            "preparing the activation",
+            conn.run_root(&command, |_| {}),
+        )
+        .await?;
+        let probe = super::Probe::parse(&output.stdout);
+        if probe.missing {
+            return Err(HostError::NotInStore { path: path.clone() });
+        }
+        if !probe.nixos && output.exit.success() {
+            return Err(HostError::NotNixos { path: path.clone() });
+        }
+        let launched = output.stdout.lines().any(|l| l == "hbdeploy-launched");
+        if output.exit.success() && (arm.is_none() || launched) {
+            return Ok(());
+        }
+        Err(HostError::Remote {
+            command: if arm.is_some() {
+                "arming the magic-rollback watchdog".to_owned()
+            } else {
+                format!("writing hbdeploy's job scripts to {}", self.dir)
+            },
+            exit: output.exit.clone(),
+            tail: output.tail_lines(),
+        })
+    }
+
+    /// The job scripts, as (file, content).
+    fn files(&self) -> Vec<(String, String)> {
+        [Script::Run, Script::Stop, Script::Switch, Script::Watchdog]
+            .into_iter()
+            .map(|s| (s.file().to_owned(), s.text().to_owned()))
+            .collect()
+    }
+
     /// `launch.sh`'s command line for `job` running `script` with `args` (run.sh puts the
     /// deployment's directory and the job's name before them).
     fn launch(&self, job: &str, follow: Follow, script: Script, args: &[String]) -> String {
+        Script::Launch.command(&self.launch_args(job, follow, script, args))
+    }
+
+    /// `launch.sh`'s arguments for `job` running `script` with `args`.
+    fn launch_args(
+        &self,
+        job: &str,
+        follow: Follow,
+        script: Script,
+        args: &[String],
+    ) -> Vec<String> {
         let mut all = vec![
             self.dir.clone(),
             job.to_owned(),
@@ -228,7 +304,7 @@ impl Deployment {
         ];
         all.extend(args.iter().cloned());
         debug_assert!(all.iter().all(|a| unit_safe(a)), "{all:?}");
-        Script::Launch.command(&all)
+        all
     }
 
     /// Runs `change` as the detached job `kind`, streaming its output (without hbdeploy's
@@ -276,8 +352,10 @@ impl Deployment {
         };
         let mut launch_failed = None;
         let mut tail: VecDeque<String> = VecDeque::new();
+        // The job's output is streamed, not parsed (its markers are seen line by line): only
+        // its last lines are kept, however much it prints.
         let output = conn
-            .run_root(command, |line: &OutputLine| {
+            .stream_root(command, |line: &OutputLine| {
                 match JobLine::parse(&line.text) {
                     JobLine::Generation(n) => outcome.generation = n,
                     JobLine::Exit(exit) => outcome.exit = exit,
@@ -322,38 +400,6 @@ impl Deployment {
             });
         }
         Ok(outcome)
-    }
-
-    /// Starts the magic-rollback watchdog: unless the deployer decided first, it applies
-    /// `restore` once `confirm` has passed since the activation ended, or once `activation`
-    /// has passed since arming with the activation still running (which it stops first).
-    pub(crate) async fn arm(
-        &self,
-        conn: &Connection,
-        confirm: Duration,
-        activation: Duration,
-        restore: &Change,
-    ) -> Result<(), HostError> {
-        let mut args = vec![
-            confirm.as_secs().max(1).to_string(),
-            activation.as_secs().max(1).to_string(),
-        ];
-        args.extend(restore.args());
-        let command = self.launch("watchdog", Follow::No, Script::Watchdog, &args);
-        let output = step(
-            Stage::Activate,
-            "arming the magic-rollback watchdog",
-            conn.run_root(&command, |_| {}),
-        )
-        .await?;
-        if output.exit.success() && output.stdout.lines().any(|l| l == "hbdeploy-launched") {
-            return Ok(());
-        }
-        Err(HostError::Remote {
-            command: "arming the magic-rollback watchdog".to_owned(),
-            exit: output.exit.clone(),
-            tail: output.tail_lines(),
-        })
     }
 
     /// Stops the job `kind` if it still runs (its unit and its process group).

@@ -18,7 +18,7 @@ use hbdeploy_ssh::{Connection, OutputLine};
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
-pub(crate) use job::{Change, Deployment, JobKind, JobOutcome, Op};
+pub(crate) use job::{Arm, Change, Deployment, JobKind, JobOutcome, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe, WatchdogReason};
 pub(crate) use settled::{Before, SETTLE_WAIT, settle};
@@ -50,11 +50,12 @@ pub(crate) enum Script {
     Check,
     InstallProbe,
     NixosInstall,
+    Prepare,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 18] = [
+    pub(crate) const ALL: [Script; 19] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -73,6 +74,7 @@ impl Script {
         Script::Check,
         Script::InstallProbe,
         Script::NixosInstall,
+        Script::Prepare,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -96,6 +98,7 @@ impl Script {
             Script::Check => "check.sh",
             Script::InstallProbe => "install-probe.sh",
             Script::NixosInstall => "nixos-install.sh",
+            Script::Prepare => "prepare.sh",
         }
     }
 
@@ -119,6 +122,7 @@ impl Script {
             Script::Check => include_str!("check.sh"),
             Script::InstallProbe => include_str!("install-probe.sh"),
             Script::NixosInstall => include_str!("nixos-install.sh"),
+            Script::Prepare => include_str!("prepare.sh"),
         }
     }
 
@@ -136,7 +140,8 @@ impl Script {
             | Script::Decide
             | Script::Closure
             | Script::DryActivate
-            | Script::InstallProbe => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::InstallProbe
+            | Script::Prepare => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
             | Script::Launch
             | Script::Run
