@@ -82,10 +82,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::Fleet;
 
     const GIB: u64 = 1 << 30;
 
@@ -113,14 +111,7 @@ mod tests {
         check("-1G", Err("does not start with a number"));
     }
 
-    fn parse(text: &str) -> Result<Fleet, String> {
-        Fleet::parse(
-            text,
-            Path::new("/f/fleet.toml"),
-            Some(Path::new("/home/me")),
-        )
-        .map_err(|e| e.to_string())
-    }
+    use crate::test_fleet::parse;
 
     #[test]
     fn fleet_reads_eval_settings() {

@@ -99,19 +99,10 @@ fn read_check(table: &Table<'_>) -> Result<HealthCheck, InventoryError> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::Fleet;
 
-    fn parse(text: &str) -> Result<Fleet, String> {
-        Fleet::parse(
-            text,
-            Path::new("/f/fleet.toml"),
-            Some(Path::new("/home/me")),
-        )
-        .map_err(|e| e.to_string())
-    }
+    use crate::test_fleet::parse;
 
     #[test]
     fn fleet_checks_come_first_then_the_hosts_own() {

@@ -27,6 +27,8 @@ mod schema;
 mod select;
 mod ssh;
 mod suggest;
+#[cfg(test)]
+mod test_fleet;
 mod transfer;
 
 pub use builders::check_builders;

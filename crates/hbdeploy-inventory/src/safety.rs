@@ -79,19 +79,10 @@ impl SafetyOverrides {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
 
     use super::*;
-    use crate::Fleet;
 
-    fn parse(text: &str) -> Result<Fleet, String> {
-        Fleet::parse(
-            text,
-            Path::new("/f/fleet.toml"),
-            Some(Path::new("/home/me")),
-        )
-        .map_err(|e| e.to_string())
-    }
+    use crate::test_fleet::parse;
 
     #[test]
     fn host_overrides_fleet_overrides_defaults() {

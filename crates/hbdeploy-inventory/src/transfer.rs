@@ -142,16 +142,8 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::Fleet;
 
-    fn parse(text: &str) -> Result<Fleet, String> {
-        Fleet::parse(
-            text,
-            Path::new("/f/fleet.toml"),
-            Some(Path::new("/home/me")),
-        )
-        .map_err(|e| e.to_string())
-    }
+    use crate::test_fleet::parse;
 
     #[test]
     fn defaults_fleet_settings_and_host_overrides() {

@@ -11,40 +11,50 @@ run=/run/hbdeploy
 mkdir -p "$run" || exit 1
 exec 9>>"$run/lock" || exit 1
 info="$run/lock.info"
+locked=0
 if flock -n 9; then
-  # Written whole and renamed into place, so a deployer that finds the lock busy never reads
-  # half of it; removed before the lock is let go, so it never names an earlier holder.
-  printf '%s\n' "$1" >"$info.$$" && mv -f "$info.$$" "$info"
-  echo locked
-  cat >/dev/null
-  for dir in "$run"/*/; do
-    dir=${dir%/}
-    [ -f "$dir/previous" ] || [ -f "$dir/switch.sh" ] || continue
-    if [ -e "$dir/watchdog.pid" ] && [ ! -e "$dir/decided" ]; then
-      continue
-    fi
-    busy=0
-    for pidfile in "$dir"/*.pid; do
-      pid=$(cat "$pidfile" 2>/dev/null)
-      if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
-        busy=1
-      fi
-    done
-    [ "$busy" = 0 ] || continue
-    if [ -s "$dir/activate.log" ]; then
-      mv -f "$dir/activate.log" "$run/last-activation.log"
-    fi
-    rm -rf "$dir"
-  done
-  rm -f "$info"
+  locked=1
 else
-  # The holder may have the lock but not yet its name written: wait for it a moment.
+  # Busy. The holder may have the lock but not its name written yet, or be letting go of it
+  # (its name already removed): wait a moment for either.
   n=0
   holder=$(cat "$info" 2>/dev/null)
   while [ -z "$holder" ] && [ "$n" -lt 20 ]; do
     sleep 0.05
     n=$((n + 1))
+    if flock -n 9; then
+      locked=1
+      break
+    fi
     holder=$(cat "$info" 2>/dev/null)
   done
-  echo "busy $holder"
+  if [ "$locked" = 0 ]; then
+    echo "busy $holder"
+    exit 0
+  fi
 fi
+# Written whole and renamed into place, so a deployer that finds the lock busy never reads half
+# of it; removed before the lock is let go, so it never names an earlier holder.
+printf '%s\n' "$1" >"$info.$$" && mv -f "$info.$$" "$info"
+echo locked
+cat >/dev/null
+for dir in "$run"/*/; do
+  dir=${dir%/}
+  [ -f "$dir/previous" ] || [ -f "$dir/switch.sh" ] || continue
+  if [ -e "$dir/watchdog.pid" ] && [ ! -e "$dir/decided" ]; then
+    continue
+  fi
+  busy=0
+  for pidfile in "$dir"/*.pid; do
+    pid=$(cat "$pidfile" 2>/dev/null)
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
+      busy=1
+    fi
+  done
+  [ "$busy" = 0 ] || continue
+  if [ -s "$dir/activate.log" ]; then
+    mv -f "$dir/activate.log" "$run/last-activation.log"
+  fi
+  rm -rf "$dir"
+done
+rm -f "$info"
