@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use hbdeploy_pipeline::OutcomeKind;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the state directory.
@@ -52,10 +53,10 @@ pub enum LedgerError {
     Encode(#[source] serde_json::Error),
 }
 
-impl LedgerError {
+impl hbdeploy_files::Hint for LedgerError {
     /// What to do.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             LedgerError::NotARecord { path, .. } => format!(
                 "hbdeploy writes every record as a regular file of its own: move {} out of the \
                  ledger's directory (or delete it)",
@@ -64,7 +65,7 @@ impl LedgerError {
             _ => format!(
                 "check the state directory's permissions, or choose another with {STATE_DIR_ENV}"
             ),
-        }
+        })
     }
 }
 
@@ -88,8 +89,9 @@ pub struct FlakeInfo {
 pub struct HostRecord {
     /// The host.
     pub host: String,
-    /// How it ended (as in the JSON result: `succeeded`, `unchanged`, `failed`, …).
-    pub outcome: String,
+    /// How it ended, in the words of the JSON result (`succeeded`, `unchanged`, `failed`, …;
+    /// `unfinished` while the run has not recorded it).
+    pub outcome: OutcomeKind,
     /// The last stage it entered.
     pub stage: String,
     /// What it ran before.
@@ -337,7 +339,8 @@ mod tests {
             err.to_string(),
             format!("{} is not a deployment record", link.display())
         );
-        assert!(err.hint().contains("move"), "{}", err.hint());
+        let hint = hbdeploy_files::Hint::hint(&err).unwrap_or_default();
+        assert!(hint.contains("move"), "{hint}");
         let _ = std::fs::remove_dir_all(ledger.dir());
     }
 

@@ -8,6 +8,7 @@ use std::error::Error as _;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use hbdeploy_files::Hint as _;
 use hbdeploy_inventory::{Fleet, InventoryError};
 
 /// A valid fleet that every case starts from.
