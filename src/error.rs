@@ -108,3 +108,37 @@ pub(crate) fn explain(first: &str, error: &dyn Hint, tail: &[String], hint_inden
 pub(crate) fn host_failure(host: &str, error: &dyn Hint, tail: &[String]) -> String {
     explain(&format!("{host}: "), error, tail, "  ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_error_shows_its_causes_then_its_hint_flush_left() {
+        let err = AppError::Runtime(std::io::Error::other("no runtime"));
+        assert_eq!(err.render(), "error: no runtime\n");
+        let usage = AppError::Usage("bad".to_owned(), Some("do that".to_owned()));
+        assert_eq!(usage.render(), "error: bad\nhint: do that\n");
+        let ledger = AppError::Ledger(LedgerError::Io {
+            what: "read",
+            path: "/l".into(),
+            source: std::io::Error::other("denied"),
+        });
+        let text = ledger.render();
+        assert!(
+            text.starts_with("error: cannot read /l\n  caused by: denied\nhint: check the state"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_host_failure_shows_causes_tail_and_an_indented_hint() {
+        let err = hbdeploy_pipeline::HostError::Locked {
+            holder: "someone".to_owned(),
+        };
+        let text = host_failure("web", &err, &["last line".to_owned()]);
+        assert!(text.starts_with(&format!("web: {err}\n")), "{text}");
+        assert!(text.contains("\n  | last line\n"), "{text}");
+        assert!(text.ends_with(&format!("  hint: {}\n", err.hint().unwrap_or_default())));
+    }
+}
