@@ -9,7 +9,8 @@ use std::time::Duration;
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, DeployRequest, HostPlan, Report, RollbackRequest, RollbackTarget, deploy, time,
+    Cancel, DeployRequest, HostPlan, OutcomeKind, Report, RollbackRequest, RollbackTarget, deploy,
+    time,
 };
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
@@ -218,7 +219,7 @@ async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
             .iter()
             .map(|host| HostRecord {
                 host: host.name.clone(),
-                outcome: UNFINISHED.to_owned(),
+                outcome: OutcomeKind::Unfinished,
                 stage: "-".to_owned(),
                 old_path: None,
                 new_path: None,
@@ -236,9 +237,6 @@ async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
     let _ = Ledger::for_fleet(&fleet.path).append(&record);
     record
 }
-
-/// A host's outcome in a record of a run that never ended.
-pub const UNFINISHED: &str = "unfinished";
 
 /// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.
 /// A ledger that cannot be written is a warning: the hosts were changed all the same.
@@ -258,7 +256,7 @@ async fn conclude(
         Err(err) => {
             let _ = Term::stderr().write_line(&format!(
                 "warning: the deployment was not recorded in the history: {}",
-                crate::summary::chain(&err)
+                hbdeploy_files::chain(&err)
             ));
             None
         }
@@ -284,14 +282,14 @@ async fn conclude(
 fn host_record(host: &hbdeploy_pipeline::HostReport) -> HostRecord {
     HostRecord {
         host: host.host.clone(),
-        outcome: crate::json::outcome(&host.outcome).to_owned(),
+        outcome: host.outcome.kind(),
         stage: host.stage.as_str().to_owned(),
         old_path: host.old_path.as_ref().map(|p| p.to_string()),
         new_path: host.new_path.as_ref().map(|p| p.to_string()),
         generation: host.generation,
         settled: host.settled.clone(),
         error: match &host.outcome {
-            hbdeploy_pipeline::Outcome::Failed(error) => Some(summary::error_chain(error)),
+            hbdeploy_pipeline::Outcome::Failed(error) => Some(hbdeploy_files::chain(error)),
             _ => None,
         },
     }

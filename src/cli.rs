@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hbdeploy_pipeline::Goal;
-use hbdeploy_pipeline::install::{DiskArg, TargetArg};
+use hbdeploy_pipeline::install::DiskArg;
+
+mod target;
+
+pub use target::TargetArg;
 
 /// Push-model NixOS fleet deployer: one build for every host, then copy and activate them all
 /// in parallel over SSH.

@@ -107,15 +107,8 @@ pub fn summary(results: &[ExecResult]) -> String {
     text.push_str(&table(&["HOST", "RESULT", "EXIT", "ENDED", "TIME"], rows));
     for r in results {
         if let Err(error) = &r.outcome {
-            text.push_str(&format!("\n{}: {error}\n", r.host));
-            let mut source = std::error::Error::source(error);
-            while let Some(cause) = source {
-                text.push_str(&format!("  caused by: {cause}\n"));
-                source = cause.source();
-            }
-            if let Some(hint) = error.hint() {
-                text.push_str(&format!("  hint: {hint}\n"));
-            }
+            text.push('\n');
+            text.push_str(&crate::error::host_failure(&r.host, error, &[]));
         }
     }
     let failed = results.iter().filter(|r| !r.succeeded()).count();

@@ -91,7 +91,7 @@ pub fn render(records: &[Record]) -> String {
                 record.command.clone(),
                 rev.clone(),
                 host.host.clone(),
-                host.outcome.clone(),
+                host.outcome.to_string(),
                 host.generation.map(|g| g.to_string()).unwrap_or_else(dash),
                 host.new_path
                     .as_deref()
@@ -149,8 +149,8 @@ pub fn deployed_target(fleet: &Fleet, id: &str, host: &str) -> Result<RollbackTa
             "see which deployments included it with hbdeploy history HOST",
         ));
     };
-    let path = match (entry.outcome.as_str(), &entry.new_path) {
-        ("succeeded" | "unchanged", Some(path)) => StorePath::new(path.as_str()).ok(),
+    let path = match &entry.new_path {
+        Some(path) if entry.outcome.succeeded() => StorePath::new(path.as_str()).ok(),
         _ => None,
     };
     let Some(path) = path else {

@@ -40,7 +40,11 @@ pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, 
     let state = match host_state(plan).await {
         Ok(state) => state,
         Err(error) => {
-            out(&crate::summary::failure(&plan.name, &error));
+            out(&crate::error::host_failure(
+                &plan.name,
+                &error,
+                &error.tail(),
+            ));
             return Ok(ExitCode::from(EXIT_HOST_FAILED));
         }
     };
@@ -118,7 +122,11 @@ pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
                     "unreachable".to_owned(),
                 ]);
                 notes.push('\n');
-                notes.push_str(&crate::summary::failure(&host.host, error));
+                notes.push_str(&crate::error::host_failure(
+                    &host.host,
+                    error,
+                    &error.tail(),
+                ));
             }
             Ok(checks) if checks.is_empty() => {
                 rows.push(vec![
@@ -211,7 +219,7 @@ fn status_json(status: &HostStatus) -> Value {
         Err(error) => json!({
             "host": status.host,
             "reachable": false,
-            "error": crate::summary::error_chain(error),
+            "error": hbdeploy_files::chain(error),
             "current_system": null,
             "generation": null,
             "profile_generation": null,
@@ -285,7 +293,7 @@ fn status_table(statuses: &[HostStatus]) -> String {
             Ok(_) => {}
             Err(error) => {
                 text.push('\n');
-                text.push_str(&crate::summary::failure(&s.host, error));
+                text.push_str(&crate::error::host_failure(&s.host, error, &error.tail()));
             }
         }
     }

@@ -328,7 +328,7 @@ fn render(report: &InstallReport) -> String {
 
 /// A failed step: the error, its causes, the command's last lines and the hint.
 fn failure(host: &str, error: &StepError) -> String {
-    crate::summary::failure_text(host, error, &error.tail(), error.hint())
+    crate::error::host_failure(host, error, &error.tail())
 }
 
 fn seconds(duration: Duration) -> String {

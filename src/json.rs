@@ -1,35 +1,23 @@
 //! The JSON documents of `apply` and `rollback` (shapes in docs/json.md): one object per host
 //! with every key always present, `null` when not known.
 
+use hbdeploy_files::Hint;
 use hbdeploy_pipeline::{HostReport, Outcome, Report};
 use serde_json::{Value, json};
-
-use crate::summary::error_chain;
-
-/// The word for how a host ended, in JSON and the ledger: `succeeded`, `unchanged`, `failed`,
-/// `rolled-back`, `rollback-pending`, `skipped` or `interrupted`.
-pub fn outcome(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Unchanged => "unchanged",
-        Outcome::Skipped => "skipped",
-        Outcome::Interrupted => "interrupted",
-        Outcome::Failed(error) => match error.label() {
-            "FAILED" => "failed",
-            other => other,
-        },
-    }
-}
 
 /// One host of an `apply` or `rollback` result.
 pub fn host(report: &HostReport) -> Value {
     let (error, hint, tail) = match &report.outcome {
-        Outcome::Failed(error) => (Some(error_chain(error)), error.hint(), error.tail()),
+        Outcome::Failed(error) => (
+            Some(hbdeploy_files::chain(error)),
+            error.hint(),
+            error.tail(),
+        ),
         _ => (None, None, Vec::new()),
     };
     json!({
         "host": report.host,
-        "outcome": outcome(&report.outcome),
+        "outcome": report.outcome.kind(),
         "stage": report.stage.as_str(),
         "old_path": report.old_path.as_ref().map(|p| p.as_str()),
         "new_path": report.new_path.as_ref().map(|p| p.as_str()),

@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use hbdeploy_pipeline::OutcomeKind;
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the state directory.
@@ -52,10 +53,10 @@ pub enum LedgerError {
     Encode(#[source] serde_json::Error),
 }
 
-impl LedgerError {
+impl hbdeploy_files::Hint for LedgerError {
     /// What to do.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             LedgerError::NotARecord { path, .. } => format!(
                 "hbdeploy writes every record as a regular file of its own: move {} out of the \
                  ledger's directory (or delete it)",
@@ -64,7 +65,7 @@ impl LedgerError {
             _ => format!(
                 "check the state directory's permissions, or choose another with {STATE_DIR_ENV}"
             ),
-        }
+        })
     }
 }
 
@@ -88,8 +89,9 @@ pub struct FlakeInfo {
 pub struct HostRecord {
     /// The host.
     pub host: String,
-    /// How it ended (as in the JSON result: `succeeded`, `unchanged`, `failed`, …).
-    pub outcome: String,
+    /// How it ended, in the words of the JSON result (`succeeded`, `unchanged`, `failed`, …;
+    /// `unfinished` while the run has not recorded it).
+    pub outcome: OutcomeKind,
     /// The last stage it entered.
     pub stage: String,
     /// What it ran before.
@@ -337,8 +339,70 @@ mod tests {
             err.to_string(),
             format!("{} is not a deployment record", link.display())
         );
-        assert!(err.hint().contains("move"), "{}", err.hint());
+        let hint = hbdeploy_files::Hint::hint(&err).unwrap_or_default();
+        assert!(hint.contains("move"), "{hint}");
         let _ = std::fs::remove_dir_all(ledger.dir());
+    }
+
+    /// A record as the ledger has written it since outcomes were strings (before
+    /// `OutcomeKind`): it must still read, and write back the same.
+    const OLD_RECORD: &str = r#"{
+  "id": "20260101T000000Z-7",
+  "time": "2026-01-01T00:00:00Z",
+  "user": "me",
+  "machine": "box",
+  "command": "apply --all",
+  "flake": {
+    "ref": "/x",
+    "rev": null,
+    "dirty": null
+  },
+  "hosts": [
+    { "host": "a", "outcome": "succeeded", "stage": "activate", "old_path": null,
+      "new_path": null, "generation": 3, "error": null },
+    { "host": "b", "outcome": "rolled-back", "stage": "activate", "old_path": null,
+      "new_path": null, "generation": 2, "error": "activation failed" },
+    { "host": "c", "outcome": "rollback-pending", "stage": "confirm", "old_path": null,
+      "new_path": null, "generation": null, "error": "x" },
+    { "host": "d", "outcome": "unfinished", "stage": "-", "old_path": null,
+      "new_path": null, "generation": null, "error": "the run ended" },
+    { "host": "e", "outcome": "failed", "stage": "copy", "old_path": null,
+      "new_path": null, "generation": null, "error": "y" },
+    { "host": "f", "outcome": "unchanged", "stage": "activate", "old_path": null,
+      "new_path": null, "generation": 3, "error": null },
+    { "host": "g", "outcome": "skipped", "stage": "build", "old_path": null,
+      "new_path": null, "generation": null, "error": null },
+    { "host": "h", "outcome": "interrupted", "stage": "copy", "old_path": null,
+      "new_path": null, "generation": null, "error": null }
+  ]
+}"#;
+
+    #[test]
+    fn a_record_written_with_outcomes_as_strings_still_reads() {
+        let record: Record = serde_json::from_str(OLD_RECORD).expect("old record parses");
+        let outcomes: Vec<OutcomeKind> = record.hosts.iter().map(|h| h.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [
+                OutcomeKind::Succeeded,
+                OutcomeKind::RolledBack,
+                OutcomeKind::RollbackPending,
+                OutcomeKind::Unfinished,
+                OutcomeKind::Failed,
+                OutcomeKind::Unchanged,
+                OutcomeKind::Skipped,
+                OutcomeKind::Interrupted,
+            ]
+        );
+        let old: serde_json::Value = serde_json::from_str(OLD_RECORD).expect("json");
+        let again = serde_json::to_value(&record).expect("encode");
+        assert_eq!(again, old);
+    }
+
+    #[test]
+    fn a_record_with_a_word_that_is_no_outcome_is_unreadable() {
+        let odd = OLD_RECORD.replace("\"rolled-back\"", "\"FAILED\"");
+        assert!(serde_json::from_str::<Record>(&odd).is_err());
     }
 
     #[test]

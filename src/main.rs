@@ -44,12 +44,7 @@ fn main() -> ExitCode {
             Ok(code) => ExitCode::from(code),
             Err(err) => {
                 // One line, as `ssh` says why it failed; nix shows it with its own error.
-                let mut text = format!("hbdeploy (as ssh): {err}");
-                let mut cause = std::error::Error::source(&err);
-                while let Some(next) = cause {
-                    text.push_str(&format!(": {next}"));
-                    cause = next.source();
-                }
+                let text = format!("hbdeploy (as ssh): {}", hbdeploy_files::chain(&err));
                 let _ = Term::stderr().write_line(&text);
                 ExitCode::from(255)
             }

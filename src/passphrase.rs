@@ -70,9 +70,9 @@ pub(crate) enum PassphraseError {
     Identity(#[from] IdentityError),
 }
 
-impl PassphraseError {
+impl hbdeploy_files::Hint for PassphraseError {
     /// Advice for the user.
-    pub(crate) fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             PassphraseError::NoTerminal { path } => Some(format!(
                 "run hbdeploy on a terminal: it asks once per run and uses the key for every \
@@ -84,7 +84,7 @@ impl PassphraseError {
                 path.display()
             )),
             PassphraseError::Interrupted { .. } | PassphraseError::Terminal { .. } => None,
-            PassphraseError::Identity(err) => Some(err.hint()),
+            PassphraseError::Identity(err) => err.hint(),
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 use console::Style;
+use hbdeploy_files::Hint;
 use hbdeploy_inventory::Fleet;
 use hbdeploy_nix::StorePath;
 use hbdeploy_pipeline::closure_diff::{ClosureDiff, Package};
@@ -133,7 +134,7 @@ fn block(host: &HostChanges) -> String {
         .red()
         .bold()
         .apply_to(format!("FAILED at {}", host.stage));
-    let detail = crate::summary::failure(&host.host, error);
+    let detail = crate::error::host_failure(&host.host, error, &error.tail());
     format!("{name}: {failed}\n{}", indent(&detail))
 }
 
@@ -229,7 +230,7 @@ fn host_json(host: &HostChanges) -> Value {
         PlanOutcome::Unchanged => ("unchanged", None, None, Vec::new()),
         PlanOutcome::Failed(error) => (
             "failed",
-            Some(crate::summary::error_chain(error)),
+            Some(hbdeploy_files::chain(error)),
             error.hint(),
             error.tail(),
         ),

@@ -27,16 +27,16 @@ pub(crate) struct Refused {
     source: FileError,
 }
 
-impl Refused {
+impl hbdeploy_files::Hint for Refused {
     /// What to do.
-    pub(crate) fn hint(&self) -> String {
-        match self.key {
+    fn hint(&self) -> Option<String> {
+        Some(match self.key {
             "known-hosts" => hbdeploy_ssh::KNOWN_HOSTS_ADVICE.to_owned(),
             key => format!(
                 "set `{key}` in fleet.toml to the key file itself: a regular file (or a symlink \
                  to one)"
             ),
-        }
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use console::{Alignment, Style};
-use hbdeploy_pipeline::{HostError, HostReport, Outcome, Report, Stage};
+use hbdeploy_pipeline::{HostReport, Outcome, OutcomeKind, Report, Stage};
 
 /// Lays out `rows` under `header`, columns separated by two spaces, no trailing blanks. Widths
 /// are measured without colour codes, so coloured cells line up.
@@ -51,13 +51,18 @@ pub fn render(report: &Report) -> String {
     for host in report.failed() {
         if let Outcome::Failed(error) = &host.outcome {
             text.push('\n');
-            text.push_str(&failure(&host.host, error));
+            text.push_str(&crate::error::host_failure(
+                &host.host,
+                error,
+                &error.tail(),
+            ));
         }
     }
-    let count = |f: fn(&Outcome) -> bool| report.hosts.iter().filter(|h| f(&h.outcome)).count();
-    let failed = count(|o| matches!(o, Outcome::Failed(_)));
-    let skipped = count(|o| matches!(o, Outcome::Skipped));
-    let interrupted = count(|o| matches!(o, Outcome::Interrupted));
+    let count =
+        |f: fn(OutcomeKind) -> bool| report.hosts.iter().filter(|h| f(h.outcome.kind())).count();
+    let failed = count(OutcomeKind::failed);
+    let skipped = count(|k| k == OutcomeKind::Skipped);
+    let interrupted = count(|k| k == OutcomeKind::Interrupted);
     text.push_str(&format!(
         "\n{} host{}: {} succeeded, {failed} failed",
         report.hosts.len(),
@@ -78,24 +83,7 @@ fn row(host: &HostReport) -> Vec<String> {
     let dash = || "-".to_owned();
     vec![
         host.host.clone(),
-        match &host.outcome {
-            Outcome::Succeeded => Style::new().green().apply_to("ok"),
-            Outcome::Unchanged => Style::new().apply_to("unchanged"),
-            Outcome::Skipped | Outcome::Interrupted => {
-                Style::new()
-                    .yellow()
-                    .apply_to(if matches!(host.outcome, Outcome::Skipped) {
-                        "skipped"
-                    } else {
-                        "interrupted"
-                    })
-            }
-            Outcome::Failed(error) => match error.label() {
-                "FAILED" => Style::new().red().bold().apply_to("FAILED"),
-                label => Style::new().yellow().bold().apply_to(label),
-            },
-        }
-        .to_string(),
+        result(host.outcome.kind()),
         host.stage.to_string(),
         host.new_path
             .as_ref()
@@ -107,6 +95,23 @@ fn row(host: &HostReport) -> Vec<String> {
             .unwrap_or_else(dash),
         seconds(host.duration),
     ]
+}
+
+/// The RESULT column: the outcome's word, but `ok` for success and `FAILED` shouting for a host
+/// left failed.
+fn result(kind: OutcomeKind) -> String {
+    let (style, word) = match kind {
+        OutcomeKind::Succeeded => (Style::new().green(), "ok"),
+        OutcomeKind::Failed => (Style::new().red().bold(), "FAILED"),
+        OutcomeKind::Unchanged => (Style::new(), kind.as_str()),
+        OutcomeKind::Skipped | OutcomeKind::Interrupted | OutcomeKind::Unfinished => {
+            (Style::new().yellow(), kind.as_str())
+        }
+        OutcomeKind::RolledBack | OutcomeKind::RollbackPending => {
+            (Style::new().yellow().bold(), kind.as_str())
+        }
+    };
+    style.apply_to(word).to_string()
 }
 
 fn seconds(duration: Duration) -> String {
@@ -195,50 +200,6 @@ fn max(values: &mut [Duration]) -> Option<Duration> {
 /// Seconds with two decimals: connections take tens of milliseconds.
 fn fine(duration: Option<Duration>) -> String {
     duration.map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()))
-}
-
-/// The error and its causes on one line, for JSON.
-pub fn error_chain(error: &HostError) -> String {
-    chain(error)
-}
-
-/// Any error and its causes on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-/// `host: error`, its causes, the output tail and the hint, one per line.
-pub fn failure(host: &str, error: &HostError) -> String {
-    failure_text(host, error, &error.tail(), error.hint())
-}
-
-/// The rendering of [`failure`] for any error with its output tail and hint.
-pub fn failure_text(
-    host: &str,
-    error: &dyn std::error::Error,
-    tail: &[String],
-    hint: Option<String>,
-) -> String {
-    let mut text = format!("{host}: {error}\n");
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(&format!("  caused by: {cause}\n"));
-        source = cause.source();
-    }
-    for line in tail {
-        text.push_str(&format!("  | {line}\n"));
-    }
-    if let Some(hint) = hint {
-        text.push_str(&format!("  hint: {hint}\n"));
-    }
-    text
 }
 
 #[cfg(test)]

@@ -11,6 +11,12 @@
 //!
 //! This crate is a leaf of the workspace (std, `libc` for two flags and `thiserror`), so the
 //! inventory, the SSH transport and the binary can all use it without depending on each other.
+//! For the same reason it holds the [`Hint`] trait every error of hbdeploy implements, and the
+//! one walk of an error's causes ([`causes`], [`chain`]).
+
+mod hint;
+
+pub use hint::{Hint, causes, chain};
 
 use std::fmt;
 use std::fs::{File, Metadata};
@@ -219,6 +225,9 @@ fn io_error(path: &Path, source: io::Error) -> FileError {
         source,
     }
 }
+
+/// No advice of its own: the caller knows which file it was and says what to do about it.
+impl Hint for FileError {}
 
 #[cfg(test)]
 mod tests;

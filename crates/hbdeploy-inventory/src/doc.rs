@@ -116,13 +116,14 @@ pub(crate) fn article(value: &DeValue<'_>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Hint as _;
 
     /// Parses `text` and renders the outcome as `ok` or `message | hint`.
     fn check(text: &str, expected: &str) {
         let doc = Doc::new(text, Path::new("f.toml"));
         let got = match doc.parse() {
             Ok(_) => "ok".to_owned(),
-            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+            Err(e) => format!("{e} | {}", e.hint().as_deref().unwrap_or("-")),
         };
         assert_eq!(got, expected, "{text:?}");
     }

@@ -72,7 +72,7 @@ pub enum InventoryError {
 
 impl InventoryError {
     /// What the user can do about it, when there is more to say than the message.
-    pub fn hint(&self) -> Option<&str> {
+    fn advice(&self) -> Option<&str> {
         match self {
             InventoryError::File(FileError::NotRegular { .. }) => Some(
                 "fleet.toml must be a regular file (or a symlink to one): choose the file with \
@@ -112,6 +112,13 @@ impl InventoryError {
             InventoryError::Config(e) => Some(&e.problem),
             _ => None,
         }
+    }
+}
+
+impl hbdeploy_files::Hint for InventoryError {
+    /// What the user can do about it, when there is more to say than the message.
+    fn hint(&self) -> Option<String> {
+        self.advice().map(str::to_owned)
     }
 }
 

@@ -174,7 +174,7 @@ fn read_flake(fleet: &Table<'_>, resolver: &Resolver<'_>) -> Result<FlakeRef, In
     resolver.flake(value.get_ref()).map_err(|e| {
         let hint = match e {
             PathError::Empty => schema::missing_advice("flake"),
-            other => other.hint().to_owned(),
+            other => other.advice().to_owned(),
         };
         fleet.invalid("flake", value.span(), e.reason(), hint)
     })
@@ -366,7 +366,7 @@ mod tests {
         );
         assert!(
             err.as_ref()
-                .and_then(InventoryError::hint)
+                .and_then(hbdeploy_files::Hint::hint)
                 .is_some_and(|h| h.contains("regular file"))
         );
     }

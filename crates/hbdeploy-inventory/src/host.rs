@@ -238,6 +238,7 @@ fn read_tags(table: &Table<'_>) -> Result<Vec<Tag>, InventoryError> {
 
 #[cfg(test)]
 mod tests {
+    use hbdeploy_files::Hint as _;
     use std::path::Path;
 
     use crate::Fleet;
@@ -254,7 +255,7 @@ mod tests {
                     format!("{} {} [{}]", h.address, h.attr, tags.join(","))
                 })
             }
-            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+            Err(e) => format!("{e} | {}", e.hint().as_deref().unwrap_or("-")),
         };
         assert_eq!(got, expected, "[hosts.{name}]\n{body}");
     }

@@ -41,6 +41,9 @@ pub enum NameError {
     },
 }
 
+/// No advice of its own: the caller says which value it was and what to write instead.
+impl hbdeploy_files::Hint for NameError {}
+
 /// Checks the shared rule for host names and tags.
 fn validate(s: &str) -> Result<(), NameError> {
     let mut chars = s.chars();

@@ -49,7 +49,7 @@ impl PathError {
     }
 
     /// What to do about it.
-    pub(crate) fn hint(self) -> &'static str {
+    pub(crate) fn advice(self) -> &'static str {
         match self {
             PathError::Empty => "remove the key to use the default, or give a path",
             PathError::NoHome => "set $HOME, or write the path in full",

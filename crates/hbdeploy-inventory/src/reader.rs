@@ -307,6 +307,7 @@ fn bare_or_quoted(key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use hbdeploy_files::Hint as _;
     use std::path::Path;
 
     use super::*;
@@ -325,7 +326,7 @@ mod tests {
         });
         let got = match got {
             Ok(value) => format!("{value:?}"),
-            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+            Err(e) => format!("{e} | {}", e.hint().as_deref().unwrap_or("-")),
         };
         assert_eq!(got, expected, "{text:?}");
     }

@@ -154,7 +154,7 @@ impl SelectError {
     }
 
     /// What the user can do about it.
-    pub fn hint(&self) -> Option<&str> {
+    fn advice(&self) -> Option<&str> {
         Some(match self {
             SelectError::Nothing => {
                 "say which hosts: `hbdeploy apply --all` for every host, `hbdeploy apply HOST…` \
@@ -169,6 +169,13 @@ impl SelectError {
                 "tags are given to hosts in fleet.toml with tags = [\"…\"]"
             }
         })
+    }
+}
+
+impl hbdeploy_files::Hint for SelectError {
+    /// What the user can do about it.
+    fn hint(&self) -> Option<String> {
+        self.advice().map(str::to_owned)
     }
 }
 
@@ -236,6 +243,7 @@ impl Fleet {
 
 #[cfg(test)]
 mod tests {
+    use hbdeploy_files::Hint as _;
     use std::path::Path;
 
     use super::*;
@@ -269,7 +277,7 @@ mod tests {
                 .map(|h| h.name.as_str())
                 .collect::<Vec<_>>()
                 .join(" "),
-            Err(e) => format!("{e} | {}", e.hint().unwrap_or("-")),
+            Err(e) => format!("{e} | {}", e.hint().as_deref().unwrap_or("-")),
         };
         assert_eq!(got, expected, "all={all} args={args:?}");
     }

@@ -134,7 +134,7 @@ impl SshOverrides {
         resolver
             .path(value.get_ref())
             .map(Some)
-            .map_err(|e| table.invalid(key, value.span(), e.reason(), e.hint()))
+            .map_err(|e| table.invalid(key, value.span(), e.reason(), e.advice()))
     }
 
     /// The settings of a host whose table set `self`, over the fleet-wide `base` from `[ssh]`,
@@ -236,6 +236,7 @@ pub(crate) fn login_problem(user: &str) -> Option<(String, &'static str)> {
 
 #[cfg(test)]
 mod tests {
+    use hbdeploy_files::Hint as _;
     use std::path::Path;
 
     use super::*;
@@ -257,7 +258,7 @@ mod tests {
             let table = table.unwrap_or_else(|| Table::root(&doc, tree.get_ref()));
             host.resolve(&base, &table, &resolver)
         };
-        run().map_err(|e| format!("{e} (hint: {})", e.hint().unwrap_or("-")))
+        run().map_err(|e| format!("{e} (hint: {})", e.hint().as_deref().unwrap_or("-")))
     }
 
     fn check(text: &str, expected: Result<SshSettings, &str>) {

@@ -115,7 +115,7 @@ pub(crate) fn read_fleet(
         Some(value) => Some(
             resolver
                 .path(value.get_ref())
-                .map_err(|e| fleet.invalid("signing-key", value.span(), e.reason(), e.hint()))?,
+                .map_err(|e| fleet.invalid("signing-key", value.span(), e.reason(), e.advice()))?,
         ),
     };
     Ok(FleetTransfer {

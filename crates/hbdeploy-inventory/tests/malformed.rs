@@ -4,10 +4,10 @@
 //! (`error: …`, each cause, `hint: …`). Review changed snapshots by reading the `.snap` files;
 //! regenerate them with `INSTA_UPDATE=always cargo test -p hbdeploy-inventory`.
 
-use std::error::Error as _;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use hbdeploy_files::Hint as _;
 use hbdeploy_inventory::{Fleet, InventoryError};
 
 /// A valid fleet that every case starts from.
@@ -33,10 +33,8 @@ tags = ["infra"]
 /// Renders an error the way the binary does: message, causes, hint.
 fn render(error: &InventoryError) -> String {
     let mut out = format!("error: {error}\n");
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let _ = writeln!(out, "cause: {e}");
-        cause = e.source();
+    for cause in hbdeploy_files::causes(error) {
+        let _ = writeln!(out, "cause: {cause}");
     }
     if let Some(hint) = error.hint() {
         let _ = writeln!(out, "hint: {hint}");

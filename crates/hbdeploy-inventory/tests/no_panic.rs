@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use hbdeploy_files::Hint as _;
 use hbdeploy_inventory::{Fleet, Selector};
 
 const FLEET_TOML: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fleet.toml"));

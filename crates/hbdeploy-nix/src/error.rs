@@ -60,9 +60,11 @@ impl NixError {
             _ => &[],
         }
     }
+}
 
+impl hbdeploy_files::Hint for NixError {
     /// Advice for the user, where there is one to give.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             // E2BIG: the command line was too long for the kernel; nix is there.
             NixError::Spawn { source, .. } if source.raw_os_error() == Some(7) => Some(
@@ -82,6 +84,7 @@ impl NixError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Hint as _;
 
     #[test]
     fn a_too_long_command_line_is_not_taken_for_a_missing_nix() {

@@ -5,6 +5,7 @@ use hbdeploy_nix::{NixError, StorePath};
 use hbdeploy_ssh::{Exit, SshError};
 
 use crate::Goal;
+use crate::report::OutcomeKind;
 
 /// Why one host failed. Every variant says where the host was left.
 #[derive(Debug, thiserror::Error)]
@@ -394,9 +395,11 @@ impl HostError {
             | HostError::TaskLost => Vec::new(),
         }
     }
+}
 
+impl hbdeploy_files::Hint for HostError {
     /// Advice for the user, where there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             HostError::Connect(err)
             | HostError::Channel { source: err, .. }
@@ -455,8 +458,8 @@ impl HostError {
 }
 
 impl HostError {
-    /// The word for the result column: `FAILED`, or how the host was saved.
-    pub fn label(&self) -> &'static str {
+    /// How a host that failed with this error ended: `failed`, or how it was saved.
+    pub fn outcome(&self) -> OutcomeKind {
         match self {
             HostError::RolledBack { .. }
             | HostError::Activation {
@@ -470,9 +473,9 @@ impl HostError {
             | HostError::ActivationTimeout {
                 restored: Restored::Yes,
                 ..
-            } => "rolled-back",
-            HostError::RollbackPending { .. } => "rollback-pending",
-            _ => "FAILED",
+            } => OutcomeKind::RolledBack,
+            HostError::RollbackPending { .. } => OutcomeKind::RollbackPending,
+            _ => OutcomeKind::Failed,
         }
     }
 }
@@ -485,9 +488,9 @@ pub enum PipelineError {
     Nix(#[from] NixError),
 }
 
-impl PipelineError {
+impl hbdeploy_files::Hint for PipelineError {
     /// Advice for the user, where there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             PipelineError::Nix(err) => err.hint(),
         }

@@ -48,9 +48,9 @@ pub enum ExecError {
     TaskLost,
 }
 
-impl ExecError {
+impl hbdeploy_files::Hint for ExecError {
     /// Advice for the user, where there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             ExecError::Connect(err) | ExecError::Channel(err) => err.hint(),
             ExecError::TaskLost => None,

@@ -24,7 +24,6 @@ mod disks;
 mod error;
 mod live;
 mod push;
-mod target;
 
 use std::time::Duration;
 
@@ -37,7 +36,6 @@ pub use disks::{DiskArg, DiskArgError, resolve_disks};
 pub use error::{InstallError, StepError};
 pub use live::{LIVE_RULE, check_this_machine};
 pub use push::{InstallPlan, Installer, ProbedDisk, connect, plan};
-pub use target::{TargetArg, TargetArgError};
 
 /// The steps of a pushed install, in order. One name per concept: `build` and `copy` are the
 /// same steps as in a deployment.

@@ -39,7 +39,7 @@ pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
 pub use hbdeploy_nix::EvalLimits;
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};
-pub use report::{CopyStats, HostReport, Outcome, Report};
+pub use report::{CopyStats, HostReport, Outcome, OutcomeKind, Report, UnknownOutcome};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
 pub use state::{Generation, HostState, host_state};
 pub use status::{FlakeMatch, HostStatus, StatusRequest, status};

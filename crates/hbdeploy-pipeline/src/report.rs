@@ -21,6 +21,115 @@ pub enum Outcome {
     Interrupted,
 }
 
+impl Outcome {
+    /// Its word in the one vocabulary of outcomes.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Succeeded => OutcomeKind::Succeeded,
+            Outcome::Unchanged => OutcomeKind::Unchanged,
+            Outcome::Failed(error) => error.outcome(),
+            Outcome::Skipped => OutcomeKind::Skipped,
+            Outcome::Interrupted => OutcomeKind::Interrupted,
+        }
+    }
+}
+
+/// How a host ended, as one word: the vocabulary shared by the result table, the JSON results
+/// (`outcome`), the ledger's records and `history`. [`OutcomeKind::as_str`] holds the words,
+/// and serde reads and writes exactly those, so every ledger record ever written still reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(into = "&'static str", try_from = "String")]
+pub enum OutcomeKind {
+    /// `succeeded`: everything the goal asked for was done.
+    Succeeded,
+    /// `unchanged`: the host already ran exactly this system.
+    Unchanged,
+    /// `failed`: the host failed and was not saved by a roll-back.
+    Failed,
+    /// `rolled-back`: the host failed and was put back on the system it ran before.
+    RolledBack,
+    /// `rollback-pending`: the host failed, and its own watchdog rolls it back once it can.
+    RollbackPending,
+    /// `skipped`: never attempted, as an earlier wave failed.
+    Skipped,
+    /// `interrupted`: the run was interrupted (Ctrl-C) before this host's next stage.
+    Interrupted,
+    /// `unfinished`: in a ledger record only, a host whose run was killed before it recorded
+    /// the result.
+    Unfinished,
+}
+
+impl OutcomeKind {
+    /// Every outcome, in the order above.
+    pub const ALL: [OutcomeKind; 8] = [
+        OutcomeKind::Succeeded,
+        OutcomeKind::Unchanged,
+        OutcomeKind::Failed,
+        OutcomeKind::RolledBack,
+        OutcomeKind::RollbackPending,
+        OutcomeKind::Skipped,
+        OutcomeKind::Interrupted,
+        OutcomeKind::Unfinished,
+    ];
+
+    /// The word, in JSON and the ledger.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Succeeded => "succeeded",
+            OutcomeKind::Unchanged => "unchanged",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::RolledBack => "rolled-back",
+            OutcomeKind::RollbackPending => "rollback-pending",
+            OutcomeKind::Skipped => "skipped",
+            OutcomeKind::Interrupted => "interrupted",
+            OutcomeKind::Unfinished => "unfinished",
+        }
+    }
+
+    /// Whether the host is on what the run asked for (`succeeded` or `unchanged`).
+    pub fn succeeded(self) -> bool {
+        matches!(self, OutcomeKind::Succeeded | OutcomeKind::Unchanged)
+    }
+
+    /// Whether the host failed, saved or not (`failed`, `rolled-back`, `rollback-pending`).
+    pub fn failed(self) -> bool {
+        matches!(
+            self,
+            OutcomeKind::Failed | OutcomeKind::RolledBack | OutcomeKind::RollbackPending
+        )
+    }
+}
+
+impl std::fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<OutcomeKind> for &'static str {
+    fn from(kind: OutcomeKind) -> &'static str {
+        kind.as_str()
+    }
+}
+
+/// A word that is not an outcome.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{0}` is not an outcome (one of succeeded, unchanged, failed, rolled-back, rollback-pending, skipped, interrupted, unfinished)"
+)]
+pub struct UnknownOutcome(pub String);
+
+impl TryFrom<String> for OutcomeKind {
+    type Error = UnknownOutcome;
+
+    fn try_from(word: String) -> Result<OutcomeKind, UnknownOutcome> {
+        OutcomeKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == word)
+            .ok_or(UnknownOutcome(word))
+    }
+}
+
 /// How much of a closure `nix copy` had to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CopyStats {
@@ -84,7 +193,7 @@ impl HostReport {
 
     /// Whether the host succeeded.
     pub fn succeeded(&self) -> bool {
-        matches!(self.outcome, Outcome::Succeeded | Outcome::Unchanged)
+        self.outcome.kind().succeeded()
     }
 }
 
@@ -106,5 +215,33 @@ impl Report {
     /// The hosts that failed.
     pub fn failed(&self) -> impl Iterator<Item = &HostReport> {
         self.hosts.iter().filter(|h| !h.succeeded())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_outcome_reads_back_from_its_word_and_nothing_else_does() {
+        for kind in OutcomeKind::ALL {
+            let word: &str = kind.into();
+            assert_eq!(OutcomeKind::try_from(word.to_owned()), Ok(kind));
+            assert_eq!(kind.to_string(), word);
+        }
+        assert!(OutcomeKind::try_from("FAILED".to_owned()).is_err());
+        assert!(OutcomeKind::try_from("ok".to_owned()).is_err());
+    }
+
+    #[test]
+    fn a_failure_says_whether_the_host_was_saved() {
+        let failed = Outcome::Failed(HostError::NoEarlierGeneration { current: Some(1) });
+        assert_eq!(failed.kind(), OutcomeKind::Failed);
+        let pending = Outcome::Failed(HostError::RollbackPending {
+            why: "x".to_owned(),
+        });
+        assert_eq!(pending.kind(), OutcomeKind::RollbackPending);
+        assert!(OutcomeKind::RolledBack.failed() && !OutcomeKind::RolledBack.succeeded());
+        assert!(OutcomeKind::Unchanged.succeeded());
     }
 }

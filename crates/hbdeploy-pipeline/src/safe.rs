@@ -230,7 +230,7 @@ async fn decide(
     target.connect_timeout = target.connect_timeout.min(left.max(Duration::from_secs(1)));
     let conn = Connection::connect(&target)
         .await
-        .map_err(|err| error_text(&err))?;
+        .map_err(|err| hbdeploy_files::chain(&err))?;
     let command = deployment.confirm_command(JobKind::Activate);
     let output = remote::step(
         crate::Stage::Activate,
@@ -239,7 +239,7 @@ async fn decide(
     )
     .await;
     conn.close().await;
-    let output = output.map_err(|err| error_text(&err))?;
+    let output = output.map_err(|err| hbdeploy_files::chain(&err))?;
     Ok(Decision::parse(&output.stdout))
 }
 
@@ -269,17 +269,6 @@ async fn wait_for_result(
             .await
             .unwrap_or(Decision::Restoring);
     }
-}
-
-fn error_text(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -121,16 +121,16 @@ pub enum SshError {
     },
 }
 
-impl SshError {
+impl hbdeploy_files::Hint for SshError {
     /// Advice for the user, where there is one to give.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             SshError::Connect { .. } | SshError::Timeout { .. } => Some(
                 "check that the host is up and that `address` and `port` in fleet.toml are right"
                     .to_owned(),
             ),
-            SshError::HostKey { verdict, .. } => Some(verdict.hint()),
-            SshError::Identity(err) => Some(err.hint()),
+            SshError::HostKey { verdict, .. } => Some(verdict.advice()),
+            SshError::Identity(err) => err.hint(),
             SshError::PassphraseNeeded { path } => Some(format!(
                 "run hbdeploy on a terminal: it asks for the passphrase once, before contacting \
                  any host; or add the key to ssh-agent (ssh-add {})",

@@ -266,7 +266,7 @@ mod tests {
             *ca_line,
             format!("@cert-authority web.example.org {}", public(CA))
         );
-        assert!(got.hint().contains(ca_line.as_str()), "{}", got.hint());
+        assert!(got.advice().contains(ca_line.as_str()), "{}", got.advice());
         assert!(got.to_string().contains(ca_fingerprint.as_str()), "{got}");
     }
 

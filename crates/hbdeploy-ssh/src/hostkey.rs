@@ -235,7 +235,7 @@ impl std::fmt::Display for HostKeyVerdict {
 
 impl HostKeyVerdict {
     /// What the user should do about a refused key.
-    pub fn hint(&self) -> String {
+    pub fn advice(&self) -> String {
         match self {
             HostKeyVerdict::Unknown { key_line, file, .. } => format!(
                 "verify the fingerprint out of band, then add this line to {}: {key_line}",
@@ -562,9 +562,9 @@ mod tests {
         let got = verdict(None, "10.0.0.3", 22, KEY_A);
         assert!(matches!(got, HostKeyVerdict::Unknown { .. }), "{got:?}");
         assert!(
-            got.hint().contains("10.0.0.3 ssh-ed25519"),
+            got.advice().contains("10.0.0.3 ssh-ed25519"),
             "{}",
-            got.hint()
+            got.advice()
         );
     }
 }

@@ -51,10 +51,10 @@ pub enum IdentityError {
     },
 }
 
-impl IdentityError {
+impl hbdeploy_files::Hint for IdentityError {
     /// Advice for the user.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             IdentityError::Unreadable { .. } => {
                 "check `identity-file` in fleet.toml: it must name a private key file".to_owned()
             }
@@ -65,7 +65,7 @@ impl IdentityError {
                 "check the passphrase: `ssh-keygen -y -f {}` asks for it too",
                 path.display()
             ),
-        }
+        })
     }
 }
 

@@ -69,6 +69,9 @@ pub enum RelayError {
     Unsupported(String),
 }
 
+/// No advice beyond the message.
+impl hbdeploy_files::Hint for RelayError {}
+
 /// A socket on which a connection's channels are lent to stand-in `ssh` processes. Dropping it
 /// removes its directory.
 pub struct Relay {

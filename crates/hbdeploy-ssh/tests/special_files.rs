@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use hbdeploy_files::Hint as _;
 use hbdeploy_ssh::{IdentityError, KeyFile};
 
 /// A FIFO in a fresh directory, made with mkfifo(1).
@@ -62,7 +63,7 @@ fn a_fifo_as_identity_file_is_refused() {
         path.display()
     );
     assert_eq!(identity(path.clone()), [expected.clone(), expected]);
-    let hint = KeyFile::inspect(&path).err().map(|e| e.hint());
+    let hint = KeyFile::inspect(&path).err().and_then(|e| e.hint());
     assert!(hint.is_some_and(|h| h.contains("regular file")));
 }
 

@@ -119,10 +119,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut progress = |line: &str| say(line);
     let bench = bench::run(&config, &mut progress).map_err(|err| {
         let mut text = err.to_string();
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
+        for cause in hbdeploy_files::causes(&err) {
             text.push_str(&format!("\n  caused by: {cause}"));
-            source = cause.source();
         }
         text
     })?;

@@ -49,6 +49,9 @@ pub enum DiskArgError {
     Name(String),
 }
 
+/// No advice beyond the message, which says what to write.
+impl hbdeploy_files::Hint for DiskArgError {}
+
 fn check_device(device: &str) -> Result<String, DiskArgError> {
     let plain = device.len() > 1
         && device.starts_with('/')

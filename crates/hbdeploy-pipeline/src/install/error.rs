@@ -173,9 +173,9 @@ fn lines_below(lines: &[String]) -> String {
     lines.iter().map(|l| format!("\n  | {l}")).collect()
 }
 
-impl InstallError {
+impl hbdeploy_files::Hint for InstallError {
     /// Advice for the user, where there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             InstallError::Nix(err) => return err.hint(),
             InstallError::Connect(err) => match **err {
@@ -335,9 +335,11 @@ impl StepError {
             }
         }
     }
+}
 
+impl hbdeploy_files::Hint for StepError {
     /// Advice for the user, where there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             StepError::Copy(err) => err.hint(),
             StepError::Channel { source, .. } => source.hint(),

@@ -19,9 +19,9 @@ pub struct TargetArg {
 #[error("`{text}` is not [USER@]ADDRESS[:PORT]: {reason}")]
 pub struct TargetArgError {
     /// The value.
-    pub text: String,
+    text: String,
     /// What is wrong.
-    pub reason: &'static str,
+    reason: &'static str,
 }
 
 /// A user name or address: not empty, not an option, of letters, digits and `extra`.
