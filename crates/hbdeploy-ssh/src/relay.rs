@@ -6,7 +6,7 @@
 //!
 //! The stand-in is the running executable itself (so an installed binary needs no other file):
 //! [`Relay::open`] makes a private (0700) temporary directory holding a unix socket and a
-//! symlink named `ssh` to [`std::env::current_exe`], and the program runs with that directory
+//! symlink named `ssh` to `/proc/PID/exe` (this very process's executable, even if replaced on disk meanwhile), and the program runs with that directory
 //! first on its `PATH` and the socket in [`RELAY_ENV`]. A program that relays must call
 //! [`stand_in`] first thing in `main`: run as `ssh` with [`RELAY_ENV`] set, it connects to the
 //! socket, names the command it was asked to run, and copies its stdin to the socket and the
@@ -94,10 +94,10 @@ impl Relay {
     /// Makes the private directory with the socket and the `ssh` link to this executable, for a
     /// relay that runs only `command`.
     pub fn open(command: &str) -> Result<Relay, RelayError> {
-        let exe = std::env::current_exe().map_err(|source| RelayError::Setup {
-            path: PathBuf::from("/proc/self/exe"),
-            source,
-        })?;
+        // The running executable through /proc, not by its path: a binary replaced on disk
+        // while hbdeploy runs (an upgrade, a rebuild) still runs, where a link to the path would
+        // dangle and let `nix copy` find OpenSSH's `ssh` next on PATH.
+        let exe = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
         let dir = private_dir()?;
         let setup = |path: &Path, source| RelayError::Setup {
             path: path.to_path_buf(),
@@ -577,7 +577,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(
             std::fs::read_link(dir.join("ssh")).expect("link"),
-            std::env::current_exe().expect("exe")
+            PathBuf::from(format!("/proc/{}/exe", std::process::id()))
         );
         assert!(
             relay
