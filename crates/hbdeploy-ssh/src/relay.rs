@@ -6,8 +6,9 @@
 //!
 //! The stand-in is the running executable itself (so an installed binary needs no other file):
 //! [`Relay::open`] makes a private (0700) temporary directory holding a unix socket and a
-//! symlink named `ssh` to `/proc/PID/exe` (this very process's executable, even if replaced on disk meanwhile), and the program runs with that directory
-//! first on its `PATH` and the socket in [`RELAY_ENV`]. A program that relays must call
+//! symlink named `ssh` to `/proc/PID/exe` (this very process's executable, even if it was
+//! replaced on disk meanwhile), and the program runs with that directory first on its `PATH`
+//! and the socket in [`RELAY_ENV`]. A program that relays must call
 //! [`stand_in`] first thing in `main`: run as `ssh` with [`RELAY_ENV`] set, it connects to the
 //! socket, names the command it was asked to run, and copies its stdin to the socket and the
 //! socket to its stdout until either ends.
