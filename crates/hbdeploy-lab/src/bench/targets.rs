@@ -64,7 +64,8 @@ pub fn targets(points: &[Point], cores: usize) -> Vec<Target> {
         let name = lab_name(lab);
         for (hosts, goal, first) in [(20, 1.0, Some(1.2)), (3, 1.2, None)] {
             let target = format!(
-                "{name}, {hosts} hosts, deployment alone: ≤ {goal:.1}× the plain commands with                  hbdeploy's SSH algorithms{}",
+                "{name}, {hosts} hosts, deployment alone: ≤ {goal:.1}× the plain commands with \
+                 hbdeploy's SSH algorithms{}",
                 first.map_or(String::new(), |f| format!(" (first step ≤ {f:.1}×)"))
             );
             out.push(
