@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The benchmark of issue 9: starts lab hosts (simulated NixOS hosts on this machine) and measures
-# `hbdeploy apply --all` cold and warm against plain nix build + nix copy + ssh, for a sweep of
-# host counts. Installs what it needs, builds in release mode, then runs hbdeploy-bench with the
-# arguments given, e.g.:
-#   bash scripts/bench.sh                                   # --hosts 1,5,20,50 --runs 5
-#   bash scripts/bench.sh --hosts 100 --runs 1
+# The benchmark of issues 9 and 16: starts lab hosts (simulated NixOS hosts on this machine,
+# systemd containers and namespaces) and measures `hbdeploy apply --all` — the deployment alone,
+# closures built beforehand, against plain nix copy + ssh with hbdeploy's SSH algorithms and with
+# OpenSSH's defaults; warm; and with the build included — for a sweep of host counts. Installs
+# what it needs, builds in release mode, then runs hbdeploy-bench with the arguments given, e.g.:
+#   bash scripts/bench.sh                                   # --lab systemd,namespace --hosts 1,3,5,20,50,100 --runs 5
+#   bash scripts/bench.sh --lab namespace --hosts 100 --runs 1 --no-build-included
 #   bash scripts/bench.sh --json bench.json --markdown bench.md
 #   bash scripts/bench.sh --eval                           # evaluation at fleet scale (issue 17)
 # Results and how to read them: docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
+# Every systemd lab host (systemd, journald, logind, dbus, …) takes several inotify instances;
+# with the kernel's default of 128 per user, about 20 of them boot and the next fails with "Failed
+# to create control group inotify object: Too many open files". Raise the limit (never lower it).
+if [ "$(sysctl -n fs.inotify.max_user_instances)" -lt 1024 ]; then
+  sysctl -q -w fs.inotify.max_user_instances=1024
+fi
 cargo build --quiet --locked --release --bin hbdeploy
 cargo build --quiet --locked --release -p hbdeploy-lab --bin hbdeploy-bench
 exec target/release/hbdeploy-bench --hbdeploy target/release/hbdeploy "$@"

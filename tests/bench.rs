@@ -1,5 +1,5 @@
-//! The benchmark harness of issue 9, end to end on the smallest sweep (one host, one run, a
-//! 1 MiB payload): it measures every variant and reports the documented JSON keys. Durations
+//! The benchmark harness of issues 9 and 16, end to end on the smallest sweep (one namespace
+//! host, one run, a 1 MiB payload): it measures every variant and reports the documented JSON keys. Durations
 //! are never asserted; SSH login counts are, since they are counts, not timings.
 
 // Test helpers panic with a message on purpose: that is how a test fails.
@@ -17,6 +17,8 @@ fn the_smallest_sweep_reports_every_documented_key() {
         payload_mib: 1,
         hbdeploy: HBDEPLOY.into(),
         default_parallel: false,
+        labs: vec![hbdeploy_lab::HostKind::Namespace],
+        build_included: true,
     };
     let mut lines = Vec::new();
     let result = bench::run(&config, &mut |line: &str| lines.push(line.to_owned()))
@@ -31,6 +33,10 @@ fn the_smallest_sweep_reports_every_documented_key() {
     }
     assert_eq!(point["errors"], serde_json::json!([]), "{point:#}");
     for measured in [
+        "deploy_hbdeploy_cold_s",
+        "deploy_hbdeploy_cold_no_magic_rollback_s",
+        "deploy_plain_same_algorithms_s",
+        "deploy_plain_openssh_defaults_s",
         "hbdeploy_cold_s",
         "hbdeploy_warm_s",
         "plain_parallel_s",
@@ -62,15 +68,26 @@ fn the_smallest_sweep_reports_every_documented_key() {
         point["profile_cold_s"]["copy"]["median"].is_number(),
         "{point:#}"
     );
+    let cpu = &point["cpu_s_per_host"];
+    for contender in ["hbdeploy_cold", "plain_same_algorithms"] {
+        assert!(
+            cpu[contender]["tree"]["median"].is_number(),
+            "{contender}: {point:#}"
+        );
+    }
+    assert!(json["targets"].is_array(), "{json:#}");
 
     let markdown = bench::markdown(&result);
     assert!(
-        markdown.contains("| hosts | runs | hbdeploy cold |"),
+        markdown.contains("| lab | hosts | runs | hbdeploy |"),
         "{markdown}"
     );
-    assert!(markdown.contains("\n| 1 | 1 | "), "{markdown}");
+    assert!(markdown.contains("\n| namespace | 1 | 1 | "), "{markdown}");
+    assert!(markdown.contains("**Build included**"), "{markdown}");
     assert!(
-        lines.iter().any(|l| l.contains("hbdeploy cold")),
+        lines
+            .iter()
+            .any(|l| l.contains("deployment alone, hbdeploy cold")),
         "{lines:?}"
     );
 }

@@ -1,10 +1,13 @@
 //! The floor hbdeploy is measured against: the same work done by plain commands in a shell
 //! script. One `nix build` of every host's system, then per host one `nix copy` and one `ssh`
 //! running `nix-env --set` and `switch-to-configuration switch` — one host after the other, or
-//! all hosts at once (`&` and `wait`).
+//! all hosts at once (`&` and `wait`). The deployment alone (issue 16) is `prebuild` (untimed:
+//! builds and records the systems' paths) followed by `deploy`, which copies and activates all
+//! hosts at once from the recorded paths.
 //!
-//! The ssh options are exactly those hbdeploy gives `nix copy` (see `hbdeploy-nix`'s `copy.rs`):
-//! the lab's key and known_hosts, strict host-key checking, the same timeouts.
+//! The ssh options: the lab's key and known_hosts, strict host-key checking, the timeouts
+//! hbdeploy's fleet uses. The SSH algorithms are OpenSSH's defaults unless [`Algorithms::Same`]
+//! asks for those hbdeploy's russh negotiates (see [`same_algorithms`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,6 +23,10 @@ pub enum Mode {
     Sequential,
     /// Build, then copy and activate all hosts at once.
     Parallel,
+    /// Build and record every host's system path (the untimed step before [`Mode::Deploy`]).
+    Prebuild,
+    /// Copy and activate all hosts at once, from the paths [`Mode::Prebuild`] recorded.
+    Deploy,
 }
 
 impl Mode {
@@ -28,8 +35,76 @@ impl Mode {
             Mode::Build => "build",
             Mode::Sequential => "sequential",
             Mode::Parallel => "parallel",
+            Mode::Prebuild => "prebuild",
+            Mode::Deploy => "deploy",
         }
     }
+}
+
+/// Which SSH algorithms the plain `ssh` (and `nix copy`'s `ssh`) negotiate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithms {
+    /// OpenSSH's defaults (on OpenSSH 9.2 the hybrid post-quantum `sntrup761x25519-sha512`).
+    Defaults,
+    /// The key exchange and cipher hbdeploy's russh negotiates with the lab's sshd.
+    Same,
+}
+
+/// russh 0.65's default key exchange preference, most preferred first (`Preferred::DEFAULT`;
+/// hbdeploy-ssh keeps russh's defaults apart from compression and host certificates). The
+/// `ext-info`/`kex-strict` pseudo-algorithms are left out: they are not key exchanges.
+pub const RUSSH_KEX: [&str; 9] = [
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group17-sha512",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group15-sha512",
+    "diffie-hellman-group14-sha256",
+];
+
+/// russh 0.65's default cipher preference, most preferred first.
+pub const RUSSH_CIPHERS: [&str; 5] = [
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+];
+
+/// The first of `ours` (the client's preference) that `theirs` supports: what SSH negotiates.
+fn negotiate<'a>(ours: &[&'a str], theirs: &[String]) -> Option<&'a str> {
+    ours.iter().copied().find(|a| theirs.iter().any(|t| t == a))
+}
+
+/// `(kex, cipher)` that russh negotiates with the lab's sshd: the first of russh's preferences
+/// that this machine's OpenSSH supports (`ssh -Q kex`, `ssh -Q cipher`; the lab's sshd is the
+/// same OpenSSH: the machine's own on namespace hosts, Debian's of the same release on systemd
+/// hosts). With OpenSSH 9.2: `curve25519-sha256` and `chacha20-poly1305@openssh.com`.
+pub fn same_algorithms() -> Result<(String, String), LabError> {
+    let query = |what: &str| -> Result<Vec<String>, LabError> {
+        let out = Command::new("ssh")
+            .args(["-Q", what])
+            .output()
+            .map_err(|source| LabError::Io {
+                what: format!("run ssh -Q {what}"),
+                source,
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect())
+    };
+    let none = |what: &str| LabError::Command {
+        what: format!("ssh -Q {what}"),
+        status: "no algorithm in common with russh".to_owned(),
+        stderr: String::new(),
+    };
+    let kex = negotiate(&RUSSH_KEX, &query("kex")?).ok_or_else(|| none("kex"))?;
+    let cipher = negotiate(&RUSSH_CIPHERS, &query("cipher")?).ok_or_else(|| none("cipher"))?;
+    Ok((kex.to_owned(), cipher.to_owned()))
 }
 
 /// Single quotes for bash; the lab's paths and names hold no single quote, but be safe.
@@ -54,26 +129,39 @@ pub fn script(lab: &Lab) -> String {
         .replace("@ssh_opts@", &ssh_opts)
         .replace("@hosts@", &hosts.join(" "))
         .replace("@addresses@", &addresses.join(" "))
+        .replace(
+            "@prebuilt@",
+            &quote(&lab.dir().join("prebuilt.json").to_string_lossy()),
+        )
 }
 
 const SCRIPT: &str = r#"#!/usr/bin/env bash
 # The plain-command floor of hbdeploy's benchmark (written by hbdeploy-bench).
-# Usage: baseline.sh build|sequential|parallel
+# Usage: baseline.sh build|sequential|parallel|prebuild|deploy
 set -euo pipefail
 export NIX_CONFIG=@nix_config@
 flake=@flake@
-ssh_opts=(@ssh_opts@)
+# BASELINE_SSH_ALGORITHMS: e.g. `-o KexAlgorithms=curve25519-sha256 -o Ciphers=...` (no spaces
+# inside an option), or empty for OpenSSH's defaults.
+ssh_opts=(@ssh_opts@ ${BASELINE_SSH_ALGORITHMS:-})
 export NIX_SSHOPTS="${ssh_opts[*]}"
 hosts=(@hosts@)
 addresses=(@addresses@)
 
-built=$(mktemp)
-trap 'rm -f "$built"' EXIT
-installables=()
-for host in "${hosts[@]}"; do
-  installables+=("$flake#nixosConfigurations.$host.config.system.build.toplevel")
-done
-nix build --no-link --json "${installables[@]}" > "$built"
+# `prebuild` keeps the build's JSON here for `deploy`.
+prebuilt=@prebuilt@
+if [ "$1" = deploy ]; then
+  built=$prebuilt
+  [ -s "$built" ] || { echo "run $0 prebuild first" >&2; exit 1; }
+else
+  built=$(mktemp)
+  trap 'rm -f "$built"' EXIT
+  installables=()
+  for host in "${hosts[@]}"; do
+    installables+=("$flake#nixosConfigurations.$host.config.system.build.toplevel")
+  done
+  nix build --no-link --json "${installables[@]}" > "$built"
+fi
 
 deploy() {
   local host=$1 address=$2 path
@@ -89,15 +177,16 @@ deploy() {
 
 case "$1" in
   build) ;;
+  prebuild) cp "$built" "$prebuilt" ;;
   sequential)
     for i in "${!hosts[@]}"; do deploy "${hosts[$i]}" "${addresses[$i]}"; done ;;
-  parallel)
+  parallel|deploy)
     pids=()
     for i in "${!hosts[@]}"; do deploy "${hosts[$i]}" "${addresses[$i]}" & pids+=($!); done
     failed=0
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     exit "$failed" ;;
-  *) echo "usage: $0 build|sequential|parallel" >&2; exit 2 ;;
+  *) echo "usage: $0 build|sequential|parallel|prebuild|deploy" >&2; exit 2 ;;
 esac
 "#;
 
@@ -120,10 +209,31 @@ impl Baseline {
         &self.path
     }
 
-    /// The command that runs it in `mode`.
+    /// The command that runs it in `mode`, with OpenSSH's default algorithms.
     pub fn command(&self, mode: Mode) -> Command {
         let mut command = Command::new("bash");
-        command.arg(&self.path).arg(mode.as_str());
+        command
+            .arg(&self.path)
+            .arg(mode.as_str())
+            .env_remove("BASELINE_SSH_ALGORITHMS");
+        command
+    }
+
+    /// The command that runs it in `mode` with `algorithms`; `same` is what
+    /// [`same_algorithms`] found.
+    pub fn command_with(
+        &self,
+        mode: Mode,
+        algorithms: Algorithms,
+        same: &(String, String),
+    ) -> Command {
+        let mut command = self.command(mode);
+        if algorithms == Algorithms::Same {
+            command.env(
+                "BASELINE_SSH_ALGORITHMS",
+                format!("-o KexAlgorithms={} -o Ciphers={}", same.0, same.1),
+            );
+        }
         command
     }
 }
@@ -135,6 +245,17 @@ mod tests {
     #[test]
     fn quoting_survives_single_quotes() {
         assert_eq!(quote("a'b"), r"'a'\''b'");
+    }
+
+    #[test]
+    fn negotiation_takes_the_client_s_first_common_algorithm() {
+        let server: Vec<String> = ["sntrup761x25519-sha512", "curve25519-sha256"]
+            .map(str::to_owned)
+            .to_vec();
+        assert_eq!(negotiate(&RUSSH_KEX, &server), Some("curve25519-sha256"));
+        assert_eq!(negotiate(&RUSSH_KEX, &[]), None);
+        let (kex, cipher) = same_algorithms().expect("ssh -Q works");
+        assert!(RUSSH_KEX.contains(&kex.as_str()) && RUSSH_CIPHERS.contains(&cipher.as_str()));
     }
 
     #[test]

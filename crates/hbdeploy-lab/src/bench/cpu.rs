@@ -3,9 +3,17 @@
 //!
 //! The machine's busy CPU time comes from `/proc/stat`. The benchmark's own is the CPU time of
 //! its process tree: every live descendant's own and reaped children's time from
-//! `/proc/<pid>/stat` (the lab hosts' sshd listeners collect their sessions' time this way),
-//! plus what the benchmark itself reaped (hbdeploy, the scripts, and everything they reaped).
-//! The difference is what other processes used.
+//! `/proc/<pid>/stat` (the lab hosts' sshd listeners collect their sessions' time this way, a
+//! systemd host's init that of its nix-daemon and units), plus what the benchmark itself reaped
+//! (hbdeploy, the scripts, and everything they reaped) — but not the benchmark process's own
+//! time (its memory sampler), which is neither the deployer's nor the hosts'. The difference is
+//! what other processes used.
+//!
+//! The tree's delta is the CPU a deployment cost the machine, deployer and hosts together, with
+//! other sessions' work left out: time moves from a process to its parent's reaped-children
+//! time when it exits, so the sum over the tree loses nothing as long as every process is
+//! reaped by one inside the tree (sshd, systemd and the namespace hosts' first process reap
+//! theirs). The figure has the kernel's tick granularity (10 ms per process).
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,15 +41,16 @@ fn machine_busy() -> Option<u64> {
     Some(total - fields.get(3)? - fields.get(4)?)
 }
 
-/// `(ppid, utime + stime + cutime + cstime)` of a process, from `/proc/<pid>/stat`.
-fn process(pid: u32) -> Option<(u32, u64)> {
+/// `(ppid, utime + stime + cutime + cstime)` of a process, from `/proc/<pid>/stat`; with
+/// `reaped_only`, only `cutime + cstime`.
+fn process(pid: u32, reaped_only: bool) -> Option<(u32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses; the fields start after the last `)`.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ppid = fields.get(1)?.parse().ok()?;
     let times: u64 = fields
-        .get(11..15)?
+        .get(if reaped_only { 13..15 } else { 11..15 })?
         .iter()
         .filter_map(|f| f.parse::<u64>().ok())
         .sum();
@@ -56,7 +65,7 @@ fn tree_busy() -> u64 {
         for entry in entries.filter_map(Result::ok) {
             let pid = entry.file_name().to_string_lossy().parse::<u32>();
             if let Ok(pid) = pid
-                && let Some(info) = process(pid)
+                && let Some(info) = process(pid, pid == me)
             {
                 table.insert(pid, info);
             }
@@ -90,6 +99,14 @@ impl CpuSnapshot {
         }
     }
 
+    /// The CPU seconds since `self`: `(machine, ours)`, the whole machine's busy time and the
+    /// benchmark's process tree's.
+    pub fn usage(self, later: CpuSnapshot) -> (f64, f64) {
+        let machine = later.machine.saturating_sub(self.machine);
+        let ours = later.tree.saturating_sub(self.tree);
+        (machine as f64 / TICKS, ours as f64 / TICKS)
+    }
+
     /// The CPU seconds other processes used since `self`: `(others, ours)`.
     pub fn since(self, later: CpuSnapshot) -> (f64, f64) {
         let machine = later.machine.saturating_sub(self.machine);
@@ -119,7 +136,7 @@ mod tests {
 
     #[test]
     fn names_with_parentheses_parse() {
-        let me = process(std::process::id()).expect("own stat");
+        let me = process(std::process::id(), false).expect("own stat");
         assert!(me.0 > 0);
     }
 }

@@ -43,10 +43,27 @@ impl Measured {
             let lines: Vec<&str> = text.lines().collect();
             lines[lines.len().saturating_sub(15)..].join("\n")
         };
+        // The tails may not hold what went wrong (hbdeploy prints its tables last): the lines
+        // that say `failed` or `error` come first.
+        let telling: Vec<&str> = self
+            .stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .filter(|l| {
+                let l = l.to_lowercase();
+                l.contains("failed") || l.contains("error")
+            })
+            .take(10)
+            .collect();
         Err(LabError::Command {
             what: what.to_owned(),
             status: format!("exit code {}", self.code),
-            stderr: format!("{}\n{}", tail(&self.stdout), tail(&self.stderr)),
+            stderr: format!(
+                "{}\n{}\n{}",
+                telling.join("\n"),
+                tail(&self.stdout),
+                tail(&self.stderr)
+            ),
         })
     }
 }
@@ -141,7 +158,15 @@ mod tests {
         assert_eq!((run.code, run.stdout.as_str()), (3, "out\n"));
         assert_eq!(run.stderr, "err\n");
         assert!(run.wall >= Duration::from_millis(100));
-        assert!(run.check("sh").is_err());
+        let err = run.check("sh").expect_err("exit 3 fails");
+        assert!(err.to_string().contains("exit code 3"), "{err}");
+        let run = measure(
+            Command::new("/bin/sh").args(["-c", "echo 'h1 failed: no route'; seq 30; exit 1"]),
+            None,
+        )
+        .expect("sh runs");
+        let err = run.check("sh").expect_err("exit 1 fails").to_string();
+        assert!(err.contains("h1 failed: no route"), "{err}");
     }
 
     #[test]

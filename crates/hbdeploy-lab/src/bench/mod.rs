@@ -1,7 +1,14 @@
-//! The benchmark of issue 9: how long `hbdeploy apply --all` takes for N lab hosts, cold (every
-//! host gets a new closure) and warm (nothing changed), against the same work done by plain
-//! commands, one host after the other and all at once; with hbdeploy's peak memory, the SSH
-//! logins per host, and where a cold apply's time goes.
+//! The benchmark of issues 9 and 16: how long `hbdeploy apply --all` takes for N lab hosts, cold
+//! (every host gets a new closure) and warm (nothing changed), against the same work done by
+//! plain commands; with hbdeploy's peak memory, the SSH logins per host, the CPU a deployment
+//! costs the machine per host, and where a cold apply's time goes.
+//!
+//! The headline (issue 16) is the deployment alone: every contender's closures are built
+//! beforehand (untimed), then hbdeploy (evaluating, finding everything built, copying,
+//! activating) is timed against the plain commands (`nix copy` + one `ssh` per host, all hosts
+//! at once) with the SSH algorithms hbdeploy's russh negotiates and with OpenSSH's defaults; on
+//! namespace hosts and on hosts running systemd. The second table keeps issue 9's figures,
+//! build included.
 //!
 //! Every run of a sweep point measures hbdeploy and the plain commands back to back, in an order
 //! that alternates between runs, so drift of a shared machine hits both. The binary
@@ -27,15 +34,24 @@ pub use run::run_point;
 pub use stats::Samples;
 pub use targets::{Target, targets};
 
-use crate::LabError;
+use crate::{HostKind, LabError};
 
 /// The documented top-level keys of the JSON report.
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 16] = [
+pub const POINT_KEYS: [&str; 25] = [
+    "lab",
     "hosts",
     "runs",
+    "lab_start_s",
+    "deploy_hbdeploy_cold_s",
+    "deploy_hbdeploy_cold_no_magic_rollback_s",
+    "deploy_plain_same_algorithms_s",
+    "deploy_plain_openssh_defaults_s",
+    "paired_deploy_cold_over_plain_same_algorithms",
+    "paired_deploy_cold_over_plain_openssh_defaults",
+    "cpu_s_per_host",
     "hbdeploy_cold_s",
     "hbdeploy_cold_no_magic_rollback_s",
     "hbdeploy_warm_s",
@@ -65,15 +81,62 @@ pub struct Config {
     pub hbdeploy: PathBuf,
     /// Also measure cold applies with the fleet's default `parallel` (10), for N above 10.
     pub default_parallel: bool,
+    /// The kinds of lab host to sweep, each with every number of hosts.
+    pub labs: Vec<HostKind>,
+    /// Also measure with the build included (the second table: issue 9's figures).
+    pub build_included: bool,
+}
+
+/// The name of a lab kind in the reports.
+pub fn lab_name(kind: HostKind) -> &'static str {
+    match kind {
+        HostKind::Namespace => "namespace",
+        HostKind::Systemd => "systemd",
+    }
+}
+
+/// CPU seconds per host a deployment cost: the benchmark's process tree (the deployer and the
+/// lab hosts) and the whole machine (other sessions included), per contender.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu {
+    /// The process tree's CPU seconds ÷ hosts.
+    pub tree: Samples,
+    /// The machine's busy CPU seconds ÷ hosts (`/proc/stat`).
+    pub machine: Samples,
 }
 
 /// The measurements of one sweep point (one number of hosts).
 #[derive(Debug, Clone, Default)]
 pub struct Point {
+    /// The kind of lab host.
+    pub lab: HostKind,
     /// Number of hosts.
     pub hosts: usize,
     /// Runs done.
     pub runs: usize,
+    /// How long the lab took to start (for systemd hosts: to boot every container), seconds.
+    pub lab_start_s: f64,
+    /// The deployment alone (closures built beforehand): `hbdeploy apply --all --parallel N`.
+    pub deploy_cold: Samples,
+    /// The same with `--no-magic-rollback`.
+    pub deploy_no_magic: Samples,
+    /// The deployment alone by the plain commands, all hosts at once, with the SSH algorithms
+    /// hbdeploy negotiates.
+    pub deploy_plain_same: Samples,
+    /// The same with OpenSSH's default algorithms.
+    pub deploy_plain_defaults: Samples,
+    /// Per run, `deploy_cold` ÷ `deploy_plain_same`.
+    pub paired_deploy_same: Samples,
+    /// Per run, `deploy_cold` ÷ `deploy_plain_defaults`.
+    pub paired_deploy_defaults: Samples,
+    /// CPU per host of `deploy_cold`.
+    pub cpu_hbdeploy: Cpu,
+    /// CPU per host of `deploy_no_magic`.
+    pub cpu_no_magic: Cpu,
+    /// CPU per host of `deploy_plain_same`.
+    pub cpu_plain_same: Cpu,
+    /// CPU per host of `deploy_plain_defaults`.
+    pub cpu_plain_defaults: Cpu,
     /// `hbdeploy apply --all --parallel N`, every host with a new closure, seconds.
     pub cold: Samples,
     /// The same with the default `--parallel` (10), when measured.
@@ -125,7 +188,7 @@ pub struct Bench {
     pub config: Config,
     /// Where it ran.
     pub machine: Machine,
-    /// The sweep's results, in the order of `config.hosts`.
+    /// The sweep's results: per lab of `config.labs`, in the order of `config.hosts`.
     pub points: Vec<Point>,
 }
 
@@ -133,8 +196,10 @@ pub struct Bench {
 pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Bench, LabError> {
     let machine = Machine::detect(&config.hbdeploy);
     let mut points = Vec::new();
-    for &hosts in &config.hosts {
-        points.push(run_point(config, hosts, progress)?);
+    for &lab in &config.labs {
+        for &hosts in &config.hosts {
+            points.push(run_point(config, lab, hosts, progress)?);
+        }
     }
     Ok(Bench {
         config: config.clone(),

@@ -6,13 +6,15 @@ use serde_json::{Value, json};
 
 use super::profile::COLUMNS;
 use super::stats::round;
-use super::{Bench, Point, Samples, targets};
+use super::{Bench, Cpu, Point, Samples, lab_name, targets};
 
 /// How the sweep was asked for, as a command line.
 fn command(bench: &Bench) -> String {
     let hosts: Vec<String> = bench.config.hosts.iter().map(usize::to_string).collect();
+    let labs: Vec<&str> = bench.config.labs.iter().map(|l| lab_name(*l)).collect();
     format!(
-        "hbdeploy-bench --hosts {} --runs {} --payload-mib {}{}",
+        "hbdeploy-bench --lab {} --hosts {} --runs {} --payload-mib {}{}{}",
+        labs.join(","),
         hosts.join(","),
         bench.config.runs,
         bench.config.payload_mib,
@@ -20,8 +22,17 @@ fn command(bench: &Bench) -> String {
             ""
         } else {
             " --no-default-parallel"
+        },
+        if bench.config.build_included {
+            ""
+        } else {
+            " --no-build-included"
         }
     )
+}
+
+fn cpu_json(cpu: &Cpu) -> Value {
+    json!({ "tree": cpu.tree.to_json(), "machine": cpu.machine.to_json() })
 }
 
 fn point_json(point: &Point) -> Value {
@@ -31,8 +42,22 @@ fn point_json(point: &Point) -> Value {
         .map(|(column, samples)| (column.to_lowercase(), samples.to_json()))
         .collect();
     json!({
+        "lab": lab_name(point.lab),
         "hosts": point.hosts,
         "runs": point.runs,
+        "lab_start_s": round(point.lab_start_s),
+        "deploy_hbdeploy_cold_s": point.deploy_cold.to_json(),
+        "deploy_hbdeploy_cold_no_magic_rollback_s": point.deploy_no_magic.to_json(),
+        "deploy_plain_same_algorithms_s": point.deploy_plain_same.to_json(),
+        "deploy_plain_openssh_defaults_s": point.deploy_plain_defaults.to_json(),
+        "paired_deploy_cold_over_plain_same_algorithms": point.paired_deploy_same.to_json(),
+        "paired_deploy_cold_over_plain_openssh_defaults": point.paired_deploy_defaults.to_json(),
+        "cpu_s_per_host": {
+            "hbdeploy_cold": cpu_json(&point.cpu_hbdeploy),
+            "hbdeploy_cold_no_magic_rollback": cpu_json(&point.cpu_no_magic),
+            "plain_same_algorithms": cpu_json(&point.cpu_plain_same),
+            "plain_openssh_defaults": cpu_json(&point.cpu_plain_defaults),
+        },
         "hbdeploy_cold_s": point.cold.to_json(),
         "hbdeploy_cold_no_magic_rollback_s": point.cold_no_magic.to_json(),
         "hbdeploy_warm_s": point.warm.to_json(),
@@ -65,7 +90,7 @@ pub fn json(bench: &Bench) -> Value {
         .map(|t| json!({ "target": t.name, "met": t.met, "detail": t.detail }))
         .collect();
     json!({
-        "schema": "hbdeploy-bench/1",
+        "schema": "hbdeploy-bench/2",
         "date": bench.machine.date,
         "machine": machine,
         "versions": versions,
@@ -74,6 +99,8 @@ pub fn json(bench: &Bench) -> Value {
             "hosts": bench.config.hosts,
             "runs": bench.config.runs,
             "payload_mib": bench.config.payload_mib,
+            "labs": bench.config.labs.iter().map(|l| lab_name(*l)).collect::<Vec<_>>(),
+            "build_included": bench.config.build_included,
             "parallel": "N: every host at once (--parallel N), and 10 (the default) where measured",
         },
         "points": bench.points.iter().map(point_json).collect::<Vec<_>>(),
@@ -100,49 +127,78 @@ fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
+/// `hbdeploy · no magic rollback · plain same · plain defaults` of one CPU figure.
+fn cpu_cells(p: &Point, pick: fn(&Cpu) -> &Samples) -> String {
+    format!(
+        "{} · {} · {} · {}",
+        pick(&p.cpu_hbdeploy).cell(2),
+        pick(&p.cpu_no_magic).cell(2),
+        pick(&p.cpu_plain_same).cell(2),
+        pick(&p.cpu_plain_defaults).cell(2)
+    )
+}
+
 /// The markdown report: results, where the time goes, targets, noise.
 pub fn markdown(bench: &Bench) -> String {
     let mut text = format!(
         "Machine: {}.\n\nCommand: `{}`. Each cell is the median (min–max) over the runs, in seconds \
          unless noted. hbdeploy ran with `--parallel N` (every host at once), like the plain \
-         parallel floor; the `--parallel 10` column is the fleet default.\n\n",
+         commands.\n\n",
         bench.machine.describe(),
         command(bench)
     );
     text.push_str(
-        "| hosts | runs | hbdeploy cold | plain parallel | plain sequential | cold ÷ parallel: per run · of medians \
-         | sequential ÷ cold: per run · of medians | cold, `--no-magic-rollback` · ÷ parallel | hbdeploy warm | `nix build` no-op \
-         | warm − no-op | cold, `--parallel 10` | peak RSS (MiB) \
+        "**The deployment alone** (every contender's new closures built beforehand, untimed; \
+         hbdeploy still evaluates the fleet and finds everything built; the plain commands are \
+         `nix copy` + one `ssh` per host, all hosts at once, with the SSH algorithms hbdeploy's \
+         russh negotiates, `-o KexAlgorithms=… -o Ciphers=…`, and with OpenSSH's defaults):\n\n\
+         | lab | hosts | runs | hbdeploy | hbdeploy `--no-magic-rollback` | plain, same algorithms \
+         | plain, OpenSSH defaults | hbdeploy ÷ plain same: per run · of medians \
+         | hbdeploy ÷ plain defaults: per run | lab start (s) |\n",
+    );
+    text.push_str(&row(&vec!["---".to_owned(); 10]));
+    for p in &bench.points {
+        text.push_str(&row(&[
+            lab_name(p.lab).to_owned(),
+            p.hosts.to_string(),
+            p.runs.to_string(),
+            p.deploy_cold.cell(2),
+            p.deploy_no_magic.cell(2),
+            p.deploy_plain_same.cell(2),
+            p.deploy_plain_defaults.cell(2),
+            format!(
+                "{} · {}",
+                p.paired_deploy_same.cell(2),
+                ratio(&p.deploy_cold, &p.deploy_plain_same)
+            ),
+            p.paired_deploy_defaults.cell(2),
+            format!("{:.1}", p.lab_start_s),
+        ]));
+    }
+    text.push_str(
+        "\nCPU seconds per host of the deployment alone, hbdeploy · hbdeploy \
+         `--no-magic-rollback` · plain with the same algorithms · plain with OpenSSH's defaults. \
+         *Deployment*: the CPU time of the benchmark's process tree (the deployer, its `nix` and \
+         `ssh` processes, and every lab host's sshd, nix-daemon and activation), from \
+         `/proc/<pid>/stat` deltas, other sessions left out. *Machine*: the machine's busy time \
+         from `/proc/stat`, other sessions included. Then hbdeploy warm (nothing changed) \
+         against a no-op `nix build` of the same hosts, hbdeploy's own peak RSS, and SSH logins \
+         per host:\n\n\
+         | lab | hosts | CPU s/host, deployment | CPU s/host, machine | hbdeploy warm \
+         | `nix build` no-op | warm − no-op | peak RSS (MiB) \
          | SSH logins/host cold · cold without magic rollback · warm · plain |\n",
     );
-    text.push_str(&row(&vec!["---".to_owned(); 14]));
+    text.push_str(&row(&vec!["---".to_owned(); 9]));
     for p in &bench.points {
         let rss = Samples(p.rss_cold.0.iter().chain(&p.rss_warm.0).copied().collect());
         text.push_str(&row(&[
+            lab_name(p.lab).to_owned(),
             p.hosts.to_string(),
-            p.runs.to_string(),
-            p.cold.cell(2),
-            p.plain_parallel.cell(2),
-            p.plain_sequential.cell(2),
-            format!(
-                "{} · {}",
-                p.paired_parallel.cell(2),
-                ratio(&p.cold, &p.plain_parallel)
-            ),
-            format!(
-                "{} · {}",
-                p.paired_sequential.cell(2),
-                ratio(&p.plain_sequential, &p.cold)
-            ),
-            format!(
-                "{} · {}",
-                p.cold_no_magic.cell(2),
-                ratio(&p.cold_no_magic, &p.plain_parallel)
-            ),
+            cpu_cells(p, |c| &c.tree),
+            cpu_cells(p, |c| &c.machine),
             p.warm.cell(2),
             p.build_noop.cell(2),
             difference(&p.warm, &p.build_noop),
-            p.cold_parallel_10.cell(2),
             rss.cell(1),
             format!(
                 "{} · {} · {} · {}",
@@ -154,17 +210,54 @@ pub fn markdown(bench: &Bench) -> String {
         ]));
     }
 
+    if bench.config.build_included {
+        text.push_str(
+            "\n**Build included** (issue 9's figures: the new closures are built inside the timed \
+             run, serially, by both sides):\n\n\
+             | lab | hosts | hbdeploy cold | plain parallel | plain sequential \
+             | cold ÷ parallel: per run · of medians | sequential ÷ cold: per run · of medians \
+             | cold, `--no-magic-rollback` · ÷ parallel | cold, `--parallel 10` |\n",
+        );
+        text.push_str(&row(&vec!["---".to_owned(); 9]));
+        for p in &bench.points {
+            text.push_str(&row(&[
+                lab_name(p.lab).to_owned(),
+                p.hosts.to_string(),
+                p.cold.cell(2),
+                p.plain_parallel.cell(2),
+                p.plain_sequential.cell(2),
+                format!(
+                    "{} · {}",
+                    p.paired_parallel.cell(2),
+                    ratio(&p.cold, &p.plain_parallel)
+                ),
+                format!(
+                    "{} · {}",
+                    p.paired_sequential.cell(2),
+                    ratio(&p.plain_sequential, &p.cold)
+                ),
+                format!(
+                    "{} · {}",
+                    p.cold_no_magic.cell(2),
+                    ratio(&p.cold_no_magic, &p.plain_parallel)
+                ),
+                p.cold_parallel_10.cell(2),
+            ]));
+        }
+    }
+
     text.push_str(
-        "\nWhere a cold apply's time goes (hbdeploy's `--timings`: per run the median over hosts, \
-         then the median over runs; BUILD is the one shared evaluation and build, OTHER is \
-         waiting for a parallel slot and reading the host's state):\n\n",
+        "\nWhere the deployment's time goes (hbdeploy's `--timings` of the deployment alone: per \
+         run the median over hosts, then the median over runs; BUILD is the host's evaluation \
+         and its no-op build, OTHER is waiting for a parallel slot and reading the host's \
+         state):\n\n",
     );
-    let mut header = vec!["hosts".to_owned()];
+    let mut header = vec!["lab".to_owned(), "hosts".to_owned()];
     header.extend(COLUMNS.iter().map(|c| c.to_lowercase()));
     text.push_str(&row(&header));
     text.push_str(&row(&vec!["---".to_owned(); header.len()]));
     for p in &bench.points {
-        let mut cells = vec![p.hosts.to_string()];
+        let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
         cells.extend(p.profile.iter().map(|s| s.cell(2)));
         text.push_str(&row(&cells));
     }
@@ -176,7 +269,7 @@ pub fn markdown(bench: &Bench) -> String {
             Some(false) => "**missed**",
             None => "not measured",
         };
-        text.push_str(&row(&[t.name.to_owned(), verdict.to_owned(), t.detail]));
+        text.push_str(&row(&[t.name, verdict.to_owned(), t.detail]));
     }
 
     text.push_str(
@@ -185,13 +278,14 @@ pub fn markdown(bench: &Bench) -> String {
          point:\n\n",
     );
     text.push_str(
-        "| hosts | CPU taken by others | load before | load after | failed runs |\n\
-         | --- | --- | --- | --- | --- |\n",
+        "| lab | hosts | CPU taken by others | load before | load after | failed runs |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
     );
     for p in &bench.points {
         let load = |l: Option<f64>| l.map_or("–".to_owned(), |l| format!("{l:.2}"));
         let share = Samples(p.others_cpu_share.0.iter().map(|s| s * 100.0).collect());
         text.push_str(&row(&[
+            lab_name(p.lab).to_owned(),
             p.hosts.to_string(),
             format!("{} %", share.cell(0)),
             load(p.load.0),

@@ -1,17 +1,20 @@
-//! One sweep point: start N lab hosts, deploy them once untimed, then K runs, each measuring
-//! hbdeploy (cold, warm, and the no-op `nix build` floor) and the plain commands (all at once,
-//! one after the other), in an order that alternates between runs.
+//! One sweep point: start N lab hosts of one kind, deploy them once untimed, then K runs, each
+//! measuring the deployment alone (closures built beforehand: hbdeploy with and without magic
+//! rollback, the plain commands with hbdeploy's SSH algorithms and with OpenSSH's defaults),
+//! hbdeploy warm and the no-op `nix build` floor, and, when asked, everything again with the
+//! build included (hbdeploy cold; the plain commands all at once and one after the other); in an
+//! order that alternates between runs.
 
 use std::path::Path;
 use std::process::Command;
 
-use super::baseline::{Baseline, Mode};
+use super::baseline::{Algorithms, Baseline, Mode, same_algorithms};
 use super::cpu::CpuSnapshot;
 use super::machine::load_average;
 use super::measure::{Measured, measure};
 use super::profile::{self, COLUMNS};
-use super::{Config, Point, Samples};
-use crate::{Lab, LabError, NIX_CONFIG, SystemSpec};
+use super::{Config, Point, Samples, lab_name};
+use crate::{HostKind, Lab, LabError, NIX_CONFIG, SystemSpec};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -34,6 +37,21 @@ struct Bed<'a> {
     baseline: Baseline,
     hosts: usize,
     cores: usize,
+    /// The key exchange and cipher hbdeploy's russh negotiates.
+    same: (String, String),
+}
+
+/// A successful measurement, the SSH logins per host it caused, and the CPU seconds per host it
+/// cost: `(machine, process tree)`.
+type Timed = (Measured, f64, (f64, f64));
+
+/// One contender of the deployment-alone block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Contender {
+    Hbdeploy,
+    HbdeployNoMagic,
+    PlainSame,
+    PlainDefaults,
 }
 
 impl Bed<'_> {
@@ -65,17 +83,33 @@ impl Bed<'_> {
         command: &mut Command,
         rss: bool,
     ) -> Result<Option<(Measured, f64)>, LabError> {
+        Ok(self
+            .timed_cpu(point, label, command, rss)?
+            .map(|(m, logins, _)| (m, logins)))
+    }
+
+    /// [`Bed::timed`], with the CPU seconds per host it cost: `(machine, process tree)`.
+    fn timed_cpu(
+        &self,
+        point: &mut Point,
+        label: &str,
+        command: &mut Command,
+        rss: bool,
+    ) -> Result<Option<Timed>, LabError> {
         let before = self.logins();
         let cpu = CpuSnapshot::take();
         let measured = measure(command, rss.then_some("hbdeploy"))?;
-        let (others, _) = cpu.since(CpuSnapshot::take());
+        let after = CpuSnapshot::take();
+        let (others, _) = cpu.since(after);
+        let (machine, ours) = cpu.usage(after);
         let capacity = self.cores as f64 * measured.wall.as_secs_f64();
         if capacity > 0.0 {
             point.others_cpu_share.push(others / capacity);
         }
         let logins = (self.logins() - before) as f64 / self.hosts as f64;
+        let per_host = (machine / self.hosts as f64, ours / self.hosts as f64);
         match measured.clone().check(label) {
-            Ok(_) => Ok(Some((measured, logins))),
+            Ok(_) => Ok(Some((measured, logins, per_host))),
             Err(err) => {
                 point.errors.push(format!("run {}: {err}", point.runs + 1));
                 Ok(None)
@@ -83,8 +117,8 @@ impl Bed<'_> {
         }
     }
 
-    /// hbdeploy cold, warm, then the no-op build floor; then cold without magic rollback, and
-    /// cold with `--parallel 10`.
+    /// Build included: hbdeploy cold, then cold without magic rollback, and cold with
+    /// `--parallel 10`.
     fn hbdeploy_block(
         &mut self,
         point: &mut Point,
@@ -92,40 +126,20 @@ impl Bed<'_> {
     ) -> Result<(), LabError> {
         self.lab.bump_all()?;
         let mut cold = self.hbdeploy(self.hosts, &[]);
-        if let Some((m, logins)) = self.timed(point, "hbdeploy apply (cold)", &mut cold, true)? {
-            record(&mut point.cold, &m, say, "hbdeploy cold");
+        if let Some((m, _)) = self.timed(point, "hbdeploy apply (cold)", &mut cold, true)? {
+            record(&mut point.cold, &m, say, "hbdeploy cold, build included");
             record_rss(&mut point.rss_cold, &m);
-            point.logins_cold.push(logins);
-            if let Some(profile) = profile::parse(&m.stdout) {
-                for (samples, value) in point.profile.iter_mut().zip(&profile.median) {
-                    if let Some(value) = value {
-                        samples.push(*value);
-                    }
-                }
-                point.profile_table = Some(profile.table);
-            }
-        }
-        let mut warm = self.hbdeploy(self.hosts, &[]);
-        if let Some((m, logins)) = self.timed(point, "hbdeploy apply (warm)", &mut warm, true)? {
-            record(&mut point.warm, &m, say, "hbdeploy warm");
-            record_rss(&mut point.rss_warm, &m);
-            point.logins_warm.push(logins);
-        }
-        let mut build = self.baseline.command(Mode::Build);
-        if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
-            record(&mut point.build_noop, &m, say, "nix build (no-op)");
         }
         self.lab.bump_all()?;
         let mut plain = self.hbdeploy(self.hosts, &["--no-magic-rollback"]);
         let label = "hbdeploy --no-magic-rollback";
-        if let Some((m, logins)) = self.timed(point, label, &mut plain, true)? {
+        if let Some((m, _)) = self.timed(point, label, &mut plain, true)? {
             record(
                 &mut point.cold_no_magic,
                 &m,
                 say,
-                "hbdeploy cold --no-magic-rollback",
+                "hbdeploy cold --no-magic-rollback, build included",
             );
-            point.logins_no_magic.push(logins);
         }
         if self.config.default_parallel && self.hosts > 10 {
             self.lab.bump_all()?;
@@ -150,15 +164,153 @@ impl Bed<'_> {
     ) -> Result<(), LabError> {
         self.lab.bump_all()?;
         let mut parallel = self.baseline.command(Mode::Parallel);
-        if let Some((m, logins)) = self.timed(point, "plain parallel", &mut parallel, false)? {
-            record(&mut point.plain_parallel, &m, say, "plain parallel");
-            point.logins_plain.push(logins);
+        if let Some((m, _)) = self.timed(point, "plain parallel", &mut parallel, false)? {
+            record(
+                &mut point.plain_parallel,
+                &m,
+                say,
+                "plain parallel, build included",
+            );
         }
         self.lab.bump_all()?;
         let mut sequential = self.baseline.command(Mode::Sequential);
-        if let Some((m, logins)) = self.timed(point, "plain sequential", &mut sequential, false)? {
-            record(&mut point.plain_sequential, &m, say, "plain sequential");
-            point.logins_plain.push(logins);
+        if let Some((m, _)) = self.timed(point, "plain sequential", &mut sequential, false)? {
+            record(
+                &mut point.plain_sequential,
+                &m,
+                say,
+                "plain sequential, build included",
+            );
+        }
+        Ok(())
+    }
+
+    /// The deployment alone: per contender, new closures built beforehand (untimed), then the
+    /// contender timed; `reverse` runs the contenders in the opposite order. Then hbdeploy
+    /// warm and the no-op build floor.
+    fn deploy_block(
+        &mut self,
+        point: &mut Point,
+        reverse: bool,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let mut order = [
+            Contender::Hbdeploy,
+            Contender::PlainSame,
+            Contender::PlainDefaults,
+            Contender::HbdeployNoMagic,
+        ];
+        if reverse {
+            order.reverse();
+        }
+        let before = (
+            point.deploy_cold.0.len(),
+            point.deploy_plain_same.0.len(),
+            point.deploy_plain_defaults.0.len(),
+        );
+        for contender in order {
+            self.lab.bump_all()?;
+            crate::host::run(
+                &mut self.baseline.command(Mode::Prebuild),
+                "build the new closures beforehand (baseline.sh prebuild)",
+            )?;
+            self.deploy_one(point, contender, say)?;
+        }
+        let new = |samples: &Samples, count: usize| {
+            (samples.0.len() == count + 1)
+                .then(|| samples.0.last().copied())
+                .flatten()
+        };
+        if let Some(cold) = new(&point.deploy_cold, before.0) {
+            if let Some(same) = new(&point.deploy_plain_same, before.1) {
+                point.paired_deploy_same.push(cold / same);
+            }
+            if let Some(defaults) = new(&point.deploy_plain_defaults, before.2) {
+                point.paired_deploy_defaults.push(cold / defaults);
+            }
+        }
+        let mut warm = self.hbdeploy(self.hosts, &[]);
+        if let Some((m, logins)) = self.timed(point, "hbdeploy apply (warm)", &mut warm, true)? {
+            record(&mut point.warm, &m, say, "hbdeploy warm");
+            record_rss(&mut point.rss_warm, &m);
+            point.logins_warm.push(logins);
+        }
+        let mut build = self.baseline.command(Mode::Build);
+        if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
+            record(&mut point.build_noop, &m, say, "nix build (no-op)");
+        }
+        Ok(())
+    }
+
+    /// One timed deployment of the closures built beforehand.
+    fn deploy_one(
+        &mut self,
+        point: &mut Point,
+        contender: Contender,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let (label, mut command, rss) = match contender {
+            Contender::Hbdeploy => ("hbdeploy cold", self.hbdeploy(self.hosts, &[]), true),
+            Contender::HbdeployNoMagic => (
+                "hbdeploy cold --no-magic-rollback",
+                self.hbdeploy(self.hosts, &["--no-magic-rollback"]),
+                true,
+            ),
+            Contender::PlainSame => (
+                "plain, hbdeploy's SSH algorithms",
+                self.baseline
+                    .command_with(Mode::Deploy, Algorithms::Same, &self.same),
+                false,
+            ),
+            Contender::PlainDefaults => (
+                "plain, OpenSSH defaults",
+                self.baseline
+                    .command_with(Mode::Deploy, Algorithms::Defaults, &self.same),
+                false,
+            ),
+        };
+        let Some((m, logins, (machine, tree))) = self.timed_cpu(point, label, &mut command, rss)?
+        else {
+            return Ok(());
+        };
+        let (samples, cpu) = match contender {
+            Contender::Hbdeploy => (&mut point.deploy_cold, &mut point.cpu_hbdeploy),
+            Contender::HbdeployNoMagic => (&mut point.deploy_no_magic, &mut point.cpu_no_magic),
+            Contender::PlainSame => (&mut point.deploy_plain_same, &mut point.cpu_plain_same),
+            Contender::PlainDefaults => (
+                &mut point.deploy_plain_defaults,
+                &mut point.cpu_plain_defaults,
+            ),
+        };
+        samples.push(m.wall.as_secs_f64());
+        cpu.tree.push(tree);
+        cpu.machine.push(machine);
+        let rss_text = m
+            .peak_rss_kib
+            .map(|kib| format!(", peak RSS {:.1} MiB", kib as f64 / 1024.0))
+            .unwrap_or_default();
+        say(&format!(
+            "  deployment alone, {label}: {:.2}s, CPU/host {tree:.2}s (machine {machine:.2}s){rss_text}",
+            m.wall.as_secs_f64()
+        ));
+        match contender {
+            Contender::Hbdeploy => {
+                record_rss(&mut point.rss_cold, &m);
+                point.logins_cold.push(logins);
+                if let Some(profile) = profile::parse(&m.stdout) {
+                    for (samples, value) in point.profile.iter_mut().zip(&profile.median) {
+                        if let Some(value) = value {
+                            samples.push(*value);
+                        }
+                    }
+                    point.profile_table = Some(profile.table);
+                }
+            }
+            Contender::HbdeployNoMagic => {
+                record_rss(&mut point.rss_cold, &m);
+                point.logins_no_magic.push(logins);
+            }
+            Contender::PlainSame | Contender::PlainDefaults => point.logins_plain.push(logins),
         }
         Ok(())
     }
@@ -201,13 +353,23 @@ fn record_rss(samples: &mut Samples, m: &Measured) {
 /// Measures one sweep point of `hosts` hosts.
 pub fn run_point(
     config: &Config,
+    kind: HostKind,
     hosts: usize,
     say: &mut dyn FnMut(&str),
 ) -> Result<Point, LabError> {
-    say(&format!("{hosts} hosts: starting the lab"));
+    let lab_label = lab_name(kind);
+    say(&format!("{hosts} {lab_label} hosts: starting the lab"));
     let names = names(&prefix(), hosts);
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut lab = Lab::start(&refs)?;
+    let started = std::time::Instant::now();
+    let mut lab = match kind {
+        HostKind::Namespace => Lab::start(&refs)?,
+        HostKind::Systemd => Lab::start_systemd(&refs)?,
+    };
+    let lab_start_s = started.elapsed().as_secs_f64();
+    say(&format!(
+        "{hosts} {lab_label} hosts: the lab started in {lab_start_s:.1}s"
+    ));
     let spec = SystemSpec {
         payload_bytes: config.payload_mib * 1024 * 1024,
         ..SystemSpec::default()
@@ -222,32 +384,44 @@ pub fn run_point(
         baseline,
         hosts,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
+        same: same_algorithms()?,
     };
     let mut point = Point {
+        lab: kind,
+        lab_start_s,
         hosts,
         profile: vec![Samples::default(); COLUMNS.len()],
         load: (load_average(), None),
         ..Point::default()
     };
     // The first deployment is not measured: afterwards every host runs a system, as real ones do.
-    say(&format!("{hosts} hosts: first deployment (not measured)"));
+    say(&format!(
+        "{hosts} {lab_label} hosts: first deployment (not measured)"
+    ));
     measure(&mut bed.hbdeploy(hosts, &[]), None)?.check("hbdeploy apply (first deployment)")?;
 
     for run in 0..config.runs {
-        say(&format!("{hosts} hosts: run {}/{}", run + 1, config.runs));
+        say(&format!(
+            "{hosts} {lab_label} hosts: run {}/{}",
+            run + 1,
+            config.runs
+        ));
         let before = (
             point.cold.0.len(),
             point.plain_parallel.0.len(),
             point.plain_sequential.0.len(),
         );
-        if run % 2 == 0 {
-            bed.hbdeploy_block(&mut point, say)?;
-            bed.plain_block(&mut point, say)?;
-        } else {
-            bed.plain_block(&mut point, say)?;
-            bed.hbdeploy_block(&mut point, say)?;
+        bed.deploy_block(&mut point, run % 2 == 1, say)?;
+        if config.build_included {
+            if run % 2 == 0 {
+                bed.hbdeploy_block(&mut point, say)?;
+                bed.plain_block(&mut point, say)?;
+            } else {
+                bed.plain_block(&mut point, say)?;
+                bed.hbdeploy_block(&mut point, say)?;
+            }
+            pair(&mut point, before);
         }
-        pair(&mut point, before);
         point.runs += 1;
     }
     point.load.1 = load_average();

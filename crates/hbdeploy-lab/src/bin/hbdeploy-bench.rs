@@ -1,6 +1,8 @@
-//! `hbdeploy-bench`: how long `hbdeploy apply --all` takes for N simulated hosts, cold and warm,
-//! against plain `nix build` + `nix copy` + `ssh`, with hbdeploy's peak memory and SSH logins
-//! per host (issue 9). Prints progress on stderr and the markdown report on stdout (or into
+//! `hbdeploy-bench`: how long `hbdeploy apply --all` takes for N simulated hosts, the deployment
+//! alone (closures built beforehand) against plain `nix copy` + `ssh` with hbdeploy's SSH
+//! algorithms and with OpenSSH's defaults, on namespace and systemd hosts, with CPU seconds per
+//! host, warm applies, hbdeploy's peak memory and SSH logins per host (issue 16); and with the
+//! build included (issue 9). Prints progress on stderr and the markdown report on stdout (or into
 //! `--markdown`); `--json` writes every sample. Needs root, nix, sshd (see `scripts/bench.sh`).
 
 use std::io::Write;
@@ -8,6 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hbdeploy_lab::HostKind;
 use hbdeploy_lab::bench::{self, Config};
 
 /// Benchmark hbdeploy against the plain-command floor on a lab of simulated NixOS hosts.
@@ -15,8 +18,17 @@ use hbdeploy_lab::bench::{self, Config};
 #[command(name = "hbdeploy-bench")]
 struct Args {
     /// Numbers of hosts to sweep (at most 240).
-    #[arg(long, value_delimiter = ',', default_value = "1,5,20,50")]
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,20,50,100")]
     hosts: Vec<usize>,
+
+    /// Kinds of lab host to sweep: `namespace` (fast, no systemd), `systemd` (containers booted
+    /// with systemd as PID 1, like NixOS hosts; a boot per host).
+    #[arg(long, value_delimiter = ',', default_value = "systemd,namespace", value_parser = parse_lab)]
+    lab: Vec<HostKind>,
+
+    /// Measure the deployment alone only: skip the second table (build included).
+    #[arg(long)]
+    no_build_included: bool,
 
     /// Runs per number of hosts; each run measures every variant once.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
@@ -63,6 +75,16 @@ struct Args {
     /// With --eval: the --eval-memory of the budgeted run, MiB.
     #[arg(long, default_value_t = 1024)]
     eval_budget_mib: u64,
+}
+
+fn parse_lab(text: &str) -> Result<HostKind, String> {
+    match text {
+        "namespace" => Ok(HostKind::Namespace),
+        "systemd" => Ok(HostKind::Systemd),
+        _ => Err(format!(
+            "unknown lab kind {text:?}: use namespace or systemd"
+        )),
+    }
 }
 
 fn say(line: &str) {
@@ -115,6 +137,8 @@ fn run(args: Args) -> Result<(), String> {
         payload_mib: args.payload_mib,
         hbdeploy,
         default_parallel: !args.no_default_parallel,
+        labs: args.lab,
+        build_included: !args.no_build_included,
     };
     let mut progress = |line: &str| say(line);
     let bench = bench::run(&config, &mut progress).map_err(|err| {
@@ -128,6 +152,15 @@ fn run(args: Args) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&bench::json(&bench))
             .map_err(|err| format!("cannot render JSON: {err}"))?;
         write(path, &(text + "\n"))?;
+    }
+    say("targets (issue 16):");
+    for target in bench::targets(&bench.points, bench.machine.cores) {
+        let verdict = match target.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not measured",
+        };
+        say(&format!("  {verdict}: {} — {}", target.name, target.detail));
     }
     let markdown = bench::markdown(&bench);
     match &args.markdown {
