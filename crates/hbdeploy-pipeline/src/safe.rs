@@ -57,13 +57,33 @@ pub fn holder_description(command: &str) -> String {
 /// lives as long as this connection's channel). Refused with the holder's description when
 /// another deployment holds it.
 pub async fn lock(conn: &Connection, holder: &str) -> Result<Lock, HostError> {
-    match remote::lock(conn, holder).await? {
-        (LockReply::Locked, held) => Ok(Lock(held)),
-        (LockReply::Busy(holder), held) => {
-            if let Some(held) = held {
-                held.release().await;
+    // A lock command that ends without answering (a host short of processes or files for a
+    // moment) is tried once more before the host is given up.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match remote::lock(conn, holder).await? {
+            (LockReply::Locked, held) => return Ok(Lock(held)),
+            (LockReply::Busy(holder), held) => {
+                if let Some(held) = held {
+                    held.release().await;
+                }
+                return Err(HostError::Locked { holder });
             }
-            Err(HostError::Locked { holder })
+            (LockReply::Unanswered(said), _) if tries >= 2 => {
+                return Err(HostError::Remote {
+                    command: "taking the deployment lock (lock.sh)".to_owned(),
+                    exit: hbdeploy_ssh::Exit::Unknown,
+                    tail: vec![if said.is_empty() {
+                        "it ended without answering".to_owned()
+                    } else {
+                        said
+                    }],
+                });
+            }
+            (LockReply::Unanswered(_), _) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
         }
     }
 }

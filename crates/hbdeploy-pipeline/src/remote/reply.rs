@@ -36,6 +36,8 @@ pub(crate) enum LockReply {
     Locked,
     /// Another deployment holds it; who, as it described itself.
     Busy(String),
+    /// `lock.sh` ended without answering (it could not run, or was stopped); what it printed.
+    Unanswered(String),
 }
 
 impl LockReply {
@@ -43,7 +45,10 @@ impl LockReply {
         if line == "locked" {
             return LockReply::Locked;
         }
-        LockReply::Busy(line.strip_prefix("busy").unwrap_or(line).trim().to_owned())
+        match line.strip_prefix("busy") {
+            Some(holder) => LockReply::Busy(holder.trim().to_owned()),
+            None => LockReply::Unanswered(line.to_owned()),
+        }
     }
 }
 
@@ -258,6 +263,7 @@ mod tests {
             LockReply::parse("busy hbdeploy apply by me"),
             LockReply::Busy("hbdeploy apply by me".to_owned())
         );
+        assert_eq!(LockReply::parse(""), LockReply::Unanswered(String::new()));
         assert_eq!(Decision::parse("confirmed\n"), Decision::Confirmed);
         assert_eq!(
             Decision::parse("rolled-back:unconfirmed\n"),
