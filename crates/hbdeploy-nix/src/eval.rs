@@ -250,6 +250,17 @@ impl Nix {
             pending: attrs.iter().cloned().collect(),
         });
         let workers = limits.workers.get().min(attrs.len().max(1));
+        if workers > 1 {
+            // On a machine where nix has never run, the first command to open the store creates
+            // its state directories (gcroots, profiles); evaluators starting at once race for
+            // them and one fails ("creating symlink … File exists"). One cheap store command
+            // first; what it says does not matter, the evaluators report any real trouble.
+            let init = command::cmd(
+                std::path::Path::new("nix-instantiate"),
+                ["--eval", "--expr", "0"],
+            );
+            let _ = command::run(init, "nix-instantiate --eval --expr 0", &mut |_| {}).await;
+        }
         let worker = |_| self.worker(flake, &queue, limits, on_result, on_line);
         futures::future::try_join_all((0..workers).map(worker)).await?;
         Ok(())
