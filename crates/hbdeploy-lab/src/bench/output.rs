@@ -116,6 +116,11 @@ fn ratio(a: &Samples, b: &Samples) -> String {
     }
 }
 
+/// `shown`, then the ratio of the medians of `a` and `b`: "1.02 · 1.05×".
+fn with_ratio(shown: &Samples, a: &Samples, b: &Samples) -> String {
+    format!("{} · {}", shown.cell(2), ratio(a, b))
+}
+
 fn difference(a: &Samples, b: &Samples) -> String {
     match (a.median(), b.median()) {
         (Some(a), Some(b)) => format!("{:+.2}", round(a - b)),
@@ -166,11 +171,7 @@ pub fn markdown(bench: &Bench) -> String {
             p.deploy_no_magic.cell(2),
             p.deploy_plain_same.cell(2),
             p.deploy_plain_defaults.cell(2),
-            format!(
-                "{} · {}",
-                p.paired_deploy_same.cell(2),
-                ratio(&p.deploy_cold, &p.deploy_plain_same)
-            ),
+            with_ratio(&p.paired_deploy_same, &p.deploy_cold, &p.deploy_plain_same),
             p.paired_deploy_defaults.cell(2),
             format!("{:.1}", p.lab_start_s),
         ]));
@@ -226,21 +227,9 @@ pub fn markdown(bench: &Bench) -> String {
                 p.cold.cell(2),
                 p.plain_parallel.cell(2),
                 p.plain_sequential.cell(2),
-                format!(
-                    "{} · {}",
-                    p.paired_parallel.cell(2),
-                    ratio(&p.cold, &p.plain_parallel)
-                ),
-                format!(
-                    "{} · {}",
-                    p.paired_sequential.cell(2),
-                    ratio(&p.plain_sequential, &p.cold)
-                ),
-                format!(
-                    "{} · {}",
-                    p.cold_no_magic.cell(2),
-                    ratio(&p.cold_no_magic, &p.plain_parallel)
-                ),
+                with_ratio(&p.paired_parallel, &p.cold, &p.plain_parallel),
+                with_ratio(&p.paired_sequential, &p.plain_sequential, &p.cold),
+                with_ratio(&p.cold_no_magic, &p.cold_no_magic, &p.plain_parallel),
                 p.cold_parallel_10.cell(2),
             ]));
         }
