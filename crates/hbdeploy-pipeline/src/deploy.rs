@@ -3,22 +3,23 @@
 //! built and its wave has begun, at most `parallel` at a time.
 
 mod activate;
+#[cfg(test)]
+mod tests;
 
 use std::time::Instant;
 
 use std::sync::Arc;
 
 use hbdeploy_nix::{Nix, StorePath};
-use hbdeploy_ssh::Connection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
 use crate::event::{EventSender, Stage};
+use crate::port::{Host, SshCopy, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::state::{HostState, read_state};
-use crate::transfer;
 use crate::waves::plan_waves;
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
@@ -56,6 +57,7 @@ pub async fn deploy(
     let host_permits = Arc::new(Semaphore::new(request.parallel.get()));
     let copy_permits = Arc::new(Semaphore::new(request.parallel_copy.get()));
     let activate_permits = Arc::new(Semaphore::new(request.parallel_activate.get()));
+    let transport = Arc::new(SshCopy { nix: nix.clone() });
     let mut stopped = false;
     for wave in plan_waves(&request.hosts, &request.canary, request.batch) {
         let mut tasks: JoinSet<(usize, HostReport)> = JoinSet::new();
@@ -91,7 +93,7 @@ pub async fn deploy(
                     goal: request.goal,
                     reactivate: request.reactivate,
                     auto_rollback: request.auto_rollback,
-                    nix: nix.clone(),
+                    transport: Arc::clone(&transport),
                     events: events.clone(),
                     cancel: cancel.clone(),
                     start,
@@ -243,7 +245,7 @@ fn unprepared(
 }
 
 /// Everything one host's task needs; owned, so the task can run on its own.
-struct HostJob {
+struct HostJob<T: Transport> {
     plan: HostPlan,
     path: StorePath,
     built: Built,
@@ -253,7 +255,7 @@ struct HostJob {
     goal: Goal,
     reactivate: bool,
     auto_rollback: bool,
-    nix: Nix,
+    transport: Arc<T>,
     events: EventSender,
     cancel: Cancel,
     start: Instant,
@@ -275,7 +277,7 @@ fn already_there(state: &HostState, path: &StorePath, goal: Goal) -> bool {
 /// Stop here, before starting the next stage, if the run was interrupted.
 struct Interrupted;
 
-impl HostJob {
+impl<T: Transport> HostJob<T> {
     async fn run(self) -> HostReport {
         let mut report = HostReport {
             new_path: Some(self.path.clone()),
@@ -311,15 +313,16 @@ impl HostJob {
         }
         // The system was built here: what is not a NixOS system is refused before anything is
         // copied (the host checks it again before switching).
-        let switch = std::path::Path::new(self.path.as_str()).join("bin/switch-to-configuration");
-        if self.goal.activates() && !self.built.on_target && !switch.exists() {
+        if self.goal.activates() && !self.built.on_target && !self.transport.is_system(&self.path) {
             report.stage = Stage::Build;
             return Err(HostError::NotNixos {
                 path: self.path.clone(),
             });
         }
         let began = self.enter(report, Stage::Connect);
-        let conn = Connection::connect(&self.plan.target)
+        let conn = self
+            .transport
+            .connect(&self.plan.target)
             .await
             .map_err(HostError::Connect)?;
         report.timings.push((Stage::Connect, began.elapsed()));
@@ -377,7 +380,7 @@ impl HostJob {
 
     async fn on_host(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         state: Option<HostState>,
         report: &mut HostReport,
     ) -> Result<Result<(), Interrupted>, HostError> {
@@ -427,47 +430,31 @@ impl HostJob {
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a
     /// `nix copy` process: validity of the top path implies its whole closure is there. A host
     /// that builds its own system gets the derivation and realises it.
-    async fn copy(&self, conn: &Connection) -> Result<CopyStats, HostError> {
+    async fn copy(&self, conn: &T::Host) -> Result<CopyStats, HostError> {
         if self.built.on_target {
             return self.build_on_target(conn).await;
         }
-        let closure = self
-            .nix
-            .closure(&self.path)
+        self.transport
+            .copy_closure(
+                conn,
+                &self.plan,
+                &self.path,
+                self.signing_key.as_deref(),
+                &self.events,
+            )
             .await
-            .map_err(|source| HostError::Closure {
-                path: self.path.clone(),
-                source,
-            })?;
-        transfer::copy_missing(
-            conn,
-            &self.nix,
-            &self.plan,
-            self.signing_key.as_deref(),
-            &self.path,
-            &closure,
-            &self.events,
-        )
-        .await
     }
 
     /// Copies the derivation and realises it on the host; the result must be the path that
     /// evaluation promised.
-    async fn build_on_target(&self, conn: &Connection) -> Result<CopyStats, HostError> {
+    async fn build_on_target(&self, conn: &T::Host) -> Result<CopyStats, HostError> {
         let missing = remote::missing_paths(conn, std::slice::from_ref(&self.path)).await?;
         if missing.is_empty() {
             return Ok(CopyStats { sent: 0, total: 1 });
         }
-        transfer::nix_copy(
-            conn,
-            &self.nix,
-            &self.plan,
-            false,
-            &self.built.drv,
-            true,
-            &self.events,
-        )
-        .await?;
+        self.transport
+            .copy_derivation(conn, &self.plan, &self.built.drv, &self.events)
+            .await?;
         let name = self.plan.name.as_str();
         self.events
             .note(name, "building the system on the host".to_owned());

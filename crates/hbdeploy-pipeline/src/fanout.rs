@@ -44,13 +44,13 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::HostPlan;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    fn plan(name: &str) -> HostPlan {
+    pub(crate) fn plan(name: &str) -> HostPlan {
         HostPlan {
             name: name.to_owned(),
             attr: name.to_owned(),

@@ -6,6 +6,8 @@
 use std::time::Duration;
 
 use hbdeploy_ssh::{Connection, Exit};
+
+use crate::port::Host;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -67,7 +69,7 @@ pub struct CheckFailure {
 }
 
 /// Runs every check in order, each with its retries; stops at the first that fails for good.
-pub async fn run_checks(conn: &Connection, checks: &[Check]) -> Result<(), CheckFailure> {
+pub async fn run_checks(conn: &impl Host, checks: &[Check]) -> Result<(), CheckFailure> {
     for check in checks {
         run_check(conn, check).await?;
     }
@@ -75,7 +77,7 @@ pub async fn run_checks(conn: &Connection, checks: &[Check]) -> Result<(), Check
 }
 
 /// One check, with its retries.
-pub async fn run_check(conn: &Connection, check: &Check) -> Result<(), CheckFailure> {
+pub async fn run_check(conn: &impl Host, check: &Check) -> Result<(), CheckFailure> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -161,7 +163,7 @@ fn bounded(command: &str, limit: Duration) -> String {
     crate::remote::check_command(command, limit, KILL_AFTER)
 }
 
-async fn attempt(conn: &Connection, check: &Check) -> Attempt {
+async fn attempt(conn: &impl Host, check: &Check) -> Attempt {
     match &check.probe {
         CheckProbe::Command(command) => {
             let output = conn

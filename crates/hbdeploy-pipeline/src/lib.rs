@@ -19,6 +19,7 @@ mod fanout;
 mod health;
 pub mod install;
 mod plan;
+pub mod port;
 mod remote;
 mod report;
 mod rollback;

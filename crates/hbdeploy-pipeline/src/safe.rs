@@ -9,24 +9,25 @@
 //! `mkdir`: whoever creates `/run/hbdeploy/TOKEN/decided` first either confirms or rolls back,
 //! never both.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tokio::time::Instant;
+
+use crate::port::{Dial, Host};
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::{Connection, Held};
 
 use crate::remote::{self, Change, Decision, Deployment, JobKind, LockReply, Op};
 use crate::state::{Generation, HostState};
 use crate::{Goal, HostError, HostPlan};
 
 /// A held lock on a host. Released explicitly, or when the connection ends for any reason.
-#[derive(Debug)]
-pub struct Lock(Option<Held>);
+pub struct Lock<H: Host>(Option<H::Held>);
 
-impl Lock {
+impl<H: Host> Lock<H> {
     /// Lets other deployments at the host again.
     pub async fn release(self) {
         if let Some(held) = self.0 {
-            held.release().await;
+            H::release(held).await;
         }
     }
 }
@@ -56,7 +57,7 @@ pub fn holder_description(command: &str) -> String {
 /// Takes the host's deployment lock (`flock` on `/run/hbdeploy/lock`, held by a command that
 /// lives as long as this connection's channel). Refused with the holder's description when
 /// another deployment holds it.
-pub async fn lock(conn: &Connection, holder: &str) -> Result<Lock, HostError> {
+pub async fn lock<H: Host>(conn: &H, holder: &str) -> Result<Lock<H>, HostError> {
     // A lock command that ends without answering (a host short of processes or files for a
     // moment) is tried once more before the host is given up.
     let mut tries = 0;
@@ -66,7 +67,7 @@ pub async fn lock(conn: &Connection, holder: &str) -> Result<Lock, HostError> {
             (LockReply::Locked, held) => return Ok(Lock(held)),
             (LockReply::Busy(holder), held) => {
                 if let Some(held) = held {
-                    held.release().await;
+                    H::release(held).await;
                 }
                 return Err(HostError::Locked { holder });
             }
@@ -149,7 +150,7 @@ pub fn new_token() -> String {
 /// Claims the decision on a connection that is already open (after a failed activation, the
 /// deployer rolls back itself): `Confirmed` if the watchdog had not decided yet and is now
 /// stopped, else what the watchdog decided (`Restoring` when the answer could not be read).
-pub(crate) async fn disarm(conn: &Connection, deployment: &Deployment) -> Decision {
+pub(crate) async fn disarm(conn: &impl Host, deployment: &Deployment) -> Decision {
     let command = deployment.decide_command();
     match remote::step(
         crate::Stage::Activate,
@@ -166,7 +167,7 @@ pub(crate) async fn disarm(conn: &Connection, deployment: &Deployment) -> Decisi
 /// Once a watchdog has decided: waits on an open connection, at most `bound`, until its restore
 /// has ended, and returns how (`Restoring` if it still runs at the bound).
 pub(crate) async fn watchdog_outcome(
-    conn: &Connection,
+    conn: &impl Host,
     deployment: &Deployment,
     first: Decision,
     bound: Duration,
@@ -200,6 +201,7 @@ pub enum Confirmation {
 /// `confirm-timeout` after the activation ended), then waits a while for the host to come back
 /// and tell what the watchdog did.
 pub(crate) async fn confirm(
+    dial: &impl Dial,
     plan: &HostPlan,
     deployment: &Deployment,
     deadline: Instant,
@@ -209,19 +211,19 @@ pub(crate) async fn confirm(
         plan.safety.confirm_timeout.as_secs()
     );
     while Instant::now() < deadline {
-        match decide(plan, deployment, deadline).await {
+        match decide(dial, plan, deployment, deadline).await {
             Ok(Decision::Confirmed) => return Confirmation::Confirmed,
             // The activation (whose end this deployer may not have seen) is still running or
             // failed: try again, and the watchdog restores the host if it never succeeds.
             Ok(Decision::Undecided(reason)) => why = reason,
-            Ok(answer) => return wait_for_result(plan, deployment, answer, why).await,
+            Ok(answer) => return wait_for_result(dial, plan, deployment, answer, why).await,
             Err(err) => why = err,
         }
         tokio::time::sleep(POLL).await;
     }
     let grace = Instant::now() + plan.safety.confirm_timeout + Duration::from_secs(30);
     while Instant::now() < grace {
-        if let Ok(answer) = decide(plan, deployment, grace).await {
+        if let Ok(answer) = decide(dial, plan, deployment, grace).await {
             if let Decision::Undecided(reason) = answer {
                 why = reason;
                 tokio::time::sleep(POLL).await;
@@ -232,7 +234,7 @@ pub(crate) async fn confirm(
                 // deadline): the activation stands.
                 return Confirmation::Confirmed;
             }
-            return wait_for_result(plan, deployment, answer, why).await;
+            return wait_for_result(dial, plan, deployment, answer, why).await;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -241,6 +243,7 @@ pub(crate) async fn confirm(
 
 /// One attempt: connect afresh and run the decision command.
 async fn decide(
+    dial: &impl Dial,
     plan: &HostPlan,
     deployment: &Deployment,
     deadline: Instant,
@@ -248,7 +251,8 @@ async fn decide(
     let mut target = plan.target.clone();
     let left = deadline.saturating_duration_since(Instant::now());
     target.connect_timeout = target.connect_timeout.min(left.max(Duration::from_secs(1)));
-    let conn = Connection::connect(&target)
+    let conn = dial
+        .connect(&target)
         .await
         .map_err(|err| hbdeploy_files::chain(&err))?;
     let command = deployment.confirm_command(JobKind::Activate);
@@ -266,6 +270,7 @@ async fn decide(
 /// The watchdog decided: wait (reconnecting, bounded by the activation's own limit) until it
 /// wrote its result.
 async fn wait_for_result(
+    dial: &impl Dial,
     plan: &HostPlan,
     deployment: &Deployment,
     answer: Decision,
@@ -285,7 +290,7 @@ async fn wait_for_result(
         }
         tokio::time::sleep(POLL).await;
         // `decide` cannot confirm any more (the directory exists); it reads the result.
-        answer = decide(plan, deployment, give_up)
+        answer = decide(dial, plan, deployment, give_up)
             .await
             .unwrap_or(Decision::Restoring);
     }

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use hbdeploy_ssh::Connection;
+use crate::port::Host;
 
 use crate::HostError;
 use crate::event::EventSender;
@@ -28,7 +28,7 @@ const RESTORE_WAIT: Duration = Duration::from_secs(300);
 /// host where an activation was stopped; true if there was anything (the host must then be read
 /// again).
 pub(crate) async fn settle_earlier(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     events: &EventSender,
     said: &mut Vec<String>,
@@ -51,7 +51,7 @@ impl Recorder<'_> {
 }
 
 async fn settle_found(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     events: &mut Recorder<'_>,
 ) -> Result<bool, HostError> {
@@ -149,7 +149,7 @@ async fn settle_found(
 }
 
 /// Runs a decision command of an earlier deployment on the open connection.
-async fn decide(conn: &Connection, command: &str) -> Result<Decision, HostError> {
+async fn decide(conn: &impl Host, command: &str) -> Result<Decision, HostError> {
     remote::step(
         crate::Stage::Connect,
         "deciding an earlier deployment",
@@ -164,7 +164,7 @@ async fn decide(conn: &Connection, command: &str) -> Result<Decision, HostError>
 /// detached unit or process, like every change). With `claim`, the decision is claimed first,
 /// so that its watchdog does not restore on its own as well.
 async fn restore_earlier(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     deployment: &Deployment,
     (token, before): (&str, &Before),
@@ -267,7 +267,7 @@ fn describe(change: &Change) -> String {
 }
 
 /// Whether the host runs systemd (jobs then run as transient units).
-async fn probe_systemd(conn: &Connection) -> Result<bool, HostError> {
+async fn probe_systemd(conn: &impl Host) -> Result<bool, HostError> {
     let text = remote::state_text(conn, crate::Stage::Connect).await?;
     Ok(crate::state::parse_state(&text).systemd)
 }

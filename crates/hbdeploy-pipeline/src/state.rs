@@ -1,8 +1,8 @@
 //! What a host runs: its system profile's generations, the running system
 //! (`/run/current-system`) and the booted one (`/run/booted-system`), read with one command.
 
+use crate::port::{Dial, Host, Ssh};
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::Connection;
 
 use crate::remote::reply::link_number;
 use crate::{HostError, Stage};
@@ -115,7 +115,16 @@ pub(crate) fn parse_state(text: &str) -> HostState {
 
 /// Connects to the host and reads its state; nothing is changed.
 pub async fn host_state(plan: &crate::HostPlan) -> Result<HostState, HostError> {
-    let conn = Connection::connect(&plan.target)
+    host_state_via(&Ssh, plan).await
+}
+
+/// [`host_state`] over `transport`.
+pub(crate) async fn host_state_via(
+    dial: &impl Dial,
+    plan: &crate::HostPlan,
+) -> Result<HostState, HostError> {
+    let conn = dial
+        .connect(&plan.target)
         .await
         .map_err(HostError::Connect)?;
     let state = read_state(&conn, Stage::Connect).await;
@@ -124,7 +133,7 @@ pub async fn host_state(plan: &crate::HostPlan) -> Result<HostState, HostError> 
 }
 
 /// Reads the host's state over `conn`.
-pub async fn read_state(conn: &Connection, stage: Stage) -> Result<HostState, HostError> {
+pub async fn read_state(conn: &impl Host, stage: Stage) -> Result<HostState, HostError> {
     Ok(parse_state(&crate::remote::state_text(conn, stage).await?))
 }
 

@@ -2,13 +2,12 @@
 //! following it within `activation-timeout`, confirming it over a new connection, and restoring
 //! the previous generation when it failed, hung or lost its session.
 
-use std::time::Instant;
-
-use hbdeploy_ssh::Connection;
+use tokio::time::Instant;
 
 use crate::error::Restored;
 use crate::event::Stage;
 use crate::health::run_checks;
+use crate::port::{Host, Transport};
 use crate::remote::{Arm, Change, Decision, Deployment, JobKind, JobOutcome, Op, WatchdogReason};
 use crate::report::HostReport;
 use crate::safe::{self, Confirmation, Previous};
@@ -17,12 +16,12 @@ use crate::{Goal, HostError};
 
 use super::HostJob;
 
-impl HostJob {
+impl<T: Transport> HostJob<T> {
     /// Arms magic rollback where it applies, activates (bounded by `activation-timeout`), then
     /// confirms over a new connection or rolls a failed activation back.
     pub(super) async fn activate(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         state: &HostState,
         report: &mut HostReport,
     ) -> Result<(), HostError> {
@@ -141,7 +140,7 @@ impl HostJob {
     /// checks, or rolls a failed one back.
     async fn finish(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         deployment: &Deployment,
         activation: JobOutcome,
         armed: Option<Instant>,
@@ -193,9 +192,9 @@ impl HostJob {
     }
 
     /// A new connection to the host, tried until `deadline` (the host may be restarting sshd).
-    async fn reconnect(&self, deadline: Instant) -> Option<Connection> {
+    async fn reconnect(&self, deadline: Instant) -> Option<T::Host> {
         loop {
-            if let Ok(conn) = Connection::connect(&self.plan.target).await {
+            if let Ok(conn) = self.transport.connect(&self.plan.target).await {
                 return Some(conn);
             }
             if Instant::now() >= deadline {
@@ -209,7 +208,7 @@ impl HostJob {
     /// previous generation.
     async fn check_health(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         deployment: &Deployment,
         restore: Option<&Change>,
         previous: &Previous,
@@ -240,7 +239,9 @@ impl HostJob {
         report: &mut HostReport,
     ) -> Result<(), HostError> {
         let unchecked = |detail: String| HostError::Unchecked { detail };
-        let conn = Connection::connect(&self.plan.target)
+        let conn = self
+            .transport
+            .connect(&self.plan.target)
             .await
             .map_err(|err| unchecked(format!("reconnecting failed: {err}")))?;
         let result = match read_state(&conn, Stage::Activate).await {
@@ -261,7 +262,7 @@ impl HostJob {
     /// the previous generation itself.
     async fn timed_out(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         deployment: &Deployment,
         armed: Option<Instant>,
         previous: &Previous,
@@ -317,7 +318,7 @@ impl HostJob {
         let restored_to_previous = |report: &mut HostReport| {
             report.generation = previous.profile.as_ref().map(|g| g.number);
         };
-        match safe::confirm(&self.plan, deployment, deadline).await {
+        match safe::confirm(&*self.transport, &self.plan, deployment, deadline).await {
             Confirmation::Confirmed => Ok(()),
             Confirmation::Pending(why) => Err(HostError::RollbackPending { why }),
             Confirmation::Watchdog(Decision::RolledBack(WatchdogReason::ActivationTimeout), _) => {
@@ -360,12 +361,11 @@ impl HostJob {
         // pending record when done. Waited for up to `confirm-timeout`.
         let until = Instant::now() + self.plan.safety.confirm_timeout;
         let state = loop {
-            let state =
-                crate::state::host_state(&self.plan)
-                    .await
-                    .map_err(|err| HostError::Unsettled {
-                        detail: format!("{gone}, and reading the host failed: {err}"),
-                    })?;
+            let state = crate::state::host_state_via(&*self.transport, &self.plan)
+                .await
+                .map_err(|err| HostError::Unsettled {
+                    detail: format!("{gone}, and reading the host failed: {err}"),
+                })?;
             if state.pending.is_empty() || Instant::now() >= until {
                 break state;
             }
@@ -402,7 +402,7 @@ impl HostJob {
     /// for on this connection (bounded).
     async fn watchdog_restored(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         deployment: &Deployment,
         decision: Decision,
         previous: &Previous,
@@ -435,7 +435,7 @@ impl HostJob {
     /// like an activation.
     async fn restore(
         &self,
-        conn: &Connection,
+        conn: &T::Host,
         deployment: &Deployment,
         change: Option<&Change>,
         previous: &Previous,

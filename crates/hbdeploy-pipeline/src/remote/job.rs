@@ -9,7 +9,9 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::{Connection, Exit, OutputLine};
+use hbdeploy_ssh::{Exit, OutputLine};
+
+use crate::port::Host;
 
 use super::reply::JobLine;
 use super::settled::Before;
@@ -174,7 +176,7 @@ impl Deployment {
     /// (gone with the reboot), with the generation it made, so that its restore can run.
     pub(crate) async fn reinstall(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         made: Option<&str>,
     ) -> Result<(), HostError> {
         let files = made
@@ -186,7 +188,7 @@ impl Deployment {
     /// Writes the job scripts and `files` (name, content) into the deployment's directory.
     async fn install_files(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         files: Vec<(String, String)>,
     ) -> Result<(), HostError> {
         let mut args = vec![self.dir.clone()];
@@ -217,7 +219,7 @@ impl Deployment {
     /// if it has to stop this deployment's activation, and with `arm` starts the watchdog.
     pub(crate) async fn prepare(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         path: &StorePath,
         restore: Option<&Change>,
         arm: Option<Arm<'_>>,
@@ -311,7 +313,7 @@ impl Deployment {
     /// markers) until it ends.
     pub(crate) async fn run(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         host: &str,
         kind: JobKind,
         change: &Change,
@@ -325,7 +327,7 @@ impl Deployment {
     /// after the connection that started it was lost.
     pub(crate) async fn follow(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         host: &str,
         kind: JobKind,
         events: &EventSender,
@@ -337,7 +339,7 @@ impl Deployment {
     /// Runs `command` (`launch.sh`, following), passing the job's output on, until it ends.
     async fn stream(
         &self,
-        conn: &Connection,
+        conn: &impl Host,
         host: &str,
         kind: JobKind,
         command: &str,
@@ -403,7 +405,7 @@ impl Deployment {
     }
 
     /// Stops the job `kind` if it still runs (its unit and its process group).
-    pub(crate) async fn stop(&self, conn: &Connection, kind: JobKind) -> Result<(), HostError> {
+    pub(crate) async fn stop(&self, conn: &impl Host, kind: JobKind) -> Result<(), HostError> {
         let output = conn
             .run_root(
                 &Script::Stop.command(&[self.dir.as_str(), kind.name()]),

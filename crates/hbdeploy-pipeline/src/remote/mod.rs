@@ -13,7 +13,9 @@ mod settled;
 use std::time::Duration;
 
 use hbdeploy_nix::{SizedClosure, StorePath};
-use hbdeploy_ssh::{Connection, OutputLine};
+use hbdeploy_ssh::OutputLine;
+
+use crate::port::Host;
 
 use crate::event::EventSender;
 use crate::{HostError, Stage};
@@ -195,7 +197,7 @@ pub(crate) async fn step<T>(
 
 /// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed.
 pub(crate) async fn check_validity(
-    conn: &Connection,
+    conn: &impl Host,
     paths: &[&str],
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
     conn.run(&Script::CheckValidity.command(paths), |_| {})
@@ -204,7 +206,7 @@ pub(crate) async fn check_validity(
 
 /// `install-probe.sh`: what a pushed install's target is, and which of `devices` it has.
 pub(crate) async fn install_probe(
-    conn: &Connection,
+    conn: &impl Host,
     system_bin: &str,
     devices: &[&str],
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
@@ -215,18 +217,18 @@ pub(crate) async fn install_probe(
 
 /// Runs a store path that is a program (a disko script) on the host, passing its output on.
 pub(crate) async fn store_program(
-    conn: &Connection,
+    conn: &impl Host,
     program: &StorePath,
-    on_line: impl FnMut(&OutputLine),
+    on_line: impl FnMut(&OutputLine) + Send,
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
     conn.run(&quote(program.as_str()), on_line).await
 }
 
 /// `nixos-install.sh`: installs `system` onto `root`, passing its output on.
 pub(crate) async fn nixos_install(
-    conn: &Connection,
+    conn: &impl Host,
     (system_bin, root, system): (&str, &str, &StorePath),
-    on_line: impl FnMut(&OutputLine),
+    on_line: impl FnMut(&OutputLine) + Send,
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
     let command = Script::NixosInstall.command(&[system_bin, root, system.as_str()]);
     conn.run(&command, on_line).await
@@ -234,7 +236,7 @@ pub(crate) async fn nixos_install(
 
 /// The paths of `closure` that the host's store lacks.
 pub async fn missing_paths(
-    conn: &Connection,
+    conn: &impl Host,
     closure: &[StorePath],
 ) -> Result<Vec<StorePath>, HostError> {
     let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
@@ -260,7 +262,7 @@ pub async fn missing_paths(
 
 /// Checks that `path` on the host is a NixOS system and whether the host runs systemd.
 pub async fn probe(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     path: &StorePath,
     events: &EventSender,
@@ -286,10 +288,10 @@ pub async fn probe(
 
 /// Takes the host's deployment lock, held by a command that lives as long as this connection's
 /// channel; `held` is `None` only when the command ended at once.
-pub(crate) async fn lock(
-    conn: &Connection,
+pub(crate) async fn lock<H: Host>(
+    conn: &H,
     holder: &str,
-) -> Result<(LockReply, Option<hbdeploy_ssh::Held>), HostError> {
+) -> Result<(LockReply, Option<H::Held>), HostError> {
     let command = Script::Lock.command(&[holder]);
     let (line, held) = tokio::time::timeout(STEP_LIMIT, conn.hold_root(&command))
         .await
@@ -309,7 +311,7 @@ pub(crate) async fn lock(
 
 /// The closure of `path` in the host's store, with sizes (`closure.sh`).
 pub(crate) async fn closure(
-    conn: &Connection,
+    conn: &impl Host,
     path: &StorePath,
     stage: Stage,
 ) -> Result<SizedClosure, HostError> {
@@ -335,7 +337,7 @@ pub(crate) async fn closure(
 /// Builds the derivation `drv` on the host (`realise.sh`), passing its output on as it comes;
 /// fails unless it produced `out`, the system evaluation promised.
 pub(crate) async fn realise(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     drv: &StorePath,
     out: &StorePath,
@@ -359,7 +361,7 @@ pub(crate) async fn realise(
 
 /// Runs `dry-activate.sh` for `path` (as root), passing its output on as it comes.
 pub(crate) async fn dry_activate(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     path: &StorePath,
     events: &EventSender,
@@ -403,15 +405,15 @@ pub(crate) fn check_command(command: &str, limit: Duration, kill_after: Duration
 /// Runs `command`, the user's own (`hbdeploy exec`), as it is: the one remote command line
 /// hbdeploy does not write.
 pub(crate) async fn user_command(
-    conn: &Connection,
+    conn: &impl Host,
     command: &str,
-    on_line: impl FnMut(&OutputLine),
+    on_line: impl FnMut(&OutputLine) + Send,
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
     conn.run(command, on_line).await
 }
 
 /// Reads the host's state (`state.sh`), unparsed.
-pub(crate) async fn state_text(conn: &Connection, stage: Stage) -> Result<String, HostError> {
+pub(crate) async fn state_text(conn: &impl Host, stage: Stage) -> Result<String, HostError> {
     let command = Script::State.command::<&str>(&[]);
     let output = step(
         stage,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use hbdeploy_ssh::Connection;
+use crate::port::Host;
 
 use super::job::{Change, Deployment};
 use super::reply::JobLine;
@@ -107,7 +107,7 @@ pub(crate) struct Found {
 /// Run under the lock, before anything else: settles every job of an earlier deployment still
 /// changing the host (waits for it, bounded, then stops it), and lists the earlier deployments
 /// left undecided.
-pub(crate) async fn settle(conn: &Connection) -> Result<Found, HostError> {
+pub(crate) async fn settle(conn: &impl Host) -> Result<Found, HostError> {
     let command = Script::Settle.command(&[SETTLE_WAIT.as_secs().to_string()]);
     // settle.sh waits for each job it finds up to SETTLE_WAIT.
     let output = tokio::time::timeout(

@@ -1,0 +1,279 @@
+//! The deployment's decisions for one host, on the fake host of `port::fake`: confirming,
+//! restoring after a failed activation or health check, stopping an activation past its limit,
+//! the watchdog restoring a host the deployer cannot reach, and a session lost mid-activation.
+//! Tokio's clock is paused, so the watchdog's windows pass at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hbdeploy_nix::StorePath;
+use tokio::sync::Semaphore;
+
+use super::HostJob;
+use crate::build::Built;
+use crate::error::Restored;
+use crate::health::{Check, CheckProbe};
+use crate::port::fake::{FakeTransport, Faults, World};
+use crate::report::{HostReport, Outcome};
+use crate::{Cancel, EventSender, Goal, HostError, HostPlan, HostSafety};
+
+const OLD: &str = "/nix/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-nixos-system-old";
+const NEW: &str = "/nix/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-nixos-system-new";
+
+fn store(path: &str) -> StorePath {
+    StorePath::new(path).expect("a store path")
+}
+
+fn plan(safety: HostSafety, health: Vec<Check>) -> HostPlan {
+    HostPlan {
+        health,
+        safety,
+        ..crate::fanout::tests::plan("web")
+    }
+}
+
+fn healthy() -> Vec<Check> {
+    vec![Check {
+        probe: CheckProbe::Command("systemctl is-system-running".to_owned()),
+        timeout: Duration::from_secs(5),
+        retries: 0,
+    }]
+}
+
+fn safety(magic_rollback: bool) -> HostSafety {
+    HostSafety {
+        magic_rollback,
+        confirm_timeout: Duration::from_secs(10),
+        activation_timeout: Duration::from_secs(30),
+    }
+}
+
+/// Deploys NEW with `switch` to a host running OLD, with `faults`.
+async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>>) {
+    let world = World::running(OLD);
+    world.lock().expect("world").faults = faults;
+    let (events, _received) = EventSender::channel();
+    let (_handle, cancel) = Cancel::new();
+    let job = HostJob {
+        plan,
+        path: store(NEW),
+        built: Built {
+            out: store(NEW),
+            drv: store("/nix/store/cccccccccccccccccccccccccccccccc-nixos-system-new.drv"),
+            on_target: false,
+        },
+        copy_permits: Arc::new(Semaphore::new(1)),
+        activate_permits: Arc::new(Semaphore::new(1)),
+        signing_key: None,
+        goal: Goal::Switch,
+        reactivate: false,
+        auto_rollback: true,
+        transport: Arc::new(FakeTransport {
+            world: Arc::clone(&world),
+        }),
+        events,
+        cancel,
+        start: Instant::now(),
+    };
+    (job.run().await, world)
+}
+
+fn on_old_system(world: &Arc<Mutex<World>>) {
+    let world = world.lock().expect("world");
+    assert_eq!(world.running, OLD, "{:?}", world.log);
+    assert_eq!(world.profile, 1, "{:?}", world.log);
+    assert!(!world.generations.contains_key(&2), "{:?}", world.log);
+}
+
+fn log(world: &Arc<Mutex<World>>) -> Vec<String> {
+    world.lock().expect("world").log.clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_good_activation_is_confirmed_over_a_second_connection() {
+    let (report, world) = deploy(plan(safety(true), healthy()), Faults::default()).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    assert_eq!(report.generation, Some(2));
+    let world = world.lock().expect("world");
+    assert_eq!((world.running.as_str(), world.profile), (NEW, 2));
+    assert_eq!(
+        world.connections, 2,
+        "the deployment's and the confirmation's"
+    );
+    let steps: Vec<&str> = world
+        .log
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        steps,
+        ["lock", "copy", "armed", "activate", "confirm:", "check"],
+        "{:?}",
+        world.log
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_magic_rollback_one_connection_does_everything() {
+    let (report, world) = deploy(plan(safety(false), Vec::new()), Faults::default()).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    let world = world.lock().expect("world");
+    assert_eq!(world.connections, 1);
+    assert!(!world.log.iter().any(|l| l == "armed"), "{:?}", world.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_activation_is_claimed_from_the_watchdog_and_restored_by_the_deployer() {
+    let faults = Faults {
+        fail_activation: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), healthy()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::Activation {
+            restored: Restored::Yes,
+            profile_set: true,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(report.generation, Some(1));
+    on_old_system(&world);
+    let log = log(&world);
+    let disarm = log.iter().position(|l| l == "disarm: confirmed");
+    let restore = log.iter().position(|l| l.starts_with("restore restore"));
+    assert!(disarm.is_some() && disarm < restore, "{log:?}");
+    assert!(
+        !log.iter().any(|l| l == "check"),
+        "no checks on a failed activation: {log:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_health_check_restores_the_previous_generation() {
+    let faults = Faults {
+        unhealthy: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), healthy()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::HealthCheck {
+            restored: Restored::Yes,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    on_old_system(&world);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_activation_without_a_watchdog_is_stopped_and_restored_at_its_limit() {
+    let faults = Faults {
+        hang_activation: true,
+        ..Faults::default()
+    };
+    let began = tokio::time::Instant::now();
+    let (report, world) = deploy(plan(safety(false), Vec::new()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::ActivationTimeout {
+            secs: 30,
+            restored: Restored::Yes,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(began.elapsed() >= Duration::from_secs(30));
+    assert!(log(&world).iter().any(|l| l == "stop"), "{:?}", log(&world));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_activation_under_a_watchdog_is_stopped_and_restored_by_the_host() {
+    let faults = Faults {
+        hang_activation: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), Vec::new()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::ActivationTimeout {
+            restored: Restored::Yes,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        log(&world)
+            .iter()
+            .any(|l| l.starts_with("watchdog restores")),
+        "{:?}",
+        log(&world)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_system_that_cuts_the_host_off_is_restored_by_its_watchdog_and_reported_so() {
+    let faults = Faults {
+        unreachable_on_new_system: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), healthy()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::RolledBack { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(report.generation, Some(1));
+    on_old_system(&world);
+    let log = log(&world);
+    assert!(log.iter().any(|l| l == "connection refused"), "{log:?}");
+    assert!(!log.iter().any(|l| l == "check"), "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_watchdog_such_a_host_is_left_on_the_new_system_and_the_report_says_so() {
+    let faults = Faults {
+        unreachable_on_new_system: true,
+        ..Faults::default()
+    };
+    // No health checks and no watchdog: nothing needs a second connection, and the deployer
+    // cannot tell. With checks, they run on the deployment's own connection.
+    let (report, world) = deploy(plan(safety(false), healthy()), faults).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    assert_eq!(world.lock().expect("world").running, NEW);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_cut_under_a_good_activation_is_confirmed_and_checked_over_new_connections() {
+    let faults = Faults {
+        cut_session: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), healthy()), faults).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    assert_eq!(report.generation, Some(2), "read again after the cut");
+    let world = world.lock().expect("world");
+    assert_eq!(world.running, NEW);
+    assert_eq!(world.connections, 3, "deployment, confirmation, checks");
+    assert!(world.log.iter().any(|l| l == "check"), "{:?}", world.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_cut_without_a_watchdog_is_followed_to_its_end_over_a_new_connection() {
+    let faults = Faults {
+        cut_session: true,
+        fail_activation: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(false), Vec::new()), faults).await;
+    match &report.outcome {
+        Outcome::Failed(HostError::Activation {
+            restored: Restored::Yes,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    on_old_system(&world);
+    assert!(
+        log(&world).iter().any(|l| l == "follow activate"),
+        "{:?}",
+        log(&world)
+    );
+}
