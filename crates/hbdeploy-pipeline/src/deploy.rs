@@ -16,10 +16,11 @@ use tokio::task::JoinSet;
 
 use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
 use crate::event::{EventSender, Stage};
-use crate::port::{Host, SshCopy, Transport};
+use crate::port::{Host, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::state::{HostState, read_state};
+use crate::transfer::SshCopy;
 use crate::waves::plan_waves;
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 

@@ -15,6 +15,8 @@ mod deploy;
 mod error;
 mod event;
 mod exec;
+#[cfg(test)]
+mod fake;
 mod fanout;
 mod health;
 pub mod install;

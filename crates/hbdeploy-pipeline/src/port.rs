@@ -2,23 +2,21 @@
 //!
 //! [`Host`] runs the remote protocol's command lines on one session with the host (as the login
 //! user or as root, collected or streamed, or held open like the lock) and ends the session.
-//! [`Transport`] opens sessions and sends closures from the workstation's store. The real ones are
-//! the SSH connection ([`hbdeploy_ssh::Connection`]) and [`Ssh`], which pairs it with the nix
-//! wrapper; the deployment's decisions (confirming, restoring, following a lost session) are
-//! written against the traits, so unit tests drive them with a fake host in milliseconds.
+//! [`Dial`] opens sessions; [`Transport`] adds what comes from the workstation's store. The real
+//! ones are the SSH connection ([`hbdeploy_ssh::Connection`], opened by [`Ssh`]) and
+//! `transfer::SshCopy`, which pairs it with the nix wrapper. The deployment's decisions
+//! (confirming, restoring, following a lost session) are written against the traits, so unit
+//! tests drive them with a fake host (`fake.rs`) in milliseconds.
 
 use std::future::Future;
 use std::path::Path;
 
-use hbdeploy_nix::{Nix, StorePath};
+use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{CommandOutput, Connection, Held, OutputLine, SshError, Target};
 
 use crate::event::EventSender;
 use crate::report::CopyStats;
-use crate::{HostError, HostPlan, transfer};
-
-#[cfg(test)]
-pub(crate) mod fake;
+use crate::{HostError, HostPlan};
 
 /// One session with a host.
 pub trait Host: Send + Sync + Sized + 'static {
@@ -153,60 +151,5 @@ impl Dial for Ssh {
         target: &Target,
     ) -> impl Future<Output = Result<Connection, SshError>> + Send {
         Connection::connect(target)
-    }
-}
-
-/// SSH sessions, and closures sent by the workstation's `nix copy` over them.
-#[derive(Debug, Clone)]
-pub struct SshCopy {
-    /// The workstation's nix.
-    pub nix: Nix,
-}
-
-impl Dial for SshCopy {
-    type Host = Connection;
-
-    fn connect(
-        &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Connection, SshError>> + Send {
-        Connection::connect(target)
-    }
-}
-
-impl Transport for SshCopy {
-    fn is_system(&self, path: &StorePath) -> bool {
-        Path::new(path.as_str())
-            .join("bin/switch-to-configuration")
-            .exists()
-    }
-
-    async fn copy_closure(
-        &self,
-        host: &Connection,
-        plan: &HostPlan,
-        path: &StorePath,
-        signing_key: Option<&Path>,
-        events: &EventSender,
-    ) -> Result<CopyStats, HostError> {
-        let closure = self
-            .nix
-            .closure(path)
-            .await
-            .map_err(|source| HostError::Closure {
-                path: path.clone(),
-                source,
-            })?;
-        transfer::copy_missing(host, &self.nix, plan, signing_key, path, &closure, events).await
-    }
-
-    async fn copy_derivation(
-        &self,
-        host: &Connection,
-        plan: &HostPlan,
-        drv: &StorePath,
-        events: &EventSender,
-    ) -> Result<(), HostError> {
-        transfer::nix_copy(host, &self.nix, plan, false, drv, true, events).await
     }
 }

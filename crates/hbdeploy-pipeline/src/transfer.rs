@@ -12,10 +12,11 @@
 use std::path::Path;
 
 use hbdeploy_nix::{CopyOptions, Nix, NixError, SshDest, StorePath};
-use hbdeploy_ssh::Connection;
 use hbdeploy_ssh::relay::{Relay, RelayError};
+use hbdeploy_ssh::{Connection, SshError, Target};
 
 use crate::event::{EventSender, Stage};
+use crate::port::{Dial, Transport};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan, remote};
 
@@ -124,4 +125,59 @@ pub(crate) async fn nix_copy(
             CopyFailed::Relay(err) => HostError::Relay(err),
             CopyFailed::Nix(err) => HostError::Copy(err),
         })
+}
+
+/// SSH sessions, and closures sent by the workstation's `nix copy` over them.
+#[derive(Debug, Clone)]
+pub struct SshCopy {
+    /// The workstation's nix.
+    pub nix: Nix,
+}
+
+impl Dial for SshCopy {
+    type Host = Connection;
+
+    fn connect(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Connection, SshError>> + Send {
+        Connection::connect(target)
+    }
+}
+
+impl Transport for SshCopy {
+    fn is_system(&self, path: &StorePath) -> bool {
+        Path::new(path.as_str())
+            .join("bin/switch-to-configuration")
+            .exists()
+    }
+
+    async fn copy_closure(
+        &self,
+        host: &Connection,
+        plan: &HostPlan,
+        path: &StorePath,
+        signing_key: Option<&Path>,
+        events: &EventSender,
+    ) -> Result<CopyStats, HostError> {
+        let closure = self
+            .nix
+            .closure(path)
+            .await
+            .map_err(|source| HostError::Closure {
+                path: path.clone(),
+                source,
+            })?;
+        copy_missing(host, &self.nix, plan, signing_key, path, &closure, events).await
+    }
+
+    async fn copy_derivation(
+        &self,
+        host: &Connection,
+        plan: &HostPlan,
+        drv: &StorePath,
+        events: &EventSender,
+    ) -> Result<(), HostError> {
+        nix_copy(host, &self.nix, plan, false, drv, true, events).await
+    }
 }

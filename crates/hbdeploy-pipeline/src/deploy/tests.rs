@@ -1,4 +1,4 @@
-//! The deployment's decisions for one host, on the fake host of `port::fake`: confirming,
+//! The deployment's decisions for one host, on the fake host of `fake.rs`: confirming,
 //! restoring after a failed activation or health check, stopping an activation past its limit,
 //! the watchdog restoring a host the deployer cannot reach, and a session lost mid-activation.
 //! Tokio's clock is paused, so the watchdog's windows pass at once.
@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use super::HostJob;
 use crate::build::Built;
 use crate::error::Restored;
+use crate::fake::{FakeTransport, Faults, World};
 use crate::health::{Check, CheckProbe};
-use crate::port::fake::{FakeTransport, Faults, World};
 use crate::report::{HostReport, Outcome};
 use crate::{Cancel, EventSender, Goal, HostError, HostPlan, HostSafety};
 

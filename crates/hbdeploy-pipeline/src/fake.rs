@@ -14,8 +14,8 @@ use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{CommandOutput, Exit, OutputLine, SshError, Stream, Target};
 use tokio::time::Instant;
 
-use super::{Dial, Host, Transport};
 use crate::event::EventSender;
+use crate::port::{Dial, Host, Transport};
 use crate::remote::{Script, quote};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan};
