@@ -11,10 +11,11 @@
 //!
 //! This crate is a leaf of the workspace (std, `libc` for two flags and `thiserror`), so the
 //! inventory, the SSH transport and the binary can all use it without depending on each other.
-//! For the same reason it holds the [`Hint`] trait every error of hbdeploy implements, and the
-//! one walk of an error's causes ([`causes`], [`chain`]).
+//! For the same reason it holds the [`Hint`] trait every error of hbdeploy implements, the
+//! one walk of an error's causes ([`causes`], [`chain`]), and the one calendar ([`time`]).
 
 mod hint;
+pub mod time;
 
 pub use hint::{Hint, causes, chain};
 

@@ -29,7 +29,6 @@ mod safe;
 mod settle;
 mod state;
 mod status;
-pub mod time;
 mod transfer;
 mod waves;
 
@@ -39,6 +38,7 @@ pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
 pub use event::{Event, EventReceiver, EventSender, OUTPUT_BACKLOG, Stage};
 pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
+pub use hbdeploy_files::time;
 pub use hbdeploy_nix::EvalLimits;
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};

@@ -45,7 +45,7 @@ pub fn holder_description(command: &str) -> String {
     let text = format!(
         "hbdeploy {command} by {user}@{machine} (pid {}) since {} UTC",
         std::process::id(),
-        crate::time::utc(since)
+        hbdeploy_files::time::utc(since)
     );
     // Quoted like every argument, but kept to plain characters: it is shown in another
     // deployer's error message.

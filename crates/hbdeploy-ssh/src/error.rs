@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hostkey::HostKeyVerdict;
+use crate::verdict::HostKeyVerdict;
 
 /// Everything that can go wrong while reaching a host or running a command on it.
 #[derive(Debug, thiserror::Error)]

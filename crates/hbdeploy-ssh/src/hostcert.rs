@@ -13,8 +13,8 @@ use russh::keys::ssh_key::certificate::CertType;
 use russh::keys::{Algorithm, Certificate, EcdsaCurve, HashAlg, PublicKey};
 
 use crate::Target;
-use crate::hostkey::{HostKeyVerdict, key_text};
 use crate::known_hosts;
+use crate::verdict::{HostKeyVerdict, key_text};
 
 /// The certificate host-key algorithms advertised to a host with a CA, most preferred first (the
 /// plain algorithms they wrap; russh derives the `*-cert-v01@openssh.com` names).
@@ -44,7 +44,7 @@ pub(crate) fn algorithms(target: &Target) -> Cow<'static, [Algorithm]> {
     if !target.pinned_keys.is_empty() {
         return Cow::Borrowed(&[]);
     }
-    let wanted = crate::hostkey::read_known_hosts(&target.known_hosts).is_ok_and(|text| {
+    let wanted = crate::known_hosts::read_known_hosts(&target.known_hosts).is_ok_and(|text| {
         !known_hosts::authorities(&text, &target.address, target.port).is_empty()
     });
     Cow::Borrowed(if wanted { CERTIFICATE_ALGORITHMS } else { &[] })
@@ -133,34 +133,10 @@ pub(crate) fn check(
     HostKeyVerdict::Trusted
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for `secs` since the Unix epoch; `forever` for OpenSSH's "no end".
-pub(crate) fn utc(secs: u64) -> String {
-    if secs == u64::MAX {
-        return "forever".to_owned();
-    }
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
-    let rest = secs % 86_400;
-    // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::utc;
     use russh::keys::PrivateKey;
     use russh::keys::ssh_key::certificate::Builder;
     use russh::keys::ssh_key::private::Ed25519Keypair;

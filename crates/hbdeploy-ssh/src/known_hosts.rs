@@ -5,6 +5,8 @@
 //! Lines that cannot be parsed are skipped, as OpenSSH skips them; line numbers count every line
 //! of the file, so a "changed key" message points at the right line.
 
+use std::path::Path;
+
 use data_encoding::BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::PublicKey;
@@ -190,6 +192,23 @@ fn glob(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == '*')
+}
+
+/// The largest known_hosts file that is read, in bytes (over 100,000 hosts' keys).
+pub const MAX_KNOWN_HOSTS_BYTES: u64 = 64 * hbdeploy_files::MIB;
+
+/// What to do about a known_hosts file that is not a regular file.
+pub const KNOWN_HOSTS_ADVICE: &str = "set `known-hosts` in fleet.toml to a regular file (or a \
+     symlink to one) holding the hosts' keys, or leave it out for ~/.ssh/known_hosts";
+
+/// The text of the known_hosts file `file`; a missing file is an empty one (every key is
+/// unknown). Only a regular file (or a symlink to one) of at most [`MAX_KNOWN_HOSTS_BYTES`] is
+/// read: a FIFO or `/dev/zero` is refused instead of hanging or filling memory.
+pub fn read_known_hosts(file: &Path) -> Result<String, hbdeploy_files::FileError> {
+    match hbdeploy_files::read_to_string(file, MAX_KNOWN_HOSTS_BYTES) {
+        Err(err) if err.is_not_found() => Ok(String::new()),
+        other => other,
+    }
 }
 
 #[cfg(test)]

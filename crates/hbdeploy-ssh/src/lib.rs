@@ -21,6 +21,7 @@ mod identity;
 mod known_hosts;
 pub mod relay;
 mod scan;
+mod verdict;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -32,15 +33,14 @@ pub use error::SshError;
 pub use escalate::{Escalation, Password, shell_line, shell_quote};
 pub use exec::{CommandOutput, Exit, OutputLine, Stream};
 pub use hold::Held;
-pub use hostkey::{
-    HostKeyVerdict, KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, key_text, read_known_hosts,
-};
 pub use identity::{
     Identities, IdentityError, KeyFile, MAX_IDENTITY_BYTES, agent_keys, decrypt, holds,
 };
 pub use known_hosts::host_pattern;
+pub use known_hosts::{KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, read_known_hosts};
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
+pub use verdict::{HostKeyVerdict, key_text};
 
 /// Where and how to reach one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
