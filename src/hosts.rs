@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_nix::Nix;
-use hbdeploy_pipeline::{Check, CheckProbe, HostPlan, HostSafety, HostTransfer};
+use hbdeploy_pipeline::{HostPlan, HostSafety, HostTransfer};
 use hbdeploy_ssh::{Escalation, Target};
 
 use crate::cli::{Cli, Selection};
@@ -24,7 +24,7 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
             activation_timeout: host.safety.activation_timeout,
         },
         wave: host.wave,
-        health: host.health.iter().map(check).collect(),
+        health: host.health.clone(),
         transfer: HostTransfer {
             substitute: host.transfer.substitute,
             build_on_target: host.transfer.build_on == hbdeploy_inventory::BuildOn::Target,
@@ -104,23 +104,6 @@ fn jump_target(host: &hbdeploy_inventory::Host, spec: &str) -> Target {
     };
     // Nothing runs on a jump host but the forwarding of the connection.
     with_settings_of(host, address, port, user)
-}
-
-/// The pipeline's form of a fleet.toml health check.
-fn check(check: &hbdeploy_inventory::HealthCheck) -> Check {
-    use hbdeploy_inventory::Probe;
-    Check {
-        probe: match &check.probe {
-            Probe::Command(command) => CheckProbe::Command(command.clone()),
-            Probe::Tcp(address) => CheckProbe::Tcp(address.clone()),
-            Probe::Http { url, status } => CheckProbe::Http {
-                url: url.clone(),
-                status: *status,
-            },
-        },
-        timeout: check.timeout,
-        retries: check.retries,
-    }
 }
 
 /// The fleet and the plans of the hosts `selection` names; with `default_all`, no selection

@@ -36,6 +36,21 @@ pub struct HealthCheck {
     pub retries: u32,
 }
 
+/// As shown to the user: `command `…``, `tcp host:port`, `http URL (status N)`.
+impl std::fmt::Display for HealthCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.probe {
+            Probe::Command(command) => write!(f, "command `{command}`"),
+            Probe::Tcp(address) => write!(f, "tcp {address}"),
+            Probe::Http { url, status: None } => write!(f, "http {url}"),
+            Probe::Http {
+                url,
+                status: Some(code),
+            } => write!(f, "http {url} (status {code})"),
+        }
+    }
+}
+
 /// Reads the `[[health]]` tables under `key` of `table`.
 pub(crate) fn read_checks(table: &Table<'_>) -> Result<Vec<HealthCheck>, InventoryError> {
     table.tables("health")?.iter().map(read_check).collect()

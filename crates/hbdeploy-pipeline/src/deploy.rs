@@ -6,244 +6,289 @@ mod activate;
 #[cfg(test)]
 mod tests;
 
-use std::time::Instant;
-
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use hbdeploy_nix::{Nix, StorePath};
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::sync::oneshot;
 
-use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
+use crate::build::{Built, PrepareOptions, Preparing, prepare};
 use crate::event::{EventSender, Stage};
+use crate::fanout::each_host;
 use crate::port::{Host, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::state::{HostState, read_state};
 use crate::transfer::SshCopy;
-use crate::waves::plan_waves;
+use crate::waves::{Gate, plan_waves};
 use crate::{Cancel, DeployRequest, Goal, HostError, HostPlan, PipelineError, remote};
 
 /// Deploys `request`, sending progress to `events`. Returns one report entry per host; an error
 /// only when nix itself cannot run (and then no host was contacted).
 ///
-/// Waves run one after another as before; within a wave, a host starts as soon as its system is
-/// built, while the others are still being evaluated or built. A host of a later wave waits for
-/// its wave (and is skipped if an earlier one failed), but its system is prepared meanwhile.
+/// Every host is a task of the one fan-out (`fanout::each_host`). A host starts as soon as its
+/// system is built (the evaluation and builds stream in from `build.rs`) and every earlier wave
+/// has ended; it is skipped if one of them failed. At most `parallel` hosts are past that point
+/// at once.
 pub async fn deploy(
     request: &DeployRequest,
     nix: &Nix,
     events: EventSender,
 ) -> Result<Report, PipelineError> {
     let start = Instant::now();
-    let cancel = &request.cancel;
     let options = PrepareOptions {
         builders: request.builders.clone(),
         eval: request.eval.clone(),
     };
-    let mut preparing = Some(prepare(
-        &request.flake,
-        &request.hosts,
-        nix,
-        &events,
-        options,
-    ));
-    let mut build_time = None;
-    let mut slots: Vec<Option<HostReport>> = request.hosts.iter().map(|_| None).collect();
-    let mut ready: Vec<Option<Built>> = request.hosts.iter().map(|_| None).collect();
-    let mut launched = vec![false; request.hosts.len()];
-    // When each host's system was ready (or failed): its own BUILD in `--timings`.
-    let mut built_at: Vec<Option<std::time::Duration>> =
-        request.hosts.iter().map(|_| None).collect();
-    let host_permits = Arc::new(Semaphore::new(request.parallel.get()));
-    let copy_permits = Arc::new(Semaphore::new(request.parallel_copy.get()));
-    let activate_permits = Arc::new(Semaphore::new(request.parallel_activate.get()));
-    let transport = Arc::new(SshCopy { nix: nix.clone() });
-    let mut stopped = false;
-    for wave in plan_waves(&request.hosts, &request.canary, request.batch) {
-        let mut tasks: JoinSet<(usize, HostReport)> = JoinSet::new();
-        loop {
-            for &i in &wave {
-                let Some(built) = ready[i].take() else {
-                    continue;
-                };
-                let plan = &request.hosts[i];
-                if stopped || cancel.is_cancelled() {
-                    let report = HostReport {
-                        outcome: if stopped {
-                            Outcome::Skipped
-                        } else {
-                            Outcome::Interrupted
-                        },
-                        new_path: Some(built.out),
-                        duration: start.elapsed(),
-                        ..HostReport::new(&plan.name, Stage::Build)
-                    };
-                    events.finished(&report);
-                    slots[i] = Some(report);
-                    continue;
-                }
-                launched[i] = true;
-                let job = HostJob {
-                    plan: plan.clone(),
-                    path: built.out.clone(),
-                    built,
-                    copy_permits: Arc::clone(&copy_permits),
-                    activate_permits: Arc::clone(&activate_permits),
-                    signing_key: request.signing_key.clone(),
-                    goal: request.goal,
-                    reactivate: request.reactivate,
-                    auto_rollback: request.auto_rollback,
-                    transport: Arc::clone(&transport),
-                    events: events.clone(),
-                    cancel: cancel.clone(),
-                    start,
-                };
-                let permits = Arc::clone(&host_permits);
-                tasks.spawn(async move {
-                    // Never closed: acquiring only waits (without a permit it would run anyway).
-                    let _permit = permits.acquire_owned().await.ok();
-                    (i, job.run().await)
-                });
-            }
-            if wave.iter().all(|&i| slots[i].is_some() || launched[i]) && tasks.is_empty() {
-                break;
-            }
-            tokio::select! {
-                next = async { preparing.as_mut()?.next().await }, if preparing.is_some() => {
-                    match next {
-                        Some(Ok((i, result))) => {
-                            built_at[i] = Some(start.elapsed());
-                            ready[i] = arrived(request, &events, start, i, result, &mut slots);
-                        }
-                        Some(Err(error)) => {
-                            if !launched.iter().any(|l| *l) && slots.iter().all(Option::is_none) {
-                                return Err(error);
-                            }
-                            preparing = None;
-                            build_time = Some(start.elapsed());
-                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
-                                Outcome::Failed(HostError::Eval {
-                                    attr: plan.attr.clone(),
-                                    lines: vec![error.to_string()],
-                                })
-                            });
-                        }
-                        None => {
-                            preparing = None;
-                            build_time = Some(start.elapsed());
-                            // Every host was handed out; this only guards against a gap.
-                            unprepared(request, &events, start, &mut slots, (&ready, &launched), |plan| {
-                                Outcome::Failed(HostError::Eval {
-                                    attr: plan.attr.clone(),
-                                    lines: vec!["nix eval did not report this configuration".to_owned()],
-                                })
-                            });
-                        }
-                    }
-                }
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
-                    if let Ok((i, report)) = joined {
-                        slots[i] = Some(report);
-                    }
-                    // A task that panicked leaves its slot empty; it is filled below.
-                    if tasks.is_empty() {
-                        for &i in &wave {
-                            if launched[i] && slots[i].is_none() {
-                                let lost = HostReport::failed(
-                                    &request.hosts[i].name,
-                                    Stage::Activate,
-                                    HostError::TaskLost,
-                                    start.elapsed(),
-                                );
-                                events.finished(&lost);
-                                slots[i] = Some(lost);
-                            }
-                        }
-                    }
-                }
-                () = cancel.cancelled(), if preparing.is_some() => {
-                    // Dropping the stream kills the nix processes still running for it.
-                    preparing = None;
-                    build_time = Some(start.elapsed());
-                    unprepared(request, &events, start, &mut slots, (&ready, &launched), |_| Outcome::Interrupted);
-                }
-            }
-        }
-        stopped = stopped
-            || wave
-                .iter()
-                .any(|&i| slots[i].as_ref().is_some_and(|r| !r.succeeded()));
+    let preparing = prepare(&request.flake, &request.hosts, nix, &events, options);
+    let waves = plan_waves(&request.hosts, &request.canary, request.batch);
+    let count = request.hosts.len();
+    let mut senders = Vec::with_capacity(count);
+    let mut receivers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (tx, rx) = oneshot::channel();
+        senders.push(Some(tx));
+        receivers.push(Some(rx));
     }
-    let hosts = slots
+    let receivers = std::sync::Mutex::new(receivers);
+    let run = Arc::new(Run {
+        request: request.clone(),
+        transport: Arc::new(SshCopy { nix: nix.clone() }),
+        gate: Gate::new(count, &waves),
+        host_permits: Arc::new(Semaphore::new(request.parallel.get())),
+        copy_permits: Arc::new(Semaphore::new(request.parallel_copy.get())),
+        activate_permits: Arc::new(Semaphore::new(request.parallel_activate.get())),
+        launched: (0..count).map(|_| AtomicBool::new(false)).collect(),
+        events: events.clone(),
+        start,
+    });
+    let every_host = NonZeroUsize::new(count).unwrap_or(NonZeroUsize::MIN);
+    let indices: Vec<usize> = (0..count).collect();
+    let ((build_time, arrived, fatal), results) = tokio::join!(
+        feed(preparing, senders, &request.cancel, start),
+        each_host(indices, every_host, |i| {
+            let run = Arc::clone(&run);
+            let arrival = receivers
+                .lock()
+                .ok()
+                .and_then(|mut all| all.get_mut(i).and_then(Option::take));
+            async move { run.host(i, arrival).await }
+        })
+    );
+    if let Some(error) = fatal
+        && !arrived
+    {
+        return Err(error);
+    }
+    let hosts = results
         .into_iter()
-        .zip(&request.hosts)
-        .zip(built_at)
-        .map(|((slot, plan), built_at)| {
-            let mut report = slot.unwrap_or_else(|| {
-                HostReport::failed(
-                    &plan.name,
-                    Stage::Build,
+        .map(|(i, report)| {
+            report.unwrap_or_else(|| {
+                let launched = run
+                    .launched
+                    .get(i)
+                    .is_some_and(|l| l.load(Ordering::SeqCst));
+                let lost = HostReport::failed(
+                    &request.hosts[i].name,
+                    if launched {
+                        Stage::Activate
+                    } else {
+                        Stage::Build
+                    },
                     HostError::TaskLost,
                     start.elapsed(),
-                )
-            });
-            if let Some(at) = built_at {
-                report.timings.insert(0, (Stage::Build, at));
-            }
-            report
+                );
+                events.finished(&lost);
+                lost
+            })
         })
         .collect();
-    let build_time = build_time.unwrap_or_else(|| start.elapsed());
     Ok(Report { hosts, build_time })
 }
 
-/// A host whose system was just prepared: failed or (with `--goal build`) finished right away,
-/// else ready for its task.
-fn arrived(
-    request: &DeployRequest,
-    events: &EventSender,
-    start: Instant,
-    i: usize,
-    result: HostBuilt,
-    slots: &mut [Option<HostReport>],
-) -> Option<Built> {
-    let plan = &request.hosts[i];
-    let report = match result {
-        Ok(built) if request.goal.reaches_hosts() => return Some(built),
-        Ok(built) => HostReport {
-            new_path: Some(built.out),
-            duration: start.elapsed(),
-            ..HostReport::new(&plan.name, Stage::Build)
-        },
-        Err((stage, error)) => HostReport::failed(&plan.name, stage, *error, start.elapsed()),
-    };
-    events.finished(&report);
-    slots[i] = Some(report);
-    None
+/// What reaches a host's task from the evaluation and builds, and when (since the start).
+enum Arrival {
+    /// Its system, built (or to be built on the host).
+    Built(Built),
+    /// Its own evaluation or build failed.
+    Failed(Stage, Box<HostError>),
+    /// nix itself failed before this host's system came.
+    NixFailed(String),
 }
 
-/// Reports every host whose system never came: the stream was stopped (Ctrl-C) or nix failed.
-fn unprepared(
-    request: &DeployRequest,
-    events: &EventSender,
+/// Hands each host its system as the stream yields it, and stops the stream (killing its nix
+/// processes) on Ctrl-C. A host whose sender is dropped never gets one. Returns when the stream
+/// ended, whether any host got its result, and nix's own failure.
+async fn feed(
+    mut preparing: Preparing,
+    mut senders: Vec<Option<oneshot::Sender<(Arrival, Duration)>>>,
+    cancel: &Cancel,
     start: Instant,
-    slots: &mut [Option<HostReport>],
-    (ready, launched): (&[Option<Built>], &[bool]),
-    outcome: impl Fn(&HostPlan) -> Outcome,
-) {
-    for (i, plan) in request.hosts.iter().enumerate() {
-        if slots[i].is_none() && ready[i].is_none() && !launched[i] {
-            let report = HostReport {
-                outcome: outcome(plan),
-                duration: start.elapsed(),
-                ..HostReport::new(&plan.name, Stage::Build)
-            };
-            events.finished(&report);
-            slots[i] = Some(report);
+) -> (Duration, bool, Option<PipelineError>) {
+    let mut arrived = false;
+    loop {
+        tokio::select! {
+            next = preparing.next() => match next {
+                Some(Ok((i, result))) => {
+                    arrived = true;
+                    let arrival = match result {
+                        Ok(built) => Arrival::Built(built),
+                        Err((stage, error)) => Arrival::Failed(stage, error),
+                    };
+                    if let Some(sender) = senders.get_mut(i).and_then(Option::take) {
+                        let _ = sender.send((arrival, start.elapsed()));
+                    }
+                }
+                Some(Err(error)) => {
+                    for sender in senders.iter_mut().filter_map(Option::take) {
+                        let _ = sender.send((Arrival::NixFailed(error.to_string()), start.elapsed()));
+                    }
+                    return (start.elapsed(), arrived, Some(error));
+                }
+                None => return (start.elapsed(), arrived, None),
+            },
+            () = cancel.cancelled() => return (start.elapsed(), arrived, None),
         }
     }
 }
+
+/// What every host's task shares.
+struct Run {
+    request: DeployRequest,
+    transport: Arc<SshCopy>,
+    gate: Gate,
+    host_permits: Arc<Semaphore>,
+    copy_permits: Arc<Semaphore>,
+    activate_permits: Arc<Semaphore>,
+    /// Per host: whether its task got past its system and its wave.
+    launched: Vec<AtomicBool>,
+    events: EventSender,
+    start: Instant,
+}
+
+/// Tells the wave gate that a host ended when dropped, so that a task that panicked (and never
+/// said so) counts as failed instead of holding later waves back for ever.
+struct Ending<'a> {
+    gate: &'a Gate,
+    host: usize,
+    succeeded: bool,
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        self.gate.ended(self.host, self.succeeded);
+    }
+}
+
+impl Run {
+    /// Host `i`'s whole task: its system, its wave, then its steps.
+    async fn host(&self, i: usize, arrival: Option<Receiver>) -> HostReport {
+        let mut ending = Ending {
+            gate: &self.gate,
+            host: i,
+            succeeded: false,
+        };
+        let (mut report, built_at) = self.after_arrival(i, arrival).await;
+        ending.succeeded = report.succeeded();
+        if let Some(at) = built_at {
+            report.timings.insert(0, (Stage::Build, at));
+        }
+        report
+    }
+
+    /// The host's report, and when its system was ready (its own BUILD in `--timings`).
+    async fn after_arrival(
+        &self,
+        i: usize,
+        arrival: Option<Receiver>,
+    ) -> (HostReport, Option<Duration>) {
+        let plan = &self.request.hosts[i];
+        let finished = |report: HostReport, at: Option<Duration>| {
+            self.events.finished(&report);
+            (report, at)
+        };
+        let arrived = match arrival {
+            Some(receiver) => receiver.await.ok(),
+            None => None,
+        };
+        let Some((arrival, at)) = arrived else {
+            // The stream ended without this host: stopped by Ctrl-C, or a gap.
+            let outcome = if self.request.cancel.is_cancelled() {
+                Outcome::Interrupted
+            } else {
+                Outcome::Failed(HostError::Eval {
+                    attr: plan.attr.clone(),
+                    lines: vec!["nix eval did not report this configuration".to_owned()],
+                })
+            };
+            let report = HostReport {
+                outcome,
+                duration: self.start.elapsed(),
+                ..HostReport::new(&plan.name, Stage::Build)
+            };
+            return finished(report, None);
+        };
+        let built = match arrival {
+            Arrival::Built(built) => built,
+            Arrival::Failed(stage, error) => {
+                let report = HostReport::failed(&plan.name, stage, *error, self.start.elapsed());
+                return finished(report, Some(at));
+            }
+            Arrival::NixFailed(message) => {
+                let error = HostError::Eval {
+                    attr: plan.attr.clone(),
+                    lines: vec![message],
+                };
+                let report =
+                    HostReport::failed(&plan.name, Stage::Build, error, self.start.elapsed());
+                return finished(report, None);
+            }
+        };
+        let built_only = |outcome: Outcome| HostReport {
+            outcome,
+            new_path: Some(built.out.clone()),
+            duration: self.start.elapsed(),
+            ..HostReport::new(&plan.name, Stage::Build)
+        };
+        if !self.request.goal.reaches_hosts() {
+            return finished(built_only(Outcome::Succeeded), Some(at));
+        }
+        let earlier_waves_succeeded = self.gate.wait(i).await;
+        if !earlier_waves_succeeded {
+            return finished(built_only(Outcome::Skipped), Some(at));
+        }
+        // Never closed: acquiring only waits (without a permit it would run anyway).
+        let _permit = Arc::clone(&self.host_permits).acquire_owned().await.ok();
+        if self.request.cancel.is_cancelled() {
+            return finished(built_only(Outcome::Interrupted), Some(at));
+        }
+        if let Some(launched) = self.launched.get(i) {
+            launched.store(true, Ordering::SeqCst);
+        }
+        let job = HostJob {
+            plan: plan.clone(),
+            path: built.out.clone(),
+            built,
+            copy_permits: Arc::clone(&self.copy_permits),
+            activate_permits: Arc::clone(&self.activate_permits),
+            signing_key: self.request.signing_key.clone(),
+            goal: self.request.goal,
+            reactivate: self.request.reactivate,
+            auto_rollback: self.request.auto_rollback,
+            transport: Arc::clone(&self.transport),
+            events: self.events.clone(),
+            cancel: self.request.cancel.clone(),
+            start: self.start,
+        };
+        (job.run().await, Some(at))
+    }
+}
+
+/// Where a host's system comes from.
+type Receiver = oneshot::Receiver<(Arrival, Duration)>;
 
 /// Everything one host's task needs; owned, so the task can run on its own.
 struct HostJob<T: Transport> {
@@ -275,8 +320,13 @@ fn already_there(state: &HostState, path: &StorePath, goal: Goal) -> bool {
     }
 }
 
-/// Stop here, before starting the next stage, if the run was interrupted.
-struct Interrupted;
+/// How far a host's steps went, when none failed.
+enum Step {
+    /// Everything its goal asked for was done (or there was nothing to do).
+    Done,
+    /// The run was interrupted (Ctrl-C) before the next step; nothing more was changed.
+    Interrupted,
+}
 
 impl<T: Transport> HostJob<T> {
     async fn run(self) -> HostReport {
@@ -285,8 +335,8 @@ impl<T: Transport> HostJob<T> {
             ..HostReport::new(&self.plan.name, Stage::Connect)
         };
         match self.stages(&mut report).await {
-            Ok(Ok(())) => {}
-            Ok(Err(Interrupted)) => report.outcome = Outcome::Interrupted,
+            Ok(Step::Done) => {}
+            Ok(Step::Interrupted) => report.outcome = Outcome::Interrupted,
             Err(error) => report.outcome = Outcome::Failed(error),
         }
         report.duration = self.start.elapsed();
@@ -300,17 +350,14 @@ impl<T: Transport> HostJob<T> {
         Instant::now()
     }
 
-    fn check_cancel(&self) -> Result<(), Interrupted> {
-        if self.cancel.is_cancelled() {
-            Err(Interrupted)
-        } else {
-            Ok(())
-        }
+    /// Whether to stop before the next step: the run was interrupted.
+    fn interrupted(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 
-    async fn stages(&self, report: &mut HostReport) -> Result<Result<(), Interrupted>, HostError> {
-        if let Err(stop) = self.check_cancel() {
-            return Ok(Err(stop));
+    async fn stages(&self, report: &mut HostReport) -> Result<Step, HostError> {
+        if self.interrupted() {
+            return Ok(Step::Interrupted);
         }
         // The system was built here: what is not a NixOS system is refused before anything is
         // copied (the host checks it again before switching).
@@ -384,7 +431,7 @@ impl<T: Transport> HostJob<T> {
         conn: &T::Host,
         state: Option<HostState>,
         report: &mut HostReport,
-    ) -> Result<Result<(), Interrupted>, HostError> {
+    ) -> Result<Step, HostError> {
         let name = self.plan.name.as_str();
         report.old_path = state.as_ref().and_then(|s| s.current.clone());
         if let Some(state) = &state
@@ -393,10 +440,10 @@ impl<T: Transport> HostJob<T> {
         {
             report.outcome = Outcome::Unchanged;
             report.generation = state.profile_generation;
-            return Ok(Ok(()));
+            return Ok(Step::Done);
         }
-        if let Err(stop) = self.check_cancel() {
-            return Ok(Err(stop));
+        if self.interrupted() {
+            return Ok(Step::Interrupted);
         }
 
         // The semaphores are never closed; a failed acquire would only mean running unbounded.
@@ -412,10 +459,10 @@ impl<T: Transport> HostJob<T> {
             format!("copied {} of {} paths", stats.sent, stats.total),
         );
         let Some(state) = state else {
-            return Ok(Ok(()));
+            return Ok(Step::Done);
         };
-        if let Err(stop) = self.check_cancel() {
-            return Ok(Err(stop));
+        if self.interrupted() {
+            return Ok(Step::Interrupted);
         }
         let permit = Arc::clone(&self.activate_permits)
             .acquire_owned()
@@ -425,7 +472,7 @@ impl<T: Transport> HostJob<T> {
         let activated = self.activate(conn, &state, report).await;
         drop(permit);
         report.timings.push((Stage::Activate, began.elapsed()));
-        activated.map(Ok)
+        activated.map(|()| Step::Done)
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

@@ -6,54 +6,16 @@
 use std::time::Duration;
 
 use hbdeploy_ssh::{Connection, Exit};
-
-use crate::port::Host;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::port::Host;
 
 /// Pause between attempts of a failing check.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
-/// What a check probes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckProbe {
-    /// A shell command on the host; exit 0 is healthy.
-    Command(String),
-    /// A TCP connection from the deployer to `host:port`.
-    Tcp(String),
-    /// An HTTP GET from the deployer: 2xx, or exactly `status`.
-    Http {
-        /// `http://host[:port]/path`.
-        url: String,
-        /// The expected status.
-        status: Option<u16>,
-    },
-}
-
-/// One check, as the pipeline runs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Check {
-    /// What it probes.
-    pub probe: CheckProbe,
-    /// The limit of one attempt.
-    pub timeout: Duration,
-    /// Attempts after the first.
-    pub retries: u32,
-}
-
-impl std::fmt::Display for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.probe {
-            CheckProbe::Command(command) => write!(f, "command `{command}`"),
-            CheckProbe::Tcp(address) => write!(f, "tcp {address}"),
-            CheckProbe::Http { url, status: None } => write!(f, "http {url}"),
-            CheckProbe::Http {
-                url,
-                status: Some(code),
-            } => write!(f, "http {url} (status {code})"),
-        }
-    }
-}
+/// What a check probes, and one check: fleet.toml's own types, run as they are.
+pub use hbdeploy_inventory::{HealthCheck as Check, Probe as CheckProbe};
 
 /// A check that failed: which, how often, and what it said last.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -40,6 +40,86 @@ pub(crate) fn plan_waves(
     }
 }
 
+/// Holds each host back until every wave before its own has ended, and says whether they all
+/// succeeded. Hosts report their end with [`Gate::ended`] (a task that panicked counts as failed:
+/// see `deploy::Ending`).
+#[derive(Debug)]
+pub(crate) struct Gate {
+    /// Each host's wave, by index into the hosts.
+    wave_of: Vec<usize>,
+    state: std::sync::Mutex<GateState>,
+    changed: tokio::sync::Notify,
+}
+
+#[derive(Debug)]
+struct GateState {
+    /// Per wave, its hosts that have not ended yet.
+    left: Vec<usize>,
+    /// Per wave, whether one of its hosts did not succeed.
+    failed: Vec<bool>,
+}
+
+impl Gate {
+    /// A gate for `hosts` hosts run in `waves` (as [`plan_waves`] makes them).
+    pub(crate) fn new(hosts: usize, waves: &[Vec<usize>]) -> Gate {
+        let mut wave_of = vec![0; hosts];
+        for (wave, members) in waves.iter().enumerate() {
+            for &host in members {
+                if let Some(slot) = wave_of.get_mut(host) {
+                    *slot = wave;
+                }
+            }
+        }
+        Gate {
+            wave_of,
+            state: std::sync::Mutex::new(GateState {
+                left: waves.iter().map(Vec::len).collect(),
+                failed: vec![false; waves.len()],
+            }),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        // The state is two counters; a panic elsewhere cannot leave them half-written.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until every wave before `host`'s has ended: `true` if all their hosts succeeded.
+    pub(crate) async fn wait(&self, host: usize) -> bool {
+        let wave = self.wave_of.get(host).copied().unwrap_or(0);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.state();
+                if state.left.iter().take(wave).all(|left| *left == 0) {
+                    return !state.failed.iter().take(wave).any(|failed| *failed);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// `host` has ended, successfully or not.
+    pub(crate) fn ended(&self, host: usize, succeeded: bool) {
+        let wave = self.wave_of.get(host).copied().unwrap_or(0);
+        {
+            let mut state = self.state();
+            if let Some(left) = state.left.get_mut(wave) {
+                *left = left.saturating_sub(1);
+            }
+            if !succeeded && let Some(failed) = state.failed.get_mut(wave) {
+                *failed = true;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +200,29 @@ mod tests {
             Some(2),
             &[&["a", "b"], &["c"]],
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wave_waits_for_the_earlier_ones_and_learns_whether_they_failed() {
+        // Hosts 0 and 1 are wave 0, host 2 wave 1, host 3 wave 2.
+        let gate = std::sync::Arc::new(Gate::new(4, &[vec![0, 1], vec![2], vec![3]]));
+        assert!(gate.wait(0).await, "the first wave starts at once");
+        let waiting = {
+            let gate = std::sync::Arc::clone(&gate);
+            tokio::spawn(async move { gate.wait(2).await })
+        };
+        gate.ended(0, true);
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        assert!(
+            !waiting.is_finished(),
+            "host 1 of the first wave has not ended"
+        );
+        gate.ended(1, true);
+        assert!(
+            waiting.await.expect("joined"),
+            "every earlier host succeeded"
+        );
+        gate.ended(2, false);
+        assert!(!gate.wait(3).await, "wave 1 failed, so wave 2 is skipped");
     }
 }
