@@ -7,20 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::support::{HBDEPLOY, row};
-use hbdeploy_lab::{Activation, Buildability, Evaluation, Lab, Run, SystemSpec, eval_cost};
-
-fn lab(names: &[&str]) -> Lab {
-    let lab = Lab::start(names).expect("lab starts (needs root, nix-bin, openssh-server)");
-    lab.write_fleet(&[], "").expect("fleet.toml written");
-    lab
-}
-
-fn apply(lab: &Lab, args: &[&str]) -> Run {
-    let mut all = vec!["apply"];
-    all.extend_from_slice(args);
-    crate::support::hbdeploy(lab, &all)
-}
+use crate::support::{apply, fleet_lab, row};
+use hbdeploy_lab::{Activation, Buildability, Evaluation, SystemSpec, eval_cost};
 
 /// A token no earlier run used, so the barriers' derivations are new and must really be built.
 fn token() -> u64 {
@@ -40,7 +28,7 @@ fn with(evaluation: Evaluation) -> SystemSpec {
 
 #[test]
 fn two_evaluations_run_at_once() {
-    let mut lab = lab(&["one", "two"]);
+    let mut lab = fleet_lab(&["one", "two"]);
     let barrier = Evaluation::Barrier {
         count: 2,
         token: token(),
@@ -58,7 +46,7 @@ fn two_evaluations_run_at_once() {
 #[test]
 fn a_broken_configuration_is_reported_and_no_other_is_evaluated_twice() {
     let names = ["h1", "h2", "h3", "h4", "h5", "h6", "h7", "h8"];
-    let mut lab = lab(&names);
+    let mut lab = fleet_lab(&names);
     lab.set_systems(names.map(|n| (n, with(Evaluation::Traced))))
         .expect("flake");
     let broken = SystemSpec {
@@ -94,7 +82,7 @@ fn a_broken_configuration_is_reported_and_no_other_is_evaluated_twice() {
 
 #[test]
 fn an_evaluation_over_its_memory_budget_is_stopped_and_reported() {
-    let mut lab = lab(&["big", "small"]);
+    let mut lab = fleet_lab(&["big", "small"]);
     // 300 MiB held for a second of CPU time, against a budget of 200 MiB.
     let costly = eval_cost(Duration::from_secs(1), 300).expect("hash speed measured");
     lab.set_system("big", with(costly)).expect("flake");
@@ -128,7 +116,7 @@ fn an_evaluation_over_its_memory_budget_is_stopped_and_reported() {
 
 #[test]
 fn a_host_is_activated_while_another_is_still_being_evaluated() {
-    let mut lab = lab(&["fast", "slow"]);
+    let mut lab = fleet_lab(&["fast", "slow"]);
     let fast = SystemSpec {
         activation: Activation::Barrier(1),
         ..SystemSpec::default()
@@ -182,7 +170,7 @@ fn five_thousand_hosts_evaluate() {
     let dir = std::env::temp_dir().join(format!("hbdeploy-eval-scale-{}", std::process::id()));
     let fleet = big_fleet(&dir, 5000);
     let run = hbdeploy_lab::hbdeploy(
-        std::path::Path::new(HBDEPLOY),
+        crate::support::bin(),
         Some(&fleet),
         &["apply", "--all", "--goal", "build", "--json"],
     )

@@ -32,16 +32,7 @@ fn new_ca(lab: &Lab, name: &str) -> (PathBuf, String) {
 fn fingerprint(lab: &Lab, public: &str) -> String {
     let file = lab.dir().join("fingerprint.pub");
     std::fs::write(&file, format!("{public}\n")).expect("write");
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(&file)
-        .output()
-        .expect("ssh-keygen -l");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint")
-        .to_owned()
+    crate::support::fingerprint(&file)
 }
 
 /// Signs `name`'s host key with `ca` for `principals` and `validity`, and restarts its sshd.

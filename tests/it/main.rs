@@ -21,6 +21,7 @@
 mod support;
 
 mod apply;
+mod apply_goals;
 mod bench;
 mod cli;
 mod completions;
@@ -30,6 +31,7 @@ mod health;
 mod history;
 mod hostcert;
 mod install;
+mod install_steps;
 mod nixos_flake;
 mod passphrase;
 mod plan;
@@ -38,6 +40,7 @@ mod reboot;
 mod rollback;
 mod safe_activation;
 mod safety;
+mod safety_interrupt;
 mod special_files;
 mod sudo;
 mod systemd_faults;
@@ -45,3 +48,4 @@ mod systemd_hosts;
 mod timings;
 mod transfer;
 mod trust;
+mod trust_keys;

@@ -55,16 +55,7 @@ fn relay_dirs(lab: &Lab) -> Vec<String> {
 
 /// The SHA256 fingerprint of the public key `key.pub`, as sshd logs it.
 fn fingerprint(key: &Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(format!("{}.pub", key.display()))
-        .output()
-        .expect("ssh-keygen -l");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .nth(1)
-        .expect("fingerprint")
-        .to_owned()
+    crate::support::fingerprint(Path::new(&format!("{}.pub", key.display())))
 }
 
 /// The public keys a host's sshd accepted logins with.

@@ -19,27 +19,22 @@ fn deployed_twice(names: &[&str]) -> (Lab, Vec<String>, Vec<String>) {
     lab.write_fleet(&[], "").expect("fleet");
     let first = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(first.code, 0, "{}", first.both());
-    let gen1: Vec<String> = names
-        .iter()
-        .map(|n| {
-            host(&lab, n)
-                .current_system()
-                .expect("read")
-                .expect("deployed")
-        })
-        .collect();
+    let running = |lab: &Lab| -> Vec<String> {
+        names
+            .iter()
+            .map(|n| {
+                host(lab, n)
+                    .current_system()
+                    .expect("read")
+                    .expect("deployed")
+            })
+            .collect()
+    };
+    let gen1 = running(&lab);
     lab.bump_all().expect("new systems");
     let second = hbdeploy(&lab, &["apply", "--all"]);
     assert_eq!(second.code, 0, "{}", second.both());
-    let gen2: Vec<String> = names
-        .iter()
-        .map(|n| {
-            host(&lab, n)
-                .current_system()
-                .expect("read")
-                .expect("deployed")
-        })
-        .collect();
+    let gen2 = running(&lab);
     (lab, gen1, gen2)
 }
 

@@ -4,16 +4,11 @@
 use std::time::{Duration, Instant};
 
 use crate::support::lab::{
-    Watched, activation_started, deployed_once, generation_systems, hbdeploy_units,
+    Watched, activation_started, deployed_systemd, generation_systems, hbdeploy_units,
     kill_mid_activation, running, signal, spec, wait_until,
 };
 use crate::support::{hbdeploy, host, row, system_path};
 use hbdeploy_lab::{Activation, Lab};
-
-/// A lab of systemd hosts that all run generation 1 (deployed once, successfully).
-fn deployed(names: &[&str]) -> Lab {
-    deployed_once(Lab::start_systemd(names).expect("systemd lab starts"))
-}
 
 /// Leaves a hung activation of generation 2 on `name`, by a deployer killed while it ran
 /// (without a watchdog, so that only the hung activation is left behind); returns the hung
@@ -38,7 +33,7 @@ fn leave_a_hung_activation(lab: &mut Lab, name: &str) -> String {
 
 #[test]
 fn a_hung_activation_left_by_a_killed_deployer_is_settled_by_the_next_apply() {
-    let mut lab = deployed(&["h"]);
+    let mut lab = deployed_systemd(&["h"]);
     let before = running(&lab, "h");
     let hung = leave_a_hung_activation(&mut lab, "h");
 
@@ -96,7 +91,7 @@ fn a_hung_activation_left_by_a_killed_deployer_is_settled_by_the_next_apply() {
 
 #[test]
 fn a_failed_activation_after_settling_is_restored_to_the_generation_before_the_hung_one() {
-    let mut lab = deployed(&["f"]);
+    let mut lab = deployed_systemd(&["f"]);
     let before = running(&lab, "f");
     let hung = leave_a_hung_activation(&mut lab, "f");
 
@@ -130,7 +125,7 @@ fn a_failed_activation_after_settling_is_restored_to_the_generation_before_the_h
 
 #[test]
 fn a_deployer_killed_mid_activation_leaves_the_host_restored_never_half() {
-    let mut lab = deployed(&["k"]);
+    let mut lab = deployed_systemd(&["k"]);
     let old = running(&lab, "k");
     lab.set_system("k", spec(2, Activation::Slow(3)))
         .expect("flake");
@@ -166,7 +161,7 @@ fn a_deployer_killed_mid_activation_leaves_the_host_restored_never_half() {
 
 #[test]
 fn an_activation_that_kills_every_sshd_is_restored_by_the_watchdog_on_a_systemd_host() {
-    let mut lab = deployed(&["cut"]);
+    let mut lab = deployed_systemd(&["cut"]);
     let old = running(&lab, "cut");
     lab.set_system("cut", spec(2, Activation::KillAllSshd))
         .expect("flake");
@@ -206,7 +201,7 @@ fn an_activation_that_kills_every_sshd_is_restored_by_the_watchdog_on_a_systemd_
 
 #[test]
 fn one_ctrl_c_lets_the_running_activation_finish_on_systemd_hosts() {
-    let mut lab = deployed(&["a", "b"]);
+    let mut lab = deployed_systemd(&["a", "b"]);
     for name in ["a", "b"] {
         lab.set_system(name, spec(2, Activation::Gate))
             .expect("flake");
@@ -269,7 +264,7 @@ fn one_ctrl_c_lets_the_running_activation_finish_on_systemd_hosts() {
 
 #[test]
 fn two_ctrl_c_exit_at_once_and_the_unconfirmed_activation_is_restored_on_systemd_hosts() {
-    let mut lab = deployed(&["a"]);
+    let mut lab = deployed_systemd(&["a"]);
     let old = running(&lab, "a");
     lab.set_system("a", spec(2, Activation::Gate))
         .expect("flake");

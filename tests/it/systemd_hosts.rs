@@ -1,14 +1,9 @@
 //! Deployments with the real binary to lab hosts that run systemd as PID 1 (issue 14), where the
 //! activation, the automatic restore and the magic-rollback watchdog run in transient units.
 
-use crate::support::lab::{deployed_once, hbdeploy_units, running, spec};
+use crate::support::lab::{deployed_systemd, hbdeploy_units, running, spec};
 use crate::support::{hbdeploy, host, row, system_path};
 use hbdeploy_lab::{Activation, Lab, SystemSpec};
-
-/// A lab of systemd hosts that all run generation 1 (deployed once, successfully).
-fn deployed(names: &[&str]) -> Lab {
-    deployed_once(Lab::start_systemd(names).expect("systemd lab starts"))
-}
 
 /// The `status --json` entry of `name`.
 fn status_of(lab: &Lab, name: &str) -> serde_json::Value {
@@ -20,7 +15,7 @@ fn status_of(lab: &Lab, name: &str) -> serde_json::Value {
 
 #[test]
 fn apply_rollback_status_and_generations_work_on_systemd_hosts() {
-    let mut lab = deployed(&["a", "b"]);
+    let mut lab = deployed_systemd(&["a", "b"]);
     let gen1 = system_path(&lab, "a");
     assert_eq!(running(&lab, "a"), gen1);
     assert_eq!(
@@ -70,7 +65,7 @@ fn apply_rollback_status_and_generations_work_on_systemd_hosts() {
 
 #[test]
 fn a_failed_activation_on_a_systemd_host_is_restored() {
-    let mut lab = deployed(&["server"]);
+    let mut lab = deployed_systemd(&["server"]);
     let old = running(&lab, "server");
     lab.set_system("server", spec(2, Activation::FailAfterSwitch))
         .expect("flake");
@@ -109,7 +104,7 @@ fn a_failed_activation_on_a_systemd_host_is_restored() {
 
 #[test]
 fn a_system_that_stops_sshd_is_restored_by_the_watchdog_on_a_systemd_host() {
-    let mut lab = deployed(&["broken"]);
+    let mut lab = deployed_systemd(&["broken"]);
     let old = running(&lab, "broken");
     lab.set_system("broken", spec(2, Activation::KillSshd))
         .expect("flake");

@@ -47,6 +47,16 @@ pub fn deployed_once(lab: Lab) -> Lab {
     lab
 }
 
+/// A lab of namespace hosts `names` that all run generation 1 (deployed once, successfully).
+pub fn deployed(names: &[&str]) -> Lab {
+    deployed_once(Lab::start(names).expect("lab starts"))
+}
+
+/// A lab of systemd hosts `names` that all run generation 1.
+pub fn deployed_systemd(names: &[&str]) -> Lab {
+    deployed_once(Lab::start_systemd(names).expect("systemd lab starts"))
+}
+
 /// The systems of `name`'s profile generations, oldest first.
 pub fn generation_systems(lab: &Lab, name: &str) -> Vec<String> {
     host(lab, name)

@@ -1,19 +1,55 @@
-//! What the lab tests share: running the binary and the insta filters that make its
-//! output stable across runs (store hashes, lab addresses and paths, times, IDs, user names).
+//! What the integration tests share: running the binary, starting a lab with its fleet, and the
+//! insta filters that make output stable across runs (store hashes, lab addresses and paths,
+//! times, IDs, user names). Helpers of one group of modules are in submodules: `lab` (deployments
+//! on both kinds of lab host), `install`, `trust`.
 
 use std::path::Path;
 
+pub mod install;
 pub mod lab;
+pub mod trust;
 
 use hbdeploy_lab::{Lab, LabHost, Run};
 
 /// The binary under test.
 pub const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
 
+/// The binary under test, as a path.
+pub fn bin() -> &'static Path {
+    Path::new(HBDEPLOY)
+}
+
+/// A lab of `names` with its fleet.toml written (every host, no extra settings).
+pub fn fleet_lab(names: &[&str]) -> Lab {
+    let lab = Lab::start(names).expect("lab starts (needs root, nix-bin, openssh-server)");
+    lab.write_fleet(&[], "").expect("fleet.toml written");
+    lab
+}
+
+/// `hbdeploy apply ARGS` against the lab's fleet.toml.
+pub fn apply(lab: &Lab, args: &[&str]) -> Run {
+    let mut all = vec!["apply"];
+    all.extend_from_slice(args);
+    hbdeploy(lab, &all)
+}
+
+/// The SHA256 fingerprint of the public key in `file`, as ssh-keygen prints and sshd logs it.
+pub fn fingerprint(file: &Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(file)
+        .output()
+        .expect("ssh-keygen -l");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_owned()
+}
+
 /// Runs hbdeploy against the lab's fleet.toml.
 pub fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
-    lab.hbdeploy(Path::new(HBDEPLOY), args)
-        .expect("hbdeploy runs")
+    lab.hbdeploy(bin(), args).expect("hbdeploy runs")
 }
 
 /// A lab host.
