@@ -45,6 +45,7 @@ mod special_files;
 mod sudo;
 mod systemd_faults;
 mod systemd_hosts;
+mod tidy;
 mod timings;
 mod transfer;
 mod trust;
