@@ -37,6 +37,7 @@ mod passphrase;
 mod plan;
 mod probe;
 mod reboot;
+mod remote_scripts;
 mod rollback;
 mod safe_activation;
 mod safety;
