@@ -63,17 +63,7 @@ fn address(lab: &Lab, name: &str) -> String {
 fn fleet(lab: &Lab, known_hosts: &str, host_lines: &[(&str, String)]) -> PathBuf {
     let file = lab.dir().join("ca_known_hosts");
     std::fs::write(&file, known_hosts).expect("write known_hosts");
-    let mut text = lab.fleet_toml(&[], "").replace(
-        &format!("known-hosts = \"{}\"", lab.known_hosts().display()),
-        &format!("known-hosts = \"{}\"", file.display()),
-    );
-    for (name, line) in host_lines {
-        text = text.replace(
-            &format!("[hosts.{name}]\n"),
-            &format!("[hosts.{name}]\n{line}\n"),
-        );
-    }
-    std::fs::write(lab.dir().join("fleet.toml"), text).expect("write fleet");
+    crate::support::trust::fleet(lab, &file, host_lines);
     file
 }
 

@@ -5,7 +5,7 @@
 
 use crate::support::host;
 use crate::support::install::{
-    install, lab, live_installer, settings, snapshot_text, steps, target,
+    install, install_desktop, lab, live_installer, settings, snapshot_text, steps, target,
 };
 use hbdeploy_lab::{Disko, Medium, SystemSpec};
 
@@ -30,16 +30,7 @@ fn print_shows_the_disko_install_command_and_touches_nothing() {
 fn without_a_terminal_or_yes_wipe_disk_nothing_is_touched() {
     let lab = lab(&["desktop"]);
     let disk = live_installer(&lab, "desktop");
-    let run = install(
-        &lab,
-        &[
-            "desktop",
-            "--disk",
-            &disk,
-            "--target",
-            &target(&lab, "desktop"),
-        ],
-    );
+    let run = install_desktop(&lab, &disk, &[]);
     assert_eq!(run.code, 2, "{}", run.both());
     settings().bind(|| insta::assert_snapshot!("refused_without_consent", snapshot_text(&run)));
     let desktop = host(&lab, "desktop");
@@ -119,17 +110,7 @@ fn a_failing_disko_script_stops_before_nixos_install() {
     };
     lab.set_system("desktop", spec).expect("flake");
     let disk = live_installer(&lab, "desktop");
-    let run = install(
-        &lab,
-        &[
-            "desktop",
-            "--disk",
-            &disk,
-            "--target",
-            &target(&lab, "desktop"),
-            "--yes-wipe-disk",
-        ],
-    );
+    let run = install_desktop(&lab, &disk, &["--yes-wipe-disk"]);
     assert_eq!(run.code, 1, "{}", run.both());
     assert_eq!(
         steps(&run),

@@ -2,7 +2,9 @@
 //! order, the refusal of this machine and of unfit targets, typing the device again on a
 //! terminal, and `--print` matching the commands in docs/nixos.md.
 
-use crate::support::install::{install, lab, live_installer, on_a_terminal, steps, target};
+use crate::support::install::{
+    install, install_desktop, lab, live_installer, on_a_terminal, steps, target,
+};
 use std::path::Path;
 
 use crate::support::{host, system_path};
@@ -12,17 +14,7 @@ fn push_install_builds_copies_formats_then_installs() {
     let lab = lab(&["desktop", "server"]);
     let disk = live_installer(&lab, "desktop");
     let system = system_path(&lab, "desktop");
-    let run = install(
-        &lab,
-        &[
-            "desktop",
-            "--disk",
-            &disk,
-            "--target",
-            &target(&lab, "desktop"),
-            "--yes-wipe-disk",
-        ],
-    );
+    let run = install_desktop(&lab, &disk, &["--yes-wipe-disk"]);
     assert_eq!(run.code, 0, "{}", run.both());
     assert_eq!(
         steps(&run),

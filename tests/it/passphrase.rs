@@ -209,13 +209,8 @@ fn without_a_terminal_it_refuses_before_contacting_anything_unless_the_agent_has
     let before: Vec<_> = ["desktop", "server"]
         .map(|n| untouched(host(&lab, n)))
         .to_vec();
-    let run = lab
-        .hbdeploy_with_env(
-            Path::new(HBDEPLOY),
-            &["apply", "--all"],
-            &[("SSH_AUTH_SOCK", "")],
-        )
-        .expect("run");
+    let run =
+        crate::support::hbdeploy_with_env(&lab, &["apply", "--all"], &[("SSH_AUTH_SOCK", "")]);
     assert_eq!(run.code, 2, "{}", run.both());
     assert_eq!(
         run.stderr,
@@ -260,13 +255,8 @@ fn without_a_terminal_it_refuses_before_contacting_anything_unless_the_agent_has
         String::from_utf8_lossy(&added.stderr)
     );
     let sock = socket.clone();
-    let with = lab
-        .hbdeploy_with_env(
-            Path::new(HBDEPLOY),
-            &["apply", "--all"],
-            &[("SSH_AUTH_SOCK", &sock)],
-        )
-        .expect("run");
+    let with =
+        crate::support::hbdeploy_with_env(&lab, &["apply", "--all"], &[("SSH_AUTH_SOCK", &sock)]);
     assert_eq!(with.code, 0, "{}", with.both());
     for name in ["desktop", "server"] {
         assert!(deployed(&lab, name), "{name}\n{}", with.both());

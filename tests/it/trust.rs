@@ -2,12 +2,11 @@
 //! it (hashed, `[host]:port`, `@revoked`), one trust stack (`nix copy` rides the checked
 //! connection and never runs OpenSSH), jump hosts, agent authentication, and a frozen host.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::trust::{fleet, host_key};
-use crate::support::{HBDEPLOY, SshAgent, hbdeploy, host, row};
+use crate::support::{SshAgent, hbdeploy, host, row};
 use hbdeploy_lab::Lab;
 
 #[test]
@@ -103,13 +102,8 @@ fn nix_copy_rides_the_connection_and_never_runs_openssh() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let run = lab
-        .hbdeploy_with_env(
-            Path::new(HBDEPLOY),
-            &["apply", "--all"],
-            &[("PATH", path.as_str())],
-        )
-        .expect("runs");
+    let run =
+        crate::support::hbdeploy_with_env(&lab, &["apply", "--all"], &[("PATH", path.as_str())]);
     assert_eq!(run.code, 0, "{}", run.both());
     for name in ["a", "b"] {
         assert_eq!(row(&run, name)[5], "3/3", "{}", run.both());
@@ -143,13 +137,8 @@ fn the_ssh_agent_authenticates_when_no_identity_file_is_set() {
     );
     std::fs::write(lab.dir().join("fleet.toml"), text).expect("write");
 
-    let without = lab
-        .hbdeploy_with_env(
-            Path::new(HBDEPLOY),
-            &["apply", "--all"],
-            &[("SSH_AUTH_SOCK", "")],
-        )
-        .expect("run");
+    let without =
+        crate::support::hbdeploy_with_env(&lab, &["apply", "--all"], &[("SSH_AUTH_SOCK", "")]);
     assert_eq!(without.code, 1, "{}", without.both());
     assert!(
         without.stdout.contains("ssh-agent is not usable"),
@@ -157,13 +146,8 @@ fn the_ssh_agent_authenticates_when_no_identity_file_is_set() {
         without.both()
     );
 
-    let with = lab
-        .hbdeploy_with_env(
-            Path::new(HBDEPLOY),
-            &["apply", "--all"],
-            &[("SSH_AUTH_SOCK", &sock)],
-        )
-        .expect("run");
+    let with =
+        crate::support::hbdeploy_with_env(&lab, &["apply", "--all"], &[("SSH_AUTH_SOCK", &sock)]);
     assert_eq!(with.code, 0, "{}", with.both());
     assert!(
         host(&lab, "server")

@@ -24,6 +24,15 @@ pub fn install(lab: &Lab, args: &[&str]) -> Run {
     lab.hbdeploy(bin(), &all).expect("hbdeploy runs")
 }
 
+/// `hbdeploy install desktop --disk DISK --target <its installer login> EXTRA…`: a push
+/// install of the lab's desktop onto the live installer's stand-in `disk`.
+pub fn install_desktop(lab: &Lab, disk: &str, extra: &[&str]) -> Run {
+    let target = target(lab, "desktop");
+    let mut args = vec!["desktop", "--disk", disk, "--target", &target];
+    args.extend_from_slice(extra);
+    install(lab, &args)
+}
+
 /// `root@<address>:2222`, the lab host's installer login.
 pub fn target(lab: &Lab, name: &str) -> String {
     format!(

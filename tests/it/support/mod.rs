@@ -52,6 +52,12 @@ pub fn hbdeploy(lab: &Lab, args: &[&str]) -> Run {
     lab.hbdeploy(bin(), args).expect("hbdeploy runs")
 }
 
+/// Runs hbdeploy against the lab's fleet.toml with the extra environment variables `env`.
+pub fn hbdeploy_with_env(lab: &Lab, args: &[&str], env: &[(&str, &str)]) -> Run {
+    lab.hbdeploy_with_env(bin(), args, env)
+        .expect("hbdeploy runs")
+}
+
 /// A lab host.
 pub fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
     lab.host(name).expect("lab host")

@@ -1,4 +1,4 @@
-//! Helpers of the SSH trust tests (`trust`, `trust_keys`): host keys as the lab lists them and a
+//! Helpers of the SSH trust tests (`trust`, `trust_keys`, `hostcert`): host keys as the lab lists them and a
 //! fleet pointing at a known_hosts file of the test's own.
 
 use std::path::Path;
