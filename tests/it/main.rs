@@ -12,6 +12,17 @@
 //!    `<topic>_<aspect>.rs` modules;
 //! 5. insta snapshots of module `<topic>` are `snapshots/it__<topic>__<name>.snap`.
 //!
+//! Moving in a file written as a test binary of its own (`tests/<topic>.rs` with `mod support;`,
+//! the layout before this one; the tidy test fails while one is left in `tests/`):
+//!
+//! ```text
+//! git mv tests/T.rs tests/it/T.rs
+//! perl -pi -e 's/^mod support;\n//; s/(?<![:\w])support::/crate::support::/g' tests/it/T.rs
+//! # drop its `#![allow(clippy::expect_used, clippy::unwrap_used)]` (stated once below), add
+//! # `mod T;` here; its snapshots: tests/snapshots/T__x.snap -> tests/it/snapshots/it__T__x.snap
+//! # (and `source: tests/it/T.rs` in each)
+//! ```
+//!
 //! Run one topic with `cargo test --test it <topic>::` (a filter on the test's path), one test
 //! with `cargo test --test it <topic>::<test_name> -- --exact`.
 
