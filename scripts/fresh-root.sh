@@ -8,7 +8,7 @@
 #
 #   bash scripts/fresh-root.sh                 # Debian 12 (bookworm)
 #   bash scripts/fresh-root.sh --suite trixie  # Debian 13
-#   bash scripts/fresh-root.sh -- --test apply # arguments after -- go to scripts/test.sh
+#   bash scripts/fresh-root.sh -- --test it apply:: # arguments after -- go to scripts/test.sh
 #
 # The minimal root is made once and cached outside the repository, in
 # ${HBDEPLOY_FRESH_ROOT_CACHE:-/var/cache/hbdeploy/fresh-root}/SUITE (about 150 MB); every run

@@ -222,16 +222,28 @@ async fn http_get(url: &str) -> Result<u16, String> {
 mod tests {
     use super::*;
 
+    /// Runs `line` as the host's SSH server would (`sh -c`), on this machine: its stdout and
+    /// exit code.
+    fn run_here(line: &str) -> (String, Option<i32>) {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .output()
+            .expect("sh runs");
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    }
+
     #[test]
     fn command_checks_are_bounded_on_the_host_as_one_word() {
-        assert!(
-            bounded("systemctl is-active nginx", Duration::from_secs(10))
-                .ends_with(" hbdeploy 2 10 'systemctl is-active nginx'")
-        );
-        assert!(
-            bounded("echo 'a' && x", Duration::from_millis(300))
-                .ends_with(r" hbdeploy 2 1 'echo '\''a'\'' && x'")
-        );
+        // The user's command reaches the shell as one word: quotes, `&&` and its exit code intact.
+        let line = bounded("printf '%s|' \"it's\" a && exit 3", Duration::from_secs(10));
+        assert_eq!(run_here(&line), ("it's|a|".to_owned(), Some(3)), "{line}");
+        // One that outlives its limit is stopped, with the exit code `attempt` reads as timed out.
+        let line = bounded("sleep 30", Duration::from_millis(300));
+        assert_eq!(run_here(&line).1, i32::try_from(TIMED_OUT).ok(), "{line}");
     }
 
     #[test]
