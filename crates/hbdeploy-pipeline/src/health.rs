@@ -43,7 +43,7 @@ pub async fn run_check(conn: &impl Host, check: &Check) -> Result<(), CheckFailu
     let mut attempts = 0;
     loop {
         attempts += 1;
-        // A command check is bounded on the host itself (see `bounded`); the limit here is the
+        // A command check is bounded on the host itself (`remote/check.sh`); the limit here is the
         // backstop for a host that stops answering, after the host's own has had its turn.
         let limit = match check.probe {
             CheckProbe::Command(_) => check.timeout + KILL_AFTER + Duration::from_secs(3),
@@ -119,17 +119,10 @@ const KILL_AFTER: Duration = Duration::from_secs(2);
 /// The exit code of coreutils' `timeout` when the limit expired.
 const TIMED_OUT: u32 = 124;
 
-/// The command line that runs a check's `command` on the host within `limit` (see
-/// `remote/check.sh`): a hanging check leaves no process behind, its children included.
-fn bounded(command: &str, limit: Duration) -> String {
-    crate::remote::check_command(command, limit, KILL_AFTER)
-}
-
 async fn attempt(conn: &impl Host, check: &Check) -> Attempt {
     match &check.probe {
         CheckProbe::Command(command) => {
-            let output = conn
-                .run(&bounded(command, check.timeout), |_| {})
+            let output = crate::remote::check(conn, command, check.timeout, KILL_AFTER)
                 .await
                 .map_err(|err| (err.to_string(), Vec::new()))?;
             let lines = output.tail_lines();
@@ -239,10 +232,14 @@ mod tests {
     #[test]
     fn command_checks_are_bounded_on_the_host_as_one_word() {
         // The user's command reaches the shell as one word: quotes, `&&` and its exit code intact.
-        let line = bounded("printf '%s|' \"it's\" a && exit 3", Duration::from_secs(10));
+        let line = crate::remote::check_command(
+            "printf '%s|' \"it's\" a && exit 3",
+            Duration::from_secs(10),
+            KILL_AFTER,
+        );
         assert_eq!(run_here(&line), ("it's|a|".to_owned(), Some(3)), "{line}");
         // One that outlives its limit is stopped, with the exit code `attempt` reads as timed out.
-        let line = bounded("sleep 30", Duration::from_millis(300));
+        let line = crate::remote::check_command("sleep 30", Duration::from_millis(300), KILL_AFTER);
         assert_eq!(run_here(&line).1, i32::try_from(TIMED_OUT).ok(), "{line}");
     }
 

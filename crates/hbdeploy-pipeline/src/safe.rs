@@ -151,17 +151,10 @@ pub fn new_token() -> String {
 /// deployer rolls back itself): `Confirmed` if the watchdog had not decided yet and is now
 /// stopped, else what the watchdog decided (`Restoring` when the answer could not be read).
 pub(crate) async fn disarm(conn: &impl Host, deployment: &Deployment) -> Decision {
-    let command = deployment.decide_command();
-    match remote::step(
-        crate::Stage::Activate,
-        "deciding",
-        conn.run_root(&command, |_| {}),
-    )
-    .await
-    {
-        Ok(output) => Decision::parse(&output.stdout),
-        Err(_) => Decision::Restoring,
-    }
+    deployment
+        .decide(conn, None, crate::Stage::Activate, "deciding")
+        .await
+        .unwrap_or(Decision::Restoring)
 }
 
 /// Once a watchdog has decided: waits on an open connection, at most `bound`, until its restore
@@ -255,16 +248,16 @@ async fn decide(
         .connect(&target)
         .await
         .map_err(|err| hbdeploy_files::chain(&err))?;
-    let command = deployment.confirm_command(JobKind::Activate);
-    let output = remote::step(
-        crate::Stage::Activate,
-        "confirming",
-        conn.run_root(&command, |_| {}),
-    )
-    .await;
+    let decision = deployment
+        .decide(
+            &conn,
+            Some(JobKind::Activate),
+            crate::Stage::Activate,
+            "confirming",
+        )
+        .await;
     conn.close().await;
-    let output = output.map_err(|err| hbdeploy_files::chain(&err))?;
-    Ok(Decision::parse(&output.stdout))
+    decision.map_err(|err| hbdeploy_files::chain(&err))
 }
 
 /// The watchdog decided: wait (reconnecting, bounded by the activation's own limit) until it

@@ -19,6 +19,9 @@ use crate::HostError;
 use crate::event::EventSender;
 use crate::remote::{self, Before, Change, Decision, Deployment, JobKind, Op};
 
+/// A decision step on an earlier deployment, as named in a timeout.
+const EARLIER: &str = "deciding an earlier deployment";
+
 /// How long putting back the system of a stopped activation may take: a whole activation of
 /// the previous system, like any other.
 const RESTORE_WAIT: Duration = Duration::from_secs(300);
@@ -82,7 +85,14 @@ async fn settle_found(
         }
         let deployment = earlier.deployment();
         // Adopted only if its activation ended with success (decide.sh checks it).
-        let answer = decide(conn, &deployment.confirm_command(JobKind::Activate)).await?;
+        let answer = deployment
+            .decide(
+                conn,
+                Some(JobKind::Activate),
+                crate::Stage::Connect,
+                EARLIER,
+            )
+            .await?;
         match answer {
             Decision::Confirmed => events.note(
                 host,
@@ -148,17 +158,6 @@ async fn settle_found(
     Ok(!found.jobs.is_empty() || !found.undecided.is_empty() || !found.pending.is_empty())
 }
 
-/// Runs a decision command of an earlier deployment on the open connection.
-async fn decide(conn: &impl Host, command: &str) -> Result<Decision, HostError> {
-    remote::step(
-        crate::Stage::Connect,
-        "deciding an earlier deployment",
-        conn.run_root(command, |_| {}),
-    )
-    .await
-    .map(|output| Decision::parse(&output.stdout))
-}
-
 /// Puts the host back where it was before the earlier deployment `token` (whose activation was
 /// stopped, never confirmed, or cut off by a reboot), with that deployment's own restore job (a
 /// detached unit or process, like every change). With `claim`, the decision is claimed first,
@@ -195,7 +194,9 @@ async fn restore_earlier(
         }
     };
     if claim {
-        let decision = decide(conn, &deployment.decide_command()).await?;
+        let decision = deployment
+            .decide(conn, None, crate::Stage::Connect, EARLIER)
+            .await?;
         if decision != Decision::Confirmed {
             // Its watchdog decided first; settling has waited for (or stopped) its restore.
             events.note(

@@ -424,12 +424,30 @@ impl Deployment {
     }
 
     /// `decide.sh`'s command line: claims the decision whatever became of the activation.
-    pub(crate) fn decide_command(&self) -> String {
+    /// Claims the decision (`decide.sh`; the watchdog then no longer acts) or, with
+    /// `confirm_after`, confirms once that job ended with success; either way answers what was
+    /// decided. `what` names the step in a timeout.
+    pub(crate) async fn decide(
+        &self,
+        conn: &impl Host,
+        confirm_after: Option<JobKind>,
+        stage: Stage,
+        what: &str,
+    ) -> Result<super::Decision, HostError> {
+        let command = match confirm_after {
+            None => self.decide_command(),
+            Some(after) => self.confirm_command(after),
+        };
+        let output = step(stage, what, conn.run_root(&command, |_| {})).await?;
+        Ok(super::Decision::parse(&output.stdout))
+    }
+
+    fn decide_command(&self) -> String {
         Script::Decide.command(&[self.dir.as_str(), if self.systemd { "1" } else { "0" }])
     }
 
     /// `decide.sh`'s command line that confirms only once the job `after` ended with success.
-    pub(crate) fn confirm_command(&self, after: JobKind) -> String {
+    fn confirm_command(&self, after: JobKind) -> String {
         Script::Decide.command(&[
             self.dir.as_str(),
             if self.systemd { "1" } else { "0" },

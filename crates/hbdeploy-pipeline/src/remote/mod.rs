@@ -402,6 +402,18 @@ pub(crate) fn check_command(command: &str, limit: Duration, kill_after: Duration
     ])
 }
 
+/// Runs a health check's `command` on the host within `limit` (`check.sh`; see
+/// [`check_command`]).
+pub(crate) async fn check(
+    conn: &impl Host,
+    command: &str,
+    limit: Duration,
+    kill_after: Duration,
+) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    conn.run(&check_command(command, limit, kill_after), |_| {})
+        .await
+}
+
 /// Runs `command`, the user's own (`hbdeploy exec`), as it is: the one remote command line
 /// hbdeploy does not write.
 pub(crate) async fn user_command(
