@@ -183,7 +183,7 @@ async fn unlock_for<'a>(
     if need.files.is_empty() {
         return Ok(Unlocked::nothing());
     }
-    if !interactive() {
+    if !secret::interactive() {
         return Err(PassphraseError::NoTerminal {
             path: need.files[0].clone(),
         });
@@ -310,12 +310,6 @@ fn ask(
     Err(PassphraseError::Wrong {
         path: path.to_path_buf(),
     })
-}
-
-/// Whether the user can be asked: stdin and stderr are a terminal.
-fn interactive() -> bool {
-    use std::io::IsTerminal;
-    std::io::stdin().is_terminal() && Term::stderr().is_term()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use hbdeploy_ssh::relay::{Relay, RelayError};
 use hbdeploy_ssh::{Connection, SshError, Target};
 
 use crate::event::{EventSender, Stage};
-use crate::port::{Dial, Transport};
+use crate::port::{Dial, Ssh, Transport};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan, remote};
 
@@ -141,7 +141,7 @@ impl Dial for SshCopy {
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<Connection, SshError>> + Send {
-        Connection::connect(target)
+        Ssh.connect(target)
     }
 }
 

@@ -128,28 +128,8 @@ mod tests {
         waves
             .iter()
             .map(|(name, wave)| HostPlan {
-                name: (*name).to_owned(),
-                attr: (*name).to_owned(),
-                target: hbdeploy_ssh::Target {
-                    address: "127.0.0.1".to_owned(),
-                    port: 22,
-                    user: "root".to_owned(),
-                    identity_file: None,
-                    identities: hbdeploy_ssh::Identities::default(),
-                    known_hosts: "/dev/null".into(),
-                    pinned_keys: Vec::new(),
-                    accept_new: false,
-                    jump: None,
-                    connect_timeout: std::time::Duration::from_secs(1),
-                    escalation: None,
-                    keepalive: None,
-                    compress: false,
-                },
-                safety: crate::HostSafety::default(),
-                health: Vec::new(),
-                transfer: crate::HostTransfer::default(),
-                system: None,
                 wave: *wave,
+                ..crate::fanout::tests::plan(name)
             })
             .collect()
     }
