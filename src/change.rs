@@ -25,11 +25,11 @@ use crate::{passphrase, summary};
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    passphrase::unlock(&mut hosts).await?;
+    let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask {
         // What was shown is what is deployed: each host's system as the plan built it, not
         // evaluated and built again (the flake may have changed meanwhile).
-        let shown = ask(cli, args, &fleet, hosts.clone()).await?;
+        let shown = ask(cli, args, &fleet, (hosts.clone(), &session)).await?;
         for host in &mut hosts {
             host.system = shown
                 .iter()
@@ -38,7 +38,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         }
     }
     if args.ask_sudo_password {
-        crate::sudo::ask(&mut hosts).await?;
+        crate::sudo::ask(&hosts, &mut session).await?;
     }
     for host in &mut hosts {
         if args.no_magic_rollback {
@@ -62,6 +62,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     let (handle, cancel) = Cancel::new();
     let all = parallel(&fleet, args.parallel);
     let request = DeployRequest {
+        session: session.clone(),
         flake: fleet.flake.to_string(),
         parallel: all,
         parallel_copy: fleet.transfer.parallel_copy.unwrap_or(all),
@@ -128,7 +129,7 @@ async fn ask(
     cli: &Cli,
     args: &ApplyArgs,
     fleet: &Fleet,
-    hosts: Vec<HostPlan>,
+    (hosts, session): (Vec<HostPlan>, &hbdeploy_ssh::Session),
 ) -> Result<Vec<hbdeploy_pipeline::HostChanges>, AppError> {
     if !args.yes && !crate::secret::interactive() {
         return Err(AppError::Usage(
@@ -136,7 +137,15 @@ async fn ask(
             Some("run it on a terminal, or add --yes to apply after showing the plan".to_owned()),
         ));
     }
-    let changes = crate::plan::make(cli, fleet, hosts, args.parallel, &args.eval, false).await?;
+    let changes = crate::plan::make(
+        cli,
+        fleet,
+        (hosts, session),
+        args.parallel,
+        &args.eval,
+        false,
+    )
+    .await?;
     let shown = crate::plan::render(&changes);
     // With --json, stdout is for the result document only.
     if args.json {
@@ -172,9 +181,9 @@ async fn ask(
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    passphrase::unlock(&mut hosts).await?;
+    let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
-        crate::sudo::ask(&mut hosts).await?;
+        crate::sudo::ask(&hosts, &mut session).await?;
     }
     let target = match (&args.to_deploy, args.to) {
         (Some(id), _) => {
@@ -190,6 +199,7 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         (None, None) => RollbackTarget::Previous,
     };
     let request = RollbackRequest {
+        session: session.clone(),
         parallel: parallel(&fleet, args.parallel),
         hosts,
         target,

@@ -18,10 +18,11 @@ use crate::ui::out;
 /// `hbdeploy exec`.
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    crate::passphrase::unlock(&mut hosts).await?;
+    let session = crate::passphrase::unlock(&mut hosts).await?;
     let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let request = ExecRequest {
+        session: session.clone(),
         parallel: parallel(&fleet, args.parallel),
         hosts,
         command: args.command.join(" "),

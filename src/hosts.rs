@@ -52,7 +52,6 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
         jump,
         escalation: Some(Escalation {
             command: host.ssh.privilege_escalation.clone(),
-            password: None,
         }),
         compress: host.transfer.compress,
         ..with_settings_of(
@@ -78,7 +77,6 @@ pub(crate) fn with_settings_of(
         port,
         user,
         identity_file: host.ssh.identity_file.clone(),
-        identities: hbdeploy_ssh::Identities::default(),
         known_hosts: host.ssh.known_hosts.clone(),
         pinned_keys: Vec::new(),
         accept_new: false,

@@ -24,9 +24,11 @@ pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, 
     };
     let (_, mut plans) = load(cli, &selection, false)?;
     // A selection of several hosts is refused below, before any passphrase is asked.
-    if plans.len() == 1 {
-        crate::passphrase::unlock(&mut plans).await?;
-    }
+    let session = if plans.len() == 1 {
+        crate::passphrase::unlock(&mut plans).await?
+    } else {
+        hbdeploy_ssh::Session::default()
+    };
     let [plan] = plans.as_slice() else {
         return Err(AppError::Usage(
             format!(
@@ -37,7 +39,7 @@ pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, 
             Some("name a single host: hbdeploy generations HOST".to_owned()),
         ));
     };
-    let state = match host_state(plan).await {
+    let state = match host_state(plan, &session).await {
         Ok(state) => state,
         Err(error) => {
             out(&crate::error::host_failure(
@@ -106,9 +108,9 @@ fn generations_table(state: &HostState) -> String {
 /// `hbdeploy check`: every selected host's health checks, now.
 pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, true)?;
-    crate::passphrase::unlock(&mut hosts).await?;
+    let session = crate::passphrase::unlock(&mut hosts).await?;
     let parallel = parallel(&fleet, args.parallel);
-    let results = hbdeploy_pipeline::check_hosts(hosts, parallel).await;
+    let results = hbdeploy_pipeline::check_hosts(hosts, parallel, &session).await;
     let mut rows = Vec::new();
     let mut notes = String::new();
     let mut healthy = true;
@@ -169,8 +171,9 @@ pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
 /// `hbdeploy status`.
 pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, true)?;
-    crate::passphrase::unlock(&mut hosts).await?;
+    let session = crate::passphrase::unlock(&mut hosts).await?;
     let request = StatusRequest {
+        session: session.clone(),
         flake: fleet.flake.to_string(),
         parallel: parallel(&fleet, args.parallel),
         hosts,

@@ -55,8 +55,8 @@ pub async fn run(cli: &Cli, args: &InstallArgs) -> Result<ExitCode, AppError> {
             )
         };
         crate::preflight::check_target(host.name.as_str(), &target).map_err(AppError::File)?;
-        crate::passphrase::unlock_target(&mut target).await?;
-        return push(cli, args, &nix, request, &target).await;
+        let session = crate::passphrase::unlock_target(&mut target).await?;
+        return push(cli, args, &nix, request, (&target, &session)).await;
     }
     let (events, ui) = listen(&request.host, cli.verbose);
     let disks = install::resolve_disks(&nix, &request, &args.disks, &events).await;
@@ -80,14 +80,14 @@ async fn push(
     args: &InstallArgs,
     nix: &Nix,
     request: InstallRequest,
-    target: &Target,
+    (target, session): (&Target, &hbdeploy_ssh::Session),
 ) -> Result<ExitCode, AppError> {
     let host = request.host.clone();
     let (events, ui) = listen(&host, cli.verbose);
     let installer = async {
         let disks = install::resolve_disks(nix, &request, &args.disks, &events).await?;
         let plan = install::plan(nix, request, disks, &events).await?;
-        install::connect(plan, target, args.force, &events).await
+        install::connect(plan, target, args.force, &events, session).await
     }
     .await;
     // Every progress line is out before the prompt or the error.

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use console::Term;
 use hbdeploy_pipeline::HostPlan;
-use hbdeploy_ssh::{Identities, IdentityError, KeyFile, PrivateKey, PublicKey, Target};
+use hbdeploy_ssh::{Identities, IdentityError, KeyFile, PrivateKey, PublicKey, Session, Target};
 
 use crate::secret::{self, Typed};
 
@@ -105,9 +105,9 @@ impl Unlocked {
         }
     }
 
-    /// Gives `target` and its jump hosts the run's keys.
+    /// Gives `target` and its jump hosts the default identity file asked for, where they name
+    /// none.
     fn give(&self, target: &mut Target) {
-        target.identities = self.identities.clone();
         if target.identity_file.is_none() {
             target.identity_file.clone_from(&self.default);
         }
@@ -116,26 +116,34 @@ impl Unlocked {
         }
     }
 
-    /// Gives every plan's target the run's keys.
-    fn give_all(&self, plans: &mut [HostPlan]) {
+    /// Gives every plan's target the default identity file, and the run its keys.
+    fn give_all(self, plans: &mut [HostPlan]) -> Session {
         for plan in plans {
             self.give(&mut plan.target);
+        }
+        self.session()
+    }
+
+    /// The run's credentials: these keys (no sudo password yet).
+    fn session(self) -> Session {
+        Session {
+            identities: self.identities,
+            sudo_password: None,
         }
     }
 }
 
-/// Unlocks what the plans' targets need (asking on the terminal) and gives them the keys.
-pub(crate) async fn unlock(plans: &mut [HostPlan]) -> Result<(), PassphraseError> {
+/// Unlocks what the plans' targets need (asking on the terminal): the run's [`Session`].
+pub(crate) async fn unlock(plans: &mut [HostPlan]) -> Result<Session, PassphraseError> {
     let unlocked = unlock_for(plans.iter().map(|plan| &plan.target)).await?;
-    unlocked.give_all(plans);
-    Ok(())
+    Ok(unlocked.give_all(plans))
 }
 
-/// Unlocks what `target` needs and gives it the keys.
-pub(crate) async fn unlock_target(target: &mut Target) -> Result<(), PassphraseError> {
+/// Unlocks what `target` needs: the run's [`Session`].
+pub(crate) async fn unlock_target(target: &mut Target) -> Result<Session, PassphraseError> {
     let unlocked = unlock_for(std::iter::once(&*target)).await?;
     unlocked.give(target);
-    Ok(())
+    Ok(unlocked.session())
 }
 
 /// Finds the encrypted identity files these targets (and their jump hosts) need, asks for their

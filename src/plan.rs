@@ -20,11 +20,19 @@ use crate::ui::{out, watched};
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
-    crate::passphrase::unlock(&mut hosts).await?;
+    let mut session = crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
-        crate::sudo::ask(&mut hosts).await?;
+        crate::sudo::ask(&hosts, &mut session).await?;
     }
-    let changes = make(cli, &fleet, hosts, args.parallel, &args.eval, args.copy).await?;
+    let changes = make(
+        cli,
+        &fleet,
+        (hosts, &session),
+        args.parallel,
+        &args.eval,
+        args.copy,
+    )
+    .await?;
     if args.json {
         out(&format!("{:#}\n", to_json(&changes)));
     } else {
@@ -37,16 +45,17 @@ pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     })
 }
 
-/// Builds and reads `hosts` (their keys already unlocked), with progress on stderr.
+/// Builds and reads `hosts` (with the run's unlocked credentials), with progress on stderr.
 pub async fn make(
     cli: &Cli,
     fleet: &Fleet,
-    hosts: Vec<HostPlan>,
+    (hosts, session): (Vec<HostPlan>, &hbdeploy_ssh::Session),
     parallel_flag: Option<u16>,
     eval: &crate::cli::EvalArgs,
     copy: bool,
 ) -> Result<Vec<HostChanges>, AppError> {
     let request = PlanRequest {
+        session: session.clone(),
         flake: fleet.flake.to_string(),
         parallel: parallel(fleet, parallel_flag),
         hosts,

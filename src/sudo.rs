@@ -1,14 +1,15 @@
 //! `--ask-sudo-password`: the one sudo password of a run, asked once on the terminal before any
-//! host is contacted, and handed to every host whose login is not root.
+//! host is contacted, and kept in the run's `Session`, which every connection shares.
 
 use hbdeploy_pipeline::HostPlan;
+use hbdeploy_ssh::Session;
 
 use crate::error::AppError;
 use crate::secret::{Typed, interactive, read_hidden};
 
-/// `--ask-sudo-password`: asks once, on the terminal, and hands the password to every host
+/// `--ask-sudo-password`: asks once, on the terminal, and puts the password in `session`, for every host
 /// whose login is not root. Refuses, before contacting any host, when there is no terminal.
-pub(crate) async fn ask(hosts: &mut [HostPlan]) -> Result<(), AppError> {
+pub(crate) async fn ask(hosts: &[HostPlan], session: &mut Session) -> Result<(), AppError> {
     let users: std::collections::BTreeSet<&str> = hosts
         .iter()
         .map(|h| h.target.user.as_str())
@@ -45,11 +46,6 @@ pub(crate) async fn ask(hosts: &mut [HostPlan]) -> Result<(), AppError> {
             "interrupted at the sudo password prompt; nothing was changed".to_owned(),
         ));
     };
-    let password = hbdeploy_ssh::Password::new(&typed);
-    for host in hosts {
-        if let Some(escalation) = host.target.escalation.as_mut() {
-            escalation.password = Some(password.clone());
-        }
-    }
+    session.sudo_password = Some(hbdeploy_ssh::Password::new(&typed));
     Ok(())
 }

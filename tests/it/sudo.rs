@@ -242,7 +242,6 @@ fn connect_as_deploy(
         port: hbdeploy_lab::SSH_PORT,
         user: "deploy".to_owned(),
         identity_file: Some(lab.identity_file().to_path_buf()),
-        identities: hbdeploy_ssh::Identities::default(),
         known_hosts: lab.known_hosts().to_path_buf(),
         pinned_keys: Vec::new(),
         accept_new: false,
@@ -250,13 +249,16 @@ fn connect_as_deploy(
         jump: None,
         escalation: Some(hbdeploy_ssh::Escalation {
             command: vec!["sudo".to_owned()],
-            password: Some(hbdeploy_ssh::Password::new(password)),
         }),
         keepalive: None,
         compress: false,
     };
+    let session = hbdeploy_ssh::Session {
+        sudo_password: Some(hbdeploy_ssh::Password::new(password)),
+        ..hbdeploy_ssh::Session::default()
+    };
     runtime
-        .block_on(hbdeploy_ssh::Connection::connect(&target))
+        .block_on(hbdeploy_ssh::Connection::connect(&target, &session))
         .expect("connects as deploy")
 }
 

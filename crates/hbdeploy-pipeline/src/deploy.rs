@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::build::{Built, PrepareOptions, Preparing, prepare};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
-use crate::port::{Host, Transport};
+use crate::port::{Host, Ssh, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::state::{HostState, read_state};
@@ -56,7 +56,12 @@ pub async fn deploy(
     let receivers = std::sync::Mutex::new(receivers);
     let run = Arc::new(Run {
         request: request.clone(),
-        transport: Arc::new(SshCopy { nix: nix.clone() }),
+        transport: Arc::new(SshCopy {
+            nix: nix.clone(),
+            ssh: Ssh {
+                session: request.session.clone(),
+            },
+        }),
         gate: Gate::new(count, &waves),
         host_permits: Arc::new(Semaphore::new(request.parallel.get())),
         copy_permits: Arc::new(Semaphore::new(request.parallel_copy.get())),

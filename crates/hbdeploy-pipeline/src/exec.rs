@@ -17,6 +17,8 @@ use crate::fanout::each_host;
 /// A command for several hosts.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
+    /// The run's credentials, for every connection.
+    pub session: hbdeploy_ssh::Session,
     /// The selected hosts.
     pub hosts: Vec<HostPlan>,
     /// Hosts running the command at once.
@@ -83,9 +85,10 @@ pub async fn exec(request: &ExecRequest, lines: UnboundedSender<ExecLine>) -> Ve
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
         let lines = lines.clone();
         let command = command.clone();
+        let session = request.session.clone();
         async move {
             let start = Instant::now();
-            let outcome = run_on(&plan, &command, &lines).await;
+            let outcome = run_on(&plan, &command, &lines, &session).await;
             ExecResult {
                 host: plan.name,
                 outcome,
@@ -110,8 +113,9 @@ async fn run_on(
     plan: &HostPlan,
     command: &str,
     lines: &UnboundedSender<ExecLine>,
+    session: &hbdeploy_ssh::Session,
 ) -> Result<Exit, ExecError> {
-    let conn = Connection::connect(&plan.target)
+    let conn = Connection::connect(&plan.target, session)
         .await
         .map_err(ExecError::Connect)?;
     let output = crate::remote::user_command(&conn, command, |line| {

@@ -59,7 +59,6 @@ pub(crate) mod tests {
                 port: 22,
                 user: "root".to_owned(),
                 identity_file: None,
-                identities: hbdeploy_ssh::Identities::default(),
                 known_hosts: "/dev/null".into(),
                 pinned_keys: Vec::new(),
                 accept_new: false,

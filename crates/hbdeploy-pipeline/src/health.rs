@@ -85,17 +85,21 @@ pub struct HostChecks {
 pub async fn check_hosts(
     hosts: Vec<crate::HostPlan>,
     parallel: std::num::NonZeroUsize,
+    session: &hbdeploy_ssh::Session,
 ) -> Vec<HostChecks> {
-    let results = crate::fanout::each_host(hosts, parallel, |plan| async move {
-        let conn = Connection::connect(&plan.target)
-            .await
-            .map_err(crate::HostError::Connect)?;
-        let mut results = Vec::new();
-        for check in &plan.health {
-            results.push((check.to_string(), run_check(&conn, check).await));
+    let results = crate::fanout::each_host(hosts, parallel, |plan| {
+        let session = session.clone();
+        async move {
+            let conn = Connection::connect(&plan.target, &session)
+                .await
+                .map_err(crate::HostError::Connect)?;
+            let mut results = Vec::new();
+            for check in &plan.health {
+                results.push((check.to_string(), run_check(&conn, check).await));
+            }
+            conn.close().await;
+            Ok(results)
         }
-        conn.close().await;
-        Ok(results)
     })
     .await;
     results

@@ -216,6 +216,8 @@ impl CancelHandle {
 /// A whole deployment.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {
+    /// The run's credentials, for every connection.
+    pub session: hbdeploy_ssh::Session,
     /// The flake reference, as nix takes it.
     pub flake: String,
     /// The selected hosts (each once).

@@ -25,6 +25,8 @@ use crate::{HostError, HostPlan, PipelineError, remote};
 /// A plan of several hosts.
 #[derive(Debug, Clone)]
 pub struct PlanRequest {
+    /// The run's credentials, for every connection.
+    pub session: hbdeploy_ssh::Session,
     /// The flake reference, as nix takes it.
     pub flake: String,
     /// The selected hosts.
@@ -146,8 +148,10 @@ pub async fn plan(
         let nix = nix.clone();
         let events = events.clone();
         let copy = copy.clone();
+        let session = request.session.clone();
         async move {
-            let mut changes = plan_host(&plan, path, &nix, copy.as_ref(), &events).await;
+            let mut changes =
+                plan_host(&plan, path, (&nix, &session), copy.as_ref(), &events).await;
             changes.duration = start.elapsed();
             finished(&events, &changes);
             changes
@@ -196,7 +200,7 @@ struct Copying {
 async fn plan_host(
     plan: &HostPlan,
     path: StorePath,
-    nix: &Nix,
+    (nix, session): (&Nix, &hbdeploy_ssh::Session),
     copy: Option<&Copying>,
     events: &EventSender,
 ) -> HostChanges {
@@ -205,7 +209,7 @@ async fn plan_host(
         ..HostChanges::new(&plan.name, Stage::Connect)
     };
     events.stage(&plan.name, Stage::Connect);
-    let conn = match Connection::connect(&plan.target).await {
+    let conn = match Connection::connect(&plan.target, session).await {
         Ok(conn) => conn,
         Err(error) => {
             changes.outcome = PlanOutcome::Failed(HostError::Connect(error));

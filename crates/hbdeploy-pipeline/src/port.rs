@@ -12,7 +12,7 @@ use std::future::Future;
 use std::path::Path;
 
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::{CommandOutput, Connection, Held, OutputLine, SshError, Target};
+use hbdeploy_ssh::{CommandOutput, Connection, Held, OutputLine, Session, SshError, Target};
 
 use crate::event::EventSender;
 use crate::report::CopyStats;
@@ -139,9 +139,12 @@ impl Host for Connection {
     }
 }
 
-/// SSH sessions: a [`Connection`] each.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Ssh;
+/// SSH sessions: a [`Connection`] each, made with the run's credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Ssh {
+    /// The run's credentials, shared by every connection.
+    pub session: Session,
+}
 
 impl Dial for Ssh {
     type Host = Connection;
@@ -150,6 +153,6 @@ impl Dial for Ssh {
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<Connection, SshError>> + Send {
-        Connection::connect(target)
+        Connection::connect(target, &self.session)
     }
 }

@@ -34,6 +34,8 @@ pub enum RollbackTarget {
 /// A rollback of several hosts.
 #[derive(Debug, Clone)]
 pub struct RollbackRequest {
+    /// The run's credentials, for every connection.
+    pub session: hbdeploy_ssh::Session,
     /// The selected hosts.
     pub hosts: Vec<HostPlan>,
     /// Where to go.
@@ -51,7 +53,8 @@ pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report 
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
         let events = events.clone();
         let target = request.target.clone();
-        async move { roll_back_host(plan, target, goal, events, start).await }
+        let session = request.session.clone();
+        async move { roll_back_host(plan, (target, session), goal, events, start).await }
     })
     .await;
     let hosts = results
@@ -77,14 +80,14 @@ pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report 
 
 async fn roll_back_host(
     plan: HostPlan,
-    target: RollbackTarget,
+    (target, session): (RollbackTarget, hbdeploy_ssh::Session),
     goal: Goal,
     events: EventSender,
     start: Instant,
 ) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
-    let result = match Connection::connect(&plan.target).await {
+    let result = match Connection::connect(&plan.target, &session).await {
         Ok(conn) => {
             let result = match safe::lock(&conn, &safe::holder_description("rollback")).await {
                 Ok(lock) => {

@@ -114,8 +114,14 @@ pub(crate) fn parse_state(text: &str) -> HostState {
 }
 
 /// Connects to the host and reads its state; nothing is changed.
-pub async fn host_state(plan: &crate::HostPlan) -> Result<HostState, HostError> {
-    host_state_via(&Ssh, plan).await
+pub async fn host_state(
+    plan: &crate::HostPlan,
+    session: &hbdeploy_ssh::Session,
+) -> Result<HostState, HostError> {
+    let ssh = Ssh {
+        session: session.clone(),
+    };
+    host_state_via(&ssh, plan).await
 }
 
 /// [`host_state`] over `transport`.

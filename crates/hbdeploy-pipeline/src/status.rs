@@ -14,6 +14,8 @@ use crate::{HostError, HostPlan, PipelineError};
 /// A status query.
 #[derive(Debug, Clone)]
 pub struct StatusRequest {
+    /// The run's credentials, for every connection.
+    pub session: hbdeploy_ssh::Session,
     /// The flake reference.
     pub flake: String,
     /// The selected hosts.
@@ -69,9 +71,10 @@ pub async fn status(
 ) -> Result<Vec<HostStatus>, PipelineError> {
     let read = each_host(request.hosts.clone(), request.parallel, |plan| {
         let events = events.clone();
+        let session = request.session.clone();
         async move {
             events.stage(&plan.name, Stage::Connect);
-            host_state(&plan).await
+            host_state(&plan, &session).await
         }
     });
     let built = async {

@@ -132,6 +132,8 @@ pub(crate) async fn nix_copy(
 pub struct SshCopy {
     /// The workstation's nix.
     pub nix: Nix,
+    /// How connections are made.
+    pub ssh: Ssh,
 }
 
 impl Dial for SshCopy {
@@ -141,7 +143,7 @@ impl Dial for SshCopy {
         &self,
         target: &Target,
     ) -> impl Future<Output = Result<Connection, SshError>> + Send {
-        Ssh.connect(target)
+        self.ssh.connect(target)
     }
 }
 

@@ -20,9 +20,10 @@ use crate::{Client, KeyFile, SshError, Target};
 pub(crate) async fn authenticate(
     handle: &mut Handle<Client>,
     target: &Target,
+    identities: &crate::Identities,
 ) -> Result<(), SshError> {
     match &target.identity_file {
-        Some(path) => with_file(handle, target, path).await,
+        Some(path) => with_file(handle, target, identities, path).await,
         None => {
             let agent = authenticate_with_agent(handle, target).await;
             if agent.is_ok() {
@@ -33,7 +34,7 @@ pub(crate) async fn authenticate(
                 let Some(path) = home.as_ref().map(|h| h.join(".ssh").join(name)) else {
                     break;
                 };
-                if path.exists() && with_file(handle, target, &path).await.is_ok() {
+                if path.exists() && with_file(handle, target, identities, &path).await.is_ok() {
                     return Ok(());
                 }
             }
@@ -47,9 +48,10 @@ pub(crate) async fn authenticate(
 async fn with_file(
     handle: &mut Handle<Client>,
     target: &Target,
+    identities: &crate::Identities,
     path: &std::path::Path,
 ) -> Result<(), SshError> {
-    let key = match target.identities.key(path) {
+    let key = match identities.key(path) {
         Some(key) => key,
         None => match russh::keys::decode_secret_key(&read_identity(path)?, None) {
             Ok(key) => Arc::new(key),

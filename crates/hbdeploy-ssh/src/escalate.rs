@@ -33,15 +33,12 @@ pub struct Escalation {
     /// hbdeploy adds `-n` (or `-S -p ""` with a password) right after it, and `--` before the
     /// shell; any other program is used exactly as given and must read a password from stdin.
     pub command: Vec<String>,
-    /// The password, written with a newline to the command's stdin before anything else.
-    pub password: Option<Password>,
 }
 
 impl std::fmt::Debug for Escalation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Escalation")
             .field("command", &self.command)
-            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .finish()
     }
 }
@@ -87,10 +84,10 @@ pub fn shell_line<S: AsRef<str>>(argv: &[S]) -> String {
 }
 
 impl Escalation {
-    /// The command line that runs `command` (a shell command line) as root, reading the
-    /// password from stdin when there is one.
+    /// The command line that runs `command` (a shell command line) as root, without asking for
+    /// a password.
     pub fn wrap(&self, command: &str) -> String {
-        self.wrap_with(command, self.password.is_some())
+        self.wrap_with(command, false)
     }
 
     /// The command line that runs `command` as root; with `password`, `sudo` reads it from stdin.
@@ -126,15 +123,15 @@ impl Escalation {
                 .is_some_and(|name| name == "sudo")
         })
     }
+}
 
+impl Password {
     /// The password and its newline, as written to the command's stdin; zeroed once written.
-    fn stdin(&self) -> Option<Zeroizing<Vec<u8>>> {
-        self.password.as_ref().map(|p| {
-            let mut bytes = Zeroizing::new(Vec::with_capacity(p.0.len() + 1));
-            bytes.extend_from_slice(p.0.as_bytes());
-            bytes.push(b'\n');
-            bytes
-        })
+    fn stdin(&self) -> Zeroizing<Vec<u8>> {
+        let mut bytes = Zeroizing::new(Vec::with_capacity(self.0.len() + 1));
+        bytes.extend_from_slice(self.0.as_bytes());
+        bytes.push(b'\n');
+        bytes
     }
 }
 
@@ -211,7 +208,7 @@ impl Connection {
     /// Whether this connection's escalation wants the password: only `sudo` with a password is
     /// asked, once per connection (`sudo -n true`); any other program is taken to want it.
     async fn needs(&self, escalation: &Escalation) -> Result<Needs, SshError> {
-        if escalation.password.is_none() {
+        if self.session.sudo_password.is_none() {
             return Ok(Needs::Nothing);
         }
         if !escalation.is_sudo() {
@@ -244,7 +241,11 @@ impl Connection {
         let needs = self.needs(escalation).await?;
         let wrapped = escalation.wrap_with(command, needs == Needs::Password);
         let channel = self.start(&wrapped).await?;
-        if let Some(stdin) = escalation.stdin().filter(|_| needs == Needs::Password) {
+        let password = self.session.sudo_password.as_ref();
+        if let Some(stdin) = password
+            .map(Password::stdin)
+            .filter(|_| needs == Needs::Password)
+        {
             channel
                 .data(stdin.as_slice())
                 .await
@@ -262,10 +263,9 @@ impl Connection {
 mod tests {
     use super::*;
 
-    fn sudo(password: bool) -> Escalation {
+    fn sudo() -> Escalation {
         Escalation {
             command: vec!["sudo".to_owned()],
-            password: password.then(|| Password::new("pw")),
         }
     }
 
@@ -285,18 +285,19 @@ mod tests {
     #[test]
     fn sudo_is_non_interactive_without_a_password_and_reads_stdin_with_one() {
         assert_eq!(
-            sudo(false).wrap("echo 'hi'"),
+            sudo().wrap("echo 'hi'"),
             r"sudo -n -- sh -c 'echo '\''hi'\'''"
         );
-        assert_eq!(sudo(true).wrap("id -u"), "sudo -S -p '' -- sh -c 'id -u'");
+        assert_eq!(
+            sudo().wrap_with("id -u", true),
+            "sudo -S -p '' -- sh -c 'id -u'"
+        );
         let doas = Escalation {
             command: vec!["doas".to_owned(), "-u".to_owned(), "root".to_owned()],
-            password: None,
         };
         assert_eq!(doas.wrap("id"), "doas -u root sh -c id");
         let custom = Escalation {
             command: vec!["/run/wrappers/bin/sudo".to_owned(), "-H".to_owned()],
-            password: None,
         };
         assert_eq!(
             custom.wrap("id"),
@@ -305,30 +306,34 @@ mod tests {
     }
 
     #[test]
-    fn every_clone_of_a_password_is_the_one_zeroizing_copy() {
+    fn every_clone_of_a_session_shares_the_one_zeroizing_password() {
         let password = Password::new("pw");
-        let escalation = Escalation {
-            command: vec!["sudo".to_owned()],
-            password: Some(password.clone()),
+        let session = crate::Session {
+            sudo_password: Some(password.clone()),
+            ..crate::Session::default()
         };
-        let cloned = escalation.clone();
-        let Some(shared) = cloned.password.as_ref() else {
+        let cloned = session.clone();
+        let Some(shared) = cloned.sudo_password.as_ref() else {
             panic!("the clone lost its password");
         };
         assert!(std::sync::Arc::ptr_eq(&password.0, &shared.0));
         assert_eq!(std::sync::Arc::strong_count(&password.0), 3);
-        drop((escalation, cloned));
+        drop((session, cloned));
         assert_eq!(std::sync::Arc::strong_count(&password.0), 1);
     }
 
     #[test]
     fn the_password_stays_out_of_debug_output_and_command_lines() {
-        let shown = format!("{:?}", sudo(true));
+        let session = crate::Session {
+            sudo_password: Some(Password::new("pw")),
+            ..crate::Session::default()
+        };
+        let shown = format!("{session:?}");
         assert!(!shown.contains("pw"), "{shown}");
-        assert!(!sudo(true).wrap("true").contains("pw"));
-        assert_eq!(
-            sudo(true).stdin().as_deref().map(Vec::as_slice),
-            Some(&b"pw\n"[..])
-        );
+        assert!(!sudo().wrap_with("true", true).contains("pw"));
+        let Some(password) = &session.sudo_password else {
+            panic!("no password");
+        };
+        assert_eq!(password.stdin().as_slice(), b"pw\n");
     }
 }

@@ -21,6 +21,7 @@ mod identity;
 mod known_hosts;
 pub mod relay;
 mod scan;
+mod session;
 mod verdict;
 
 use std::path::PathBuf;
@@ -40,6 +41,7 @@ pub use known_hosts::host_pattern;
 pub use known_hosts::{KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, read_known_hosts};
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
+pub use session::Session;
 pub use verdict::{HostKeyVerdict, key_text};
 
 /// Where and how to reach one host.
@@ -53,9 +55,6 @@ pub struct Target {
     pub user: String,
     /// Private key to authenticate with; `None` means ssh-agent (`SSH_AUTH_SOCK`).
     pub identity_file: Option<PathBuf>,
-    /// Identity files decrypted for this run, shared by all its targets: an encrypted
-    /// `identity_file` is used through its key here.
-    pub identities: Identities,
     /// The known_hosts file the host key is checked against.
     pub known_hosts: PathBuf,
     /// Host keys pinned in fleet.toml (`TYPE BASE64`), trusted besides the known_hosts file.
@@ -99,6 +98,8 @@ impl Target {
 pub struct Connection {
     handle: client::Handle<Client>,
     target: Target,
+    /// The run's credentials.
+    session: Session,
     /// The jump host's connection, kept open for as long as this one.
     _jump: Option<Box<Connection>>,
     /// Whether the escalation command wants the password here (`escalate.rs`).
@@ -163,10 +164,11 @@ fn config(target: &Target) -> client::Config {
 }
 
 impl Connection {
-    /// Connects, checks the host key and authenticates, all within `target.connect_timeout`.
-    pub async fn connect(target: &Target) -> Result<Connection, SshError> {
+    /// Connects, checks the host key and authenticates (with `session`'s credentials), all
+    /// within `target.connect_timeout`.
+    pub async fn connect(target: &Target, session: &Session) -> Result<Connection, SshError> {
         let limit = target.connect_timeout;
-        match tokio::time::timeout(limit, Self::connect_unbounded(target)).await {
+        match tokio::time::timeout(limit, Self::connect_unbounded(target, session)).await {
             Ok(result) => result,
             Err(_) => Err(SshError::Timeout {
                 target: target.display(),
@@ -175,7 +177,7 @@ impl Connection {
         }
     }
 
-    async fn connect_unbounded(target: &Target) -> Result<Connection, SshError> {
+    async fn connect_unbounded(target: &Target, session: &Session) -> Result<Connection, SshError> {
         let config = Arc::new(config(target));
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
@@ -193,7 +195,7 @@ impl Connection {
                 (client::connect_stream(config, socket, handler).await, None)
             }
             Some(jump) => {
-                let via = Box::pin(Connection::connect_unbounded(jump)).await?;
+                let via = Box::pin(Connection::connect_unbounded(jump, session)).await?;
                 let channel = via
                     .handle
                     .channel_open_direct_tcpip(
@@ -234,10 +236,11 @@ impl Connection {
         let mut connection = Connection {
             handle,
             target: target.clone(),
+            session: session.clone(),
             _jump: jump,
             escalation_probe: escalate::Probe::default(),
         };
-        auth::authenticate(&mut connection.handle, target).await?;
+        auth::authenticate(&mut connection.handle, target, &session.identities).await?;
         Ok(connection)
     }
 
@@ -265,7 +268,6 @@ mod tests {
             port: 22,
             user: "root".to_owned(),
             identity_file: None,
-            identities: Identities::default(),
             known_hosts: PathBuf::from("/dev/null"),
             pinned_keys: Vec::new(),
             accept_new: false,

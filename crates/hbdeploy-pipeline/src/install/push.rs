@@ -87,9 +87,10 @@ pub async fn connect(
     target: &Target,
     force: bool,
     events: &InstallEvents,
+    session: &hbdeploy_ssh::Session,
 ) -> Result<Installer, InstallError> {
     events.step(InstallStep::Connect);
-    let conn = Connection::connect(target)
+    let conn = Connection::connect(target, session)
         .await
         .map_err(|err| InstallError::Connect(Box::new(err)))?;
     match check(&conn, &plan, force, events).await {
