@@ -91,6 +91,7 @@ pub async fn deploy(
                     goal: request.goal,
                     reactivate: request.reactivate,
                     auto_rollback: request.auto_rollback,
+                    reboot: request.reboot,
                     nix: nix.clone(),
                     events: events.clone(),
                     cancel: cancel.clone(),
@@ -253,6 +254,7 @@ struct HostJob {
     goal: Goal,
     reactivate: bool,
     auto_rollback: bool,
+    reboot: bool,
     nix: Nix,
     events: EventSender,
     cancel: Cancel,
@@ -367,7 +369,14 @@ impl HostJob {
         } else {
             (None, None)
         };
-        let result = self.on_host(&conn, state, report).await;
+        let mut result = self.on_host(&conn, state, report).await;
+        // `apply --reboot` (reboot.rs): reboot the deployed host under the lock and check it.
+        if self.reboot && matches!(result, Ok(Ok(()))) && self.check_cancel().is_ok() {
+            result =
+                crate::reboot::after_apply(&conn, &self.plan, &self.path, &self.events, report)
+                    .await
+                    .map(Ok);
+        }
         if let Some(lock) = lock {
             lock.release().await;
         }
