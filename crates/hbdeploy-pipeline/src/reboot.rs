@@ -114,6 +114,10 @@ async fn reboot_and_check(
     events.stage(name, Stage::Reboot);
     let began = Instant::now();
     let started = remote::start_reboot(conn).await?;
+    // `apply` knows what the host ran before the deployment; `reboot` what it ran before now.
+    if report.old_path.is_none() {
+        report.old_path = started.current.clone();
+    }
     let expected = match expected.cloned().or(started.profile) {
         Some(expected) => expected,
         None => {
@@ -204,7 +208,6 @@ async fn check(
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
-    report.old_path = booted.current.clone();
     if !booted.restores.is_empty() {
         return Err(restored_at_boot(&booted));
     }

@@ -16,6 +16,8 @@ pub(crate) struct RebootStarted {
     pub boot_id: String,
     /// The system its profile pointed at: what its boot loader's default entry boots.
     pub profile: Option<StorePath>,
+    /// The system it ran.
+    pub current: Option<StorePath>,
 }
 
 /// What a host that answered after a reboot runs.
@@ -62,11 +64,13 @@ pub(crate) async fn start_reboot(conn: &Connection) -> Result<RebootStarted, Hos
 fn parse_started(text: &str) -> Option<RebootStarted> {
     let mut boot_id = None;
     let mut profile = None;
+    let mut current = None;
     let mut started = false;
     for line in text.lines() {
         match line.split_once(' ') {
             Some(("boot-id", id)) if !id.trim().is_empty() => boot_id = Some(id.trim().to_owned()),
             Some(("profile", p)) => profile = path(p),
+            Some(("current", p)) => current = path(p),
             _ if line == "started" => started = true,
             _ => {}
         }
@@ -75,6 +79,7 @@ fn parse_started(text: &str) -> Option<RebootStarted> {
     Some(RebootStarted {
         boot_id: boot_id?,
         profile,
+        current,
     })
 }
 
@@ -123,12 +128,15 @@ mod tests {
 
     #[test]
     fn a_started_reboot_gives_its_boot_id_and_profile() {
-        let started = parse_started(&format!("boot-id 1234\nprofile {SYS}\nstarted\n"));
+        let started = parse_started(&format!(
+            "boot-id 1234\nprofile {SYS}\ncurrent {SYS}\nstarted\n"
+        ));
         assert_eq!(
             started,
             Some(RebootStarted {
                 boot_id: "1234".to_owned(),
                 profile: path(SYS),
+                current: path(SYS),
             })
         );
         assert_eq!(
