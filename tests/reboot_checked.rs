@@ -235,18 +235,54 @@ fn a_reboot_that_the_boot_time_restore_undoes_is_reported_as_rolled_back_by_the_
     assert_eq!(running(&lab, "r"), before);
 }
 
+/// Runs hbdeploy in a fresh directory holding `fleet` as `fleet.toml` (as tests/cli.rs does);
+/// returns the exit code and both streams, as one text for a snapshot.
+fn answer(test: &str, fleet: &str, args: &[&str]) -> String {
+    let dir = std::env::temp_dir()
+        .join("hbdeploy-reboot-tests")
+        .join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("fleet.toml"), fleet).expect("write fleet.toml");
+    let output = std::process::Command::new(support::HBDEPLOY)
+        .args(args)
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .env_remove("HBDEPLOY_FLEET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hbdeploy runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+const FLEET: &str =
+    "[fleet]\nflake = \"./nixos\"\n\n[hosts.server]\naddress = \"server.home.arpa\"\n";
+
 #[test]
 fn reboot_with_a_goal_that_does_not_set_the_boot_default_is_refused() {
-    let lab = Lab::start(&["t"]).expect("lab starts");
-    lab.write_fleet(&[], "").expect("fleet");
-    let run = hbdeploy(&lab, &["apply", "--all", "--goal", "test", "--reboot"]);
-    assert_eq!(run.code, 2, "{}", run.both());
-    assert!(
-        run.stderr.contains(
-            "--reboot needs a goal that makes the new system the boot default, not --goal test"
-        ),
-        "{}",
-        run.both()
+    insta::assert_snapshot!(answer(
+        "goal-test",
+        FLEET,
+        &["apply", "--all", "--goal", "test", "--reboot"]
+    ));
+}
+
+#[test]
+fn a_reboot_timeout_out_of_range_is_located() {
+    let fleet = FLEET.replace(
+        "server.home.arpa\"\n",
+        "server.home.arpa\"\nreboot-timeout = 0\n",
     );
-    assert!(host(&lab, "t").activations().expect("read").is_empty());
+    insta::assert_snapshot!(answer("timeout-zero", &fleet, &["reboot", "--all"]));
+    insta::assert_snapshot!(answer(
+        "timeout-flag",
+        FLEET,
+        &["reboot", "--all", "--reboot-timeout", "0"]
+    ));
 }
