@@ -29,8 +29,6 @@ pub(crate) struct Booted {
     pub booted: Option<StorePath>,
     /// `/run/current-system`.
     pub current: Option<StorePath>,
-    /// The system the profile points at.
-    pub profile: Option<StorePath>,
     /// What the boot-time restore did in this boot: `restored TOKEN N PATH` or
     /// `failed TOKEN N PATH`, one per deployment.
     pub restores: Vec<String>,
@@ -112,7 +110,6 @@ fn parse_booted(text: &str) -> Booted {
             Some(("boot-id", id)) => booted.boot_id = id.trim().to_owned(),
             Some(("booted", p)) => booted.booted = path(p),
             Some(("current", p)) => booted.current = path(p),
-            Some(("profile", p)) => booted.profile = path(p),
             Some(("boot-restore", what)) => booted.restores.push(what.trim().to_owned()),
             _ => {}
         }
@@ -163,7 +160,7 @@ mod tests {
         ));
         assert_eq!(booted.boot_id, "99");
         assert_eq!(booted.booted, path(SYS));
-        assert_eq!(booted.profile, None);
+        assert_eq!(booted.current, path(SYS));
         assert_eq!(booted.restores, [format!("restored ab12 3 {SYS}")]);
     }
 }
