@@ -10,7 +10,7 @@
 mod support;
 
 use hbdeploy_lab::{Activation, BootFault, Lab};
-use support::lab::{deployed_once, kill_mid_activation, running, spec};
+use support::lab::{Watched, deployed_once, kill_mid_activation, running, signal, spec};
 use support::{hbdeploy, host, row, system_path};
 
 /// A health check that passes until the host reboots: `/run` starts empty in every boot.
@@ -188,6 +188,32 @@ fn a_host_key_changed_by_the_reboot_is_refused_not_waited_for() {
     // Not even --accept-new-like leniency: the known_hosts file still holds only the old key.
     let known = std::fs::read_to_string(lab.known_hosts()).expect("known_hosts");
     assert_eq!(known.lines().count(), 1, "{known}");
+}
+
+#[test]
+fn the_first_ctrl_c_ends_the_wait_for_a_host_that_does_not_come_back() {
+    let mut lab = deployed_once(Lab::start_systemd(&["w"]).expect("systemd lab starts"));
+    host(&lab, "w")
+        .set_boot_fault(BootFault::NoSshd)
+        .expect("fault");
+    lab.set_system("w", spec(2, Activation::Succeed))
+        .expect("flake");
+    // The default reboot-timeout, 600 s: only the interrupt ends the wait early.
+    let apply = Watched::spawn(&lab, &["apply", "--all", "--goal", "boot", "--reboot"]);
+    apply.wait_for_line(
+        "[w] rebooting; waiting up to 600s",
+        std::time::Duration::from_secs(300),
+    );
+    signal("INT", apply.pid());
+    let run = apply.finish();
+    assert_eq!(run.code, 130, "{}", run.both());
+    assert_eq!(row(&run, "w")[1], "interrupted", "{}", run.both());
+    assert!(
+        run.stdout
+            .contains("w: interrupted while waiting for the host to come back from its reboot"),
+        "{}",
+        run.both()
+    );
 }
 
 /// The script the NixOS module runs at boot.

@@ -372,8 +372,9 @@ impl HostJob {
         let mut result = self.on_host(&conn, state, report).await;
         // `apply --reboot` (reboot.rs): reboot the deployed host under the lock and check it.
         if self.reboot && matches!(result, Ok(Ok(()))) && self.check_cancel().is_ok() {
+            let (path, cancel) = (&self.path, &self.cancel);
             result =
-                crate::reboot::after_apply(&conn, &self.plan, &self.path, &self.events, report)
+                crate::reboot::after_apply(&conn, &self.plan, (path, cancel), &self.events, report)
                     .await
                     .map(Ok);
         }

@@ -307,6 +307,11 @@ pub enum HostError {
     /// revoked, or not known); the host was not trusted, nothing was checked.
     #[error("after the reboot the host's key was refused; it was not trusted and not checked")]
     RebootHostKey(#[source] SshError),
+    /// A reboot: the run was interrupted (Ctrl-C) while it waited for the host to come back.
+    #[error(
+        "interrupted while waiting for the host to come back from its reboot; what it booted was not checked"
+    )]
+    RebootInterrupted,
     /// A reboot: the boot-time restore of hbdeploy's NixOS module found a deployment that was
     /// never confirmed and put the generation before it back, by itself, in the new boot.
     #[error(
@@ -445,6 +450,7 @@ impl HostError {
             | HostError::BootedOldSystem { .. }
             | HostError::RebootHostKey(_)
             | HostError::RestoredAtBoot { .. }
+            | HostError::RebootInterrupted
             | HostError::TaskLost => Vec::new(),
             HostError::RebootHealth { failure, .. } => failure.output.clone(),
         }
@@ -476,6 +482,9 @@ impl hbdeploy_files::Hint for HostError {
                  apply --goal boot HOST --reboot again"
                     .to_owned(),
             ),
+            HostError::RebootInterrupted => {
+                Some("check it once it is back: hbdeploy status HOST".to_owned())
+            }
             HostError::RestoredAtBoot { .. } => Some(
                 "see the boot-time restore's log: journalctl -b -u hbdeploy-boot-restore; then \
                  hbdeploy status HOST"
@@ -556,6 +565,7 @@ impl HostError {
             HostError::BootedOldSystem { .. } => OutcomeKind::BootedOldSystem,
             HostError::DidNotComeBack { .. } => OutcomeKind::DidNotComeBack,
             HostError::RebootHealth { .. } => OutcomeKind::HealthFailed,
+            HostError::RebootInterrupted => OutcomeKind::Interrupted,
             _ => OutcomeKind::Failed,
         }
     }

@@ -18,7 +18,7 @@ use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
 use crate::remote::{self, Booted};
 use crate::report::{HostReport, Outcome, Report};
-use crate::{HostError, HostPlan, health, safe};
+use crate::{Cancel, HostError, HostPlan, health, safe};
 
 /// Pause between attempts to reach a rebooting host.
 const POLL: Duration = Duration::from_secs(1);
@@ -68,7 +68,8 @@ async fn reboot_host(plan: HostPlan, events: EventSender, start: Instant) -> Hos
         Ok(conn) => {
             let result = match safe::lock(&conn, &safe::holder_description("reboot")).await {
                 Ok(lock) => {
-                    let result = reboot_and_check(&conn, &plan, None, &events, &mut report).await;
+                    let result =
+                        reboot_and_check(&conn, &plan, (None, None), &events, &mut report).await;
                     lock.release().await;
                     result
                 }
@@ -88,24 +89,25 @@ async fn reboot_host(plan: HostPlan, events: EventSender, start: Instant) -> Hos
 }
 
 /// `apply --reboot`: after `path` was deployed to the host of `plan` on `conn` (under the
-/// deployment's lock), reboots it and checks that it booted `path`.
+/// deployment's lock), reboots it and checks that it booted `path`. The first Ctrl-C (`cancel`)
+/// ends the wait for the host.
 pub(crate) async fn after_apply(
     conn: &Connection,
     plan: &HostPlan,
-    path: &StorePath,
+    (path, cancel): (&StorePath, &Cancel),
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
-    reboot_and_check(conn, plan, Some(path), events, report).await
+    reboot_and_check(conn, plan, (Some(path), Some(cancel)), events, report).await
 }
 
 /// Reboots the host on `conn` (whose lock the caller holds: it dies with the old boot), waits
 /// for it to come back and checks it. `expected` is the system it must boot; `None` for what
-/// the profile points at now.
+/// the profile points at now. `cancel`, where given, ends the wait.
 async fn reboot_and_check(
     conn: &Connection,
     plan: &HostPlan,
-    expected: Option<&StorePath>,
+    (expected, cancel): (Option<&StorePath>, Option<&Cancel>),
     events: &EventSender,
     report: &mut HostReport,
 ) -> Result<(), HostError> {
@@ -137,7 +139,14 @@ async fn reboot_and_check(
         ),
     );
     let deadline = began + plan.safety.reboot_timeout;
-    let (conn, booted) = come_back(plan, &started.boot_id, deadline).await?;
+    let waited = come_back(plan, &started.boot_id, deadline);
+    let (conn, booted) = match cancel {
+        Some(cancel) => tokio::select! {
+            result = waited => result?,
+            () = cancel.cancelled() => return Err(HostError::RebootInterrupted),
+        },
+        None => waited.await?,
+    };
     report.timings.push((Stage::Reboot, began.elapsed()));
     events.note(name, format!("back after {}s", began.elapsed().as_secs()));
     let checked = check(&conn, plan, &expected, booted, events, report).await;
