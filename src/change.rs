@@ -24,6 +24,7 @@ use crate::{passphrase, summary};
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
+    crate::reboot::check_goal(args)?;
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask {
@@ -57,6 +58,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         if args.build_on_target {
             host.transfer.build_on_target = true;
         }
+        if let Some(secs) = args.reboot_timeout {
+            host.safety.reboot_timeout = Duration::from_secs(secs);
+        }
     }
     let canary = canaries(&fleet, &hosts, &args.canary)?;
     let (handle, cancel) = Cancel::new();
@@ -77,6 +81,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         batch: args.batch.and_then(|n| NonZeroUsize::new(n.into())),
         cancel,
         eval: crate::hosts::eval_limits(&fleet, &args.eval),
+        reboot: args.reboot,
     };
     let nix = nix().await?;
     let begun = begin(&fleet, started, &request.hosts).await;
@@ -217,7 +222,7 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
 /// The run's record as it begins, written to the ledger at once with every host `unfinished`:
 /// a run killed before it ends (which may have changed hosts) still leaves a record saying so.
 /// [`conclude`] writes the final one over it.
-async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
+pub(crate) async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
     let record = Record {
         id: crate::ledger::new_id(started),
         time: time::iso(started),
@@ -250,7 +255,7 @@ async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
 
 /// Records the run in the ledger, prints the result table (or JSON) and picks the exit code.
 /// A ledger that cannot be written is a warning: the hosts were changed all the same.
-async fn conclude(
+pub(crate) async fn conclude(
     fleet: &Fleet,
     begun: Record,
     command: &str,

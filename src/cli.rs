@@ -62,6 +62,9 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show the deployment history recorded by apply and rollback.
     History(HistoryArgs),
+    /// Reboot hosts and check that each comes back, with the same host key, into the system its
+    /// profile points at, and passes its health checks.
+    Reboot(RebootArgs),
     /// Print a shell completion script for bash, zsh or fish.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one per subcommand into a directory.
@@ -227,6 +230,16 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub no_auto_rollback: bool,
 
+    /// After a host's deployment succeeded, reboot it and check that it booted the new system
+    /// (with --goal boot or switch).
+    #[arg(long)]
+    pub reboot: bool,
+
+    /// With --reboot: seconds to wait for a host to answer from its new boot (default:
+    /// `reboot-timeout` in fleet.toml, 600).
+    #[arg(long, value_name = "SECONDS", requires = "reboot", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reboot_timeout: Option<u64>,
+
     /// Deploy these hosts (names or @tags) first, and the others only if they all succeed.
     #[arg(long, value_name = "HOST|@TAG")]
     pub canary: Vec<String>,
@@ -273,6 +286,32 @@ pub struct ApplyArgs {
     /// Evaluation limits.
     #[command(flatten)]
     pub eval: EvalArgs,
+}
+
+/// Options of `reboot`.
+#[derive(Debug, Args)]
+pub struct RebootArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Seconds to wait for a host to answer from its new boot (default: `reboot-timeout` in
+    /// fleet.toml, 600).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub reboot_timeout: Option<u64>,
+
+    /// Hosts rebooted at once (default: `parallel` in fleet.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
+
+    /// Ask once, on the terminal, for the password `sudo` wants on hosts whose login user is not
+    /// root; it is passed to sudo on stdin, never on a command line.
+    #[arg(long)]
+    pub ask_sudo_password: bool,
+
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Options of `plan`.

@@ -22,6 +22,7 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
             magic_rollback: host.safety.magic_rollback,
             confirm_timeout: host.safety.confirm_timeout,
             activation_timeout: host.safety.activation_timeout,
+            reboot_timeout: host.safety.reboot_timeout,
         },
         wave: host.wave,
         health: host.health.clone(),

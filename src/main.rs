@@ -21,6 +21,7 @@ mod passphrase;
 mod plan;
 mod preflight;
 mod provenance;
+mod reboot;
 mod secret;
 mod shutdown;
 mod sudo;
@@ -123,6 +124,7 @@ async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
         Command::Plan(args) => plan::plan(cli, args).await,
         Command::Exec(args) => exec::exec(cli, args).await,
         Command::History(args) => history::history(cli, args),
+        Command::Reboot(args) => reboot::reboot(cli, args).await,
         Command::Completions(args) => Ok(completions::completions(args)),
         Command::Man(args) => completions::man(args),
     }

@@ -110,6 +110,9 @@ fn result(kind: OutcomeKind) -> String {
         OutcomeKind::RolledBack | OutcomeKind::RollbackPending => {
             (Style::new().yellow().bold(), kind.as_str())
         }
+        OutcomeKind::BootedOldSystem | OutcomeKind::DidNotComeBack | OutcomeKind::HealthFailed => {
+            (Style::new().red().bold(), kind.as_str())
+        }
     };
     style.apply_to(word).to_string()
 }

@@ -229,6 +229,7 @@ fn stage_status(stage: Stage) -> String {
         Stage::Copy => "copying…",
         Stage::Activate => "activating…",
         Stage::Check => "checking health…",
+        Stage::Reboot => "rebooting…",
     }
     .to_owned()
 }

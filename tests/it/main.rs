@@ -48,6 +48,7 @@ mod passphrase;
 mod plan;
 mod probe;
 mod reboot;
+mod reboot_checked;
 mod remote_scripts;
 mod rollback;
 mod safe_activation;

@@ -303,7 +303,7 @@ mod tests {
         check(
             &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
             "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
-             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, keepalive-interval, keepalive-count, privilege-escalation, magic-rollback, confirm-timeout, activation-timeout, wave, health, \
+             address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, keepalive-interval, keepalive-count, privilege-escalation, magic-rollback, confirm-timeout, activation-timeout, reboot-timeout, wave, health, \
              substitute, compress, trusted, fast-connection, build-on, host-key, proxy-jump",
         );
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use crate::error::InventoryError;
 use crate::reader::Table;
 use crate::schema::{
-    DEFAULT_ACTIVATION_TIMEOUT_SECS, DEFAULT_CONFIRM_TIMEOUT_SECS, MAX_ACTIVATION_TIMEOUT_SECS,
-    MAX_CONFIRM_TIMEOUT_SECS,
+    DEFAULT_ACTIVATION_TIMEOUT_SECS, DEFAULT_CONFIRM_TIMEOUT_SECS, DEFAULT_REBOOT_TIMEOUT_SECS,
+    MAX_ACTIVATION_TIMEOUT_SECS, MAX_CONFIRM_TIMEOUT_SECS, MAX_REBOOT_TIMEOUT_SECS,
 };
 
 /// How a host is protected while it switches, fully resolved.
@@ -22,6 +22,9 @@ pub struct Safety {
     /// How long an activation may run before it is stopped and the previous generation
     /// restored.
     pub activation_timeout: Duration,
+    /// How long a checked reboot (`hbdeploy reboot`, `apply --reboot`) waits for the host to
+    /// answer SSH from its new boot.
+    pub reboot_timeout: Duration,
 }
 
 impl Default for Safety {
@@ -30,6 +33,7 @@ impl Default for Safety {
             magic_rollback: true,
             confirm_timeout: Duration::from_secs(DEFAULT_CONFIRM_TIMEOUT_SECS),
             activation_timeout: Duration::from_secs(DEFAULT_ACTIVATION_TIMEOUT_SECS),
+            reboot_timeout: Duration::from_secs(DEFAULT_REBOOT_TIMEOUT_SECS),
         }
     }
 }
@@ -40,11 +44,12 @@ pub(crate) struct SafetyOverrides {
     magic_rollback: Option<bool>,
     confirm_timeout: Option<Duration>,
     activation_timeout: Option<Duration>,
+    reboot_timeout: Option<Duration>,
 }
 
 impl SafetyOverrides {
-    /// Reads `magic-rollback`, `confirm-timeout` and `activation-timeout` of `table` (`[fleet]`
-    /// or a host table).
+    /// Reads `magic-rollback`, `confirm-timeout`, `activation-timeout` and `reboot-timeout` of
+    /// `table` (`[fleet]` or a host table).
     pub(crate) fn read(table: &Table<'_>) -> Result<Self, InventoryError> {
         Ok(SafetyOverrides {
             magic_rollback: table.boolean("magic-rollback")?,
@@ -53,6 +58,9 @@ impl SafetyOverrides {
                 .map(Duration::from_secs),
             activation_timeout: table
                 .integer::<u64>("activation-timeout", 1, MAX_ACTIVATION_TIMEOUT_SECS)?
+                .map(Duration::from_secs),
+            reboot_timeout: table
+                .integer::<u64>("reboot-timeout", 1, MAX_REBOOT_TIMEOUT_SECS)?
                 .map(Duration::from_secs),
         })
     }
@@ -73,6 +81,10 @@ impl SafetyOverrides {
                 .activation_timeout
                 .or(fleet.activation_timeout)
                 .unwrap_or(default.activation_timeout),
+            reboot_timeout: self
+                .reboot_timeout
+                .or(fleet.reboot_timeout)
+                .unwrap_or(default.reboot_timeout),
         }
     }
 }
@@ -88,9 +100,10 @@ mod tests {
     fn host_overrides_fleet_overrides_defaults() {
         let fleet = parse(
             "[fleet]\nflake = \".\"\nconfirm-timeout = 12\nactivation-timeout = 600\n\
+             reboot-timeout = 900\n\
              [hosts.a]\naddress = \"a\"\n\
              [hosts.b]\naddress = \"b\"\nmagic-rollback = false\nconfirm-timeout = 5\n\
-             activation-timeout = 7\nwave = 2\n",
+             activation-timeout = 7\nwave = 2\nreboot-timeout = 60\n",
         )
         .expect("valid");
         let a = fleet.host("a").expect("a");
@@ -100,6 +113,7 @@ mod tests {
                 magic_rollback: true,
                 confirm_timeout: Duration::from_secs(12),
                 activation_timeout: Duration::from_secs(600),
+                reboot_timeout: Duration::from_secs(900),
             }
         );
         assert_eq!(a.wave, 0);
@@ -107,6 +121,7 @@ mod tests {
         assert!(!b.safety.magic_rollback);
         assert_eq!(b.safety.confirm_timeout, Duration::from_secs(5));
         assert_eq!(b.safety.activation_timeout, Duration::from_secs(7));
+        assert_eq!(b.safety.reboot_timeout, Duration::from_secs(60));
         let default = parse("[fleet]\nflake = \".\"\n[hosts.c]\naddress = \"c\"\n").expect("valid");
         assert_eq!(
             default.host("c").expect("c").safety.activation_timeout,
@@ -132,5 +147,9 @@ mod tests {
         .expect_err("more than a day");
         assert!(err.contains("fleet.toml:5:22"), "{err}");
         assert!(err.contains("between 1 and 86400"), "{err}");
+        let err = parse("[fleet]\nflake = \".\"\nreboot-timeout = 0\n[hosts.a]\naddress = \"a\"\n")
+            .expect_err("zero");
+        assert!(err.contains("fleet.toml:3:18"), "{err}");
+        assert!(err.contains("reboot-timeout"), "{err}");
     }
 }

@@ -14,6 +14,7 @@ pub(crate) const FLEET_KEYS: &[&str] = &[
     "magic-rollback",
     "confirm-timeout",
     "activation-timeout",
+    "reboot-timeout",
     "builders",
     "signing-key",
     "parallel-copy",
@@ -53,6 +54,7 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "magic-rollback",
     "confirm-timeout",
     "activation-timeout",
+    "reboot-timeout",
     "wave",
     "health",
     "substitute",
@@ -102,6 +104,11 @@ pub const MAX_CONFIRM_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_ACTIVATION_TIMEOUT_SECS: u64 = 300;
 /// The largest `activation-timeout` accepted, a day.
 pub const MAX_ACTIVATION_TIMEOUT_SECS: u64 = 86_400;
+/// Seconds a checked reboot waits for the host to answer from its new boot when
+/// `reboot-timeout` is not set: servers spend minutes in their firmware before the boot loader.
+pub const DEFAULT_REBOOT_TIMEOUT_SECS: u64 = 600;
+/// The largest `reboot-timeout` accepted, a day.
+pub const MAX_REBOOT_TIMEOUT_SECS: u64 = 86_400;
 /// The largest `wave` accepted.
 pub const MAX_WAVE: u64 = 1000;
 /// The largest `parallel` accepted: more is a typo, and would exhaust file descriptors.
@@ -131,6 +138,7 @@ pub(crate) fn example(key: &str) -> &'static str {
         "magic-rollback" => "magic-rollback = true",
         "confirm-timeout" => "confirm-timeout = 30",
         "activation-timeout" => "activation-timeout = 300",
+        "reboot-timeout" => "reboot-timeout = 600",
         "wave" => "wave = 1",
         "builders" => "builders = \"ssh://builder x86_64-linux\"",
         "signing-key" => "signing-key = \"~/.config/nix/deploy-key.sec\"",
@@ -172,6 +180,9 @@ pub(crate) fn range_advice(key: &str) -> &'static str {
         "confirm-timeout" => "`confirm-timeout` is a number of seconds; the default is 30",
         "activation-timeout" => {
             "`activation-timeout` is a number of seconds, at most a day; the default is 300"
+        }
+        "reboot-timeout" => {
+            "`reboot-timeout` is a number of seconds, at most a day; the default is 600"
         }
         "timeout" => "`timeout` is a number of seconds for one attempt; the default is 30",
         "retries" => "`retries` is how many times a failed check is tried again; the default is 3",

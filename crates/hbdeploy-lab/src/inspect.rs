@@ -88,6 +88,32 @@ impl LabHost {
         .map(|_| ())
     }
 
+    /// Makes `fault` happen at every later boot of this host, until [`LabHost::clear_boot_faults`];
+    /// for systemd hosts only (a namespace host does not really boot).
+    pub fn set_boot_fault(&self, fault: crate::BootFault) -> Result<(), LabError> {
+        if self.kind != HostKind::Systemd {
+            return Err(LabError::Startup {
+                host: self.name.clone(),
+                detail: "boot faults need a systemd host (Lab::start_systemd)".to_owned(),
+            });
+        }
+        crate::systemd::faults::set(self, fault)
+    }
+
+    /// Boots this (systemd) host normally again from its next boot on.
+    pub fn clear_boot_faults(&self) -> Result<(), LabError> {
+        crate::systemd::faults::clear(self)
+    }
+
+    /// The id of the boot the host is in (`/proc/sys/kernel/random/boot_id`; a namespace host
+    /// shares the machine's).
+    pub fn boot_id(&self) -> Result<String, LabError> {
+        Ok(self
+            .sh("cat /proc/sys/kernel/random/boot_id")?
+            .trim()
+            .to_owned())
+    }
+
     /// How many SSH logins this host's sshd accepted.
     pub fn accepted_logins(&self) -> usize {
         std::fs::read_to_string(self.dir.join("state/sshd.log"))

@@ -39,6 +39,7 @@ pub use flake::{Activation, Buildability, Disko, Evaluation, HOST_STATE, SystemS
 pub use host::{HostKind, LabHost};
 pub use installer::Medium;
 pub use run::{Run, finish, hbdeploy};
+pub use systemd::faults::BootFault;
 pub use terminal::hbdeploy_on_a_terminal;
 
 /// The port every lab sshd listens on (each on its own address).

@@ -284,6 +284,7 @@ impl Run {
             reactivate: self.request.reactivate,
             auto_rollback: self.request.auto_rollback,
             transport: Arc::clone(&self.transport),
+            reboot: self.request.reboot,
             events: self.events.clone(),
             cancel: self.request.cancel.clone(),
             start: self.start,
@@ -307,6 +308,8 @@ struct HostJob<T: Transport> {
     reactivate: bool,
     auto_rollback: bool,
     transport: Arc<T>,
+    /// `apply --reboot`: reboot the host once deployed, and check what it booted.
+    reboot: bool,
     events: EventSender,
     cancel: Cancel,
     start: Instant,
@@ -423,7 +426,17 @@ impl<T: Transport> HostJob<T> {
         } else {
             (None, None)
         };
-        let result = self.on_host(&conn, state, report).await;
+        let mut result = self.on_host(&conn, state, report).await;
+        // `apply --reboot` (reboot.rs): reboot the deployed host under the lock and check it.
+        if self.reboot && matches!(result, Ok(Step::Done)) && !self.interrupted() {
+            let (path, cancel) = (&self.path, &self.cancel);
+            let dial = &*self.transport;
+            let events = &self.events;
+            result =
+                crate::reboot::after_apply(dial, &conn, &self.plan, (path, cancel), events, report)
+                    .await
+                    .map(|()| Step::Done);
+        }
         if let Some(lock) = lock {
             lock.release().await;
         }

@@ -270,6 +270,60 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// A reboot (`reboot`, `apply --reboot`): the host did not answer SSH from a new boot
+    /// within `reboot-timeout`.
+    #[error(
+        "the host did not come back within {secs}s (reboot-timeout) of being told to reboot ({last}); it may still be booting, or be stuck in its firmware, boot loader or boot"
+    )]
+    DidNotComeBack {
+        /// The limit, in seconds.
+        secs: u64,
+        /// What the last attempt to reach it found.
+        last: String,
+    },
+    /// A reboot: the host came back, but booted another system than the one expected.
+    #[error(
+        "the host rebooted, but booted {} instead of {expected}; it runs the old system",
+        booted.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "no NixOS system (no /run/booted-system)".to_owned())
+    )]
+    BootedOldSystem {
+        /// The system that should have been booted.
+        expected: StorePath,
+        /// `/run/booted-system` after the reboot.
+        booted: Option<StorePath>,
+    },
+    /// A reboot: the host came back into the expected system, but a health check failed.
+    #[error(
+        "the host rebooted into {booted}, but health check {} failed after {} attempt{} ({})",
+        failure.check, failure.attempts, if failure.attempts == 1 { "" } else { "s" }, failure.detail
+    )]
+    RebootHealth {
+        /// The booted system.
+        booted: StorePath,
+        /// Which check, and what it said.
+        failure: crate::CheckFailure,
+    },
+    /// A reboot: after it, the host answered with a host key the connection refused (changed,
+    /// revoked, or not known); the host was not trusted, nothing was checked.
+    #[error("after the reboot the host's key was refused; it was not trusted and not checked")]
+    RebootHostKey(#[source] SshError),
+    /// A reboot: the run was interrupted (Ctrl-C) while it waited for the host to come back.
+    #[error(
+        "interrupted while waiting for the host to come back from its reboot; what it booted was not checked"
+    )]
+    RebootInterrupted,
+    /// A reboot: the boot-time restore of hbdeploy's NixOS module found a deployment that was
+    /// never confirmed and put the generation before it back, by itself, in the new boot.
+    #[error(
+        "the host rebooted and restored an earlier generation by itself: a deployment was never confirmed before the reboot, so hbdeploy's boot-time restore {}",
+        what.join("; ")
+    )]
+    RestoredAtBoot {
+        /// What the boot-time restore did, one entry per deployment.
+        what: Vec<String>,
+        /// Whether every restore it tried succeeded.
+        restored: bool,
+    },
 }
 
 fn list(numbers: &[u32]) -> String {
@@ -392,7 +446,13 @@ impl HostError {
             | HostError::Unchecked { .. }
             | HostError::NoAnswer { .. }
             | HostError::Relay(_)
+            | HostError::DidNotComeBack { .. }
+            | HostError::BootedOldSystem { .. }
+            | HostError::RebootHostKey(_)
+            | HostError::RestoredAtBoot { .. }
+            | HostError::RebootInterrupted
             | HostError::TaskLost => Vec::new(),
+            HostError::RebootHealth { failure, .. } => failure.output.clone(),
         }
     }
 }
@@ -404,6 +464,32 @@ impl hbdeploy_files::Hint for HostError {
             HostError::Connect(err)
             | HostError::Channel { source: err, .. }
             | HostError::Privilege(err) => err.hint(),
+            HostError::RebootHostKey(_) => Some(
+                "a host's key should survive a reboot: find out why it changed (a reinstalled \
+                 machine, keys on a disk that is not persistent, another machine on its \
+                 address) before trusting the new key"
+                    .to_owned(),
+            ),
+            HostError::DidNotComeBack { .. } => Some(
+                "look at the host's console; a slow machine needs a longer reboot-timeout \
+                 (fleet.toml or --reboot-timeout)"
+                    .to_owned(),
+            ),
+            HostError::BootedOldSystem { .. } => Some(
+                "the boot loader's default entry is not the system profile's generation, or \
+                 booting it failed and an older entry was booted: check the boot loader's \
+                 entries and the previous boot's journal (journalctl -b -1), then hbdeploy \
+                 apply --goal boot HOST --reboot again"
+                    .to_owned(),
+            ),
+            HostError::RebootInterrupted => {
+                Some("check it once it is back: hbdeploy status HOST".to_owned())
+            }
+            HostError::RestoredAtBoot { .. } => Some(
+                "see the boot-time restore's log: journalctl -b -u hbdeploy-boot-restore; then \
+                 hbdeploy status HOST"
+                    .to_owned(),
+            ),
             HostError::Copy(err) if err.tail().iter().any(|l| is_signature_refusal(l)) => Some(
                 "the host's nix accepts unsigned paths only from a user it trusts: add the \
                      login user to the host's trusted-users (NixOS: nix.settings.trusted-users) \
@@ -475,6 +561,11 @@ impl HostError {
                 ..
             } => OutcomeKind::RolledBack,
             HostError::RollbackPending { .. } => OutcomeKind::RollbackPending,
+            HostError::RestoredAtBoot { restored: true, .. } => OutcomeKind::RolledBack,
+            HostError::BootedOldSystem { .. } => OutcomeKind::BootedOldSystem,
+            HostError::DidNotComeBack { .. } => OutcomeKind::DidNotComeBack,
+            HostError::RebootHealth { .. } => OutcomeKind::HealthFailed,
+            HostError::RebootInterrupted => OutcomeKind::Interrupted,
             _ => OutcomeKind::Failed,
         }
     }

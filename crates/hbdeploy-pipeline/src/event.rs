@@ -26,6 +26,8 @@ pub enum Stage {
     Activate,
     /// Running the host's health checks.
     Check,
+    /// Rebooting it and waiting for it to come back (`reboot`, `apply --reboot`).
+    Reboot,
 }
 
 impl Stage {
@@ -38,6 +40,7 @@ impl Stage {
             Stage::Copy => "copy",
             Stage::Activate => "activate",
             Stage::Check => "check",
+            Stage::Reboot => "reboot",
         }
     }
 }

@@ -22,6 +22,7 @@ mod health;
 pub mod install;
 mod plan;
 pub mod port;
+mod reboot;
 mod remote;
 mod report;
 mod rollback;
@@ -42,6 +43,7 @@ pub use hbdeploy_files::time;
 pub use hbdeploy_nix::EvalLimits;
 pub use health::{Check, CheckFailure, CheckProbe, HostChecks, check_hosts, run_check, run_checks};
 pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, PlanRequest, plan};
+pub use reboot::{RebootRequest, reboot};
 pub use report::{CopyStats, HostReport, Outcome, OutcomeKind, Report, UnknownOutcome};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
 pub use state::{Generation, HostState, host_state};
@@ -165,6 +167,9 @@ pub struct HostSafety {
     /// How long an activation may run before it is stopped and the previous generation
     /// restored (by the watchdog where one is armed, else by the deployer).
     pub activation_timeout: std::time::Duration,
+    /// How long a reboot (`reboot`, `apply --reboot`) may take until the host answers SSH from
+    /// its new boot.
+    pub reboot_timeout: std::time::Duration,
 }
 
 impl Default for HostSafety {
@@ -173,6 +178,7 @@ impl Default for HostSafety {
             magic_rollback: true,
             confirm_timeout: std::time::Duration::from_secs(30),
             activation_timeout: std::time::Duration::from_secs(300),
+            reboot_timeout: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -246,6 +252,9 @@ pub struct DeployRequest {
     pub parallel_activate: NonZeroUsize,
     /// How much evaluation runs at once.
     pub eval: hbdeploy_nix::EvalLimits,
+    /// `--reboot`: after a host's successful `boot` (or `switch`) deployment, reboot it and
+    /// check that it booted the new system ([`reboot`]).
+    pub reboot: bool,
 }
 
 #[cfg(test)]

@@ -57,11 +57,19 @@ pub enum OutcomeKind {
     /// `unfinished`: in a ledger record only, a host whose run was killed before it recorded
     /// the result.
     Unfinished,
+    /// `booted-old-system`: rebooted (`reboot`, `apply --reboot`), but `/run/booted-system` is
+    /// not the system expected.
+    BootedOldSystem,
+    /// `did-not-come-back`: rebooted, and not answering SSH from a new boot within
+    /// `reboot-timeout`.
+    DidNotComeBack,
+    /// `health-failed`: rebooted into the expected system, but a health check failed.
+    HealthFailed,
 }
 
 impl OutcomeKind {
     /// Every outcome, in the order above.
-    pub const ALL: [OutcomeKind; 8] = [
+    pub const ALL: [OutcomeKind; 11] = [
         OutcomeKind::Succeeded,
         OutcomeKind::Unchanged,
         OutcomeKind::Failed,
@@ -70,6 +78,9 @@ impl OutcomeKind {
         OutcomeKind::Skipped,
         OutcomeKind::Interrupted,
         OutcomeKind::Unfinished,
+        OutcomeKind::BootedOldSystem,
+        OutcomeKind::DidNotComeBack,
+        OutcomeKind::HealthFailed,
     ];
 
     /// The word, in JSON and the ledger.
@@ -83,6 +94,9 @@ impl OutcomeKind {
             OutcomeKind::Skipped => "skipped",
             OutcomeKind::Interrupted => "interrupted",
             OutcomeKind::Unfinished => "unfinished",
+            OutcomeKind::BootedOldSystem => "booted-old-system",
+            OutcomeKind::DidNotComeBack => "did-not-come-back",
+            OutcomeKind::HealthFailed => "health-failed",
         }
     }
 
@@ -91,11 +105,17 @@ impl OutcomeKind {
         matches!(self, OutcomeKind::Succeeded | OutcomeKind::Unchanged)
     }
 
-    /// Whether the host failed, saved or not (`failed`, `rolled-back`, `rollback-pending`).
+    /// Whether the host failed, saved or not (`failed`, `rolled-back`, `rollback-pending`, and
+    /// the failed reboots: `booted-old-system`, `did-not-come-back`, `health-failed`).
     pub fn failed(self) -> bool {
         matches!(
             self,
-            OutcomeKind::Failed | OutcomeKind::RolledBack | OutcomeKind::RollbackPending
+            OutcomeKind::Failed
+                | OutcomeKind::RolledBack
+                | OutcomeKind::RollbackPending
+                | OutcomeKind::BootedOldSystem
+                | OutcomeKind::DidNotComeBack
+                | OutcomeKind::HealthFailed
         )
     }
 }
@@ -115,7 +135,7 @@ impl From<OutcomeKind> for &'static str {
 /// A word that is not an outcome.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an outcome (one of succeeded, unchanged, failed, rolled-back, rollback-pending, skipped, interrupted, unfinished)"
+    "`{0}` is not an outcome (one of succeeded, unchanged, failed, rolled-back, rollback-pending, skipped, interrupted, unfinished, booted-old-system, did-not-come-back, health-failed)"
 )]
 pub struct UnknownOutcome(pub String);
 

@@ -12,12 +12,15 @@
 # the boot. This script, run once at boot, settles it as the watchdog would have: the profile
 # goes back to generation NUMBER, the unconfirmed generation is deleted and the previous system
 # is activated. A profile that points at neither (it moved since) is left alone. `test`
-# deployments need nothing: a reboot already left them.
+# deployments need nothing: a reboot already left them. Each restore it tried is noted in
+# /run/hbdeploy/boot-restored (`restored|failed TOKEN NUMBER PATH`, for this boot only), where a
+# checked reboot (`hbdeploy reboot`, `apply --reboot`) reads it to report what the host did.
 # Environment (for tests): HBDEPLOY_PENDING_DIR, HBDEPLOY_PROFILE.
 set -u
 pending=${HBDEPLOY_PENDING_DIR:-/nix/var/hbdeploy}
 profile=${HBDEPLOY_PROFILE:-/nix/var/nix/profiles/system}
 boot=$(cat /proc/sys/kernel/random/boot_id)
+noted=${HBDEPLOY_RESTORED:-/run/hbdeploy/boot-restored}
 # hbdeploy's deployment lock: no deployment starts on the host while this restores.
 mkdir -p /run/hbdeploy
 exec 9>>/run/hbdeploy/lock
@@ -53,6 +56,7 @@ for record in "$pending"/pending-*; do
     if ! nix-env -p "$profile" --switch-generation "$number" ||
       ! nix-env -p "$profile" --delete-generations "$n"; then
       echo "hbdeploy: moving the system profile back failed; the record stays for the next boot" >&2
+      echo "failed $token $number $path" >>"$noted"
       status=1
       continue
     fi
@@ -60,9 +64,11 @@ for record in "$pending"/pending-*; do
   if "$path/bin/switch-to-configuration" "$goal"; then
     rm -f "$record"
     echo "hbdeploy: restored generation $number"
+    echo "restored $token $number $path" >>"$noted"
   else
     echo "hbdeploy: switch-to-configuration $goal of generation $number failed" >&2
     rm -f "$record"
+    echo "failed $token $number $path" >>"$noted"
     status=1
   fi
 done

@@ -17,6 +17,7 @@
 //! cgroups removed.
 
 mod cgroup;
+pub(crate) mod faults;
 mod process;
 mod root;
 

@@ -45,6 +45,7 @@ fn safety(magic_rollback: bool) -> HostSafety {
         magic_rollback,
         confirm_timeout: Duration::from_secs(10),
         activation_timeout: Duration::from_secs(30),
+        ..HostSafety::default()
     }
 }
 
@@ -68,6 +69,7 @@ async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>
         goal: Goal::Switch,
         reactivate: false,
         auto_rollback: true,
+        reboot: false,
         transport: Arc::new(FakeTransport {
             world: Arc::clone(&world),
         }),

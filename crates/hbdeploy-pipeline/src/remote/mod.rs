@@ -6,6 +6,7 @@
 //! ([`reply`]). Everything that changes a host runs as a detached job ([`job`]) from script files
 //! written to the deployment's directory on the host, so systemd never expands a script's `$`.
 
+mod boot;
 mod job;
 pub(crate) mod reply;
 mod settled;
@@ -20,6 +21,7 @@ use crate::port::Host;
 use crate::event::EventSender;
 use crate::{HostError, Stage};
 
+pub(crate) use boot::{Booted, booted, start_reboot};
 pub(crate) use job::{Arm, Change, Deployment, JobKind, JobOutcome, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe, WatchdogReason};
@@ -53,11 +55,13 @@ pub(crate) enum Script {
     InstallProbe,
     NixosInstall,
     Prepare,
+    Reboot,
+    Booted,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 19] = [
+    pub(crate) const ALL: [Script; 21] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -77,6 +81,8 @@ impl Script {
         Script::InstallProbe,
         Script::NixosInstall,
         Script::Prepare,
+        Script::Reboot,
+        Script::Booted,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -101,6 +107,8 @@ impl Script {
             Script::InstallProbe => "install-probe.sh",
             Script::NixosInstall => "nixos-install.sh",
             Script::Prepare => "prepare.sh",
+            Script::Reboot => "reboot.sh",
+            Script::Booted => "booted.sh",
         }
     }
 
@@ -125,6 +133,8 @@ impl Script {
             Script::InstallProbe => include_str!("install-probe.sh"),
             Script::NixosInstall => include_str!("nixos-install.sh"),
             Script::Prepare => include_str!("prepare.sh"),
+            Script::Reboot => include_str!("reboot.sh"),
+            Script::Booted => include_str!("booted.sh"),
         }
     }
 
@@ -143,7 +153,8 @@ impl Script {
             | Script::Closure
             | Script::DryActivate
             | Script::InstallProbe
-            | Script::Prepare => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::Prepare
+            | Script::Reboot => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
             | Script::Launch
             | Script::Run
@@ -152,7 +163,8 @@ impl Script {
             | Script::Settle
             | Script::Realise
             | Script::Check
-            | Script::NixosInstall => None,
+            | Script::NixosInstall
+            | Script::Booted => None,
         }
     }
 
