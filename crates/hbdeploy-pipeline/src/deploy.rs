@@ -17,6 +17,7 @@ use crate::build::{Built, HostBuilt, PrepareOptions, prepare};
 use crate::event::{EventSender, Stage};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
+use crate::secrets::{self, SecretUpload};
 use crate::state::{HostState, read_state};
 use crate::transfer;
 use crate::waves::plan_waves;
@@ -389,6 +390,7 @@ impl HostJob {
         {
             report.outcome = Outcome::Unchanged;
             report.generation = state.profile_generation;
+            secrets::upload_unchanged(conn, &self.plan, self.goal, &self.events, report).await?;
             return Ok(Ok(()));
         }
         if let Err(stop) = self.check_cancel() {
@@ -413,6 +415,8 @@ impl HostJob {
         if let Err(stop) = self.check_cancel() {
             return Ok(Err(stop));
         }
+        let pre = (self.goal, SecretUpload::PreActivation);
+        secrets::upload(conn, &self.plan, pre, &self.events, report).await?;
         let permit = Arc::clone(&self.activate_permits)
             .acquire_owned()
             .await
@@ -421,7 +425,11 @@ impl HostJob {
         let activated = self.activate(conn, &state, report).await;
         drop(permit);
         report.timings.push((Stage::Activate, began.elapsed()));
-        activated.map(Ok)
+        activated?;
+        let post = (self.goal, SecretUpload::PostActivation);
+        secrets::upload(conn, &self.plan, post, &self.events, report)
+            .await
+            .map(Ok)
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

@@ -73,6 +73,7 @@ mod tests {
             health: Vec::new(),
             transfer: crate::HostTransfer::default(),
             system: None,
+            secrets: Vec::new(),
             wave: 0,
         }
     }

@@ -69,6 +69,7 @@ mod tests {
                 health: Vec::new(),
                 transfer: crate::HostTransfer::default(),
                 system: None,
+                secrets: Vec::new(),
                 wave: *wave,
             })
             .collect()

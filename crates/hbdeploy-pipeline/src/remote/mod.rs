@@ -8,6 +8,7 @@
 
 mod job;
 pub(crate) mod reply;
+pub(crate) mod secret;
 mod settled;
 
 use std::time::Duration;
@@ -51,11 +52,13 @@ pub(crate) enum Script {
     InstallProbe,
     NixosInstall,
     Prepare,
+    Secret,
+    SecretState,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 19] = [
+    pub(crate) const ALL: [Script; 21] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -75,6 +78,8 @@ impl Script {
         Script::InstallProbe,
         Script::NixosInstall,
         Script::Prepare,
+        Script::Secret,
+        Script::SecretState,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -99,6 +104,8 @@ impl Script {
             Script::InstallProbe => "install-probe.sh",
             Script::NixosInstall => "nixos-install.sh",
             Script::Prepare => "prepare.sh",
+            Script::Secret => "secret.sh",
+            Script::SecretState => "secret-state.sh",
         }
     }
 
@@ -123,6 +130,8 @@ impl Script {
             Script::InstallProbe => include_str!("install-probe.sh"),
             Script::NixosInstall => include_str!("nixos-install.sh"),
             Script::Prepare => include_str!("prepare.sh"),
+            Script::Secret => include_str!("secret.sh"),
+            Script::SecretState => include_str!("secret-state.sh"),
         }
     }
 
@@ -141,7 +150,9 @@ impl Script {
             | Script::Closure
             | Script::DryActivate
             | Script::InstallProbe
-            | Script::Prepare => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::Prepare
+            | Script::Secret
+            | Script::SecretState => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
             | Script::Launch
             | Script::Run
