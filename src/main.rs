@@ -22,6 +22,7 @@ mod plan;
 mod preflight;
 mod provenance;
 mod secret;
+mod secrets;
 mod shutdown;
 mod sudo;
 mod summary;
@@ -123,6 +124,7 @@ async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
         Command::Plan(args) => plan::plan(cli, args).await,
         Command::Exec(args) => exec::exec(cli, args).await,
         Command::History(args) => history::history(cli, args),
+        Command::Secrets(args) => secrets::secrets(cli, args).await,
         Command::Completions(args) => Ok(completions::completions(args)),
         Command::Man(args) => completions::man(args),
     }

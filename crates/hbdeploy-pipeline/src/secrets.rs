@@ -222,13 +222,14 @@ fn stderr_text(lines: &[String]) -> String {
 impl hbdeploy_files::Hint for SecretError {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            SecretError::File { name, source } => match source.hint() {
-                Some(hint) => hint,
-                None => format!("check `file` of the secret `{name}` in fleet.toml"),
-            },
+            SecretError::File { name, .. } => format!(
+                "check `file` of the secret `{name}` in fleet.toml: a regular file (or a symlink \
+                 to one) of at most 16 MiB; nothing was changed on any host"
+            ),
             SecretError::NotFound { name, .. } => format!(
                 "install the program, or fix `command` of the secret `{name}` in fleet.toml \
-                 (it is run without a shell, so give its path or put it on PATH)"
+                 (it is run without a shell, so give its path or put it on PATH); nothing was \
+                 changed on any host"
             ),
             SecretError::Spawn { name, .. } | SecretError::Failed { name, .. } => format!(
                 "run the command of the secret `{name}` yourself to see why it fails; nothing \
@@ -430,6 +431,12 @@ pub struct SecretChange {
     pub dest: String,
     /// The hash of the content that would be written.
     pub sha256: String,
+    /// The owner it would have.
+    pub owner: String,
+    /// The group it would have.
+    pub group: String,
+    /// The mode it would have.
+    pub mode: u32,
     /// What the host has there now.
     pub on_host: SecretOnHost,
     /// Whether uploading would change the file (content, owner, group or mode).
@@ -454,6 +461,9 @@ pub(crate) async fn compare(
             name: secret.name.clone(),
             dest: secret.dest.clone(),
             sha256: secret.content.sha256().to_owned(),
+            owner: secret.owner.clone(),
+            group: secret.group.clone(),
+            mode: secret.mode,
             changes: on_host.differs_from(secret),
             on_host,
         })
