@@ -1,5 +1,5 @@
-//! Secrets uploaded out of the store (issue 19, part 1), on lab hosts of both kinds reached as a
-//! user who is not root (`deploy`, passwordless sudo): content, owner and mode as fleet.toml
+//! Secrets uploaded out of the store (issue 19, part 1), on lab hosts of both kinds, the
+//! namespace host reached as a user who is not root (`deploy`, passwordless sudo): content, owner and mode as fleet.toml
 //! says; the file replaced atomically (a reader on the host only ever sees the whole old or the
 //! whole new content, with the right owner and mode); an unknown owner before activation
 //! (host not activated) and after it (reported failed); a missing file, a missing and a failing
@@ -52,9 +52,12 @@ fn lab(secrets: &str) -> Lab {
 }
 
 fn write_fleet(lab: &Lab, secrets: &str) {
+    // The systemd hosts' nix-daemon socket is root's only in the lab's Debian root, so a user
+    // who is not root cannot copy there: those hosts are reached as root.
     let text = lab
         .fleet_toml(&[], secrets)
-        .replace("user = \"root\"", "user = \"deploy\"");
+        .replace("user = \"root\"", "user = \"deploy\"")
+        .replace("[hosts.beta]\n", "[hosts.beta]\nuser = \"root\"\n");
     std::fs::write(lab.dir().join("fleet.toml"), text).expect("fleet written");
 }
 
