@@ -67,8 +67,9 @@ pub enum HostError {
         name: String,
         /// Its destination on the host.
         dest: String,
-        /// When it was being uploaded, which says where the host was left.
-        upload: crate::SecretUpload,
+        /// When `apply` was uploading it, which says where the host was left; `None` for
+        /// `secrets upload`.
+        upload: Option<crate::SecretUpload>,
         /// What went wrong.
         problem: crate::SecretProblem,
         /// The last lines of the writing script (never the content).
@@ -297,12 +298,13 @@ fn list(numbers: &[u32]) -> String {
         .join(", ")
 }
 
-fn secret_left(upload: crate::SecretUpload) -> &'static str {
+fn secret_left(upload: Option<crate::SecretUpload>) -> &'static str {
     match upload {
-        crate::SecretUpload::PreActivation => {
+        None => "the file at that path is as it was",
+        Some(crate::SecretUpload::PreActivation) => {
             "the host was not activated (the file at that path is as it was)"
         }
-        crate::SecretUpload::PostActivation => {
+        Some(crate::SecretUpload::PostActivation) => {
             "the new system is active, but this secret was not updated (the file at that path is \
              as it was)"
         }

@@ -351,7 +351,7 @@ pub(crate) async fn upload(
         conn
     };
     report.stage = Stage::Activate;
-    let result = write_all(conn, &secrets, &mut report.secrets).await;
+    let result = write_all(conn, &secrets, &mut report.secrets, true).await;
     let names: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
     if result.is_ok() {
         events.note(
@@ -377,11 +377,13 @@ pub(crate) async fn upload_unchanged(
     Ok(())
 }
 
-/// Writes `secrets` in order, recording each; stops at the first that fails.
+/// Writes `secrets` in order, recording each; stops at the first that fails. `apply` says
+/// whether this is a deployment's upload (whose failure says where the activation was left).
 async fn write_all(
     conn: &Connection,
     secrets: &[&Secret],
     records: &mut Vec<SecretRecord>,
+    apply: bool,
 ) -> Result<(), HostError> {
     for secret in secrets {
         let target = (
@@ -414,7 +416,7 @@ async fn write_all(
         return Err(HostError::Secret {
             name: secret.name.clone(),
             dest: secret.dest.clone(),
-            upload: secret.upload,
+            upload: apply.then_some(secret.upload),
             problem,
             tail,
         });
@@ -525,7 +527,7 @@ async fn upload_one(plan: &HostPlan, written: &mut Vec<SecretRecord>) -> Result<
         .await
         .map_err(HostError::Connect)?;
     let secrets: Vec<&Secret> = plan.secrets.iter().collect();
-    let result = write_all(&conn, &secrets, written).await;
+    let result = write_all(&conn, &secrets, written, false).await;
     conn.close().await;
     result
 }
