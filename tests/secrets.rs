@@ -464,3 +464,47 @@ fn a_secret_that_cannot_be_read_stops_the_run_before_any_host() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Through `sudo` that wants a password (typed at `--ask-sudo-password`): the password goes
+/// first on the root command's stdin and sudo reads only its line, so the file holds exactly the
+/// secret, and the password is in no output either.
+#[test]
+fn secrets_go_through_sudo_with_a_password_and_the_file_holds_only_the_secret() {
+    let dir = sources("sudo");
+    let key = marker("sudo");
+    std::fs::write(dir.join("k"), format!("{key}\nsecond line, no newline at the end")).unwrap();
+    let mut lab = Lab::start(&["gamma"]).expect("lab starts");
+    let password = marker("password");
+    lab.add_user(&LabUser {
+        name: "deploy".to_owned(),
+        sudo: Sudo::Password(password.clone()),
+        trusted: true,
+    })
+    .expect("user added");
+    let text = lab
+        .fleet_toml(
+            &[],
+            &format!(
+                "\n[secrets.k]\nfile = \"{}\"\nowner = \"deploy\"\nmode = \"0600\"\n",
+                dir.join("k").display()
+            ),
+        )
+        .replace("user = \"root\"", "user = \"deploy\"");
+    std::fs::write(lab.dir().join("fleet.toml"), text).unwrap();
+    let run = hbdeploy_lab::hbdeploy_on_a_terminal(
+        Path::new(support::HBDEPLOY),
+        Some(&lab.dir().join("fleet.toml")),
+        &["secrets", "upload", "--all", "--ask-sudo-password"],
+        "sudo password for deploy on the hosts: ",
+        &[password.as_str()],
+    )
+    .expect("runs on a terminal");
+    assert_eq!(run.code, 0, "{}", run.both());
+    let written = std::fs::read(dir.join("k")).unwrap();
+    let on_host = host(&lab, "gamma").sh("cat /run/keys/k").unwrap();
+    assert_eq!(on_host.as_bytes(), written.as_slice());
+    assert_eq!(stat(&lab, "gamma", "/run/keys/k"), "deploy root 600");
+    assert!(!run.stdout.contains(&key) && !run.stderr.contains(&key));
+    assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
+    let _ = std::fs::remove_dir_all(&dir);
+}
