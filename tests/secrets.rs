@@ -472,7 +472,11 @@ fn a_secret_that_cannot_be_read_stops_the_run_before_any_host() {
 fn secrets_go_through_sudo_with_a_password_and_the_file_holds_only_the_secret() {
     let dir = sources("sudo");
     let key = marker("sudo");
-    std::fs::write(dir.join("k"), format!("{key}\nsecond line, no newline at the end")).unwrap();
+    std::fs::write(
+        dir.join("k"),
+        format!("{key}\nsecond line, no newline at the end"),
+    )
+    .unwrap();
     let mut lab = Lab::start(&["gamma"]).expect("lab starts");
     let password = marker("password");
     lab.add_user(&LabUser {
