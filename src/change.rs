@@ -9,8 +9,8 @@ use std::time::Duration;
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
 use hbdeploy_pipeline::{
-    Cancel, DeployRequest, HostPlan, OutcomeKind, Report, RollbackRequest, RollbackTarget, deploy,
-    time,
+    Cancel, DeployRequest, Goal, HostPlan, OutcomeKind, Report, RollbackRequest, RollbackTarget,
+    deploy, time,
 };
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
@@ -26,6 +26,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     let started = time::now();
     crate::reboot::check_goal(args)?;
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    if matches!(args.goal, Goal::Switch | Goal::Boot | Goal::Test) {
+        crate::secrets::read(&fleet, &mut hosts).await?;
+    }
     let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask {
         // What was shown is what is deployed: each host's system as the plan built it, not
@@ -240,6 +243,7 @@ pub(crate) async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Re
                 new_path: None,
                 generation: None,
                 settled: Vec::new(),
+                secrets: Vec::new(),
                 error: Some(
                     "the run ended before it recorded this host's result (it was killed?): \
                      see hbdeploy status HOST"
@@ -303,6 +307,14 @@ fn host_record(host: &hbdeploy_pipeline::HostReport) -> HostRecord {
         new_path: host.new_path.as_ref().map(|p| p.to_string()),
         generation: host.generation,
         settled: host.settled.clone(),
+        secrets: host
+            .secrets
+            .iter()
+            .map(|s| crate::ledger::SecretEntry {
+                name: s.name.clone(),
+                sha256: s.sha256.clone(),
+            })
+            .collect(),
         error: match &host.outcome {
             hbdeploy_pipeline::Outcome::Failed(error) => Some(hbdeploy_files::chain(error)),
             _ => None,

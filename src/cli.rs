@@ -65,10 +65,48 @@ pub enum Command {
     /// Reboot hosts and check that each comes back, with the same host key, into the system its
     /// profile points at, and passes its health checks.
     Reboot(RebootArgs),
+    /// Upload the selected hosts' secrets (fleet.toml `secrets`) without deploying.
+    Secrets(SecretsArgs),
     /// Print a shell completion script for bash, zsh or fish.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one per subcommand into a directory.
     Man(ManArgs),
+}
+
+/// Options of `secrets`.
+#[derive(Debug, Args)]
+pub struct SecretsArgs {
+    /// What to do with the secrets.
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+/// The subcommands of `secrets`.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Write every secret of the selected hosts now (pre- and post-activation ones alike).
+    Upload(SecretsUploadArgs),
+}
+
+/// Options of `secrets upload`.
+#[derive(Debug, Args)]
+pub struct SecretsUploadArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Hosts written to at once (default: `parallel` in fleet.toml).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: Option<u16>,
+
+    /// Ask once, on the terminal, for the password `sudo` wants on hosts whose login user is not
+    /// root; it is passed to sudo on stdin, never on a command line.
+    #[arg(long)]
+    pub ask_sudo_password: bool,
+
+    /// Print the result as JSON on stdout instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--color` values.

@@ -50,6 +50,9 @@ pub(crate) enum AppError {
     /// A file named in fleet.toml is not a regular file, or is too large.
     #[error(transparent)]
     File(Refused),
+    /// A secret's content could not be read; no host was contacted.
+    #[error(transparent)]
+    Secret(hbdeploy_pipeline::SecretError),
 }
 
 impl Hint for AppError {
@@ -65,6 +68,7 @@ impl Hint for AppError {
             AppError::Passphrase(err) => err.hint(),
             AppError::Interrupted(_) => None,
             AppError::File(err) => err.hint(),
+            AppError::Secret(err) => err.hint(),
         }
     }
 }

@@ -34,6 +34,7 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
             trusted: host.transfer.trusted.unwrap_or(true),
         },
         system: None,
+        secrets: Vec::new(),
     }
 }
 

@@ -28,6 +28,10 @@ pub fn host(report: &HostReport) -> Value {
         "hint": hint,
         "output_tail": tail,
         "settled": report.settled,
+        "secrets": report.secrets.iter().map(|s| json!({
+            "name": s.name,
+            "sha256": s.sha256,
+        })).collect::<Vec<_>>(),
     })
 }
 

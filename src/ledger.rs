@@ -103,8 +103,20 @@ pub struct HostRecord {
     /// What settling found of earlier deployments on the host and did, before this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settled: Vec<String>,
+    /// The secrets written to it, by name and SHA-256 of the content (never the content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretEntry>,
     /// Why it failed, on one line.
     pub error: Option<String>,
+}
+
+/// A secret written to a host, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretEntry {
+    /// The secret's name in fleet.toml.
+    pub name: String,
+    /// SHA-256 of what was written, hex.
+    pub sha256: String,
 }
 
 /// One `apply` or `rollback`.

@@ -23,6 +23,7 @@ mod preflight;
 mod provenance;
 mod reboot;
 mod secret;
+mod secrets;
 mod shutdown;
 mod sudo;
 mod summary;
@@ -125,6 +126,7 @@ async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
         Command::Exec(args) => exec::exec(cli, args).await,
         Command::History(args) => history::history(cli, args),
         Command::Reboot(args) => reboot::reboot(cli, args).await,
+        Command::Secrets(args) => secrets::secrets(cli, args).await,
         Command::Completions(args) => Ok(completions::completions(args)),
         Command::Man(args) => completions::man(args),
     }

@@ -9,7 +9,9 @@ use hbdeploy_files::Hint;
 use hbdeploy_inventory::Fleet;
 use hbdeploy_nix::StorePath;
 use hbdeploy_pipeline::closure_diff::{ClosureDiff, Package};
-use hbdeploy_pipeline::{HostChanges, HostPlan, PlanOutcome, PlanRequest};
+use hbdeploy_pipeline::{
+    HostChanges, HostPlan, PlanOutcome, PlanRequest, SecretChange, SecretOnHost,
+};
 use serde_json::{Value, json};
 
 use crate::cli::{Cli, PlanArgs};
@@ -20,6 +22,7 @@ use crate::ui::{out, watched};
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    crate::secrets::read(&fleet, &mut hosts).await?;
     let mut session = crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&hosts, &mut session).await?;
@@ -158,17 +161,64 @@ fn changed_block(host: &HostChanges) -> String {
         short(host.old_path.as_ref()),
         short(host.new_path.as_ref())
     );
-    if host.old_path == host.new_path {
+    let system_there = host.old_path == host.new_path && host.profile_path == host.new_path;
+    if host.old_path == host.new_path && !system_there {
         text.push_str("  runs the new system already; its boot default would change\n");
     }
-    if let Some(diff) = &host.diff {
+    if system_there {
+        text.push_str("  runs the new system already; only secrets would change\n");
+    } else if let Some(diff) = &host.diff {
         text.push_str(&packages(diff, host.old_path.is_none()));
     }
+    text.push_str(&secrets(&host.secrets));
     if let Some(dry) = &host.dry_activate {
         text.push_str("  dry-activate:\n");
         for line in &dry.lines {
             text.push_str(&format!("    | {line}\n"));
         }
+    }
+    text
+}
+
+/// One line per secret: whether uploading it would change the host's file, by hash (never the
+/// content), owner, group and mode.
+fn secrets(secrets: &[SecretChange]) -> String {
+    let mut text = String::new();
+    for secret in secrets {
+        let new = crate::secrets::short_hash(&secret.sha256);
+        let what = match &secret.on_host {
+            SecretOnHost::Absent => format!("new (sha256 {new})"),
+            SecretOnHost::Unreadable => {
+                format!("replaces something that is not a readable file (sha256 {new})")
+            }
+            SecretOnHost::File { .. } if !secret.changes => "unchanged".to_owned(),
+            SecretOnHost::File {
+                sha256,
+                owner,
+                group,
+                mode,
+            } => {
+                let mut parts = Vec::new();
+                if *sha256 != secret.sha256 {
+                    let old = crate::secrets::short_hash(sha256);
+                    parts.push(format!("content (sha256 {old} → {new})"));
+                }
+                if *owner != secret.owner || *group != secret.group {
+                    parts.push(format!(
+                        "owner {owner}:{group} → {}:{}",
+                        secret.owner, secret.group
+                    ));
+                }
+                if *mode != secret.mode {
+                    parts.push(format!("mode {mode:04o} → {:04o}", secret.mode));
+                }
+                format!("changes: {}", parts.join(", "))
+            }
+        };
+        text.push_str(&format!(
+            "  {:<10} {} → {}: {what}\n",
+            "secret", secret.name, secret.dest
+        ));
     }
     text
 }
@@ -224,6 +274,35 @@ fn packages_json(list: &[Package]) -> Vec<Value> {
         .collect()
 }
 
+/// One secret of a plan, by hash: what would be written and what the host has.
+fn secret_json(secret: &SecretChange) -> Value {
+    let on_host = match &secret.on_host {
+        SecretOnHost::Absent => Value::Null,
+        SecretOnHost::Unreadable => json!("unreadable"),
+        SecretOnHost::File {
+            sha256,
+            owner,
+            group,
+            mode,
+        } => json!({
+            "sha256": sha256,
+            "owner": owner,
+            "group": group,
+            "mode": format!("{mode:04o}"),
+        }),
+    };
+    json!({
+        "name": secret.name,
+        "dest": secret.dest,
+        "sha256": secret.sha256,
+        "owner": secret.owner,
+        "group": secret.group,
+        "mode": format!("{:04o}", secret.mode),
+        "on_host": on_host,
+        "changes": secret.changes,
+    })
+}
+
 /// The plan as JSON (docs/json.md).
 pub fn to_json(changes: &[HostChanges]) -> Value {
     let hosts: Vec<Value> = changes.iter().map(host_json).collect();
@@ -269,6 +348,7 @@ fn host_json(host: &HostChanges) -> Value {
         "profile_path": host.profile_path.as_ref().map(|p| p.as_str()),
         "closure": diff,
         "dry_activate": host.dry_activate.as_ref().map(|d| d.lines.clone()),
+        "secrets": host.secrets.iter().map(secret_json).collect::<Vec<_>>(),
         "duration_secs": crate::json::seconds(host.duration),
         "error": error,
         "hint": hint,

@@ -54,6 +54,8 @@ mod rollback;
 mod safe_activation;
 mod safety;
 mod safety_interrupt;
+mod secrets;
+mod secrets_faults;
 mod special_files;
 mod sudo;
 mod systemd_faults;

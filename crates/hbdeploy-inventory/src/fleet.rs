@@ -21,6 +21,7 @@ use crate::safety::SafetyOverrides;
 use crate::schema::{
     self, DEFAULT_PARALLEL, FLEET_KEYS, MAX_FLEET_BYTES, MAX_PARALLEL, SSH_KEYS, TOP_KEYS,
 };
+use crate::secrets::read_secrets;
 use crate::ssh::SshOverrides;
 use crate::transfer::{self, FleetTransfer, TransferOverrides};
 
@@ -92,6 +93,7 @@ impl Fleet {
         let eval = eval::read_fleet(&fleet)?;
         let transfer_defaults = TransferOverrides::read(&fleet)?;
         let health = read_checks(&root)?;
+        let secrets = read_secrets(&root, &resolver)?;
 
         let ssh = match root.table("ssh")? {
             Some(table) => {
@@ -117,7 +119,7 @@ impl Fleet {
                 key,
                 value,
                 &ssh,
-                (&safety, &transfer_defaults),
+                (&safety, &transfer_defaults, &secrets),
                 &resolver,
             )?;
             // Checks for every host run first, then the host's own.
@@ -304,7 +306,7 @@ mod tests {
             &format!("{MINIMAL}[hosts.a]\nadress = \"x\"\nprot = 1\n"),
             "error: /fleet/fleet.toml:6:1: unknown key `adress` in [hosts.a]; expected one of: \
              address, attr, tags, user, port, identity-file, known-hosts, connect-timeout, keepalive-interval, keepalive-count, privilege-escalation, magic-rollback, confirm-timeout, activation-timeout, reboot-timeout, wave, health, \
-             substitute, compress, trusted, fast-connection, build-on, host-key, proxy-jump",
+             substitute, compress, trusted, fast-connection, build-on, host-key, proxy-jump, secrets",
         );
     }
 

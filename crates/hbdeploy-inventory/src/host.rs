@@ -14,6 +14,7 @@ use crate::paths::Resolver;
 use crate::reader::{Key, Table, Value};
 use crate::safety::{Safety, SafetyOverrides};
 use crate::schema::{HOST_KEYS, MAX_WAVE};
+use crate::secrets::{Secret, merge, read_secrets};
 use crate::ssh::{SshOverrides, SshSettings};
 use crate::transfer::{Transfer, TransferOverrides};
 
@@ -44,6 +45,9 @@ pub struct Host {
     /// Reach this host through another (`proxy-jump`): a host of the fleet by name, or
     /// `[user@]address[:port]`.
     pub proxy_jump: Option<String>,
+    /// Secrets uploaded to it out of the store: `[secrets.NAME]` for every host, replaced by or
+    /// followed by its own `[hosts.HOST.secrets.NAME]`.
+    pub secrets: Vec<Secret>,
 }
 
 impl Host {
@@ -59,7 +63,7 @@ pub(crate) fn read_host(
     key: &Key<'_>,
     value: &Value<'_>,
     ssh: &SshOverrides,
-    (safety, transfer): (&SafetyOverrides, &TransferOverrides),
+    (safety, transfer, secrets): (&SafetyOverrides, &TransferOverrides, &[Secret]),
     resolver: &Resolver<'_>,
 ) -> Result<Host, InventoryError> {
     let name = HostName::new(key.get_ref().as_ref()).map_err(|reason| {
@@ -106,6 +110,7 @@ pub(crate) fn read_host(
         transfer: TransferOverrides::read(&table)?.resolve(transfer, &table)?,
         host_keys: read_host_keys(&table)?,
         proxy_jump,
+        secrets: merge(&table, secrets, read_secrets(&table, resolver)?)?,
     })
 }
 

@@ -24,6 +24,7 @@ mod paths;
 mod reader;
 mod safety;
 mod schema;
+mod secrets;
 mod select;
 mod ssh;
 mod suggest;
@@ -46,6 +47,7 @@ pub use schema::{
     DEFAULT_PORT, DEFAULT_USER, MAX_ACTIVATION_TIMEOUT_SECS, MAX_CONFIRM_TIMEOUT_SECS,
     MAX_CONNECT_TIMEOUT_SECS, MAX_FLEET_BYTES, MAX_PARALLEL, MAX_WAVE,
 };
+pub use secrets::{DEFAULT_SECRET_DIR, DEFAULT_SECRET_MODE, Secret, SecretSource, Upload};
 pub use select::{SelectError, Selector};
 pub use ssh::SshSettings;
 pub use transfer::{BuildOn, FleetTransfer, Transfer};

@@ -5,7 +5,7 @@
 //! tests below check that every accepted key has an example.
 
 /// Tables at the top level.
-pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts", "health"];
+pub(crate) const TOP_KEYS: &[&str] = &["fleet", "ssh", "hosts", "health", "secrets"];
 
 /// Keys of `[fleet]`.
 pub(crate) const FLEET_KEYS: &[&str] = &[
@@ -64,10 +64,16 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "build-on",
     "host-key",
     "proxy-jump",
+    "secrets",
 ];
 
 /// Keys of a health check (`[[health]]` or `[[hosts.NAME.health]]`).
 pub(crate) const HEALTH_KEYS: &[&str] = &["command", "tcp", "http", "status", "timeout", "retries"];
+
+/// Keys of a secret (`[secrets.NAME]` or `[hosts.HOST.secrets.NAME]`).
+pub(crate) const SECRET_KEYS: &[&str] = &[
+    "file", "command", "dest", "owner", "group", "mode", "upload",
+];
 
 /// Seconds one health-check attempt may take when `timeout` is not set.
 pub const DEFAULT_HEALTH_TIMEOUT_SECS: u64 = 30;
@@ -160,6 +166,13 @@ pub(crate) fn example(key: &str) -> &'static str {
         "status" => "status = 200",
         "timeout" => "timeout = 30",
         "retries" => "retries = 3",
+        "secrets" => "[secrets.NAME] followed by file = \"keys/NAME\"",
+        "file" => "file = \"keys/wifi.psk\"",
+        "dest" => "dest = \"/run/keys/wifi\"",
+        "owner" => "owner = \"root\"",
+        "group" => "group = \"root\"",
+        "mode" => "mode = \"0400\"",
+        "upload" => "upload = \"pre-activation\"",
         // A host's own table: the key is its name, so no fixed example fits better.
         _ => "[hosts.NAME] followed by address = \"…\"",
     }
@@ -223,6 +236,7 @@ mod tests {
             .chain(SSH_KEYS)
             .chain(HOST_KEYS)
             .chain(HEALTH_KEYS)
+            .chain(SECRET_KEYS)
         {
             let line = example(key);
             assert!(line.contains(key) || *key == "hosts", "{key}: {line}");

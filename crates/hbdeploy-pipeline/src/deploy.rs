@@ -21,6 +21,7 @@ use crate::fanout::each_host;
 use crate::port::{Host, Ssh, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
+use crate::secrets::{self, SecretUpload};
 use crate::state::{HostState, read_state};
 use crate::transfer::SshCopy;
 use crate::waves::{Gate, plan_waves};
@@ -458,6 +459,14 @@ impl<T: Transport> HostJob<T> {
         {
             report.outcome = Outcome::Unchanged;
             report.generation = state.profile_generation;
+            secrets::upload_unchanged(
+                (&*self.transport, conn),
+                &self.plan,
+                self.goal,
+                &self.events,
+                report,
+            )
+            .await?;
             return Ok(Step::Done);
         }
         if self.interrupted() {
@@ -482,6 +491,15 @@ impl<T: Transport> HostJob<T> {
         if self.interrupted() {
             return Ok(Step::Interrupted);
         }
+        let pre = (self.goal, SecretUpload::PreActivation);
+        secrets::upload(
+            (&*self.transport, conn),
+            &self.plan,
+            pre,
+            &self.events,
+            report,
+        )
+        .await?;
         let permit = Arc::clone(&self.activate_permits)
             .acquire_owned()
             .await
@@ -490,7 +508,17 @@ impl<T: Transport> HostJob<T> {
         let activated = self.activate(conn, &state, report).await;
         drop(permit);
         report.timings.push((Stage::Activate, began.elapsed()));
-        activated.map(|()| Step::Done)
+        activated?;
+        let post = (self.goal, SecretUpload::PostActivation);
+        secrets::upload(
+            (&*self.transport, conn),
+            &self.plan,
+            post,
+            &self.events,
+            report,
+        )
+        .await
+        .map(|()| Step::Done)
     }
 
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a

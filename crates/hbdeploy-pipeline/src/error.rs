@@ -60,6 +60,21 @@ pub enum HostError {
         /// Its last lines of output.
         tail: Vec<String>,
     },
+    /// A secret could not be written on the host (issue 19).
+    #[error("secret `{name}` was not written to {dest}: {problem}; {}", secret_left(*upload))]
+    Secret {
+        /// The secret's name.
+        name: String,
+        /// Its destination on the host.
+        dest: String,
+        /// When `apply` was uploading it, which says where the host was left; `None` for
+        /// `secrets upload`.
+        upload: Option<crate::SecretUpload>,
+        /// What went wrong.
+        problem: crate::SecretProblem,
+        /// The last lines of the writing script (never the content).
+        tail: Vec<String>,
+    },
     /// A step of the remote protocol got no answer in time.
     #[error(
         "the host did not answer {step} within {secs}s (overloaded, or hung?); check it with hbdeploy status"
@@ -337,6 +352,19 @@ fn list(numbers: &[u32]) -> String {
         .join(", ")
 }
 
+fn secret_left(upload: Option<crate::SecretUpload>) -> &'static str {
+    match upload {
+        None => "the file at that path is as it was",
+        Some(crate::SecretUpload::PreActivation) => {
+            "the host was not activated (the file at that path is as it was)"
+        }
+        Some(crate::SecretUpload::PostActivation) => {
+            "the new system is active, but this secret was not updated (the file at that path is \
+             as it was)"
+        }
+    }
+}
+
 fn channel_left(stage: crate::Stage) -> &'static str {
     match stage {
         crate::Stage::Activate => {
@@ -425,6 +453,7 @@ impl HostError {
             | HostError::RollbackActivation { tail, .. }
             | HostError::ActivationTimeout { tail, .. }
             | HostError::SettleRestore { tail, .. }
+            | HostError::Secret { tail, .. }
             | HostError::JobLost { tail, .. } => tail.clone(),
             HostError::HealthCheck { failure, .. } => failure.output.clone(),
             HostError::Copy(err)
@@ -534,12 +563,28 @@ impl hbdeploy_files::Hint for HostError {
                 "choose a generation whose system is still on the host: hbdeploy generations HOST"
                     .to_owned(),
             ),
+            HostError::Secret { name, problem, .. } => secret_hint(name, problem),
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
                     .to_owned(),
             ),
             _ => None,
         }
+    }
+}
+
+/// What to do about a secret that could not be written.
+fn secret_hint(name: &str, problem: &crate::SecretProblem) -> Option<String> {
+    use crate::SecretProblem;
+    match problem {
+        SecretProblem::UnknownOwner(_) | SecretProblem::UnknownGroup(_) => Some(format!(
+            "fix `owner`/`group` of the secret `{name}` in fleet.toml; if the new system creates \
+             that user or group, set upload = \"post-activation\" for it"
+        )),
+        SecretProblem::DestIsDirectory => Some(format!(
+            "give the secret `{name}` a file path as `dest`, or remove that directory on the host"
+        )),
+        SecretProblem::Failed(_) => None,
     }
 }
 

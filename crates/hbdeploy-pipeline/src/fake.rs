@@ -461,6 +461,19 @@ impl Host for FakeHost {
         self.answer(command, on_line).await
     }
 
+    async fn run_root_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        _stdin: &[u8],
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        self.answer(command, on_line).await
+    }
+
+    fn is_closed(&self) -> bool {
+        false
+    }
+
     async fn hold_root(&self, _command: &str) -> Result<(String, Option<()>), SshError> {
         lock(&self.world).log.push("lock".to_owned());
         Ok(("locked".to_owned(), Some(())))

@@ -72,6 +72,7 @@ pub(crate) mod tests {
             health: Vec::new(),
             transfer: crate::HostTransfer::default(),
             system: None,
+            secrets: Vec::new(),
             wave: 0,
         }
     }

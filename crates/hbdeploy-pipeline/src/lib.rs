@@ -27,6 +27,7 @@ mod remote;
 mod report;
 mod rollback;
 mod safe;
+mod secrets;
 mod settle;
 mod state;
 mod status;
@@ -46,6 +47,11 @@ pub use plan::{DRY_ACTIVATE_LINES, DryActivation, HostChanges, PlanOutcome, Plan
 pub use reboot::{RebootRequest, reboot};
 pub use report::{CopyStats, HostReport, Outcome, OutcomeKind, Report, UnknownOutcome};
 pub use rollback::{RollbackRequest, RollbackTarget, rollback};
+pub use secrets::{
+    MAX_SECRET_BYTES, Secret, SecretChange, SecretContent, SecretError, SecretOnHost,
+    SecretProblem, SecretRecord, SecretSource, SecretUpload, SecretsRequest, SecretsResult, load,
+    upload_secrets,
+};
 pub use state::{Generation, HostState, host_state};
 pub use status::{FlakeMatch, HostStatus, StatusRequest, status};
 
@@ -133,6 +139,9 @@ pub struct HostPlan {
     /// The system to deploy, already built here (what `apply --ask` showed): it is deployed as
     /// it is, not evaluated and built again. Not for a host that builds on its target.
     pub system: Option<hbdeploy_nix::StorePath>,
+    /// Its secrets, with their content read, for the commands that upload them (`apply`,
+    /// `secrets upload`) or compare them (`plan`); empty for the others.
+    pub secrets: Vec<Secret>,
 }
 
 /// How one host's system is built and copied.

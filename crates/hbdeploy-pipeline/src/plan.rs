@@ -73,6 +73,8 @@ pub struct HostChanges {
     pub diff: Option<ClosureDiff>,
     /// `dry-activate`'s answer, when it ran.
     pub dry_activate: Option<DryActivation>,
+    /// The host's secrets compared, by hash, with what it holds.
+    pub secrets: Vec<crate::SecretChange>,
     /// Wall time from the start of the plan until this host was planned.
     pub duration: Duration,
 }
@@ -88,6 +90,7 @@ impl HostChanges {
             profile_path: None,
             diff: None,
             dry_activate: None,
+            secrets: Vec::new(),
             duration: Duration::ZERO,
         }
     }
@@ -247,8 +250,13 @@ async fn on_host(
         None => Vec::new(),
     };
     changes.diff = Some(diff(&old, &new));
+    changes.secrets = crate::secrets::compare(conn, plan).await?;
+    let secrets_change = changes.secrets.iter().any(|s| s.changes);
     if changes.old_path.as_ref() == Some(path) && changes.profile_path.as_ref() == Some(path) {
-        changes.outcome = PlanOutcome::Unchanged;
+        // The system is there; only secrets may still change.
+        if !secrets_change {
+            changes.outcome = PlanOutcome::Unchanged;
+        }
         return Ok(());
     }
     let Some(copy) = copy else {

@@ -46,6 +46,18 @@ pub trait Host: Send + Sync + Sized + 'static {
         on_line: F,
     ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send;
 
+    /// Runs `command` as root with `stdin` as its standard input (after the escalation
+    /// command's password, where it wants one), then end of input.
+    fn run_root_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send;
+
+    /// Whether the session has ended (the host closed it, or it broke).
+    fn is_closed(&self) -> bool;
+
     /// Starts `command` as root and returns its first line, keeping the command running (and
     /// so whatever it holds) until released; `None` when it ended at once.
     fn hold_root(
@@ -121,6 +133,19 @@ impl Host for Connection {
         on_line: F,
     ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send {
         Connection::stream_root(self, command, on_line)
+    }
+
+    fn run_root_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send {
+        Connection::run_root_with_stdin(self, command, stdin, on_line)
+    }
+
+    fn is_closed(&self) -> bool {
+        Connection::is_closed(self)
     }
 
     fn hold_root(

@@ -183,6 +183,8 @@ pub struct HostReport {
     /// What settling found of earlier deployments on the host (a job still running, a
     /// deployment left unconfirmed) and did about it, before this run changed anything.
     pub settled: Vec<String>,
+    /// The secrets written to the host, by name and hash (never their content).
+    pub secrets: Vec<crate::SecretRecord>,
 }
 
 impl HostReport {
@@ -199,6 +201,7 @@ impl HostReport {
             duration: Duration::ZERO,
             timings: Vec::new(),
             settled: Vec::new(),
+            secrets: Vec::new(),
         }
     }
 

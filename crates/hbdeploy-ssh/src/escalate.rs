@@ -165,6 +165,30 @@ impl Connection {
         self.root(command, on_line, false).await
     }
 
+    /// Runs `command` as root (as [`Connection::run_root`]) with `stdin` as its standard input,
+    /// then end-of-file. Through `sudo` with a password, the password goes first and `sudo`
+    /// reads only its line; the command reads the rest. The bytes go over the channel only:
+    /// never on a command line, and they are not kept here.
+    pub async fn run_root_with_stdin(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: impl FnMut(&OutputLine),
+    ) -> Result<CommandOutput, SshError> {
+        let channel = match self.escalation() {
+            None => self.start(command).await?,
+            Some(escalation) => self.start_root(escalation, command).await?,
+        };
+        let broken = |source: russh::Error| SshError::Channel {
+            target: self.target.display(),
+            command: command.to_owned(),
+            source: Some(source),
+        };
+        channel.data(stdin).await.map_err(broken)?;
+        channel.eof().await.map_err(broken)?;
+        Ok(crate::exec::read(channel, on_line, true).await)
+    }
+
     async fn root(
         &self,
         command: &str,

@@ -249,6 +249,11 @@ impl Connection {
         &self.target
     }
 
+    /// Whether the connection is gone (the host or the network ended it).
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
     /// Closes the connection politely; errors are irrelevant at this point and ignored.
     pub async fn close(self) {
         let _ = self

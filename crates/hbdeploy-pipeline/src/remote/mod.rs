@@ -9,6 +9,7 @@
 mod boot;
 mod job;
 pub(crate) mod reply;
+pub(crate) mod secret;
 mod settled;
 
 use std::time::Duration;
@@ -57,11 +58,13 @@ pub(crate) enum Script {
     Prepare,
     Reboot,
     Booted,
+    Secret,
+    SecretState,
 }
 
 impl Script {
     #[cfg(test)]
-    pub(crate) const ALL: [Script; 21] = [
+    pub(crate) const ALL: [Script; 23] = [
         Script::Lock,
         Script::State,
         Script::Probe,
@@ -83,6 +86,8 @@ impl Script {
         Script::Prepare,
         Script::Reboot,
         Script::Booted,
+        Script::Secret,
+        Script::SecretState,
     ];
 
     /// The file name, also on the host for the scripts that jobs run from files.
@@ -109,6 +114,8 @@ impl Script {
             Script::Prepare => "prepare.sh",
             Script::Reboot => "reboot.sh",
             Script::Booted => "booted.sh",
+            Script::Secret => "secret.sh",
+            Script::SecretState => "secret-state.sh",
         }
     }
 
@@ -135,6 +142,8 @@ impl Script {
             Script::Prepare => include_str!("prepare.sh"),
             Script::Reboot => include_str!("reboot.sh"),
             Script::Booted => include_str!("booted.sh"),
+            Script::Secret => include_str!("secret.sh"),
+            Script::SecretState => include_str!("secret-state.sh"),
         }
     }
 
@@ -154,7 +163,9 @@ impl Script {
             | Script::DryActivate
             | Script::InstallProbe
             | Script::Prepare
-            | Script::Reboot => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::Reboot
+            | Script::Secret
+            | Script::SecretState => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
             | Script::Launch
             | Script::Run
