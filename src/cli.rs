@@ -86,8 +86,10 @@ pub struct Selection {
     #[arg(long)]
     pub all: bool,
 
-    /// Hosts by name, or `@TAG` for every host with that tag; may be mixed.
-    #[arg(value_name = "HOST|@TAG")]
+    /// Hosts by name, or `@TAG` for every host with that tag; patterns ('web-*', '@eu-?',
+    /// 'db-[12]') choose every matching host, and `!` excludes ('!server', '!@mobile'); may be
+    /// mixed. Quote patterns and `!` for the shell.
+    #[arg(value_name = "HOST|@TAG|PATTERN|!EXCLUDE")]
     pub selectors: Vec<String>,
 }
 
