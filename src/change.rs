@@ -25,6 +25,11 @@ use crate::{passphrase, summary};
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    if let Some(file) = &args.systems {
+        // Before anything starts: a bad file, or a selected host it lacks, stops the run.
+        let systems = crate::systems::read(file)?;
+        crate::systems::assign(&fleet, &mut hosts, &systems, file)?;
+    }
     passphrase::unlock(&mut hosts).await?;
     if args.ask {
         // What was shown is what is deployed: each host's system as the plan built it, not
@@ -76,6 +81,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         batch: args.batch.and_then(|n| NonZeroUsize::new(n.into())),
         cancel,
         eval: crate::hosts::eval_limits(&fleet, &args.eval),
+        from: args.from.clone(),
     };
     let nix = nix().await?;
     let begun = begin(&fleet, started, &request.hosts).await;

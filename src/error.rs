@@ -50,6 +50,9 @@ pub(crate) enum AppError {
     /// A file named in fleet.toml is not a regular file, or is too large.
     #[error(transparent)]
     File(Refused),
+    /// The systems file of `apply --systems` or `build --systems-out` cannot be used.
+    #[error(transparent)]
+    Systems(crate::systems::SystemsError),
 }
 
 impl Hint for AppError {
@@ -65,6 +68,7 @@ impl Hint for AppError {
             AppError::Passphrase(err) => err.hint(),
             AppError::Interrupted(_) => None,
             AppError::File(err) => err.hint(),
+            AppError::Systems(err) => err.hint(),
         }
     }
 }

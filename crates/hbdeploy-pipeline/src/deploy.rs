@@ -38,6 +38,7 @@ pub async fn deploy(
     let options = PrepareOptions {
         builders: request.builders.clone(),
         eval: request.eval.clone(),
+        from: request.from.clone(),
     };
     let mut preparing = Some(prepare(
         &request.flake,
@@ -312,7 +313,7 @@ impl HostJob {
         // The system was built here: what is not a NixOS system is refused before anything is
         // copied (the host checks it again before switching).
         let switch = std::path::Path::new(self.path.as_str()).join("bin/switch-to-configuration");
-        if self.goal.activates() && !self.built.on_target && !switch.exists() {
+        if self.goal.activates() && self.built.is_local() && !switch.exists() {
             report.stage = Stage::Build;
             return Err(HostError::NotNixos {
                 path: self.path.clone(),
@@ -430,6 +431,10 @@ impl HostJob {
     async fn copy(&self, conn: &Connection) -> Result<CopyStats, HostError> {
         if self.built.on_target {
             return self.build_on_target(conn).await;
+        }
+        if let Some(looked) = &self.built.host_caches {
+            let (plan, path) = (&self.plan, &self.path);
+            return crate::prebuilt::from_host_caches(conn, plan, path, looked, &self.events).await;
         }
         let closure = self
             .nix

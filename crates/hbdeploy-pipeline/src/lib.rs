@@ -19,6 +19,7 @@ mod fanout;
 mod health;
 pub mod install;
 mod plan;
+mod prebuilt;
 mod remote;
 mod report;
 mod rollback;
@@ -241,6 +242,9 @@ pub struct DeployRequest {
     pub parallel_activate: NonZeroUsize,
     /// How much evaluation runs at once.
     pub eval: hbdeploy_nix::EvalLimits,
+    /// Where given systems (`HostPlan::system`) missing from the local store are fetched from
+    /// (`apply --from URL`): a nix store URL.
+    pub from: Option<String>,
 }
 
 #[cfg(test)]
