@@ -52,7 +52,7 @@ pub(crate) enum AppError {
     File(Refused),
     /// The systems file of `apply --systems` or `build --systems-out` cannot be used.
     #[error(transparent)]
-    Systems(crate::systems::SystemsError),
+    Systems(Box<crate::systems::SystemsError>),
 }
 
 impl Hint for AppError {

@@ -71,7 +71,7 @@ pub(crate) enum SystemsError {
         path: PathBuf,
         /// The selection error for that name (with the fleet's names and the closest).
         #[source]
-        source: SelectError,
+        source: Box<SelectError>,
     },
     /// Selected hosts without a system in the file.
     #[error("{} has no system for {}", path.display(), hosts.join(", "))]
@@ -127,7 +127,7 @@ impl Hint for SystemsError {
 
 impl From<SystemsError> for AppError {
     fn from(err: SystemsError) -> AppError {
-        AppError::Systems(err)
+        AppError::Systems(Box::new(err))
     }
 }
 
@@ -218,7 +218,7 @@ pub(crate) fn assign(
             if let Some(source) = err {
                 return Err(SystemsError::UnknownHost {
                     path: path.to_owned(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }

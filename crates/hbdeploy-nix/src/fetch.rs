@@ -67,7 +67,7 @@ mod tests {
         let path = StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-h1")
             .expect("valid");
         assert_eq!(
-            fetch_args("file:///tmp/cache", &[path.clone()]),
+            fetch_args("file:///tmp/cache", std::slice::from_ref(&path)),
             [
                 "--extra-experimental-features",
                 "nix-command flakes",

@@ -66,7 +66,7 @@ pub(crate) async fn find(
             .fetch(from, std::slice::from_ref(&path), &mut on_line)
             .await
         {
-            let said = last_line(err.tail()).unwrap_or_else(|| err.to_string());
+            let said = said(err.tail()).unwrap_or_else(|| err.to_string());
             let looked = vec![LOCAL.to_owned(), format!("{from} ({said})")];
             found.insert(path, Found::Elsewhere(looked));
         }
@@ -74,14 +74,19 @@ pub(crate) async fn find(
     Ok(found)
 }
 
-/// The last non-empty line of a command's output.
-fn last_line(lines: &[String]) -> Option<String> {
+/// What a failed nix command said: its first `error:` line (nix's cause; later ones, such as
+/// "build of … failed", only follow from it), else its last line.
+fn said(lines: &[String]) -> Option<String> {
+    let lines: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .collect();
     lines
         .iter()
-        .rev()
-        .map(|l| l.trim())
-        .find(|l| !l.is_empty())
-        .map(str::to_owned)
+        .find(|l| l.starts_with("error:"))
+        .or(lines.last())
+        .map(|l| (*l).to_owned())
 }
 
 /// What `plan`'s given system comes to: built (here or on the host's side), or its failure.
@@ -137,7 +142,7 @@ pub(crate) async fn from_host_caches(
     match remote::realise(conn, name, path, path, events).await {
         Ok(()) => Ok(stats),
         Err(HostError::Remote { tail, .. }) => {
-            let said = last_line(&tail).unwrap_or_else(|| "it failed".to_owned());
+            let said = said(&tail).unwrap_or_else(|| "it failed".to_owned());
             let mut looked = looked.to_vec();
             looked.push(format!("the host's binary caches ({said})"));
             Err(HostError::Unobtainable {
@@ -186,6 +191,23 @@ mod tests {
     fn path() -> StorePath {
         StorePath::new("/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-web")
             .expect("valid")
+    }
+
+    #[test]
+    fn the_first_error_line_is_what_nix_said() {
+        let lines = |l: &[&str]| l.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            said(&lines(&[
+                "copying",
+                "error: no substituter",
+                "error: build of x failed",
+                ""
+            ]))
+            .as_deref(),
+            Some("error: no substituter")
+        );
+        assert_eq!(said(&lines(&["a", "b", " "])).as_deref(), Some("b"));
+        assert_eq!(said(&[]), None);
     }
 
     #[test]
