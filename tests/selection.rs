@@ -86,6 +86,14 @@ fn a_broken_pattern_says_what_is_wrong() {
 }
 
 #[test]
+fn install_refuses_a_pattern_it_would_wipe_the_disks_of_a_guess() {
+    insta::assert_snapshot!(run(
+        "install",
+        &["install", "web-*", "--disk", "/dev/vdb", "--print"]
+    ));
+}
+
+#[test]
 fn apply_all_but_one_leaves_that_one_untouched() {
     let lab = Lab::start(&["desktop", "laptop", "server"])
         .expect("lab starts (needs root, nix-bin, openssh-server)");
