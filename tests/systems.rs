@@ -13,10 +13,11 @@ use std::process::{Command, Stdio};
 use hbdeploy_lab::{Lab, SystemSpec};
 use support::{HBDEPLOY, hbdeploy, host, row, untouched};
 
-/// A generation no other test uses, so the systems' store paths are this run's own and may be
-/// deleted from the local store (the toy systems are input-addressed by host and generation).
-fn unique_generation() -> u32 {
-    700_000 + std::process::id() % 100_000
+/// A generation no other test (of this run, or of another process) uses, so the systems' store
+/// paths are the test's own and may be deleted from the local store: the toy systems are
+/// input-addressed by host and generation, and tests run at once.
+fn unique_generation(test: u32) -> u32 {
+    700_000 + (std::process::id() % 20_000) * 10 + test
 }
 
 /// Runs `nix` (flakes on, no substituters, as the lab's deployer) and asserts it succeeded.
@@ -49,10 +50,10 @@ fn delete_locally(path: &str) {
     assert!(!Path::new(path).exists(), "{path} still in the local store");
 }
 
-/// The lab with unique systems for `names`, and its fleet.toml.
-fn lab(names: &[&str]) -> Lab {
+/// The lab with systems for `names` that are test number `test`'s own, and its fleet.toml.
+fn lab(test: u32, names: &[&str]) -> Lab {
     let mut lab = Lab::start(names).expect("lab starts (needs root, nix-bin, openssh-server)");
-    let generation = unique_generation();
+    let generation = unique_generation(test);
     lab.set_systems(names.iter().map(|n| {
         (
             *n,
@@ -86,7 +87,7 @@ fn systems_of(file: &Path) -> serde_json::Map<String, serde_json::Value> {
 
 #[test]
 fn build_systems_out_then_apply_systems_from_a_file_cache_evaluates_nothing() {
-    let lab = lab(&["desktop", "laptop"]);
+    let lab = lab(1, &["desktop", "laptop"]);
     let file = lab.dir().join("systems.json");
     let file_arg = file.to_str().unwrap();
     let built = hbdeploy(&lab, &["build", "--all", "--systems-out", file_arg]);
@@ -138,7 +139,7 @@ fn build_systems_out_then_apply_systems_from_a_file_cache_evaluates_nothing() {
 
 #[test]
 fn a_system_in_no_store_fails_only_its_host_and_changes_nothing_on_it() {
-    let lab = lab(&["desktop", "laptop"]);
+    let lab = lab(2, &["desktop", "laptop"]);
     let file = lab.dir().join("systems.json");
     let built = hbdeploy(
         &lab,
@@ -186,7 +187,7 @@ fn a_system_in_no_store_fails_only_its_host_and_changes_nothing_on_it() {
 
 #[test]
 fn a_host_fetches_a_system_from_its_own_binary_cache() {
-    let lab = lab(&["server"]);
+    let lab = lab(3, &["server"]);
     let file = lab.dir().join("systems.json");
     let built = hbdeploy(
         &lab,
