@@ -29,6 +29,11 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     if matches!(args.goal, Goal::Switch | Goal::Boot | Goal::Test) {
         crate::secrets::read(&fleet, &mut hosts).await?;
     }
+    if let Some(file) = &args.systems {
+        // Before anything starts: a bad file, or a selected host it lacks, stops the run.
+        let systems = crate::systems::read(file)?;
+        crate::systems::assign(&fleet, &mut hosts, &systems, file)?;
+    }
     let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask {
         // What was shown is what is deployed: each host's system as the plan built it, not
@@ -85,6 +90,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         cancel,
         eval: crate::hosts::eval_limits(&fleet, &args.eval),
         reboot: args.reboot,
+        from: args.from.clone(),
     };
     let nix = nix().await?;
     let begun = begin(&fleet, started, &request.hosts).await;

@@ -58,6 +58,9 @@ pub enum Command {
     Install(InstallArgs),
     /// Build the selected hosts' systems and show what applying them would change.
     Plan(PlanArgs),
+    /// Build the selected hosts' systems here (no host is contacted); --systems-out writes
+    /// them into a file for `apply --systems` on another machine.
+    Build(BuildArgs),
     /// Run a command on the selected hosts in parallel.
     Exec(ExecArgs),
     /// Show the deployment history recorded by apply and rollback.
@@ -127,8 +130,10 @@ pub struct Selection {
     #[arg(long)]
     pub all: bool,
 
-    /// Hosts by name, or `@TAG` for every host with that tag; may be mixed.
-    #[arg(value_name = "HOST|@TAG")]
+    /// Hosts by name, or `@TAG` for every host with that tag; patterns ('web-*', '@eu-?',
+    /// 'db-[12]') choose every matching host, and `!` excludes ('!server', '!@mobile'); may be
+    /// mixed. Quote patterns and `!` for the shell.
+    #[arg(value_name = "HOST|@TAG|PATTERN|!EXCLUDE")]
     pub selectors: Vec<String>,
 }
 
@@ -320,6 +325,53 @@ pub struct ApplyArgs {
     /// Print the result as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Evaluation limits.
+    #[command(flatten)]
+    pub eval: EvalArgs,
+
+    /// Deploy the systems in this JSON file (host name → store path, as `hbdeploy build
+    /// --systems-out` writes) as they are, without evaluating or building anything.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["ask", "build_on_target", "builders"]
+    )]
+    pub systems: Option<PathBuf>,
+
+    /// With --systems: fetch systems the local store lacks from this nix store (e.g.
+    /// file:///srv/cache, https://cache.example.org) before sending them to the hosts.
+    #[arg(long, value_name = "STORE-URL", requires = "systems", value_parser = store_url)]
+    pub from: Option<String>,
+}
+
+/// `--from`: a nix store URL, passed to `nix copy --from` as one argument.
+fn store_url(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.starts_with('-') {
+        return Err("a nix store URL, e.g. file:///srv/cache or https://cache.example.org".into());
+    }
+    if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a store URL has no spaces or control characters".into());
+    }
+    Ok(text.to_owned())
+}
+
+/// Options of `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Which hosts.
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Write each built host's system store path into this JSON file, for `hbdeploy apply
+    /// --systems FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub systems_out: Option<PathBuf>,
+
+    /// Nix remote builders for the build (as nix's `builders` setting; default: `builders` in
+    /// fleet.toml).
+    #[arg(long, value_name = "SPEC", value_parser = builders_spec)]
+    pub builders: Option<String>,
 
     /// Evaluation limits.
     #[command(flatten)]

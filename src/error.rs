@@ -53,6 +53,9 @@ pub(crate) enum AppError {
     /// A secret's content could not be read; no host was contacted.
     #[error(transparent)]
     Secret(hbdeploy_pipeline::SecretError),
+    /// The systems file of `apply --systems` or `build --systems-out` cannot be used.
+    #[error(transparent)]
+    Systems(Box<crate::systems::SystemsError>),
 }
 
 impl Hint for AppError {
@@ -69,6 +72,7 @@ impl Hint for AppError {
             AppError::Interrupted(_) => None,
             AppError::File(err) => err.hint(),
             AppError::Secret(err) => err.hint(),
+            AppError::Systems(err) => err.hint(),
         }
     }
 }

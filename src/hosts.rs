@@ -114,7 +114,10 @@ pub(crate) fn load(
     default_all: bool,
 ) -> Result<(Fleet, Vec<HostPlan>), AppError> {
     let fleet = Fleet::load(&cli.fleet).map_err(AppError::Inventory)?;
-    let all = selection.all || (default_all && selection.selectors.is_empty());
+    // For commands that default to every host, exclusions alone take away from every host
+    // (`hbdeploy status '!laptop'`); `apply` and the like want a positive selection.
+    let only_exclusions = selection.selectors.iter().all(|s| s.starts_with('!'));
+    let all = selection.all || (default_all && only_exclusions);
     let selectors = Selector::parse_args(all, &selection.selectors).map_err(AppError::Select)?;
     let plans = fleet
         .select(&selectors)

@@ -122,6 +122,13 @@ fn one_host<'a>(fleet: &'a Fleet, name: &str) -> Result<&'a Host, AppError> {
         let tag = tag.to_owned();
         return Err(AppError::Install(InstallError::TagNotHost { tag }));
     }
+    // A pattern or an exclusion could choose several hosts, or the wrong one: disks are wiped.
+    if name.starts_with('!') || name.contains(['*', '?', '[']) {
+        return Err(AppError::Usage(
+            format!("install takes one host by its name, not the pattern or exclusion `{name}`"),
+            Some("name the host: hbdeploy install HOST --disk DEVICE".to_owned()),
+        ));
+    }
     let selectors = Selector::parse_args(false, &[name.to_owned()]).map_err(AppError::Select)?;
     let hosts = fleet.select(&selectors).map_err(AppError::Select)?;
     hosts

@@ -27,6 +27,7 @@ mod secrets;
 mod shutdown;
 mod sudo;
 mod summary;
+mod systems;
 mod ui;
 
 use std::process::ExitCode;
@@ -123,6 +124,7 @@ async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
         Command::Keyscan(args) => keyscan::run(cli, args).await,
         Command::Install(args) => install::run(cli, args).await,
         Command::Plan(args) => plan::plan(cli, args).await,
+        Command::Build(args) => systems::build(cli, args, shutdown).await,
         Command::Exec(args) => exec::exec(cli, args).await,
         Command::History(args) => history::history(cli, args),
         Command::Reboot(args) => reboot::reboot(cli, args).await,

@@ -41,6 +41,10 @@ const BINARY_PRINTS: &[(&str, &str)] = &[
         "src/secret.rs",
         "unechoed terminal input and whether there is a terminal to ask on",
     ),
+    (
+        "src/systems.rs",
+        "build --systems-out: the note naming the hosts left out of the file",
+    ),
 ];
 
 /// Files of the library crates that write to stdout or stderr, and why that is not printing.

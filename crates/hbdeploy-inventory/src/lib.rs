@@ -17,6 +17,7 @@ mod doc;
 mod error;
 mod eval;
 mod fleet;
+mod glob;
 mod health;
 mod host;
 mod name;

@@ -15,6 +15,7 @@ mod disko;
 mod error;
 mod eval;
 mod expr;
+mod fetch;
 mod sizes;
 mod store_path;
 

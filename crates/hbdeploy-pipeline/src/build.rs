@@ -31,6 +31,17 @@ pub(crate) struct Built {
     pub drv: StorePath,
     /// Not built here: the host builds it from the derivation (`build-on = "target"`).
     pub on_target: bool,
+    /// A given system (`apply --systems`) in no store here: the host fetches it from its own
+    /// binary caches. The places already looked in, for the error if the host cannot.
+    pub host_caches: Option<Vec<String>>,
+}
+
+impl Built {
+    /// Whether the system is in the local store (built or fetched here), so it can be checked
+    /// and its closure sent from here.
+    pub(crate) fn is_local(&self) -> bool {
+        !self.on_target && self.host_caches.is_none()
+    }
 }
 
 /// One host's system, or the stage and error that stopped it.
@@ -46,6 +57,8 @@ pub(crate) struct PrepareOptions {
     pub builders: Option<String>,
     /// How much evaluation runs at once.
     pub eval: EvalLimits,
+    /// The store given systems not in the local store are fetched from (`--from`).
+    pub from: Option<String>,
 }
 
 /// The hosts' systems as they become ready: `(index into hosts, result)`, one per host, in no
@@ -93,19 +106,16 @@ pub(crate) fn prepare(
     options: PrepareOptions,
 ) -> Preparing {
     let (tx, results) = mpsc::unbounded_channel();
-    // A host whose system was given (built already) is ready at once; the others are evaluated
-    // and built, and their results handed out under their index in `hosts`.
+    // A host whose system was given (built already, or elsewhere) is ready once its system is
+    // found (`prebuilt.rs`); the others are evaluated and built, and their results handed out
+    // under their index in `hosts`.
+    let mut given = Vec::new();
     let mut rest = Vec::new();
     let mut indices = Vec::new();
     for (index, plan) in hosts.iter().enumerate() {
         match &plan.system {
             Some(system) if !plan.transfer.build_on_target => {
-                let built = Built {
-                    out: system.clone(),
-                    drv: system.clone(),
-                    on_target: false,
-                };
-                let _ = tx.send((index, Ok(built)));
+                given.push((index, plan.clone(), system.clone()));
             }
             _ => {
                 rest.push(plan.clone());
@@ -113,6 +123,7 @@ pub(crate) fn prepare(
             }
         }
     }
+    let from = options.from.clone();
     let work = Work {
         flake: flake.to_owned(),
         hosts: rest,
@@ -120,11 +131,36 @@ pub(crate) fn prepare(
         nix: nix.clone(),
         events: events.clone(),
         options,
-        tx,
+        tx: tx.clone(),
+    };
+    let nix = nix.clone();
+    let events = events.clone();
+    let task = async move {
+        if !given.is_empty() {
+            let mut paths: Vec<StorePath> = given.iter().map(|(_, _, s)| s.clone()).collect();
+            paths.sort();
+            paths.dedup();
+            for (_, plan, _) in &given {
+                events.stage(&plan.name, Stage::Build);
+            }
+            let found = crate::prebuilt::find(&nix, from.as_deref(), &paths, &events).await?;
+            for (index, plan, system) in &given {
+                let _ = tx.send((
+                    *index,
+                    crate::prebuilt::built(plan, system, found.get(system)),
+                ));
+            }
+        }
+        // Nothing to evaluate: no `nix eval` runs at all.
+        if work.hosts.is_empty() {
+            return Ok(());
+        }
+        drop(tx);
+        work.run().await
     };
     Preparing {
         results,
-        task: Some(tokio::spawn(work.run())),
+        task: Some(tokio::spawn(task)),
     }
 }
 
@@ -298,6 +334,7 @@ impl Work {
                         out: toplevel.out_path.clone(),
                         drv: toplevel.drv_path.clone(),
                         on_target: true,
+                        host_caches: None,
                     }),
                 );
             }
@@ -359,6 +396,7 @@ impl Work {
                 out: out.clone(),
                 drv: drv.clone(),
                 on_target: false,
+                host_caches: None,
             }),
             Err(lines) => Err(lines.clone()),
         };

@@ -43,6 +43,7 @@ pub async fn deploy(
     let options = PrepareOptions {
         builders: request.builders.clone(),
         eval: request.eval.clone(),
+        from: request.from.clone(),
     };
     let preparing = prepare(&request.flake, &request.hosts, nix, &events, options);
     let waves = plan_waves(&request.hosts, &request.canary, request.batch);
@@ -370,7 +371,7 @@ impl<T: Transport> HostJob<T> {
         }
         // The system was built here: what is not a NixOS system is refused before anything is
         // copied (the host checks it again before switching).
-        if self.goal.activates() && !self.built.on_target && !self.transport.is_system(&self.path) {
+        if self.goal.activates() && self.built.is_local() && !self.transport.is_system(&self.path) {
             report.stage = Stage::Build;
             return Err(HostError::NotNixos {
                 path: self.path.clone(),
@@ -527,6 +528,10 @@ impl<T: Transport> HostJob<T> {
     async fn copy(&self, conn: &T::Host) -> Result<CopyStats, HostError> {
         if self.built.on_target {
             return self.build_on_target(conn).await;
+        }
+        if let Some(looked) = &self.built.host_caches {
+            let (plan, path) = (&self.plan, &self.path);
+            return crate::prebuilt::from_host_caches(conn, plan, path, looked, &self.events).await;
         }
         self.transport
             .copy_closure(

@@ -108,6 +108,18 @@ pub enum HostError {
         /// The path.
         path: StorePath,
     },
+    /// A given system (`apply --systems`) is in none of the stores looked in; nothing was sent
+    /// to the host or changed on it.
+    #[error(
+        "{path} is in none of the places looked in: {}; the host was not changed",
+        looked.join("; ")
+    )]
+    Unobtainable {
+        /// The system.
+        path: StorePath,
+        /// Each place looked in, with what it said.
+        looked: Vec<String>,
+    },
     /// The system is not in the host's store (a generation whose system was
     /// garbage-collected).
     #[error("{path} is not in the host's store (garbage-collected?); the host was not changed")]
@@ -463,6 +475,7 @@ impl HostError {
             | HostError::Privilege(_)
             | HostError::Channel { .. }
             | HostError::NotNixos { .. }
+            | HostError::Unobtainable { .. }
             | HostError::NotInStore { .. }
             | HostError::NoEarlierGeneration { .. }
             | HostError::NoSuchGeneration { .. }
@@ -566,6 +579,12 @@ impl hbdeploy_files::Hint for HostError {
             HostError::Secret { name, problem, .. } => secret_hint(name, problem),
             HostError::NotNixos { .. } => Some(
                 "the flake attribute must be a NixOS configuration (nixosConfigurations.<attr>)"
+                    .to_owned(),
+            ),
+            HostError::Unobtainable { .. } => Some(
+                "push the system to a binary cache (nix copy --to URL PATH on the machine that \
+                 built it) and name that cache with --from URL, or add the cache to the host's \
+                 substituters"
                     .to_owned(),
             ),
             _ => None,

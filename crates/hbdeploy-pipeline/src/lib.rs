@@ -22,6 +22,7 @@ mod health;
 pub mod install;
 mod plan;
 pub mod port;
+mod prebuilt;
 mod reboot;
 mod remote;
 mod report;
@@ -264,6 +265,9 @@ pub struct DeployRequest {
     /// `--reboot`: after a host's successful `boot` (or `switch`) deployment, reboot it and
     /// check that it booted the new system ([`reboot`]).
     pub reboot: bool,
+    /// Where given systems (`HostPlan::system`) missing from the local store are fetched from
+    /// (`apply --from URL`): a nix store URL.
+    pub from: Option<String>,
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ pub async fn plan(
     let options = PrepareOptions {
         builders: None,
         eval: request.eval.clone(),
+        from: None,
     };
     let built = build_all(&request.flake, &local, nix, &events, options).await?;
     let mut slots: Vec<Option<HostChanges>> = Vec::with_capacity(request.hosts.len());

@@ -82,6 +82,7 @@ pub async fn status(
             let options = PrepareOptions {
                 builders: None,
                 eval: request.eval.clone(),
+                from: None,
             };
             build_all(&request.flake, &request.hosts, nix, &events, options)
                 .await

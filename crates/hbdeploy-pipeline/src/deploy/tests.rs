@@ -62,6 +62,7 @@ async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>
             out: store(NEW),
             drv: store("/nix/store/cccccccccccccccccccccccccccccccc-nixos-system-new.drv"),
             on_target: false,
+            host_caches: None,
         },
         copy_permits: Arc::new(Semaphore::new(1)),
         activate_permits: Arc::new(Semaphore::new(1)),
