@@ -24,7 +24,7 @@ use crate::{passphrase, summary};
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
-    crate::reboot::check_goal(args)?;
+    check_goal(args)?;
     let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     if matches!(args.goal, Goal::Switch | Goal::Boot | Goal::Test) {
         crate::secrets::read(&fleet, &mut hosts).await?;
@@ -326,4 +326,25 @@ fn host_record(host: &hbdeploy_pipeline::HostReport) -> HostRecord {
             _ => None,
         },
     }
+}
+
+/// `--reboot` goes with the goals that make the new system the boot default: `boot` (its
+/// purpose: the new system runs from the reboot on) and `switch` (a reboot proves the new
+/// system also boots). With `test`, `dry-activate`, `build` or `push` the reboot would boot the
+/// old system, so it is refused before anything is built.
+fn check_goal(args: &ApplyArgs) -> Result<(), AppError> {
+    if !args.reboot || args.goal.sets_profile() {
+        return Ok(());
+    }
+    Err(AppError::Usage(
+        format!(
+            "--reboot needs a goal that makes the new system the boot default, not --goal {}; \
+             nothing was changed",
+            args.goal
+        ),
+        Some(format!(
+            "use --goal {} --reboot, or reboot later with hbdeploy reboot HOST",
+            Goal::Boot
+        )),
+    ))
 }

@@ -58,6 +58,12 @@ pub(crate) enum AppError {
     Systems(Box<crate::systems::SystemsError>),
 }
 
+impl From<crate::systems::SystemsError> for AppError {
+    fn from(err: crate::systems::SystemsError) -> AppError {
+        AppError::Systems(Box::new(err))
+    }
+}
+
 impl Hint for AppError {
     fn hint(&self) -> Option<String> {
         match self {

@@ -5,6 +5,7 @@
 //! turns the outcome into an exit code: 0 every host succeeded, 1 some host failed, 2 usage,
 //! configuration or environment error.
 
+mod build;
 mod change;
 mod cli;
 mod completions;
@@ -124,7 +125,7 @@ async fn run(cli: &Cli, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
         Command::Keyscan(args) => keyscan::run(cli, args).await,
         Command::Install(args) => install::run(cli, args).await,
         Command::Plan(args) => plan::plan(cli, args).await,
-        Command::Build(args) => systems::build(cli, args, shutdown).await,
+        Command::Build(args) => build::build(cli, args, shutdown).await,
         Command::Exec(args) => exec::exec(cli, args).await,
         Command::History(args) => history::history(cli, args),
         Command::Reboot(args) => reboot::reboot(cli, args).await,

@@ -4,33 +4,12 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hbdeploy_pipeline::{Goal, RebootRequest, time};
+use hbdeploy_pipeline::{RebootRequest, time};
 
-use crate::cli::{ApplyArgs, Cli, RebootArgs};
+use crate::cli::{Cli, RebootArgs};
 use crate::error::AppError;
 use crate::hosts::{load, parallel};
 use crate::ui::watched;
-
-/// `--reboot` goes with the goals that make the new system the boot default: `boot` (its
-/// purpose: the new system runs from the reboot on) and `switch` (a reboot proves the new
-/// system also boots). With `test`, `dry-activate`, `build` or `push` the reboot would boot the
-/// old system, so it is refused before anything is built.
-pub fn check_goal(args: &ApplyArgs) -> Result<(), AppError> {
-    if !args.reboot || args.goal.sets_profile() {
-        return Ok(());
-    }
-    Err(AppError::Usage(
-        format!(
-            "--reboot needs a goal that makes the new system the boot default, not --goal {}; \
-             nothing was changed",
-            args.goal
-        ),
-        Some(format!(
-            "use --goal {} --reboot, or reboot later with hbdeploy reboot HOST",
-            Goal::Boot
-        )),
-    ))
-}
 
 /// `hbdeploy reboot`.
 pub async fn reboot(cli: &Cli, args: &RebootArgs) -> Result<ExitCode, AppError> {

@@ -63,6 +63,7 @@ mod systemd_faults;
 mod systemd_hosts;
 mod systems;
 mod tidy;
+mod tidy_modules;
 mod timings;
 mod transfer;
 mod trust;

@@ -17,8 +17,7 @@ use hbdeploy_nix::nix_string;
 
 use crate::installer::disko_script_for;
 
-/// Where the lab's state directory is mounted inside every host.
-pub const HOST_STATE: &str = "/var/lib/hbdeploy-lab";
+pub use crate::files::HOST_STATE;
 
 /// How a toy system's activation behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

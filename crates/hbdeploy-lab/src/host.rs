@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::LabError;
-use crate::flake::HOST_STATE;
+use crate::files::{HOST_STATE, io, mkdir, run, write};
 
 /// How long a host may take to come up before the lab gives up.
 pub(crate) const STARTUP: Duration = Duration::from_secs(20);
@@ -47,35 +47,6 @@ pub struct LabHost {
     pub(crate) ns_pid: u32,
     pub(crate) sshd: Option<Child>,
     pub(crate) daemon: Option<Child>,
-}
-
-pub(crate) fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
-    move |source| LabError::Io { what, source }
-}
-
-pub(crate) fn write(path: &Path, text: &str) -> Result<(), LabError> {
-    std::fs::write(path, text).map_err(io(format!("write {}", path.display())))
-}
-
-pub(crate) fn mkdir(path: &Path) -> Result<(), LabError> {
-    std::fs::create_dir_all(path).map_err(io(format!("create {}", path.display())))
-}
-
-/// Runs a program to completion and fails with its stderr when it exits non-zero.
-pub(crate) fn run(command: &mut Command, what: &str) -> Result<String, LabError> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io(format!("run {what}")))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(LabError::Command {
-            what: what.to_owned(),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        })
-    }
 }
 
 const SSHD_CONFIG: &str = "\
@@ -295,41 +266,6 @@ impl LabHost {
         }
     }
 
-    /// A command that runs `argv` inside this host's namespaces.
-    pub(crate) fn nsenter(&self) -> Command {
-        if self.kind == HostKind::Systemd {
-            return crate::systemd::nsenter(self);
-        }
-        let mut command = Command::new("nsenter");
-        command
-            .args(["-t", &self.ns_pid.to_string(), "-m", "-u", "-p", "--"])
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// Starts (or restarts) the host's sshd and waits until it accepts connections.
-    pub fn start_sshd(&mut self, port: u16) -> Result<(), LabError> {
-        if self.kind == HostKind::Systemd {
-            return crate::systemd::start_sshd(self, port);
-        }
-        self.stop_sshd();
-        let config = self.dir.join("state/sshd_config");
-        let child = self
-            .nsenter()
-            .arg("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-f")
-            .arg(&config)
-            .arg("-E")
-            .arg(format!("{HOST_STATE}/sshd.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(io(format!("start sshd of {}", self.name)))?;
-        self.sshd = Some(child);
-        wait_for_port(self, port, STARTUP)
-    }
-
     /// Gives the host an OpenSSH host certificate: signs its host key with the CA private key
     /// `ca` (`ssh-keygen -s CA -h`) for `principals` (none: valid for any name) and `validity`
     /// (`-V`, e.g. `-1d:+1d`), makes sshd present it (`HostCertificate`) and restarts sshd on
@@ -362,62 +298,11 @@ impl LabHost {
         self.start_sshd(port)
     }
 
-    /// The PID (in this machine's PID namespace) of the sshd listener the lab started, to stop
-    /// or freeze it by PID.
-    pub fn sshd_pid(&self) -> Option<u32> {
-        if self.kind == HostKind::Systemd {
-            return crate::systemd::sshd_pid(self);
-        }
-        let nsenter = self.sshd.as_ref()?.id();
-        std::fs::read_to_string(format!("/proc/{nsenter}/task/{nsenter}/children"))
-            .ok()?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }
-
-    /// Stops the host's sshd listener (its PID is the `nsenter` child's only child), so the host
-    /// becomes unreachable. Sessions already open are not affected.
-    pub fn stop_sshd(&mut self) {
-        if self.kind == HostKind::Systemd {
-            return crate::systemd::stop_sshd(self);
-        }
-        if let Some(mut nsenter) = self.sshd.take() {
-            let pid = nsenter.id();
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            for child in children.split_whitespace() {
-                let _ = Command::new("kill").args(["-TERM", child]).status();
-            }
-            let _ = nsenter.wait();
-        }
-    }
-
     /// Runs a shell command inside the host, as root, and returns its stdout.
     pub fn sh(&self, script: &str) -> Result<String, LabError> {
         run(
             self.nsenter().args(["/bin/sh", "-c", script]),
             &format!("`{script}` on lab host {}", self.name),
         )
-    }
-
-    /// Stops the whole host: every process in its namespace dies with the holder.
-    pub(crate) fn stop(&mut self) {
-        if self.kind == HostKind::Systemd {
-            return crate::systemd::stop(self);
-        }
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-        if let Some(mut daemon) = self.daemon.take() {
-            let _ = daemon.kill();
-            let _ = daemon.wait();
-        }
-        if let Some(mut nsenter) = self.sshd.take() {
-            // nsenter stops itself when its child is stopped (a test may freeze sshd): kill it
-            // rather than wait for it.
-            let _ = nsenter.kill();
-            let _ = nsenter.wait();
-        }
     }
 }

@@ -1,7 +1,7 @@
 //! What a lab host looks like from the inside, for assertions: its running and profile systems,
 //! store, activations and logins, the same for both kinds of host; and a reboot.
 
-use crate::flake::HOST_STATE;
+use crate::files::HOST_STATE;
 use crate::host::HostKind;
 use crate::{LabError, LabHost, SSH_PORT};
 

@@ -12,8 +12,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use crate::flake::HOST_STATE;
-use crate::host::{mkdir, write};
+use crate::files::{HOST_STATE, mkdir, write};
 use crate::{LabError, LabHost};
 
 /// What a lab installer host looks like to `hbdeploy install`.

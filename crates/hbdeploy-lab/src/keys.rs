@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::host::run;
+use crate::files::run;
 use crate::{Lab, LabError};
 
 impl Lab {

@@ -18,11 +18,14 @@
 
 pub mod bench;
 mod evalcost;
+mod files;
 mod flake;
 mod host;
 mod inspect;
 mod installer;
 mod keys;
+mod kind;
+mod process;
 mod run;
 mod slot;
 mod systemd;
@@ -142,10 +145,10 @@ impl Lab {
         } else {
             None
         };
-        let slot = slot::Slot::claim()?;
+        let slot = slot::Slot::claim(systemd::clean_slot)?;
         let dir = slot.dir.clone();
         let identity = dir.join("id_ed25519");
-        host::run(
+        files::run(
             Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", "hbdeploy-lab", "-f"])
                 .arg(&identity),
@@ -184,7 +187,7 @@ impl Lab {
             let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             known_hosts.push_str(&format!("[{address}]:{SSH_PORT} {key}\n"));
         }
-        host::write(&lab.known_hosts, &known_hosts)?;
+        files::write(&lab.known_hosts, &known_hosts)?;
         lab.write_flake()?;
         Ok(lab)
     }
@@ -289,10 +292,10 @@ impl Lab {
 
     fn write_flake(&self) -> Result<(), LabError> {
         let dir = self.slot.dir.join("flake");
-        host::mkdir(&dir)?;
-        host::mkdir(&self.slot.dir.join("barrier"))?;
+        files::mkdir(&dir)?;
+        files::mkdir(&self.slot.dir.join("barrier"))?;
         let meeting = self.slot.dir.join(flake::EVAL_BARRIER_DIR);
-        host::mkdir(&meeting)?;
+        files::mkdir(&meeting)?;
         // Builds run as nixbld users: each must be able to leave its mark here.
         std::fs::set_permissions(
             &meeting,
@@ -303,7 +306,7 @@ impl Lab {
             source,
         })?;
         let system = format!("{}-linux", std::env::consts::ARCH);
-        host::write(
+        files::write(
             &dir.join("flake.nix"),
             &flake::flake_text(
                 &system,
@@ -325,7 +328,7 @@ impl Lab {
 
     /// Lets activations waiting at [`Activation::Gate`] go on.
     pub fn open_gate(&self) -> Result<(), LabError> {
-        host::write(&self.slot.dir.join("gate"), "")
+        files::write(&self.slot.dir.join("gate"), "")
     }
 
     /// A fleet.toml for this lab: every host with its address, the lab's key and known_hosts,
@@ -355,7 +358,7 @@ impl Lab {
     /// Writes [`Lab::fleet_toml`] into the lab directory and returns its path.
     pub fn write_fleet(&self, tags: &[(&str, &[&str])], extra: &str) -> Result<PathBuf, LabError> {
         let path = self.slot.dir.join("fleet.toml");
-        host::write(&path, &self.fleet_toml(tags, extra))?;
+        files::write(&path, &self.fleet_toml(tags, extra))?;
         Ok(path)
     }
 }

@@ -34,7 +34,7 @@ fn io(what: String) -> impl FnOnce(std::io::Error) -> LabError {
 
 impl Slot {
     /// Claims the first free slot, stops what a dead lab left in it, and empties its directory.
-    pub fn claim() -> Result<Slot, LabError> {
+    pub fn claim(clean: fn(&Path, u32)) -> Result<Slot, LabError> {
         let root = root();
         std::fs::create_dir_all(&root).map_err(io(format!("create {}", root.display())))?;
         for number in 0..SLOTS {
@@ -50,7 +50,7 @@ impl Slot {
             }
             let dir = root.join(format!("slot-{number}"));
             stop_leftovers(&dir);
-            crate::systemd::clean_slot(&dir, number);
+            clean(&dir, number);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(io(format!("clear {}", dir.display())))?;
             }
@@ -93,14 +93,14 @@ fn stop_leftovers(dir: &Path) {
             let mut tree = vec![pid];
             let mut next = 0;
             while let Some(&parent) = tree.get(next) {
-                tree.extend(crate::systemd::children(parent));
+                tree.extend(crate::process::children(parent));
                 next += 1;
             }
             for &member in &tree {
-                crate::systemd::signal(member, "KILL");
+                crate::process::signal(member, "KILL");
             }
             for member in tree {
-                crate::systemd::wait_gone(member, std::time::Duration::from_secs(10));
+                crate::process::wait_gone(member, std::time::Duration::from_secs(10));
             }
         }
     }

@@ -4,8 +4,9 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::files::{io, run};
 use crate::flake::HOST_STATE;
-use crate::host::{HostKind, STARTUP, io, run};
+use crate::host::{HostKind, STARTUP};
 use crate::{LabError, LabHost, LabUser, Sudo};
 
 impl LabHost {

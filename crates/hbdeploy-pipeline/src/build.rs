@@ -145,10 +145,7 @@ pub(crate) fn prepare(
             }
             let found = crate::prebuilt::find(&nix, from.as_deref(), &paths, &events).await?;
             for (index, plan, system) in &given {
-                let _ = tx.send((
-                    *index,
-                    crate::prebuilt::built(plan, system, found.get(system)),
-                ));
+                let _ = tx.send((*index, built(plan, system, found.get(system))));
             }
         }
         // Nothing to evaluate: no `nix eval` runs at all.
@@ -415,6 +412,41 @@ impl Work {
     fn send(&self, index: usize, result: HostBuilt) {
         if let Some(&index) = self.indices.get(index) {
             let _ = self.tx.send((index, result));
+        }
+    }
+}
+
+/// What `plan`'s given system comes to: built (here or on the host's side), or its failure.
+pub(crate) fn built(
+    plan: &HostPlan,
+    system: &StorePath,
+    found: Option<&crate::prebuilt::Found>,
+) -> HostBuilt {
+    let local = Built {
+        out: system.clone(),
+        drv: system.clone(),
+        on_target: false,
+        host_caches: None,
+    };
+    match found {
+        None | Some(crate::prebuilt::Found::Local) => Ok(local),
+        Some(crate::prebuilt::Found::Elsewhere(looked)) if plan.transfer.substitute => Ok(Built {
+            host_caches: Some(looked.clone()),
+            ..local
+        }),
+        Some(crate::prebuilt::Found::Elsewhere(looked)) => {
+            let mut looked = looked.clone();
+            looked.push(
+                "not the host's own caches (substitute = false in fleet.toml, or --no-substitute)"
+                    .to_owned(),
+            );
+            Err((
+                Stage::Build,
+                Box::new(HostError::Unobtainable {
+                    path: system.clone(),
+                    looked,
+                }),
+            ))
         }
     }
 }

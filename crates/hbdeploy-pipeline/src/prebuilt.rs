@@ -19,7 +19,6 @@ use std::collections::BTreeMap;
 use crate::port::Host;
 use hbdeploy_nix::{Nix, NixError, StorePath};
 
-use crate::build::{Built, HostBuilt};
 use crate::event::{EventSender, Stage};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan, remote};
@@ -87,37 +86,6 @@ fn said(lines: &[String]) -> Option<String> {
         .find(|l| l.starts_with("error:"))
         .or(lines.last())
         .map(|l| (*l).to_owned())
-}
-
-/// What `plan`'s given system comes to: built (here or on the host's side), or its failure.
-pub(crate) fn built(plan: &HostPlan, system: &StorePath, found: Option<&Found>) -> HostBuilt {
-    let local = Built {
-        out: system.clone(),
-        drv: system.clone(),
-        on_target: false,
-        host_caches: None,
-    };
-    match found {
-        None | Some(Found::Local) => Ok(local),
-        Some(Found::Elsewhere(looked)) if plan.transfer.substitute => Ok(Built {
-            host_caches: Some(looked.clone()),
-            ..local
-        }),
-        Some(Found::Elsewhere(looked)) => {
-            let mut looked = looked.clone();
-            looked.push(
-                "not the host's own caches (substitute = false in fleet.toml, or --no-substitute)"
-                    .to_owned(),
-            );
-            Err((
-                Stage::Build,
-                Box::new(HostError::Unobtainable {
-                    path: system.clone(),
-                    looked,
-                }),
-            ))
-        }
-    }
 }
 
 /// Has the host fetch `path`, which no store here has, from its own binary caches; `looked`
@@ -192,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_local_system_is_deployed_like_one_built_here() {
-        let built = built(&plan(true), &path(), Some(&Found::Local)).expect("built");
+        let built = crate::build::built(&plan(true), &path(), Some(&Found::Local)).expect("built");
         assert!(!built.on_target && built.host_caches.is_none());
         assert_eq!(built.out, path());
     }
@@ -200,9 +168,10 @@ mod tests {
     #[test]
     fn a_system_found_nowhere_is_left_to_a_substituting_host_else_fails_it() {
         let looked = Found::Elsewhere(vec![LOCAL.to_owned(), "file:///c (no such path)".into()]);
-        let built = built(&plan(true), &path(), Some(&looked)).expect("host fetches it");
+        let built =
+            crate::build::built(&plan(true), &path(), Some(&looked)).expect("host fetches it");
         assert_eq!(built.host_caches.map(|l| l.len()), Some(2));
-        let Err((stage, error)) = super::built(&plan(false), &path(), Some(&looked)) else {
+        let Err((stage, error)) = crate::build::built(&plan(false), &path(), Some(&looked)) else {
             panic!("not obtainable");
         };
         assert_eq!(stage, Stage::Build);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use hbdeploy_ssh::Exit;
 
 use crate::port::{Dial, Host, Ssh};
+pub use crate::remote::secret::SecretOnHost;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -133,26 +134,6 @@ pub struct SecretRecord {
     pub name: String,
     /// The SHA-256 of what was written.
     pub sha256: String,
-}
-
-/// What a host holds at a secret's destination (read as root; the content never comes back).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretOnHost {
-    /// No file there.
-    Absent,
-    /// Something there that could not be hashed (not a regular file, or unreadable).
-    Unreadable,
-    /// A file with this hash, owner, group and mode.
-    File {
-        /// SHA-256 of its content, hex.
-        sha256: String,
-        /// Owning user.
-        owner: String,
-        /// Owning group.
-        group: String,
-        /// Permission bits.
-        mode: u32,
-    },
 }
 
 impl SecretOnHost {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Lab, LabError, NIX_CONFIG, SSH_PORT, host};
+use crate::{Lab, LabError, NIX_CONFIG, SSH_PORT, files};
 
 /// What the script does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +200,7 @@ impl Baseline {
     /// Writes the script for every host of `lab`.
     pub fn write(lab: &Lab) -> Result<Baseline, LabError> {
         let path = lab.dir().join("baseline.sh");
-        host::write(&path, &script(lab))?;
+        files::write(&path, &script(lab))?;
         Ok(Baseline { path })
     }
 

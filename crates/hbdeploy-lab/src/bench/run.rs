@@ -210,7 +210,7 @@ impl Bed<'_> {
         );
         for contender in order {
             self.lab.bump_all()?;
-            crate::host::run(
+            crate::files::run(
                 &mut self.baseline.command(Mode::Prebuild),
                 "build the new closures beforehand (baseline.sh prebuild)",
             )?;
@@ -466,7 +466,7 @@ fn forget_built(prefix: &str) -> Result<usize, LabError> {
     if paths.is_empty() {
         return Ok(0);
     }
-    crate::host::run(
+    crate::files::run(
         Command::new("nix-store").arg("--delete").args(&paths),
         "nix-store --delete (bench systems)",
     )?;

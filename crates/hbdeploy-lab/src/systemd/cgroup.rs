@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::LabError;
-use crate::host::mkdir;
+use crate::files::mkdir;
 
 /// The hierarchies a host's cgroup is made in: the hybrid layout's named `systemd` and `unified`
 /// hierarchies, or the whole tree on a machine with cgroup2 only.

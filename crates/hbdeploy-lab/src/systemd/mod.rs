@@ -18,7 +18,6 @@
 
 mod cgroup;
 pub(crate) mod faults;
-mod process;
 mod root;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -26,12 +25,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::flake::HOST_STATE;
-use crate::host::{HostKind, Pam, mkdir, run, wait_for_port, write, write_host_files};
+use crate::files::{HOST_STATE, mkdir, run, write};
+use crate::host::{HostKind, Pam, wait_for_port, write_host_files};
 use crate::slot::Slot;
 use crate::{LabError, LabHost};
 
-pub(crate) use process::{children, signal, unmount_under, wait_gone};
+use crate::process;
+pub(crate) use crate::process::{children, unmount_under};
 pub(crate) use root::base_root;
 
 /// The lab's sshd unit in the base root.

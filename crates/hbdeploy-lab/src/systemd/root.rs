@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::LabError;
-use crate::host::{mkdir, run};
+use crate::files::{mkdir, run};
 
 /// The name of the cached root; bump the version when the recipe below changes.
 const NAME: &str = "systemd-root-bookworm-v1";
@@ -113,7 +113,7 @@ fn build(dir: &Path) -> Result<(), LabError> {
     )?;
     check(dir)?;
     // The mark that the root is complete: written last.
-    crate::host::write(&dir.join("etc/hbdeploy-lab-root"), &format!("{NAME}\n"))
+    crate::files::write(&dir.join("etc/hbdeploy-lab-root"), &format!("{NAME}\n"))
 }
 
 fn failed(what: &str, output: &std::process::Output) -> LabError {

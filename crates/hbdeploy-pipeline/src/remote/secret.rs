@@ -7,7 +7,6 @@ use hbdeploy_ssh::Exit;
 use crate::port::Host;
 
 use super::{Script, step};
-use crate::secrets::SecretOnHost;
 use crate::{HostError, Stage};
 
 /// Why `secret.sh` refused before it wrote anything.
@@ -34,6 +33,26 @@ pub(crate) enum Written {
         exit: Exit,
         /// Its last lines (never the content: the script prints none of it).
         tail: Vec<String>,
+    },
+}
+
+/// What a host holds at a secret's destination (read as root; the content never comes back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretOnHost {
+    /// No file there.
+    Absent,
+    /// Something there that could not be hashed (not a regular file, or unreadable).
+    Unreadable,
+    /// A file with this hash, owner, group and mode.
+    File {
+        /// SHA-256 of its content, hex.
+        sha256: String,
+        /// Owning user.
+        owner: String,
+        /// Owning group.
+        group: String,
+        /// Permission bits.
+        mode: u32,
     },
 }
 
