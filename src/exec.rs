@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use console::{Style, Term};
-use hbdeploy_pipeline::{ExecLine, ExecRequest, ExecResult};
+use hbdeploy_pipeline::{EventSender, ExecLine, ExecRequest, ExecResult};
 use hbdeploy_ssh::Stream;
 
 use crate::cli::{Cli, ExecArgs};
@@ -27,7 +27,7 @@ pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode, AppError> {
         hosts,
         command: args.command.join(" "),
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ExecLine>();
+    let (tx, mut rx) = EventSender::<ExecLine>::channel();
     let group = args.group;
     let printer = tokio::spawn(async move {
         let mut grouped: BTreeMap<String, Vec<String>> = BTreeMap::new();

@@ -9,13 +9,13 @@ use std::time::Duration;
 use console::Term;
 use hbdeploy_inventory::{Fleet, Host, SelectError, Selector};
 use hbdeploy_nix::{DiskDevice, Nix, NixError, disko_install_argv};
+use hbdeploy_pipeline::EventReceiver;
 use hbdeploy_pipeline::install::{
     self, InstallError, InstallEvent, InstallEvents, InstallReport, InstallRequest, InstallStep,
     StepError, WipeConsent,
 };
 use hbdeploy_ssh::Target;
 use hbdeploy_ssh::shell_line;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 
 use crate::cli::{Cli, InstallArgs};
@@ -238,9 +238,9 @@ async fn on_this_machine(
 
 /// Starts the task that prints the install's progress on stderr.
 fn listen(host: &str, verbose: bool) -> (InstallEvents, JoinHandle<()>) {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (events, rx) = InstallEvents::channel();
     let ui = tokio::spawn(show(rx, host.to_owned(), verbose));
-    (InstallEvents::new(tx), ui)
+    (events, ui)
 }
 
 /// Drops the sender and waits until every event sent so far has been printed.
@@ -249,7 +249,7 @@ async fn finish(events: InstallEvents, ui: JoinHandle<()>) {
     let _ = ui.await;
 }
 
-async fn show(mut events: UnboundedReceiver<InstallEvent>, host: String, verbose: bool) {
+async fn show(mut events: EventReceiver<InstallEvent>, host: String, verbose: bool) {
     let term = Term::stderr();
     while let Some(event) = events.recv().await {
         if let Some(line) = plain_line(&host, &event, verbose) {

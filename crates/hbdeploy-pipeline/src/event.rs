@@ -1,8 +1,11 @@
-//! The events a deployment emits while it runs. One closed enum, sent over an unbounded channel
-//! so that a slow UI never slows a deployment down; the run is over when the channel closes.
-//! Only lines of output can pile up without end (an activation may print hundreds of MiB), so
-//! at most [`OUTPUT_BACKLOG`] of them wait for the UI at a time: further lines are not shown
-//! (their tail is in the report all the same), and memory stays flat however much is printed.
+//! The events a command emits while it runs, and the one channel every command sends them over
+//! ([`EventSender`]): unbounded, so that a slow UI never slows a run down, and the run is over
+//! when the channel closes. Each command has one closed enum of events: [`Event`] for the
+//! commands that deploy, read or change hosts, `InstallEvent` for `install`, `ExecLine` for
+//! `exec`. Only lines of output can pile up without end (an activation may print hundreds of
+//! MiB), so at most [`OUTPUT_BACKLOG`] of them wait for the UI at a time, whatever the enum:
+//! further lines are not shown (their tail is in the report all the same), and memory stays flat
+//! however much is printed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -93,33 +96,52 @@ pub enum Event {
 /// How many lines of output may wait for the UI at once.
 pub const OUTPUT_BACKLOG: usize = 4096;
 
-/// Where a deployment sends its events. Sending never fails the deployment: a UI that went away
-/// only means nobody is watching.
-#[derive(Debug, Clone)]
-pub struct EventSender(Option<(UnboundedSender<Event>, Arc<AtomicUsize>)>);
+/// What the channel needs to know of an event: whether it is a line of output (which may be
+/// dropped once [`OUTPUT_BACKLOG`] lines wait) or something that is always delivered.
+pub trait Output {
+    /// Whether this event is a line of output.
+    fn is_output(&self) -> bool;
+}
 
-/// Where the UI receives a deployment's events.
+impl Output for Event {
+    fn is_output(&self) -> bool {
+        matches!(self, Event::Output { .. })
+    }
+}
+
+/// Where a command sends its events. Sending never fails the command: a UI that went away only
+/// means nobody is watching.
 #[derive(Debug)]
-pub struct EventReceiver {
-    rx: UnboundedReceiver<Event>,
+pub struct EventSender<E = Event>(Option<(UnboundedSender<E>, Arc<AtomicUsize>)>);
+
+impl<E> Clone for EventSender<E> {
+    fn clone(&self) -> Self {
+        EventSender(self.0.clone())
+    }
+}
+
+/// Where the UI receives a command's events.
+#[derive(Debug)]
+pub struct EventReceiver<E = Event> {
+    rx: UnboundedReceiver<E>,
     /// Lines of output sent and not received yet.
     waiting: Arc<AtomicUsize>,
 }
 
-impl EventReceiver {
+impl<E: Output> EventReceiver<E> {
     /// The next event; `None` once every sender is gone and everything sent was received.
-    pub async fn recv(&mut self) -> Option<Event> {
+    pub async fn recv(&mut self) -> Option<E> {
         let event = self.rx.recv().await;
-        if let Some(Event::Output { .. }) = event {
+        if event.as_ref().is_some_and(Output::is_output) {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         event
     }
 }
 
-impl EventSender {
+impl<E: Output> EventSender<E> {
     /// A connected pair.
-    pub fn channel() -> (EventSender, EventReceiver) {
+    pub fn channel() -> (EventSender<E>, EventReceiver<E>) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         (
@@ -129,13 +151,13 @@ impl EventSender {
     }
 
     /// Drops every event.
-    pub fn none() -> EventSender {
+    pub fn none() -> EventSender<E> {
         EventSender(None)
     }
 
-    pub(crate) fn send(&self, event: Event) {
+    pub(crate) fn send(&self, event: E) {
         if let Some((tx, waiting)) = &self.0 {
-            if let Event::Output { .. } = event {
+            if event.is_output() {
                 // Counted before it is sent, so the receiver never counts below zero.
                 if waiting.fetch_add(1, Ordering::Relaxed) >= OUTPUT_BACKLOG {
                     waiting.fetch_sub(1, Ordering::Relaxed);
@@ -145,7 +167,9 @@ impl EventSender {
             let _ = tx.send(event);
         }
     }
+}
 
+impl EventSender {
     pub(crate) fn finished(&self, report: &HostReport) {
         let summary = match &report.outcome {
             Outcome::Succeeded => "done".to_owned(),
@@ -191,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_waiting_for_the_ui_is_bounded_and_other_events_are_never_dropped() {
-        let (events, mut rx) = EventSender::channel();
+        let (events, mut rx) = EventSender::<Event>::channel();
         for n in 0..OUTPUT_BACKLOG + 100 {
             events.output(Some("h"), Stage::Activate, &n.to_string());
         }
@@ -208,7 +232,7 @@ mod tests {
         }
         assert_eq!((lines, notes), (OUTPUT_BACKLOG, 1));
         // Once received, lines flow again.
-        let (events, mut rx) = EventSender::channel();
+        let (events, mut rx) = EventSender::<Event>::channel();
         for _ in 0..3 {
             events.output(None, Stage::Build, "x");
             assert!(matches!(rx.recv().await, Some(Event::Output { .. })));

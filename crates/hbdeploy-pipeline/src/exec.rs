@@ -9,8 +9,8 @@ use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use hbdeploy_ssh::{Connection, Exit, OutputLine, SshError};
-use tokio::sync::mpsc::UnboundedSender;
 
+use crate::EventSender;
 use crate::HostPlan;
 use crate::fanout::each_host;
 
@@ -34,6 +34,12 @@ pub struct ExecLine {
     pub host: String,
     /// The line, and which stream it came from.
     pub line: OutputLine,
+}
+
+impl crate::event::Output for ExecLine {
+    fn is_output(&self) -> bool {
+        true
+    }
 }
 
 /// Why a host could not run the command to its end.
@@ -79,8 +85,9 @@ impl ExecResult {
 }
 
 /// Runs the command on every host of `request`, at most `parallel` at once, sending each output
-/// line to `lines` as it arrives. One result per host, in order.
-pub async fn exec(request: &ExecRequest, lines: UnboundedSender<ExecLine>) -> Vec<ExecResult> {
+/// line to `lines` (the one event channel, so at most `OUTPUT_BACKLOG` lines wait for the UI)
+/// as it arrives. One result per host, in order.
+pub async fn exec(request: &ExecRequest, lines: EventSender<ExecLine>) -> Vec<ExecResult> {
     let command = request.command.clone();
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
         let lines = lines.clone();
@@ -112,14 +119,14 @@ pub async fn exec(request: &ExecRequest, lines: UnboundedSender<ExecLine>) -> Ve
 async fn run_on(
     plan: &HostPlan,
     command: &str,
-    lines: &UnboundedSender<ExecLine>,
+    lines: &EventSender<ExecLine>,
     session: &hbdeploy_ssh::Session,
 ) -> Result<Exit, ExecError> {
     let conn = Connection::connect(&plan.target, session)
         .await
         .map_err(ExecError::Connect)?;
     let output = crate::remote::user_command(&conn, command, |line| {
-        let _ = lines.send(ExecLine {
+        lines.send(ExecLine {
             host: plan.name.clone(),
             line: line.clone(),
         });
@@ -128,4 +135,29 @@ async fn run_on(
     .map_err(ExecError::Channel);
     conn.close().await;
     Ok(output?.exit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_command_that_prints_without_end_keeps_the_ui_backlog_bounded() {
+        let (lines, mut rx) = EventSender::<ExecLine>::channel();
+        for n in 0..crate::OUTPUT_BACKLOG + 50 {
+            lines.send(ExecLine {
+                host: "h".to_owned(),
+                line: hbdeploy_ssh::OutputLine {
+                    stream: hbdeploy_ssh::Stream::Stdout,
+                    text: n.to_string(),
+                },
+            });
+        }
+        drop(lines);
+        let mut received = 0;
+        while rx.recv().await.is_some() {
+            received += 1;
+        }
+        assert_eq!(received, crate::OUTPUT_BACKLOG);
+    }
 }

@@ -28,7 +28,6 @@ mod push;
 use std::time::Duration;
 
 use hbdeploy_nix::{DiskDevice, StorePath};
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::CopyStats;
 
@@ -110,27 +109,17 @@ pub enum InstallEvent {
     Note(String),
 }
 
-/// Where an install sends its events. Sending never fails the install.
-#[derive(Debug, Clone)]
-pub struct InstallEvents(Option<UnboundedSender<InstallEvent>>);
-
-impl InstallEvents {
-    /// Sends events into `tx`.
-    pub fn new(tx: UnboundedSender<InstallEvent>) -> InstallEvents {
-        InstallEvents(Some(tx))
+impl crate::event::Output for InstallEvent {
+    fn is_output(&self) -> bool {
+        matches!(self, InstallEvent::Output { .. })
     }
+}
 
-    /// Drops every event.
-    pub fn none() -> InstallEvents {
-        InstallEvents(None)
-    }
+/// Where an install sends its events: the one event channel ([`crate::EventSender`]). Sending
+/// never fails the install.
+pub type InstallEvents = crate::EventSender<InstallEvent>;
 
-    fn send(&self, event: InstallEvent) {
-        if let Some(tx) = &self.0 {
-            let _ = tx.send(event);
-        }
-    }
-
+impl crate::EventSender<InstallEvent> {
     pub(crate) fn step(&self, step: InstallStep) {
         self.send(InstallEvent::Step(step));
     }

@@ -39,7 +39,7 @@ use std::num::NonZeroUsize;
 
 pub use deploy::deploy;
 pub use error::{HostError, PipelineError, Restored};
-pub use event::{Event, EventReceiver, EventSender, OUTPUT_BACKLOG, Stage};
+pub use event::{Event, EventReceiver, EventSender, OUTPUT_BACKLOG, Output, Stage};
 pub use exec::{ExecError, ExecLine, ExecRequest, ExecResult, exec};
 pub use hbdeploy_files::time;
 pub use hbdeploy_nix::EvalLimits;
