@@ -2,7 +2,6 @@
 //! and column or the offending argument, with a hint (issue 2). No lab needed: these fail before
 //! any host is contacted.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use crate::support::HBDEPLOY;
@@ -22,29 +21,8 @@ tags = ["infra"]
 /// Runs hbdeploy in a fresh directory holding `fleet` as `fleet.toml`; returns the exit code and
 /// both streams, as one text for a snapshot.
 fn run(test: &str, fleet: Option<&str>, args: &[&str]) -> String {
-    let dir: PathBuf = std::env::temp_dir()
-        .join("hbdeploy-cli-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    if let Some(text) = fleet {
-        std::fs::write(dir.join("fleet.toml"), text).expect("write fleet.toml");
-    }
-    let output = Command::new(HBDEPLOY)
-        .args(args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    let files: Vec<(&str, &str)> = fleet.map(|f| ("fleet.toml", f)).into_iter().collect();
+    crate::support::answer("cli", test, &files, args)
 }
 
 fn apply_all(test: &str, fleet: &str) -> String {

@@ -6,28 +6,11 @@
 
 use std::path::Path;
 
-use crate::support::lab::{activation_started, deployed_once, generation_systems, running, spec};
+use crate::support::lab::{
+    activation_started, deployed_once, generation_systems, install_boot_restore, running, spec,
+};
 use crate::support::{HBDEPLOY, hbdeploy, host, row, system_path};
 use hbdeploy_lab::{Activation, Lab};
-
-/// The script the NixOS module runs at boot.
-const BOOT_RESTORE: &str = include_str!("../../nixos/modules/hbdeploy/boot-restore.sh");
-
-/// Installs the boot-time restore on `name` as `services.hbdeploy.magicRollback` does: a
-/// oneshot unit wanted by multi-user.target, after it, when a pending record exists.
-fn install_boot_restore(lab: &Lab, name: &str) {
-    host(lab, name)
-        .sh(&format!(
-            "mkdir -p /usr/local/sbin && cat >/usr/local/sbin/hbdeploy-boot-restore <<'HBDEPLOY_EOF'\n\
-             {BOOT_RESTORE}HBDEPLOY_EOF\n\
-             cat >/etc/systemd/system/hbdeploy-boot-restore.service <<'HBDEPLOY_EOF'\n\
-             [Unit]\nAfter=multi-user.target\nConditionPathExistsGlob=/nix/var/hbdeploy/pending-*\n\
-             [Service]\nType=oneshot\nExecStart=/bin/sh /usr/local/sbin/hbdeploy-boot-restore\n\
-             [Install]\nWantedBy=multi-user.target\nHBDEPLOY_EOF\n\
-             systemctl enable hbdeploy-boot-restore.service 2>&1"
-        ))
-        .expect("install the boot-time restore");
-}
 
 /// Starts `apply --all` (magic rollback armed), waits until `name` is activating `system` (its
 /// activation waits at the gate), reboots the host, and returns the deployer's result.

@@ -4,7 +4,9 @@
 //! the boot-time restore — in the table, the JSON and the ledger. The failing boots are the
 //! lab's boot faults (`LabHost::set_boot_fault`).
 
-use crate::support::lab::{Watched, deployed_once, kill_mid_activation, running, signal, spec};
+use crate::support::lab::{
+    Watched, deployed_once, install_boot_restore, kill_mid_activation, running, signal, spec,
+};
 use crate::support::{hbdeploy, host, row, system_path};
 use hbdeploy_lab::{Activation, BootFault, Lab};
 
@@ -211,25 +213,6 @@ fn the_first_ctrl_c_ends_the_wait_for_a_host_that_does_not_come_back() {
     );
 }
 
-/// The script the NixOS module runs at boot.
-const BOOT_RESTORE: &str = include_str!("../../nixos/modules/hbdeploy/boot-restore.sh");
-
-/// Installs the boot-time restore on `name` as `services.hbdeploy.magicRollback` does (as in
-/// tests/reboot.rs).
-fn install_boot_restore(lab: &Lab, name: &str) {
-    host(lab, name)
-        .sh(&format!(
-            "mkdir -p /usr/local/sbin && cat >/usr/local/sbin/hbdeploy-boot-restore <<'HBDEPLOY_EOF'\n\
-             {BOOT_RESTORE}HBDEPLOY_EOF\n\
-             cat >/etc/systemd/system/hbdeploy-boot-restore.service <<'HBDEPLOY_EOF'\n\
-             [Unit]\nAfter=multi-user.target\nConditionPathExistsGlob=/nix/var/hbdeploy/pending-*\n\
-             [Service]\nType=oneshot\nExecStart=/bin/sh /usr/local/sbin/hbdeploy-boot-restore\n\
-             [Install]\nWantedBy=multi-user.target\nHBDEPLOY_EOF\n\
-             systemctl enable hbdeploy-boot-restore.service 2>&1"
-        ))
-        .expect("install the boot-time restore");
-}
-
 #[test]
 fn a_reboot_that_the_boot_time_restore_undoes_is_reported_as_rolled_back_by_the_host() {
     let mut lab = deployed_once(Lab::start_systemd(&["r"]).expect("systemd lab starts"));
@@ -256,30 +239,10 @@ fn a_reboot_that_the_boot_time_restore_undoes_is_reported_as_rolled_back_by_the_
     assert_eq!(running(&lab, "r"), before);
 }
 
-/// Runs hbdeploy in a fresh directory holding `fleet` as `fleet.toml` (as tests/cli.rs does);
-/// returns the exit code and both streams, as one text for a snapshot.
+/// Runs hbdeploy in a fresh directory holding `fleet` as `fleet.toml`; the exit code and both
+/// streams, as one text for a snapshot.
 fn answer(test: &str, fleet: &str, args: &[&str]) -> String {
-    let dir = std::env::temp_dir()
-        .join("hbdeploy-reboot-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fleet.toml"), fleet).expect("write fleet.toml");
-    let output = std::process::Command::new(crate::support::HBDEPLOY)
-        .args(args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    crate::support::answer("reboot", test, &[("fleet.toml", fleet)], args)
 }
 
 const FLEET: &str =

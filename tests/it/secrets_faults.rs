@@ -76,23 +76,8 @@ fn an_unknown_owner_stops_the_host_before_activation_and_fails_it_after() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Runs hbdeploy in `dir` (holding fleet.toml) with no lab: the secrets are read before any
-/// host is contacted, so the hosts need not exist.
 fn offline(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new(crate::support::HBDEPLOY)
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("hbdeploy runs");
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    crate::support::answer_in(dir, args)
 }
 
 #[test]

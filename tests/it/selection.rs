@@ -2,10 +2,7 @@
 //! selections that match nothing (snapshots, no lab needed), and in the lab that an excluded
 //! host is left alone.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-
-use crate::support::{HBDEPLOY, hbdeploy, host, row, system_path, untouched};
+use crate::support::{hbdeploy, host, row, system_path, untouched};
 use hbdeploy_lab::Lab;
 
 const FLEET: &str = r#"[fleet]
@@ -24,30 +21,10 @@ address = "db.home.arpa"
 tags = ["infra"]
 "#;
 
-/// Runs hbdeploy in a fresh directory holding [`FLEET`]; returns the exit code and both
-/// streams, as one text for a snapshot. Every case here fails before any host is contacted.
+/// Runs hbdeploy with [`FLEET`] in a fresh directory; the exit code and both streams, for a
+/// snapshot. Every case here fails before any host is contacted.
 fn run(test: &str, args: &[&str]) -> String {
-    let dir: PathBuf = std::env::temp_dir()
-        .join("hbdeploy-selection-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fleet.toml"), FLEET).expect("write fleet.toml");
-    let output = Command::new(HBDEPLOY)
-        .args(args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    crate::support::answer("selection", test, &[("fleet.toml", FLEET)], args)
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! side, `hbdeploy apply --systems FILE [--from STORE-URL]` on the other, in the lab with a
 //! local file-based binary cache; and the errors for files that cannot be used (snapshots).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use crate::support::{HBDEPLOY, hbdeploy, host, row, untouched};
+use crate::support::{hbdeploy, host, row, untouched};
 use hbdeploy_lab::{Lab, SystemSpec};
 
 /// A generation no other test (of this run, or of another process) uses, so the systems' store
@@ -235,28 +235,8 @@ const WEB1: &str = "/nix/store/1j1d0hfqa121v0sk9380s5hrd4xm6g1y-nixos-system-web
 /// Runs hbdeploy with [`FLEET`] and `systems` as systems.json in a fresh directory; the exit
 /// code and both streams, for a snapshot. Every case fails before any host is contacted.
 fn run(test: &str, systems: &str, args: &[&str]) -> String {
-    let dir: PathBuf = std::env::temp_dir()
-        .join("hbdeploy-systems-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("fleet.toml"), FLEET).expect("write fleet.toml");
-    std::fs::write(dir.join("systems.json"), systems).expect("write systems.json");
-    let output = Command::new(HBDEPLOY)
-        .args(args)
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .env_remove("HBDEPLOY_FLEET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    let files = [("fleet.toml", FLEET), ("systems.json", systems)];
+    crate::support::answer("systems", test, &files, args)
 }
 
 #[test]

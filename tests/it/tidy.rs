@@ -42,7 +42,7 @@ const BINARY_PRINTS: &[(&str, &str)] = &[
         "unechoed terminal input and whether there is a terminal to ask on",
     ),
     (
-        "src/systems.rs",
+        "src/build.rs",
         "build --systems-out: the note naming the hosts left out of the file",
     ),
 ];

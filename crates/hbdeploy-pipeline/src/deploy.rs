@@ -98,18 +98,12 @@ pub async fn deploy(
                     .launched
                     .get(i)
                     .is_some_and(|l| l.load(Ordering::SeqCst));
-                let lost = HostReport::failed(
-                    &request.hosts[i].name,
-                    if launched {
-                        Stage::Activate
-                    } else {
-                        Stage::Build
-                    },
-                    HostError::TaskLost,
-                    start.elapsed(),
-                );
-                events.finished(&lost);
-                lost
+                let stage = if launched {
+                    Stage::Activate
+                } else {
+                    Stage::Build
+                };
+                events.lost(&request.hosts[i].name, stage, start.elapsed())
             })
         })
         .collect();

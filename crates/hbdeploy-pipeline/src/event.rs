@@ -170,6 +170,19 @@ impl<E: Output> EventSender<E> {
 }
 
 impl EventSender {
+    /// The report of a host whose task was lost (it panicked: a bug), at `stage`, `elapsed`
+    /// into the run; told to the UI like any host's end.
+    pub(crate) fn lost(
+        &self,
+        host: &str,
+        stage: Stage,
+        elapsed: std::time::Duration,
+    ) -> HostReport {
+        let report = HostReport::failed(host, stage, crate::HostError::TaskLost, elapsed);
+        self.finished(&report);
+        report
+    }
+
     pub(crate) fn finished(&self, report: &HostReport) {
         let summary = match &report.outcome {
             Outcome::Succeeded => "done".to_owned(),

@@ -49,16 +49,7 @@ pub async fn reboot(request: &RebootRequest, events: EventSender) -> Report {
     let hosts = results
         .into_iter()
         .map(|(plan, report)| {
-            report.unwrap_or_else(|| {
-                let report = HostReport::failed(
-                    &plan.name,
-                    Stage::Reboot,
-                    HostError::TaskLost,
-                    start.elapsed(),
-                );
-                events.finished(&report);
-                report
-            })
+            report.unwrap_or_else(|| events.lost(&plan.name, Stage::Reboot, start.elapsed()))
         })
         .collect();
     Report {

@@ -60,16 +60,7 @@ pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report 
     let hosts = results
         .into_iter()
         .map(|(plan, report)| {
-            report.unwrap_or_else(|| {
-                let report = HostReport::failed(
-                    &plan.name,
-                    Stage::Activate,
-                    HostError::TaskLost,
-                    start.elapsed(),
-                );
-                events.finished(&report);
-                report
-            })
+            report.unwrap_or_else(|| events.lost(&plan.name, Stage::Activate, start.elapsed()))
         })
         .collect();
     Report {

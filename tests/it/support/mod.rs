@@ -203,3 +203,39 @@ pub fn untouched(h: &LabHost) -> (Option<String>, Option<String>, String, Vec<St
         h.activations().expect("read"),
     )
 }
+
+/// Runs hbdeploy in `dir` with `args` (no fleet from the environment, no colour, stdin closed);
+/// the exit code and both streams, as one text for a snapshot.
+pub(crate) fn answer_in(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(HBDEPLOY)
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("HBDEPLOY_FLEET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("hbdeploy runs");
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// [`answer_in`] a fresh directory of its own for `topic`'s `test`, holding `files` (name and
+/// text, e.g. `fleet.toml`), removed afterwards. For errors that come before any host is
+/// contacted: no lab needed.
+pub(crate) fn answer(topic: &str, test: &str, files: &[(&str, &str)], args: &[&str]) -> String {
+    let dir = std::env::temp_dir()
+        .join(format!("hbdeploy-{topic}-tests"))
+        .join(format!("{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write a test file");
+    }
+    let answered = answer_in(&dir, args);
+    let _ = std::fs::remove_dir_all(&dir);
+    answered
+}
