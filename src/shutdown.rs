@@ -1,6 +1,6 @@
 //! Ctrl-C, owned by `main`: the one listener of the run's interrupts, and the one place that ends
 //! a run early. Ending it means dropping the command's future inside the runtime, so every
-//! destructor of the run runs (temporary files, the key agent's directory, connections), where
+//! destructor of the run runs (temporary files, the relay's directory, connections), where
 //! `process::exit` would have skipped them all.
 //!
 //! A command that can stop gently (`apply`: start nothing new, let running activations finish)
