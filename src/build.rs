@@ -7,18 +7,19 @@ use hbdeploy_pipeline::{Cancel, DeployRequest, Goal, deploy};
 
 use crate::cli::{BuildArgs, Cli};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, nix, parallel};
+use crate::hosts::{Overrides, load, nix, parallel};
 use crate::shutdown::Shutdown;
 use crate::ui::{out, watched};
 
 /// `hbdeploy build`: evaluates and builds the selected hosts' systems here, contacting no host;
 /// with `--systems-out`, writes them into a systems file.
 pub async fn build(cli: &Cli, args: &BuildArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
     // Built here, whatever fleet.toml says: the point is a system another machine deploys.
-    for host in &mut hosts {
-        host.transfer.build_on_target = false;
-    }
+    let overrides = Overrides {
+        build_on_target: Some(false),
+        ..Overrides::default()
+    };
+    let (fleet, hosts) = load(cli, &args.selection, false, &overrides)?;
     let (handle, cancel) = Cancel::new();
     let all = parallel(&fleet, None);
     let request = DeployRequest {

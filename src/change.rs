@@ -4,7 +4,6 @@
 
 use std::num::NonZeroUsize;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use console::Term;
 use hbdeploy_inventory::{Fleet, Selector};
@@ -15,7 +14,7 @@ use hbdeploy_pipeline::{
 
 use crate::cli::{ApplyArgs, Cli, RollbackArgs};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, nix, parallel};
+use crate::hosts::{Overrides, load, nix, parallel};
 use crate::ledger::{HostRecord, Ledger, Record};
 use crate::shutdown::Shutdown;
 use crate::ui::{out, watched};
@@ -25,7 +24,16 @@ use crate::{passphrase, summary};
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
     let started = time::now();
     check_goal(args)?;
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let overrides = Overrides {
+        no_magic_rollback: args.no_magic_rollback,
+        confirm_timeout: args.confirm_timeout,
+        activation_timeout: args.activation_timeout,
+        reboot_timeout: args.reboot_timeout,
+        no_substitute: args.no_substitute,
+        accept_new: args.accept_new,
+        build_on_target: args.build_on_target.then_some(true),
+    };
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &overrides)?;
     if matches!(args.goal, Goal::Switch | Goal::Boot | Goal::Test) {
         crate::secrets::read(&fleet, &mut hosts).await?;
     }
@@ -48,27 +56,6 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
     }
     if args.ask_sudo_password {
         crate::sudo::ask(&hosts, &mut session).await?;
-    }
-    for host in &mut hosts {
-        if args.no_magic_rollback {
-            host.safety.magic_rollback = false;
-        }
-        if let Some(secs) = args.confirm_timeout {
-            host.safety.confirm_timeout = Duration::from_secs(secs);
-        }
-        if let Some(secs) = args.activation_timeout {
-            host.safety.activation_timeout = Duration::from_secs(secs);
-        }
-        if args.no_substitute {
-            host.transfer.substitute = false;
-        }
-        host.target.set_accept_new(args.accept_new);
-        if args.build_on_target {
-            host.transfer.build_on_target = true;
-        }
-        if let Some(secs) = args.reboot_timeout {
-            host.safety.reboot_timeout = Duration::from_secs(secs);
-        }
     }
     let canary = canaries(&fleet, &hosts, &args.canary)?;
     let (handle, cancel) = Cancel::new();
@@ -194,7 +181,7 @@ async fn ask(
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &Overrides::default())?;
     let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&hosts, &mut session).await?;

@@ -11,13 +11,13 @@ use hbdeploy_ssh::Stream;
 
 use crate::cli::{Cli, ExecArgs};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, parallel};
+use crate::hosts::{Overrides, load, parallel};
 use crate::summary::table;
 use crate::ui::out;
 
 /// `hbdeploy exec`.
 pub async fn exec(cli: &Cli, args: &ExecArgs) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &Overrides::default())?;
     let session = crate::passphrase::unlock(&mut hosts).await?;
     let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();

@@ -112,6 +112,7 @@ pub(crate) fn load(
     cli: &Cli,
     selection: &Selection,
     default_all: bool,
+    overrides: &Overrides,
 ) -> Result<(Fleet, Vec<HostPlan>), AppError> {
     let fleet = Fleet::load(&cli.fleet).map_err(AppError::Inventory)?;
     // For commands that default to every host, exclusions alone take away from every host
@@ -123,11 +124,64 @@ pub(crate) fn load(
         .select(&selectors)
         .map_err(AppError::Select)?
         .into_iter()
-        .map(|host| plan(&fleet, host))
+        .map(|host| {
+            let mut plan = plan(&fleet, host);
+            overrides.apply(&mut plan);
+            plan
+        })
         .collect::<Vec<_>>();
     crate::preflight::check(&plans, fleet.transfer.signing_key.as_deref())
         .map_err(AppError::File)?;
     Ok((fleet, plans))
+}
+
+/// The command line's settings for this run over fleet.toml's, given to every selected host as
+/// its plan is made (`--accept-new` to every hop of its jump chain too), so that everything the
+/// run does with a host, `apply --ask`'s plan included, sees the same settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Overrides {
+    /// `--no-magic-rollback`.
+    pub no_magic_rollback: bool,
+    /// `--confirm-timeout` (seconds).
+    pub confirm_timeout: Option<u64>,
+    /// `--activation-timeout` (seconds).
+    pub activation_timeout: Option<u64>,
+    /// `--reboot-timeout` (seconds).
+    pub reboot_timeout: Option<u64>,
+    /// `--no-substitute`.
+    pub no_substitute: bool,
+    /// `--accept-new`.
+    pub accept_new: bool,
+    /// `--build-on-target` (`Some(true)`), or built here whatever fleet.toml says
+    /// (`Some(false)`: `hbdeploy build`).
+    pub build_on_target: Option<bool>,
+}
+
+impl Overrides {
+    fn apply(&self, plan: &mut HostPlan) {
+        if self.no_magic_rollback {
+            plan.safety.magic_rollback = false;
+        }
+        let secs = |value: Option<u64>| value.map(std::time::Duration::from_secs);
+        if let Some(limit) = secs(self.confirm_timeout) {
+            plan.safety.confirm_timeout = limit;
+        }
+        if let Some(limit) = secs(self.activation_timeout) {
+            plan.safety.activation_timeout = limit;
+        }
+        if let Some(limit) = secs(self.reboot_timeout) {
+            plan.safety.reboot_timeout = limit;
+        }
+        if self.no_substitute {
+            plan.transfer.substitute = false;
+        }
+        if self.accept_new {
+            plan.target.set_accept_new(true);
+        }
+        if let Some(on_target) = self.build_on_target {
+            plan.transfer.build_on_target = on_target;
+        }
+    }
 }
 
 /// `--parallel` when given, else the fleet's setting.
@@ -205,5 +259,48 @@ mod tests {
         let web = plan(&fleet, fleet.host("web").expect("web")).target;
         let jump = web.jump.as_deref().expect("jump");
         assert_eq!(jump.display(), "hop@b.example.org:2222");
+    }
+
+    #[test]
+    fn the_command_lines_settings_reach_every_host_and_every_hop_of_its_jump_chain() {
+        let fleet = fleet(
+            "[hosts.web]\naddress = \"10.0.0.5\"\nproxy-jump = \"hop@bastion:2200\"\n\
+             [hosts.db]\naddress = \"10.0.0.6\"\n",
+        );
+        let overrides = Overrides {
+            no_magic_rollback: true,
+            confirm_timeout: Some(7),
+            activation_timeout: Some(40),
+            reboot_timeout: Some(90),
+            no_substitute: true,
+            accept_new: true,
+            build_on_target: Some(true),
+        };
+        for name in ["web", "db"] {
+            let mut plan = plan(&fleet, fleet.host(name).expect("host"));
+            overrides.apply(&mut plan);
+            assert!(
+                !plan.safety.magic_rollback && !plan.transfer.substitute,
+                "{name}"
+            );
+            assert_eq!(
+                (
+                    plan.safety.confirm_timeout.as_secs(),
+                    plan.safety.activation_timeout.as_secs(),
+                    plan.safety.reboot_timeout.as_secs()
+                ),
+                (7, 40, 90),
+                "{name}"
+            );
+            assert!(plan.transfer.build_on_target, "{name}");
+            let mut hop = Some(&plan.target);
+            while let Some(target) = hop {
+                assert!(target.accept_new, "{name}: {}", target.display());
+                hop = target.jump.as_deref();
+            }
+        }
+        let mut untouched = plan(&fleet, fleet.host("web").expect("web"));
+        Overrides::default().apply(&mut untouched);
+        assert_eq!(untouched, plan(&fleet, fleet.host("web").expect("web")));
     }
 }

@@ -13,7 +13,7 @@ use crate::summary::table;
 use hbdeploy_pipeline::time;
 
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, nix, parallel};
+use crate::hosts::{Overrides, load, nix, parallel};
 use crate::ui::out;
 
 /// `hbdeploy generations HOST`.
@@ -22,7 +22,7 @@ pub async fn generations(cli: &Cli, args: &GenerationsArgs) -> Result<ExitCode, 
         all: false,
         selectors: vec![args.host.clone()],
     };
-    let (_, mut plans) = load(cli, &selection, false)?;
+    let (_, mut plans) = load(cli, &selection, false, &Overrides::default())?;
     // A selection of several hosts is refused below, before any passphrase is asked.
     let session = if plans.len() == 1 {
         crate::passphrase::unlock(&mut plans).await?
@@ -107,7 +107,7 @@ fn generations_table(state: &HostState) -> String {
 
 /// `hbdeploy check`: every selected host's health checks, now.
 pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, true)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, true, &Overrides::default())?;
     let session = crate::passphrase::unlock(&mut hosts).await?;
     let parallel = parallel(&fleet, args.parallel);
     let results = hbdeploy_pipeline::check_hosts(hosts, parallel, &session).await;
@@ -170,7 +170,7 @@ pub async fn check(cli: &Cli, args: &CheckArgs) -> Result<ExitCode, AppError> {
 
 /// `hbdeploy status`.
 pub async fn status(cli: &Cli, args: &StatusArgs) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, true)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, true, &Overrides::default())?;
     let session = crate::passphrase::unlock(&mut hosts).await?;
     let request = StatusRequest {
         session: session.clone(),

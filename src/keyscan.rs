@@ -8,12 +8,12 @@ use hbdeploy_ssh::key_text;
 
 use crate::cli::{Cli, KeyscanArgs};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::load;
+use crate::hosts::{Overrides, load};
 use crate::ui::out;
 
 /// Runs `keyscan`.
 pub async fn run(cli: &Cli, args: &KeyscanArgs) -> Result<ExitCode, AppError> {
-    let (fleet, plans) = load(cli, &args.selection, true)?;
+    let (fleet, plans) = load(cli, &args.selection, true, &Overrides::default())?;
     let mut scans = Vec::new();
     for plan in &plans {
         let target = &plan.target;

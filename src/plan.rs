@@ -16,12 +16,12 @@ use serde_json::{Value, json};
 
 use crate::cli::{Cli, PlanArgs};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, nix, parallel};
+use crate::hosts::{Overrides, load, nix, parallel};
 use crate::ui::{out, watched};
 
 /// `hbdeploy plan`.
 pub async fn plan(cli: &Cli, args: &PlanArgs) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &Overrides::default())?;
     crate::secrets::read(&fleet, &mut hosts).await?;
     let mut session = crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {

@@ -2,27 +2,25 @@
 //! pipeline's `reboot`), recorded in the ledger and reported like `apply` and `rollback`.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use hbdeploy_pipeline::{RebootRequest, time};
 
 use crate::cli::{Cli, RebootArgs};
 use crate::error::AppError;
-use crate::hosts::{load, parallel};
+use crate::hosts::{Overrides, load, parallel};
 use crate::ui::watched;
 
 /// `hbdeploy reboot`.
 pub async fn reboot(cli: &Cli, args: &RebootArgs) -> Result<ExitCode, AppError> {
     let started = time::now();
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let overrides = Overrides {
+        reboot_timeout: args.reboot_timeout,
+        ..Overrides::default()
+    };
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &overrides)?;
     let mut session = crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&hosts, &mut session).await?;
-    }
-    if let Some(secs) = args.reboot_timeout {
-        for host in &mut hosts {
-            host.safety.reboot_timeout = Duration::from_secs(secs);
-        }
     }
     let request = RebootRequest {
         parallel: parallel(&fleet, args.parallel),

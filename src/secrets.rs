@@ -16,7 +16,7 @@ use hbdeploy_pipeline::{
 
 use crate::cli::{Cli, SecretsArgs, SecretsCommand};
 use crate::error::{AppError, EXIT_HOST_FAILED};
-use crate::hosts::{load, parallel};
+use crate::hosts::{Overrides, load, parallel};
 use crate::summary::table;
 
 /// Reads the secrets of every host in `plans` from fleet.toml's sources into the plans. The
@@ -70,7 +70,7 @@ pub(crate) async fn secrets(cli: &Cli, args: &SecretsArgs) -> Result<ExitCode, A
 
 /// `hbdeploy secrets upload`: every secret of the selected hosts, both kinds, without deploying.
 async fn upload(cli: &Cli, args: &crate::cli::SecretsUploadArgs) -> Result<ExitCode, AppError> {
-    let (fleet, mut hosts) = load(cli, &args.selection, false)?;
+    let (fleet, mut hosts) = load(cli, &args.selection, false, &Overrides::default())?;
     hosts.retain(|plan| {
         fleet
             .host(&plan.name)

@@ -280,3 +280,24 @@ async fn a_session_cut_without_a_watchdog_is_followed_to_its_end_over_a_new_conn
         log(&world)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_host_task_that_panics_still_ends_its_wave_as_failed() {
+    // Host 0 is wave 0, host 1 wave 1: host 1 may start only once host 0 ended, and not at all
+    // when it failed. A task that panics never says how it ended; its drop guard does.
+    let gate = Arc::new(crate::waves::Gate::new(2, &[vec![0], vec![1]]));
+    let panicking = {
+        let gate = Arc::clone(&gate);
+        tokio::spawn(async move {
+            let _ending = super::Ending {
+                gate: &gate,
+                host: 0,
+                succeeded: false,
+            };
+            panic!("a bug in host 0's task");
+        })
+    };
+    assert!(panicking.await.is_err(), "the task panicked");
+    let waited = tokio::time::timeout(Duration::from_secs(5), gate.wait(1)).await;
+    assert_eq!(waited.ok(), Some(false), "wave 1 is let go, as after a failure");
+}
