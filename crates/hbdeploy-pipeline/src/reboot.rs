@@ -61,23 +61,10 @@ pub async fn reboot(request: &RebootRequest, events: EventSender) -> Report {
 async fn reboot_host(ssh: &Ssh, plan: HostPlan, events: EventSender, start: Instant) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
-    let result = match ssh.connect(&plan.target).await {
-        Ok(conn) => {
-            let result = match safe::lock(&conn, &safe::holder_description("reboot")).await {
-                Ok(lock) => {
-                    let result =
-                        reboot_and_check(ssh, &conn, &plan, (None, None), &events, &mut report)
-                            .await;
-                    lock.release().await;
-                    result
-                }
-                Err(error) => Err(error),
-            };
-            conn.close().await;
-            result
-        }
-        Err(err) => Err(HostError::Connect(err)),
-    };
+    let result = safe::under_lock(ssh, &plan.target, "reboot", async |conn| {
+        reboot_and_check(ssh, conn, &plan, (None, None), &events, &mut report).await
+    })
+    .await;
     if let Err(error) = result {
         report.outcome = Outcome::Failed(error);
     }

@@ -4,8 +4,8 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use crate::port::{Host, Ssh};
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::Connection;
 
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
@@ -78,31 +78,15 @@ async fn roll_back_host(
 ) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
-    let result = match Connection::connect(&plan.target, &session).await {
-        Ok(conn) => {
-            let result = match safe::lock(&conn, &safe::holder_description("rollback")).await {
-                Ok(lock) => {
-                    report.stage = Stage::Activate;
-                    events.stage(&plan.name, Stage::Activate);
-                    let limit = plan.safety.activation_timeout;
-                    let result = switch_back(
-                        &conn,
-                        &plan.name,
-                        (target, goal, limit),
-                        &events,
-                        &mut report,
-                    )
-                    .await;
-                    lock.release().await;
-                    result
-                }
-                Err(error) => Err(error),
-            };
-            conn.close().await;
-            result
-        }
-        Err(err) => Err(HostError::Connect(err)),
-    };
+    let ssh = Ssh { session };
+    let result = safe::under_lock(&ssh, &plan.target, "rollback", async |conn| {
+        report.stage = Stage::Activate;
+        events.stage(&plan.name, Stage::Activate);
+        let limit = plan.safety.activation_timeout;
+        let change = (target, goal, limit);
+        switch_back(conn, &plan.name, change, &events, &mut report).await
+    })
+    .await;
     if let Err(error) = result {
         report.outcome = Outcome::Failed(error);
     }
@@ -113,7 +97,7 @@ async fn roll_back_host(
 
 /// Rolls `host` back to `target` with `goal`, the activation bounded by `limit`.
 async fn switch_back(
-    conn: &Connection,
+    conn: &impl Host,
     host: &str,
     (target, goal, limit): (RollbackTarget, Goal, Duration),
     events: &EventSender,

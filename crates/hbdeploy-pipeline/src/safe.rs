@@ -89,6 +89,28 @@ pub async fn lock<H: Host>(conn: &H, holder: &str) -> Result<Lock<H>, HostError>
     }
 }
 
+/// Connects to `target`, takes the host's deployment lock for `command` (`rollback`, `reboot`),
+/// runs `work` under it, then lets go of the lock and the connection. Not reaching the host or
+/// not getting its lock is the host's error, and `work` does not run.
+pub(crate) async fn under_lock<D: Dial, T>(
+    dial: &D,
+    target: &hbdeploy_ssh::Target,
+    command: &str,
+    work: impl AsyncFnOnce(&D::Host) -> Result<T, HostError>,
+) -> Result<T, HostError> {
+    let conn = dial.connect(target).await.map_err(HostError::Connect)?;
+    let result = match lock(&conn, &holder_description(command)).await {
+        Ok(held) => {
+            let result = work(&conn).await;
+            held.release().await;
+            result
+        }
+        Err(error) => Err(error),
+    };
+    conn.close().await;
+    result
+}
+
 /// What the host ran before this activation, to go back to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Previous {

@@ -299,5 +299,9 @@ async fn a_host_task_that_panics_still_ends_its_wave_as_failed() {
     };
     assert!(panicking.await.is_err(), "the task panicked");
     let waited = tokio::time::timeout(Duration::from_secs(5), gate.wait(1)).await;
-    assert_eq!(waited.ok(), Some(false), "wave 1 is let go, as after a failure");
+    assert_eq!(
+        waited.ok(),
+        Some(false),
+        "wave 1 is let go, as after a failure"
+    );
 }
