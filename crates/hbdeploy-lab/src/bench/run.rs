@@ -98,7 +98,12 @@ impl Bed<'_> {
     ) -> Result<Option<Timed>, LabError> {
         let before = self.logins();
         let cpu = CpuSnapshot::take();
-        let measured = measure(command, rss.then_some("hbdeploy"))?;
+        // Sampled by the name the binary runs under (`--hbdeploy` may name a copy such as
+        // `hbdeploy-before`), not by "hbdeploy": else a renamed binary's peak went unmeasured.
+        let program = std::path::Path::new(command.get_program())
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned());
+        let measured = measure(command, program.as_deref().filter(|_| rss))?;
         let after = CpuSnapshot::take();
         let (others, _) = cpu.since(after);
         let (machine, ours) = cpu.usage(after);
