@@ -32,9 +32,23 @@ pub const RELAY_ENV: &str = "HBDEPLOY_RELAY";
 /// The stand-in's answer when the relay started the command.
 const STARTED: &str = "ok";
 
-/// How much is read at once on either side of the relay: large reads make large SSH packets
-/// (russh splits them at the channel's packet size without copying).
+/// How much the stand-in reads at once from its stdin and from the socket.
 const CHUNK: usize = 64 << 10;
+
+/// How much the relay reads at once from the stand-in: one SSH data packet's worth (the size
+/// OpenSSH's sshd accepts on a session channel), handed to russh whole.
+const LEND_CHUNK: usize = 32 << 10;
+
+/// How many bytes of the stand-in's input one relay may have handed to russh that russh's
+/// session has not yet taken (encrypted into its output and let go). Without a bound the relay
+/// hands russh as much as the host's channel window allows (2 MiB with OpenSSH's sshd) while a
+/// busy host drains it slowly, and russh's session, which takes every queued message at once,
+/// keeps an output buffer that large for the rest of the connection: about a window per host.
+/// With it, what russh holds for a copy is this much queued plus an output buffer of about as
+/// much; the data waiting beyond it stays in the kernel's socket buffer and then in `nix copy`.
+/// Two packets: one being encrypted and written while the next waits, so the connection never
+/// idles for want of data.
+const IN_FLIGHT: usize = 2 * LEND_CHUNK;
 
 /// What can go wrong while setting up a relay or while standing in for `ssh`.
 #[derive(Debug, thiserror::Error)]
@@ -198,7 +212,9 @@ async fn splice(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let (read, mut write) = stream.into_split();
-    let mut read = tokio::io::BufReader::with_capacity(CHUNK, read);
+    // Small: it holds only the command line; the data after it is read past it in
+    // `LEND_CHUNK`s (a read larger than the buffer bypasses an empty buffer).
+    let mut read = tokio::io::BufReader::with_capacity(4096, read);
     let mut asked = String::new();
     // A command line is short; a stand-in that sends more is cut off and refused below.
     if (&mut read).take(4096).read_line(&mut asked).await.is_err() {
@@ -227,18 +243,10 @@ async fn splice(
     }
     let (mut from_host, to_host) = channel.split();
     let mut lines = crate::exec::LineSplitter::default();
+    let budget = Budget::new(IN_FLIGHT);
     let input = async {
         // The stand-in's stdin, then end of file for the command.
-        loop {
-            let chunk = match read.fill_buf().await {
-                Ok([]) | Err(_) => break,
-                Ok(chunk) => chunk.to_vec(),
-            };
-            read.consume(chunk.len());
-            if to_host.data_bytes(chunk).await.is_err() {
-                break;
-            }
-        }
+        lend(&mut read, &budget, |data| to_host.data_bytes(data)).await;
         let _ = to_host.eof().await;
     };
     let output = async {
@@ -270,6 +278,89 @@ async fn splice(
         () = async { input.await; std::future::pending::<()>().await } => {}
     }
     let _ = to_host.close().await;
+}
+
+/// The bytes one relay has handed to the connection and the connection has not let go yet: at
+/// most `bound` (see [`IN_FLIGHT`]).
+struct Budget {
+    free: std::sync::Arc<tokio::sync::Semaphore>,
+    bound: usize,
+    /// The most that was ever lent at once (for the tests of the bound).
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl Budget {
+    fn new(bound: usize) -> Budget {
+        Budget {
+            free: std::sync::Arc::new(tokio::sync::Semaphore::new(bound)),
+            bound,
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits until `data` fits in the budget, then wraps it so that its bytes count against
+    /// the budget until the last reference to them is dropped.
+    ///
+    /// What counts is the allocation, not the bytes in it: many small pieces each holding a
+    /// chunk-sized buffer must not slip through.
+    async fn lend(&self, mut data: Vec<u8>) -> Option<bytes::Bytes> {
+        if data.len() < data.capacity() / 2 {
+            data.shrink_to_fit();
+        }
+        // A request larger than the whole budget could never be granted: it is capped (`lend`
+        // reads at most LEND_CHUNK ≤ IN_FLIGHT at a time, so this does not happen there).
+        let wanted = u32::try_from(data.capacity().clamp(1, self.bound)).ok()?;
+        let permit = self.free.clone().acquire_many_owned(wanted).await.ok()?;
+        let lent = self.bound - self.free.available_permits();
+        self.peak
+            .fetch_max(lent, std::sync::atomic::Ordering::Relaxed);
+        Some(bytes::Bytes::from_owner(Lent {
+            data,
+            _permit: permit,
+        }))
+    }
+
+    #[cfg(test)]
+    fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Bytes handed to the connection, with their share of the [`Budget`]: returned when russh
+/// drops the last slice of them.
+struct Lent {
+    data: Vec<u8>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// Copies `from` to `send` in chunks of up to [`LEND_CHUNK`], never more than `budget` lent at
+/// once, until `from` ends or fails or `send` fails.
+async fn lend<R, S, F, E>(from: &mut R, budget: &Budget, mut send: S)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    S: FnMut(bytes::Bytes) -> F,
+    F: Future<Output = Result<(), E>>,
+{
+    let chunk = LEND_CHUNK.min(budget.bound).max(1);
+    loop {
+        let mut data = Vec::with_capacity(chunk);
+        match from.read_buf(&mut data).await {
+            Ok(1..) => {}
+            Ok(0) | Err(_) => break,
+        }
+        let Some(data) = budget.lend(data).await else {
+            break;
+        };
+        if send(data).await.is_err() {
+            break;
+        }
+    }
 }
 
 /// Removes the directories of this process's relays: for a program about to exit without
@@ -589,5 +680,88 @@ mod tests {
         assert_eq!(relay.env().0, RELAY_ENV);
         drop(relay);
         assert!(!dir.exists());
+    }
+
+    /// A connection that takes what it is handed slowly (as russh's session does while a busy
+    /// host drains its window): the bytes it holds never exceed the relay's bound, and every
+    /// byte arrives, in order.
+    #[test]
+    fn a_slow_connection_holds_no_more_than_the_bound() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let input: Vec<u8> = (0..24u32 << 20).map(|i| (i % 251) as u8).collect();
+        let (queue_tx, mut queue_rx) = tokio::sync::mpsc::unbounded_channel::<bytes::Bytes>();
+        let held = std::cell::Cell::new(0usize);
+        let most_held = std::cell::Cell::new(0usize);
+        let budget = Budget::new(IN_FLIGHT);
+        let received = runtime.block_on(async {
+            let send = |data: bytes::Bytes| {
+                held.set(held.get() + data.len());
+                most_held.set(most_held.get().max(held.get()));
+                std::future::ready(queue_tx.send(data))
+            };
+            let producer = async {
+                lend(&mut &input[..], &budget, send).await;
+            };
+            let consumer = async {
+                let mut received = Vec::with_capacity(input.len());
+                while received.len() < input.len() {
+                    // Slow: the producer gets many turns per piece taken.
+                    for _ in 0..8 {
+                        tokio::task::yield_now().await;
+                    }
+                    let Some(data) = queue_rx.recv().await else {
+                        break;
+                    };
+                    received.extend_from_slice(&data);
+                    held.set(held.get() - data.len());
+                    drop(data);
+                }
+                received
+            };
+            let ((), received) = tokio::join!(producer, consumer);
+            received
+        });
+        assert!(received == input, "the bytes arrive whole and in order");
+        assert!(
+            most_held.get() <= IN_FLIGHT,
+            "the connection held {} bytes at once, more than the bound {IN_FLIGHT}",
+            most_held.get()
+        );
+        assert!(budget.peak() <= IN_FLIGHT);
+        // The bound is used, not undercut: more than one piece was in flight at a time.
+        assert!(most_held.get() > LEND_CHUNK, "{}", most_held.get());
+    }
+
+    /// Small pieces count as the buffers they hold: a stream of one-byte reads cannot pile up
+    /// chunk-sized allocations beyond the bound.
+    #[test]
+    fn small_pieces_count_as_their_buffers() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let budget = Budget::new(IN_FLIGHT);
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                let mut data = Vec::with_capacity(LEND_CHUNK);
+                data.push(1);
+                held.push(budget.lend(data).await.expect("lent"));
+            }
+            // Shrunk to what they carry, four one-byte pieces fit.
+            assert!(budget.peak() < 64);
+            let big = vec![0u8; IN_FLIGHT];
+            let waiting = budget.lend(big);
+            tokio::pin!(waiting);
+            assert!(
+                futures::poll!(waiting.as_mut()).is_pending(),
+                "a full-budget piece waits while others are held"
+            );
+            held.clear();
+            let lent = waiting.await.expect("lent");
+            assert_eq!(budget.peak(), IN_FLIGHT);
+            drop(lent);
+        });
     }
 }

@@ -118,7 +118,7 @@ pub fn script(lab: &Lab) -> String {
     let addresses: Vec<String> = lab.hosts().map(|h| h.address.to_string()).collect();
     let ssh_opts = format!(
         "-p {SSH_PORT} -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} \
-         -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=5 -o ServerAliveInterval=5 \
+         -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=10 -o ServerAliveInterval=5 \
          -o ServerAliveCountMax=3 -i {} -o IdentitiesOnly=yes",
         lab.known_hosts().display(),
         lab.identity_file().display()

@@ -44,16 +44,20 @@ impl Measured {
             lines[lines.len().saturating_sub(15)..].join("\n")
         };
         // The tails may not hold what went wrong (hbdeploy prints its tables last): the lines
-        // that say `failed` or `error` come first.
-        let telling: Vec<&str> = self
-            .stdout
-            .lines()
-            .chain(self.stderr.lines())
-            .filter(|l| {
-                let l = l.to_lowercase();
-                l.contains("failed") || l.contains("error")
-            })
-            .take(10)
+        // that say why (`caused by: …` under a host's failure) come first, then those that say
+        // `failed` or `error` (many of them may be rows of a table that name no cause).
+        let lines = || self.stdout.lines().chain(self.stderr.lines());
+        let telling: Vec<&str> = lines()
+            .filter(|l| l.contains("caused by:"))
+            .take(5)
+            .chain(
+                lines()
+                    .filter(|l| {
+                        let l = l.to_lowercase();
+                        l.contains("failed") || l.contains("error")
+                    })
+                    .take(10),
+            )
             .collect();
         Err(LabError::Command {
             what: what.to_owned(),
@@ -167,6 +171,18 @@ mod tests {
         .expect("sh runs");
         let err = run.check("sh").expect_err("exit 1 fails").to_string();
         assert!(err.contains("h1 failed: no route"), "{err}");
+        // A cause printed after many rows that say FAILED is kept, ahead of them.
+        let run = measure(
+            Command::new("/bin/sh").args([
+                "-c",
+                "for i in $(seq 20); do echo \"h$i FAILED connect\"; done; \
+                 echo 'h1: cannot reach the host'; echo '  caused by: timed out after 5s'; exit 1",
+            ]),
+            None,
+        )
+        .expect("sh runs");
+        let err = run.check("sh").expect_err("exit 1 fails").to_string();
+        assert!(err.contains("caused by: timed out after 5s"), "{err}");
     }
 
     #[test]
