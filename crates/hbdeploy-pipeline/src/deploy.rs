@@ -118,6 +118,9 @@ enum Arrival {
     Failed(Stage, Box<HostError>),
     /// nix itself failed before this host's system came.
     NixFailed(String),
+    /// nix itself failed before any host's system came: the whole run ends with that error, so
+    /// this host is not reported on its own.
+    RunFailed,
 }
 
 /// Hands each host its system as the stream yields it, and stops the stream (killing its nix
@@ -145,7 +148,12 @@ async fn feed(
                 }
                 Some(Err(error)) => {
                     for sender in senders.iter_mut().filter_map(Option::take) {
-                        let _ = sender.send((Arrival::NixFailed(error.to_string()), start.elapsed()));
+                        let arrival = if arrived {
+                            Arrival::NixFailed(error.to_string())
+                        } else {
+                            Arrival::RunFailed
+                        };
+                        let _ = sender.send((arrival, start.elapsed()));
                     }
                     return (start.elapsed(), arrived, Some(error));
                 }
@@ -237,6 +245,15 @@ impl Run {
             Arrival::Failed(stage, error) => {
                 let report = HostReport::failed(&plan.name, stage, *error, self.start.elapsed());
                 return finished(report, Some(at));
+            }
+            Arrival::RunFailed => {
+                let error = HostError::Eval {
+                    attr: plan.attr.clone(),
+                    lines: Vec::new(),
+                };
+                let report =
+                    HostReport::failed(&plan.name, Stage::Build, error, self.start.elapsed());
+                return (report, None);
             }
             Arrival::NixFailed(message) => {
                 let error = HostError::Eval {

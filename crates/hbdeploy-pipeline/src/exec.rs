@@ -8,11 +8,12 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use hbdeploy_ssh::{Connection, Exit, OutputLine, SshError};
+use hbdeploy_ssh::{Exit, OutputLine, SshError};
 
 use crate::EventSender;
 use crate::HostPlan;
 use crate::fanout::each_host;
+use crate::port::{Dial, Ssh};
 
 /// A command for several hosts.
 #[derive(Debug, Clone)]
@@ -122,7 +123,8 @@ async fn run_on(
     lines: &EventSender<ExecLine>,
     session: &hbdeploy_ssh::Session,
 ) -> Result<Exit, ExecError> {
-    let conn = Connection::connect(&plan.target, session)
+    let conn = Ssh::with(session)
+        .connect(&plan.target)
         .await
         .map_err(ExecError::Connect)?;
     let output = crate::remote::user_command(&conn, command, |line| {

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use hbdeploy_ssh::{Connection, Exit};
+use hbdeploy_ssh::Exit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::port::Host;
+use crate::port::{Dial, Host, Ssh};
 
 /// Pause between attempts of a failing check.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
@@ -90,7 +90,8 @@ pub async fn check_hosts(
     let results = crate::fanout::each_host(hosts, parallel, |plan| {
         let session = session.clone();
         async move {
-            let conn = Connection::connect(&plan.target, &session)
+            let conn = Ssh::with(&session)
+                .connect(&plan.target)
                 .await
                 .map_err(crate::HostError::Connect)?;
             let mut results = Vec::new();

@@ -19,6 +19,7 @@ use crate::build::{PrepareOptions, build_all};
 use crate::closure_diff::{ClosureDiff, diff};
 use crate::event::{Event, EventSender, Stage};
 use crate::fanout::each_host;
+use crate::port::{Dial, Ssh};
 use crate::state::read_state;
 use crate::{HostError, HostPlan, PipelineError, remote};
 
@@ -213,7 +214,7 @@ async fn plan_host(
         ..HostChanges::new(&plan.name, Stage::Connect)
     };
     events.stage(&plan.name, Stage::Connect);
-    let conn = match Connection::connect(&plan.target, session).await {
+    let conn = match Ssh::with(session).connect(&plan.target).await {
         Ok(conn) => conn,
         Err(error) => {
             changes.outcome = PlanOutcome::Failed(HostError::Connect(error));

@@ -171,6 +171,15 @@ pub struct Ssh {
     pub session: Session,
 }
 
+impl Ssh {
+    /// SSH sessions with the run's credentials `session`.
+    pub fn with(session: &Session) -> Ssh {
+        Ssh {
+            session: session.clone(),
+        }
+    }
+}
+
 impl Dial for Ssh {
     type Host = Connection;
 
