@@ -62,6 +62,20 @@ pub async fn run(
     Ok(output)
 }
 
+/// Runs `command` to completion; a non-zero exit is [`NixError::failed`] with its output.
+pub async fn run_ok(
+    command: Command,
+    shown: &str,
+    on_line: OutputSink<'_>,
+) -> Result<(), NixError> {
+    let output = run(command, shown, on_line).await?;
+    if output.success {
+        Ok(())
+    } else {
+        Err(NixError::failed(shown, &output))
+    }
+}
+
 /// How often a watched command's resident memory is read.
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -94,12 +94,7 @@ impl Nix {
         args.extend(["store", "sign", "-r", "-k"].map(String::from));
         args.push(key_file.to_string_lossy().into_owned());
         args.push(path.to_string());
-        let output = command::run(command::cmd(&self.nix, &args), &shown, &mut |_| {}).await?;
-        if output.success {
-            Ok(())
-        } else {
-            Err(NixError::failed(&shown, &output))
-        }
+        command::run_ok(command::cmd(&self.nix, &args), &shown, &mut |_| {}).await
     }
 
     /// Copies the closure of `path` to `dest` as the deploying user is trusted there (unsigned,
@@ -129,12 +124,7 @@ impl Nix {
     ) -> Result<(), NixError> {
         let shown = format!("nix copy --to {} {path}", dest.uri());
         let cmd = copy_command(&self.nix, dest, path, options);
-        let output = command::run(cmd, &shown, on_line).await?;
-        if output.success {
-            Ok(())
-        } else {
-            Err(NixError::failed(&shown, &output))
-        }
+        command::run_ok(cmd, &shown, on_line).await
     }
 }
 

@@ -17,26 +17,6 @@ fn fetch_args(from: &str, paths: &[StorePath]) -> Vec<String> {
 }
 
 impl Nix {
-    /// Those of `paths` that are not valid in the local store, in the order given.
-    pub async fn missing_locally(&self, paths: &[StorePath]) -> Result<Vec<StorePath>, NixError> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        let shown = "nix-store --check-validity --print-invalid";
-        let mut args = vec!["--check-validity".to_owned(), "--print-invalid".to_owned()];
-        args.extend(paths.iter().map(ToString::to_string));
-        let output = command::run(command::cmd(&self.nix_store, args), shown, &mut |_| {}).await?;
-        if !output.success {
-            return Err(NixError::failed(shown, &output));
-        }
-        let invalid: Vec<&str> = output.stdout.lines().map(str::trim).collect();
-        Ok(paths
-            .iter()
-            .filter(|p| invalid.contains(&p.as_str()))
-            .cloned()
-            .collect())
-    }
-
     /// Copies the closures of `paths` from the store at `from` into the local store.
     pub async fn fetch(
         &self,
@@ -49,12 +29,7 @@ impl Nix {
             _ => format!("nix copy --from {from} ({} paths)", paths.len()),
         };
         let cmd = command::cmd(&self.nix, fetch_args(from, paths));
-        let output = command::run(cmd, &shown, on_line).await?;
-        if output.success {
-            Ok(())
-        } else {
-            Err(NixError::failed(&shown, &output))
-        }
+        command::run_ok(cmd, &shown, on_line).await
     }
 }
 

@@ -43,7 +43,7 @@ pub(crate) async fn find(
     paths: &[StorePath],
     events: &EventSender,
 ) -> Result<BTreeMap<StorePath, Found>, NixError> {
-    let missing = nix.missing_locally(paths).await?;
+    let missing = nix.invalid_paths(paths).await?;
     let mut found: BTreeMap<StorePath, Found> =
         paths.iter().map(|p| (p.clone(), Found::Local)).collect();
     let Some(from) = from else {
