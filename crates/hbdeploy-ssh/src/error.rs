@@ -109,6 +109,17 @@ pub enum SshError {
         #[source]
         source: Option<russh::Error>,
     },
+    /// A command could not be run on the machine hbdeploy runs on (`address = "local"`).
+    #[error("running `{command}` on {target} (this machine) failed")]
+    Local {
+        /// The host's name for this machine.
+        target: String,
+        /// The command line.
+        command: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The privilege escalation command (`sudo`) refused to run a command as root.
     #[error("{target} cannot run commands as root with `{command}`: {output}")]
     Escalation {

@@ -19,7 +19,7 @@ pub(crate) struct Probe(tokio::sync::OnceCell<Needs>);
 
 /// Whether the host's `sudo` wants the password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Needs {
+pub(crate) enum Needs {
     /// `sudo -n true` worked: no password is asked for, so none is sent.
     Nothing,
     /// It did not: the password goes to `sudo -S` on stdin.
@@ -91,7 +91,7 @@ impl Escalation {
     }
 
     /// The command line that runs `command` as root; with `password`, `sudo` reads it from stdin.
-    fn wrap_with(&self, command: &str, password: bool) -> String {
+    pub(crate) fn wrap_with(&self, command: &str, password: bool) -> String {
         let mut words: Vec<String> = Vec::new();
         let mut parts = self.command.iter();
         if let Some(program) = parts.next() {
@@ -125,9 +125,57 @@ impl Escalation {
     }
 }
 
+impl Probe {
+    /// Whether `escalation` wants the password: only `sudo` with a `password` to send is asked,
+    /// once per session (`sudo -n true`, run by `run` as the login user); any other program
+    /// is taken to want it.
+    pub(crate) async fn needs<F, R>(
+        &self,
+        password: bool,
+        escalation: &Escalation,
+        run: F,
+    ) -> Result<Needs, SshError>
+    where
+        F: FnOnce(String) -> R,
+        R: std::future::Future<Output = Result<CommandOutput, SshError>>,
+    {
+        if !password {
+            return Ok(Needs::Nothing);
+        }
+        if !escalation.is_sudo() {
+            return Ok(Needs::Password);
+        }
+        let probe = || async {
+            let output = run(escalation.wrap_with("true", false)).await?;
+            Ok::<_, SshError>(if output.exit.success() {
+                Needs::Nothing
+            } else {
+                Needs::Password
+            })
+        };
+        self.0.get_or_try_init(probe).await.copied()
+    }
+}
+
+/// The error of an escalation command that would not run `true` as root on `target`, with what
+/// it printed.
+pub(crate) fn refused(target: &str, escalation: &Escalation, check: &CommandOutput) -> SshError {
+    SshError::Escalation {
+        target: target.to_owned(),
+        command: escalation.command.join(" "),
+        output: check
+            .tail
+            .iter()
+            .map(|l| l.text.trim())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 impl Password {
     /// The password and its newline, as written to the command's stdin; zeroed once written.
-    fn stdin(&self) -> Zeroizing<Vec<u8>> {
+    pub(crate) fn stdin(&self) -> Zeroizing<Vec<u8>> {
         let mut bytes = Zeroizing::new(Vec::with_capacity(self.0.len() + 1));
         bytes.extend_from_slice(self.0.as_bytes());
         bytes.push(b'\n');
@@ -213,46 +261,20 @@ impl Connection {
         };
         let check = self.run_root("true", |_| {}).await?;
         if !check.exit.success() {
-            return Err(SshError::Escalation {
-                target: self.target.display(),
-                command: escalation.command.join(" "),
-                output: check
-                    .tail
-                    .iter()
-                    .map(|l| l.text.trim())
-                    .filter(|l| !l.is_empty())
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            });
+            return Err(refused(&self.target.display(), escalation, &check));
         }
         let channel = self.start_root(escalation, command).await?;
         Ok(crate::hold::first_line(channel).await)
     }
 
-    /// Whether this connection's escalation wants the password: only `sudo` with a password is
-    /// asked, once per connection (`sudo -n true`); any other program is taken to want it.
+    /// Whether this connection's escalation wants the password (see [`Probe::needs`]).
     async fn needs(&self, escalation: &Escalation) -> Result<Needs, SshError> {
-        if self.session.sudo_password.is_none() {
-            return Ok(Needs::Nothing);
-        }
-        if !escalation.is_sudo() {
-            return Ok(Needs::Password);
-        }
-        let probe = || async {
-            let output = self
-                .run(&escalation.wrap_with("true", false), |_| {})
-                .await?;
-            Ok::<_, SshError>(if output.exit.success() {
-                Needs::Nothing
-            } else {
-                Needs::Password
-            })
-        };
+        let password = self.session.sudo_password.is_some();
         self.escalation_probe
-            .0
-            .get_or_try_init(probe)
+            .needs(password, escalation, |line| async move {
+                self.run(&line, |_| {}).await
+            })
             .await
-            .copied()
     }
 
     /// Starts `command` through `escalation`, with the password (if the host's sudo wants one)

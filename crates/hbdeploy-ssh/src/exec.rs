@@ -152,29 +152,15 @@ impl Connection {
 /// `keep_stdout` false only the tail is kept (for output that is streamed, not parsed).
 pub(crate) async fn read(
     mut channel: russh::Channel<russh::client::Msg>,
-    mut on_line: impl FnMut(&OutputLine),
+    on_line: impl FnMut(&OutputLine),
     keep_stdout: bool,
 ) -> CommandOutput {
-    let mut kept = Kept {
-        truncated: !keep_stdout,
-        ..Kept::default()
-    };
-    let mut out_lines = LineSplitter::default();
-    let mut err_lines = LineSplitter::default();
+    let mut collect = Collector::new(on_line, keep_stdout);
     let mut exit = Exit::Unknown;
-    let mut record = |stream: Stream, text: String, kept: &mut Kept| {
-        let line = OutputLine { stream, text };
-        on_line(&line);
-        kept.push(line);
-    };
     while let Some(msg) = channel.wait().await {
         match msg {
-            ChannelMsg::Data { data } => {
-                out_lines.push(&data, |l| record(Stream::Stdout, l, &mut kept));
-            }
-            ChannelMsg::ExtendedData { data, .. } => {
-                err_lines.push(&data, |l| record(Stream::Stderr, l, &mut kept));
-            }
+            ChannelMsg::Data { data } => collect.push(Stream::Stdout, &data),
+            ChannelMsg::ExtendedData { data, .. } => collect.push(Stream::Stderr, &data),
             ChannelMsg::ExitStatus { exit_status } => exit = Exit::Code(exit_status),
             ChannelMsg::ExitSignal { signal_name, .. } => {
                 exit = Exit::Signal(format!("{signal_name:?}"));
@@ -182,14 +168,70 @@ pub(crate) async fn read(
             _ => {}
         }
     }
-    out_lines.finish(|l| record(Stream::Stdout, l, &mut kept));
-    err_lines.finish(|l| record(Stream::Stderr, l, &mut kept));
-    CommandOutput {
-        exit,
-        stdout: kept.stdout,
-        stdout_truncated: kept.truncated && keep_stdout,
-        tail: kept.tail.into_iter().collect(),
+    collect.finish(exit)
+}
+
+/// A running command's output as it arrives, from either stream in any order: split into lines,
+/// each passed to `on_line`, and kept within bounds for the [`CommandOutput`].
+pub(crate) struct Collector<F> {
+    on_line: F,
+    kept: Kept,
+    keep_stdout: bool,
+    out_lines: LineSplitter,
+    err_lines: LineSplitter,
+}
+
+impl<F: FnMut(&OutputLine)> Collector<F> {
+    /// A collector passing lines to `on_line`; with `keep_stdout` false only the tail is kept.
+    pub(crate) fn new(on_line: F, keep_stdout: bool) -> Self {
+        Collector {
+            on_line,
+            kept: Kept {
+                truncated: !keep_stdout,
+                ..Kept::default()
+            },
+            keep_stdout,
+            out_lines: LineSplitter::default(),
+            err_lines: LineSplitter::default(),
+        }
     }
+
+    /// Takes the next bytes of `stream`.
+    pub(crate) fn push(&mut self, stream: Stream, bytes: &[u8]) {
+        let Collector {
+            on_line,
+            kept,
+            out_lines,
+            err_lines,
+            ..
+        } = self;
+        let lines = match stream {
+            Stream::Stdout => out_lines,
+            Stream::Stderr => err_lines,
+        };
+        lines.push(bytes, |text| record(on_line, kept, stream, text));
+    }
+
+    /// Ends both streams (an unfinished last line counts) with the command's `exit`.
+    pub(crate) fn finish(mut self, exit: Exit) -> CommandOutput {
+        let (on_line, kept) = (&mut self.on_line, &mut self.kept);
+        self.out_lines
+            .finish(|text| record(on_line, kept, Stream::Stdout, text));
+        self.err_lines
+            .finish(|text| record(on_line, kept, Stream::Stderr, text));
+        CommandOutput {
+            exit,
+            stdout: self.kept.stdout,
+            stdout_truncated: self.kept.truncated && self.keep_stdout,
+            tail: self.kept.tail.into_iter().collect(),
+        }
+    }
+}
+
+fn record(on_line: &mut impl FnMut(&OutputLine), kept: &mut Kept, stream: Stream, text: String) {
+    let line = OutputLine { stream, text };
+    on_line(&line);
+    kept.push(line);
 }
 
 /// What is kept of a command's output while it runs: stdout up to [`STDOUT_CAP`], and the last

@@ -7,6 +7,9 @@
 //! the caller once per run and handed over as [`Identities`]; this crate never asks for a
 //! passphrase.
 //!
+//! The machine hbdeploy runs on can be a host of the fleet too (`address = "local"`): a
+//! [`Local`] runs the same command lines there, without SSH ([`local`](crate::Local)).
+//!
 //! This crate knows nothing of nix: it runs command lines and reports what they printed and how
 //! they exited.
 
@@ -19,6 +22,7 @@ mod hostcert;
 mod hostkey;
 mod identity;
 mod known_hosts;
+mod local;
 pub mod relay;
 mod scan;
 mod session;
@@ -39,6 +43,7 @@ pub use identity::{
 };
 pub use known_hosts::host_pattern;
 pub use known_hosts::{KNOWN_HOSTS_ADVICE, MAX_KNOWN_HOSTS_BYTES, read_known_hosts};
+pub use local::{LOCAL_ADDRESS, Local, local_user};
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use scan::scan;
 pub use session::Session;
@@ -78,8 +83,11 @@ pub struct Target {
 }
 
 impl Target {
-    /// `user@address:port`, as shown in messages.
+    /// `user@address:port`, as shown in messages (`user@local` for this machine).
     pub fn display(&self) -> String {
+        if self.is_local() {
+            return format!("{}@{}", self.user, self.address);
+        }
         format!("{}@{}:{}", self.user, self.address, self.port)
     }
 
