@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::build::{Built, PrepareOptions, Preparing, prepare};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
-use crate::port::{Host, Ssh, Transport};
+use crate::port::{Host, Reach, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::secrets::{self, SecretUpload};
@@ -60,7 +60,7 @@ pub async fn deploy(
         request: request.clone(),
         transport: Arc::new(SshCopy {
             nix: nix.clone(),
-            ssh: Ssh {
+            ssh: Reach {
                 session: request.session.clone(),
             },
         }),

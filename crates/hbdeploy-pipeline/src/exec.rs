@@ -13,7 +13,7 @@ use hbdeploy_ssh::{Exit, OutputLine, SshError};
 use crate::EventSender;
 use crate::HostPlan;
 use crate::fanout::each_host;
-use crate::port::{Dial, Ssh};
+use crate::port::{Dial, Host, Reach};
 
 /// A command for several hosts.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ async fn run_on(
     lines: &EventSender<ExecLine>,
     session: &hbdeploy_ssh::Session,
 ) -> Result<Exit, ExecError> {
-    let conn = Ssh::with(session)
+    let conn = Reach::with(session)
         .connect(&plan.target)
         .await
         .map_err(ExecError::Connect)?;

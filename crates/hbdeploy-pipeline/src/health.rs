@@ -9,7 +9,7 @@ use hbdeploy_ssh::Exit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::port::{Dial, Host, Ssh};
+use crate::port::{Dial, Host, Reach};
 
 /// Pause between attempts of a failing check.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
@@ -90,7 +90,7 @@ pub async fn check_hosts(
     let results = crate::fanout::each_host(hosts, parallel, |plan| {
         let session = session.clone();
         async move {
-            let conn = Ssh::with(&session)
+            let conn = Reach::with(&session)
                 .connect(&plan.target)
                 .await
                 .map_err(crate::HostError::Connect)?;

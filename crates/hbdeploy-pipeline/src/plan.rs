@@ -12,14 +12,14 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use crate::port::Link;
 use hbdeploy_nix::{Nix, StorePath};
-use hbdeploy_ssh::Connection;
 
 use crate::build::{PrepareOptions, build_all};
 use crate::closure_diff::{ClosureDiff, diff};
 use crate::event::{Event, EventSender, Stage};
 use crate::fanout::each_host;
-use crate::port::{Dial, Ssh};
+use crate::port::{Dial, Host, Reach};
 use crate::state::read_state;
 use crate::{HostError, HostPlan, PipelineError, remote};
 
@@ -214,7 +214,7 @@ async fn plan_host(
         ..HostChanges::new(&plan.name, Stage::Connect)
     };
     events.stage(&plan.name, Stage::Connect);
-    let conn = match Ssh::with(session).connect(&plan.target).await {
+    let conn = match Reach::with(session).connect(&plan.target).await {
         Ok(conn) => conn,
         Err(error) => {
             changes.outcome = PlanOutcome::Failed(HostError::Connect(error));
@@ -229,7 +229,7 @@ async fn plan_host(
 }
 
 async fn on_host(
-    conn: &Connection,
+    conn: &Link,
     plan: &HostPlan,
     path: &StorePath,
     nix: &Nix,

@@ -3,8 +3,10 @@
 //! [`Host`] runs the remote protocol's command lines on one session with the host (as the login
 //! user or as root, collected or streamed, or held open like the lock) and ends the session.
 //! [`Dial`] opens sessions; [`Transport`] adds what comes from the workstation's store. The real
-//! ones are the SSH connection ([`hbdeploy_ssh::Connection`], opened by [`Ssh`]) and
-//! `transfer::SshCopy`, which pairs it with the nix wrapper. The deployment's decisions
+//! ones are the SSH connection ([`hbdeploy_ssh::Connection`]) or, for a host whose address is
+//! `local`, the machine hbdeploy runs on ([`hbdeploy_ssh::Local`]), one [`Link`] either way,
+//! opened by [`Reach`]; and `transfer::SshCopy`, which pairs it with the nix wrapper (and has
+//! nothing to send to this machine: its store is the one the system was built in). The deployment's decisions
 //! (confirming, restoring, following a lost session) are written against the traits, so unit
 //! tests drive them with a fake host (`fake.rs`) in milliseconds.
 
@@ -12,7 +14,7 @@ use std::future::Future;
 use std::path::Path;
 
 use hbdeploy_nix::StorePath;
-use hbdeploy_ssh::{CommandOutput, Connection, Held, OutputLine, Session, SshError, Target};
+use hbdeploy_ssh::{CommandOutput, Connection, Held, Local, OutputLine, Session, SshError, Target};
 
 use crate::event::EventSender;
 use crate::report::CopyStats;
@@ -164,29 +166,127 @@ impl Host for Connection {
     }
 }
 
-/// SSH sessions: a [`Connection`] each, made with the run's credentials.
+/// A session with a host: an SSH connection, or the machine hbdeploy runs on itself
+/// (`address = "local"`), where the same command lines run without SSH.
+#[derive(Debug)]
+pub enum Link {
+    /// Over SSH.
+    Ssh(Connection),
+    /// This machine.
+    Local(Local),
+}
+
+impl Link {
+    /// The host this session reaches.
+    pub fn target(&self) -> &Target {
+        match self {
+            Link::Ssh(conn) => conn.target(),
+            Link::Local(local) => local.target(),
+        }
+    }
+}
+
+impl Host for Link {
+    type Held = Held;
+
+    async fn run<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Link::Ssh(conn) => conn.run(command, on_line).await,
+            Link::Local(local) => local.run(command, on_line).await,
+        }
+    }
+
+    async fn run_root<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Link::Ssh(conn) => conn.run_root(command, on_line).await,
+            Link::Local(local) => local.run_root(command, on_line).await,
+        }
+    }
+
+    async fn stream_root<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Link::Ssh(conn) => conn.stream_root(command, on_line).await,
+            Link::Local(local) => local.stream_root(command, on_line).await,
+        }
+    }
+
+    async fn run_root_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Link::Ssh(conn) => conn.run_root_with_stdin(command, stdin, on_line).await,
+            Link::Local(local) => local.run_root_with_stdin(command, stdin, on_line).await,
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Ssh(conn) => conn.is_closed(),
+            // Nothing stands between hbdeploy and its own machine.
+            Link::Local(_) => false,
+        }
+    }
+
+    async fn hold_root(&self, command: &str) -> Result<(String, Option<Held>), SshError> {
+        match self {
+            Link::Ssh(conn) => conn.hold_root(command).await,
+            Link::Local(local) => local.hold_root(command).await,
+        }
+    }
+
+    async fn release(held: Held) {
+        held.release().await;
+    }
+
+    async fn close(self) {
+        match self {
+            Link::Ssh(conn) => conn.close().await,
+            Link::Local(_) => {}
+        }
+    }
+}
+
+/// Sessions with the fleet's hosts, made with the run's credentials: an SSH [`Connection`] each,
+/// or, for a host whose address is `local`, this machine ([`Local`]).
 #[derive(Debug, Clone, Default)]
-pub struct Ssh {
-    /// The run's credentials, shared by every connection.
+pub struct Reach {
+    /// The run's credentials, shared by every session.
     pub session: Session,
 }
 
-impl Ssh {
-    /// SSH sessions with the run's credentials `session`.
-    pub fn with(session: &Session) -> Ssh {
-        Ssh {
+impl Reach {
+    /// Sessions with the run's credentials `session`.
+    pub fn with(session: &Session) -> Reach {
+        Reach {
             session: session.clone(),
         }
     }
 }
 
-impl Dial for Ssh {
-    type Host = Connection;
+impl Dial for Reach {
+    type Host = Link;
 
-    fn connect(
-        &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Connection, SshError>> + Send {
+    async fn connect(&self, target: &Target) -> Result<Link, SshError> {
+        if target.is_local() {
+            return Ok(Link::Local(Local::open(target, &self.session)));
+        }
         Connection::connect(target, &self.session)
+            .await
+            .map(Link::Ssh)
     }
 }

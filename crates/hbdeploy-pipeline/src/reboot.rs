@@ -16,7 +16,7 @@ use hbdeploy_ssh::SshError;
 
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
-use crate::port::{Dial, Host, Ssh};
+use crate::port::{Dial, Host, Reach};
 use crate::remote::{self, Booted};
 use crate::report::{HostReport, Outcome, Report};
 use crate::{Cancel, HostError, HostPlan, health, safe};
@@ -40,7 +40,7 @@ pub async fn reboot(request: &RebootRequest, events: EventSender) -> Report {
     let start = Instant::now();
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
         let events = events.clone();
-        let ssh = Ssh {
+        let ssh = Reach {
             session: request.session.clone(),
         };
         async move { reboot_host(&ssh, plan, events, start).await }
@@ -58,7 +58,12 @@ pub async fn reboot(request: &RebootRequest, events: EventSender) -> Report {
     }
 }
 
-async fn reboot_host(ssh: &Ssh, plan: HostPlan, events: EventSender, start: Instant) -> HostReport {
+async fn reboot_host(
+    ssh: &Reach,
+    plan: HostPlan,
+    events: EventSender,
+    start: Instant,
+) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
     let result = safe::under_lock(ssh, &plan.target, "reboot", async |conn| {
@@ -306,7 +311,7 @@ mod tests {
         plan.target.connect_timeout = Duration::from_secs(10);
         plan.safety.reboot_timeout = Duration::from_secs(2);
         let deadline = Instant::now() + plan.safety.reboot_timeout;
-        let result = come_back(&Ssh::default(), &plan, "1", deadline).await;
+        let result = come_back(&Reach::default(), &plan, "1", deadline).await;
         let Err(error) = result else {
             panic!("a host that never answers came back");
         };

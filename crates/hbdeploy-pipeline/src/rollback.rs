@@ -4,7 +4,7 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use crate::port::{Host, Ssh};
+use crate::port::{Host, Reach};
 use hbdeploy_nix::StorePath;
 
 use crate::event::{EventSender, Stage};
@@ -78,7 +78,7 @@ async fn roll_back_host(
 ) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
-    let ssh = Ssh { session };
+    let ssh = Reach { session };
     let result = safe::under_lock(&ssh, &plan.target, "rollback", async |conn| {
         report.stage = Stage::Activate;
         events.stage(&plan.name, Stage::Activate);

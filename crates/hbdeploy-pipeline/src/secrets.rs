@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use hbdeploy_ssh::Exit;
 
-use crate::port::{Dial, Host, Ssh};
+use crate::port::{Dial, Host, Reach};
 pub use crate::remote::secret::SecretOnHost;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -363,7 +363,7 @@ pub struct SecretsResult {
 /// Uploads every secret of every host of `request`, both kinds, at most `parallel` hosts at
 /// once; one result per host, in order.
 pub async fn upload_secrets(request: &SecretsRequest) -> Vec<SecretsResult> {
-    let ssh = Ssh {
+    let ssh = Reach {
         session: request.session.clone(),
     };
     let results = each_host(request.hosts.clone(), request.parallel, |plan| {
@@ -395,7 +395,7 @@ pub async fn upload_secrets(request: &SecretsRequest) -> Vec<SecretsResult> {
 }
 
 async fn upload_one(
-    ssh: &Ssh,
+    ssh: &Reach,
     plan: &HostPlan,
     written: &mut Vec<SecretRecord>,
 ) -> Result<(), HostError> {

@@ -1,7 +1,7 @@
 //! What a host runs: its system profile's generations, the running system
 //! (`/run/current-system`) and the booted one (`/run/booted-system`), read with one command.
 
-use crate::port::{Dial, Host, Ssh};
+use crate::port::{Dial, Host, Reach};
 use hbdeploy_nix::StorePath;
 
 use crate::remote::reply::link_number;
@@ -118,7 +118,7 @@ pub async fn host_state(
     plan: &crate::HostPlan,
     session: &hbdeploy_ssh::Session,
 ) -> Result<HostState, HostError> {
-    let ssh = Ssh {
+    let ssh = Reach {
         session: session.clone(),
     };
     host_state_via(&ssh, plan).await

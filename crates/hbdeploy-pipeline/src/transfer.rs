@@ -16,7 +16,7 @@ use hbdeploy_ssh::relay::{Relay, RelayError};
 use hbdeploy_ssh::{Connection, SshError, Target};
 
 use crate::event::{EventSender, Stage};
-use crate::port::{Dial, Ssh, Transport};
+use crate::port::{Dial, Link, Reach, Transport};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan, remote};
 
@@ -71,9 +71,10 @@ pub(crate) async fn over(
 }
 
 /// Copies what the host lacks of `closure` (the closure of `path`), signing `path`'s closure
-/// first when `signing_key` is set. A host that has every path gets no `nix copy` at all.
+/// first when `signing_key` is set. A host that has every path gets no `nix copy` at all, and
+/// the machine hbdeploy runs on has every path: its store is the one `path` is in.
 pub(crate) async fn copy_missing(
-    conn: &Connection,
+    conn: &Link,
     nix: &Nix,
     plan: &HostPlan,
     signing_key: Option<&Path>,
@@ -81,6 +82,15 @@ pub(crate) async fn copy_missing(
     closure: &[StorePath],
     events: &EventSender,
 ) -> Result<CopyStats, HostError> {
+    let conn = match conn {
+        Link::Ssh(conn) => conn,
+        Link::Local(_) => {
+            return Ok(CopyStats {
+                sent: 0,
+                total: closure.len(),
+            });
+        }
+    };
     let missing = remote::missing_paths(conn, closure).await?;
     let stats = CopyStats {
         sent: missing.len(),
@@ -127,22 +137,20 @@ pub(crate) async fn nix_copy(
         })
 }
 
-/// SSH sessions, and closures sent by the workstation's `nix copy` over them.
+/// Sessions with hosts ([`Reach`]), and closures sent by the workstation's `nix copy` over
+/// them; nothing is sent to the workstation itself (`address = "local"`).
 #[derive(Debug, Clone)]
 pub struct SshCopy {
     /// The workstation's nix.
     pub nix: Nix,
     /// How connections are made.
-    pub ssh: Ssh,
+    pub ssh: Reach,
 }
 
 impl Dial for SshCopy {
-    type Host = Connection;
+    type Host = Link;
 
-    fn connect(
-        &self,
-        target: &Target,
-    ) -> impl Future<Output = Result<Connection, SshError>> + Send {
+    fn connect(&self, target: &Target) -> impl Future<Output = Result<Link, SshError>> + Send {
         self.ssh.connect(target)
     }
 }
@@ -156,7 +164,7 @@ impl Transport for SshCopy {
 
     async fn copy_closure(
         &self,
-        host: &Connection,
+        host: &Link,
         plan: &HostPlan,
         path: &StorePath,
         signing_key: Option<&Path>,
@@ -175,11 +183,15 @@ impl Transport for SshCopy {
 
     async fn copy_derivation(
         &self,
-        host: &Connection,
+        host: &Link,
         plan: &HostPlan,
         drv: &StorePath,
         events: &EventSender,
     ) -> Result<(), HostError> {
-        nix_copy(host, &self.nix, plan, false, drv, true, events).await
+        match host {
+            Link::Ssh(conn) => nix_copy(conn, &self.nix, plan, false, drv, true, events).await,
+            // The derivation is in this machine's store already.
+            Link::Local(_) => Ok(()),
+        }
     }
 }

@@ -29,7 +29,19 @@ impl<T: Transport> HostJob<T> {
         let safety = self.plan.safety;
         let previous = Previous::from(state);
         let restore = safe::restore_change(&previous, self.goal);
-        let wants_magic = safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
+        let mut wants_magic =
+            safety.magic_rollback && matches!(self.goal, Goal::Switch | Goal::Test);
+        if wants_magic && self.plan.target.is_local() {
+            // Magic rollback guards against a system that cuts the deployer off from its host;
+            // nothing can cut hbdeploy off from the machine it runs on.
+            self.events.note(
+                name,
+                "magic rollback skipped: hbdeploy runs on this host, and nothing can cut it off \
+                 from itself (a failed activation is still rolled back)"
+                    .to_owned(),
+            );
+            wants_magic = false;
+        }
         // Everything that can refuse runs before anything changes: the path must be a NixOS
         // system. One round trip checks it, writes the deployment's scripts and arms the
         // watchdog; the state read said how jobs run on this host.

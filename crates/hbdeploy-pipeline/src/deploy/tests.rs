@@ -51,9 +51,18 @@ fn safety(magic_rollback: bool) -> HostSafety {
 
 /// Deploys NEW with `switch` to a host running OLD, with `faults`.
 async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>>) {
+    let (report, world, _notes) = deploy_noted(plan, faults).await;
+    (report, world)
+}
+
+/// As [`deploy`], with the notes the deployment sent about the host.
+async fn deploy_noted(
+    plan: HostPlan,
+    faults: Faults,
+) -> (HostReport, Arc<Mutex<World>>, Vec<String>) {
     let world = World::running(OLD);
     world.lock().expect("world").faults = faults;
-    let (events, _received) = EventSender::channel();
+    let (events, mut received) = EventSender::channel();
     let (_handle, cancel) = Cancel::new();
     let job = HostJob {
         plan,
@@ -78,7 +87,16 @@ async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>
         cancel,
         start: Instant::now(),
     };
-    (job.run().await, world)
+    let report = job.run().await;
+    let mut notes = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(1), received.recv()).await
+    {
+        if let crate::Event::Note { text, .. } = event {
+            notes.push(text);
+        }
+    }
+    (report, world, notes)
 }
 
 fn on_old_system(world: &Arc<Mutex<World>>) {
@@ -123,6 +141,41 @@ async fn without_magic_rollback_one_connection_does_everything() {
     let world = world.lock().expect("world");
     assert_eq!(world.connections, 1);
     assert!(!world.log.iter().any(|l| l == "armed"), "{:?}", world.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_machine_hbdeploy_runs_on_skips_magic_rollback_with_a_note_and_keeps_auto_rollback() {
+    let mut local = plan(safety(true), Vec::new());
+    local.target.address = hbdeploy_ssh::LOCAL_ADDRESS.to_owned();
+    let (report, world, notes) = deploy_noted(local.clone(), Faults::default()).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("magic rollback skipped")),
+        "{notes:?}"
+    );
+    {
+        let world = world.lock().expect("world");
+        assert_eq!(world.connections, 1, "no confirmation: {:?}", world.log);
+        assert!(!world.log.iter().any(|l| l == "armed"), "{:?}", world.log);
+    }
+    let faults = Faults {
+        fail_activation: true,
+        ..Faults::default()
+    };
+    let (report, world, _) = deploy_noted(local, faults).await;
+    assert!(
+        matches!(
+            report.outcome,
+            Outcome::Failed(HostError::Activation {
+                restored: Restored::Yes,
+                ..
+            })
+        ),
+        "{report:?}"
+    );
+    on_old_system(&world);
 }
 
 #[tokio::test(start_paused = true)]
