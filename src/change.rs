@@ -34,6 +34,9 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         build_on_target: args.build_on_target.then_some(true),
     };
     let (fleet, mut hosts) = load(cli, &args.selection, false, &overrides)?;
+    if args.reboot {
+        crate::hosts::refuse_local_reboot(&hosts)?;
+    }
     if matches!(args.goal, Goal::Switch | Goal::Boot | Goal::Test) {
         crate::secrets::read(&fleet, &mut hosts).await?;
     }

@@ -39,8 +39,23 @@ fn plan(fleet: &Fleet, host: &hbdeploy_inventory::Host) -> HostPlan {
 }
 
 /// How to reach `host`, through its `proxy-jump` host when it has one. `depth` bounds chains of
-/// jump hosts that name each other.
+/// jump hosts that name each other. The machine hbdeploy runs on (`address = "local"`) is
+/// reached as the user hbdeploy runs as, through its escalation command for root.
 fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Target {
+    let escalation = Some(Escalation {
+        command: host.ssh.privilege_escalation.clone(),
+    });
+    if host.is_local() {
+        return Target {
+            escalation,
+            ..with_settings_of(
+                host,
+                hbdeploy_ssh::LOCAL_ADDRESS.to_owned(),
+                host.ssh.port,
+                hbdeploy_ssh::local_user(),
+            )
+        };
+    }
     let jump = host
         .proxy_jump
         .as_deref()
@@ -52,9 +67,7 @@ fn target(fleet: &Fleet, host: &hbdeploy_inventory::Host, depth: usize) -> Targe
     Target {
         pinned_keys: host.host_keys.clone(),
         jump,
-        escalation: Some(Escalation {
-            command: host.ssh.privilege_escalation.clone(),
-        }),
+        escalation,
         compress: host.transfer.compress,
         ..with_settings_of(
             host,
@@ -184,6 +197,26 @@ impl Overrides {
     }
 }
 
+/// A checked reboot waits for the host to come back; the machine hbdeploy runs on cannot be
+/// waited for by the hbdeploy it reboots, so it is refused before anything is changed.
+pub(crate) fn refuse_local_reboot(hosts: &[HostPlan]) -> Result<(), AppError> {
+    let Some(host) = hosts.iter().find(|h| h.target.is_local()) else {
+        return Ok(());
+    };
+    Err(AppError::Usage(
+        format!(
+            "cannot reboot {}: it is the machine hbdeploy runs on (address = \"local\"), which \
+             hbdeploy cannot wait for to come back; nothing was changed",
+            host.name
+        ),
+        Some(format!(
+            "leave it out ('!{}') and reboot it yourself (systemctl reboot), after apply --goal \
+             boot if you want the new system to start then",
+            host.name
+        )),
+    ))
+}
+
 /// `--parallel` when given, else the fleet's setting.
 pub(crate) fn parallel(fleet: &Fleet, flag: Option<u16>) -> NonZeroUsize {
     flag.and_then(|n| NonZeroUsize::new(n.into()))
@@ -248,6 +281,23 @@ mod tests {
         assert_eq!(jump.known_hosts, Path::new("/k/known"));
         assert_eq!(jump.connect_timeout, std::time::Duration::from_secs(7));
         assert!(jump.pinned_keys.is_empty() && jump.escalation.is_none() && jump.jump.is_none());
+    }
+
+    #[test]
+    fn the_machine_hbdeploy_runs_on_is_reached_as_the_user_it_runs_as() {
+        assert_eq!(
+            hbdeploy_inventory::LOCAL_ADDRESS,
+            hbdeploy_ssh::LOCAL_ADDRESS
+        );
+        let fleet = fleet("[hosts.desk]\naddress = \"local\"\n");
+        let desk = plan(&fleet, fleet.host("desk").expect("desk")).target;
+        assert!(desk.is_local());
+        assert_eq!(desk.user, hbdeploy_ssh::local_user());
+        assert_ne!(
+            desk.user, "deploy",
+            "fleet.toml's SSH login is not this machine's user"
+        );
+        assert!(desk.escalation.is_some() && desk.jump.is_none());
     }
 
     #[test]

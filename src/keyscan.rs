@@ -15,13 +15,21 @@ use crate::ui::out;
 pub async fn run(cli: &Cli, args: &KeyscanArgs) -> Result<ExitCode, AppError> {
     let (fleet, plans) = load(cli, &args.selection, true, &Overrides::default())?;
     let mut scans = Vec::new();
+    let mut text = String::new();
     for plan in &plans {
         let target = &plan.target;
+        if target.is_local() {
+            // Reached without SSH: there is no host key to trust.
+            text.push_str(&format!(
+                "# {}: the machine hbdeploy runs on (address = \"local\"): no host key\n",
+                plan.name
+            ));
+            continue;
+        }
         let keys = hbdeploy_ssh::scan(&target.address, target.port, target.connect_timeout).await;
         scans.push((plan, keys));
     }
     let mut failed = false;
-    let mut text = String::new();
     for (plan, keys) in &scans {
         match keys {
             Ok(keys) => {

@@ -153,7 +153,8 @@ async fn unlock_for<'a>(
 ) -> Result<Unlocked, PassphraseError> {
     let mut configured = BTreeSet::new();
     let mut uses_defaults = false;
-    for target in targets {
+    // The machine hbdeploy runs on is reached without SSH, so without a key.
+    for target in targets.filter(|t| !t.is_local()) {
         let mut next = Some(target);
         while let Some(t) = next {
             match &t.identity_file {

@@ -18,6 +18,7 @@ pub async fn reboot(cli: &Cli, args: &RebootArgs) -> Result<ExitCode, AppError> 
         ..Overrides::default()
     };
     let (fleet, mut hosts) = load(cli, &args.selection, false, &overrides)?;
+    crate::hosts::refuse_local_reboot(&hosts)?;
     let mut session = crate::passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
         crate::sudo::ask(&hosts, &mut session).await?;

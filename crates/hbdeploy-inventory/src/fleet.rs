@@ -247,6 +247,30 @@ mod tests {
     }
 
     #[test]
+    fn the_machine_hbdeploy_runs_on_is_a_host_without_ssh_only_keys() {
+        let local = "[fleet]\nflake = \"./nixos\"\n[hosts.desk]\naddress = \"local\"\n";
+        let fleet = Fleet::parse(
+            local,
+            Path::new("/fleet/fleet.toml"),
+            Some(Path::new("/home/me")),
+        )
+        .expect("a local host");
+        assert_eq!(fleet.host("desk").map(Host::is_local), Some(true));
+        assert_eq!(
+            fleet.host("desk").map(|h| h.address.as_str()),
+            Some("local")
+        );
+        let remote = Fleet::parse(MINIMAL, Path::new("/f.toml"), Some(Path::new("/home/me")))
+            .expect("a host");
+        assert_eq!(remote.host("web").map(Host::is_local), Some(false));
+        check(
+            &format!("{local}proxy-jump = \"bastion\"\n"),
+            "error: /fleet/fleet.toml:5:14: `proxy-jump` in [hosts.desk] is set for the machine \
+             hbdeploy runs on (address = \"local\"), which is not reached over SSH",
+        );
+    }
+
+    #[test]
     fn defaults_fill_a_minimal_file() {
         check(
             MINIMAL,

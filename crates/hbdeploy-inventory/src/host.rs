@@ -18,12 +18,16 @@ use crate::secrets::{Secret, merge, read_secrets};
 use crate::ssh::{SshOverrides, SshSettings};
 use crate::transfer::{Transfer, TransferOverrides};
 
+/// The `address` that names the machine hbdeploy runs on: it is deployed without SSH.
+pub const LOCAL_ADDRESS: &str = "local";
+
 /// One machine of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
     /// Its name: the `NAME` of `[hosts.NAME]`.
     pub name: HostName,
-    /// The DNS name or IP address to connect to.
+    /// The DNS name or IP address to connect to, or [`LOCAL_ADDRESS`] for the machine hbdeploy
+    /// runs on.
     pub address: String,
     /// The attribute of the flake's `nixosConfigurations` that builds it.
     pub attr: String,
@@ -51,6 +55,11 @@ pub struct Host {
 }
 
 impl Host {
+    /// Whether this is the machine hbdeploy runs on (`address = "local"`).
+    pub fn is_local(&self) -> bool {
+        self.address == LOCAL_ADDRESS
+    }
+
     /// Whether the host carries `tag`.
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t.as_str() == tag)
@@ -97,6 +106,9 @@ pub(crate) fn read_host(
     let ssh = SshOverrides::read(&table, resolver)?.resolve(ssh, &table, resolver)?;
     let safety = SafetyOverrides::read(&table)?.resolve(safety);
     let proxy_jump = read_proxy_jump(&table, &name)?;
+    if *address.get_ref() == LOCAL_ADDRESS {
+        refuse_ssh_only_keys(&table)?;
+    }
     let wave = table.integer::<u32>("wave", 0, MAX_WAVE)?.unwrap_or(0);
     Ok(Host {
         name,
@@ -147,6 +159,26 @@ fn check_address(
         Some((reason, hint)) => Err(table.invalid("address", span, reason, hint)),
         None => Ok(()),
     }
+}
+
+/// A local host is not reached over SSH: the keys that only say how to reach one over SSH, and
+/// only for that host, are refused rather than ignored.
+fn refuse_ssh_only_keys(table: &Table<'_>) -> Result<(), InventoryError> {
+    for key in ["proxy-jump", "host-key"] {
+        if let Some((_, value)) = table.get(key) {
+            return Err(table.invalid(
+                key,
+                value.span(),
+                "is set for the machine hbdeploy runs on (address = \"local\"), which is not \
+                 reached over SSH",
+                format!(
+                    "remove `{key}` from this host, or give its DNS name or IP address as \
+                          `address` to deploy it over SSH"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads `proxy-jump`: a non-empty value without white space that is not the host itself.

@@ -38,7 +38,7 @@ pub use error::{ConfigError, InventoryError, Location, Problem};
 pub use eval::{FleetEval, MAX_EVAL_WORKERS, MIN_EVAL_MEMORY, parse_size};
 pub use fleet::Fleet;
 pub use health::{HealthCheck, Probe};
-pub use host::Host;
+pub use host::{Host, LOCAL_ADDRESS};
 pub use name::{HostName, MAX_NAME_LEN, NameError, Tag};
 pub use paths::FlakeRef;
 pub use safety::Safety;
