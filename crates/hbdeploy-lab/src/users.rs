@@ -35,6 +35,14 @@ impl LabHost {
         } else {
             String::new()
         };
+        // Debian's nix (the systemd hosts' root) lets only the group nix-users reach its daemon's
+        // socket. /etc/group is rewritten in place, not renamed over: on a namespace host it is a
+        // bind mount.
+        let nix_users = format!(
+            "if grep -q '^nix-users:' /etc/group; then \
+             groups=$(awk -F: -v OFS=: '$1 == \"nix-users\" {{ $4 = ($4 == \"\" ? \"{name}\" : $4 \",{name}\") }} 1' /etc/group); \
+             printf '%s\\n' \"$groups\" > /etc/group; fi"
+        );
         self.sh(&format!(
             "set -e; echo '{name}:x:1500:1500::{home}:/bin/sh' >> /etc/passwd; \
              echo '{name}:x:1500:' >> /etc/group; \
@@ -43,9 +51,11 @@ impl LabHost {
              mkdir -p {home}/.ssh; echo '{pubkey}' > {home}/.ssh/authorized_keys; \
              chown -R 1500:1500 {home}; chmod 700 {home}/.ssh; {trusted}\
              mkdir -p /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
-             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user",
+             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
+             {nix_users}",
             pubkey = pubkey.trim(),
         ))?;
+        self.users.push(name.clone());
         self.start_daemon()
     }
 
