@@ -1,8 +1,8 @@
 //! The lab running programs inside its hosts (`Lab::inside`), as root and as a lab user with a
 //! sudo password, on both kinds of host: what a test of hbdeploy deploying the host it runs on
 //! (`address = "local"`) stands on. Each check is of a real effect: a system built by the host's
-//! own nix into its own store, the uid, a sudo password typed on a terminal, the container's
-//! systemd reached.
+//! own nix into its own store, a deployment by hbdeploy run inside, the uid, a sudo password
+//! typed on a terminal, the container's systemd reached.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,6 +10,7 @@ use crate::support::{bin, host, system_path};
 use hbdeploy_lab::{HostKind, Lab, LabError, LabUser, Sudo, SystemSpec};
 
 const PASSWORD: &str = "s3cret-inside";
+const PROMPT: &str = "[sudo] password for deploy: ";
 
 /// A lab of one host `box` of `kind` with the user `deploy`, whose sudo wants `PASSWORD` and
 /// whom the host's nix does not trust.
@@ -24,14 +25,19 @@ fn lab_of(kind: HostKind) -> Lab {
     lab
 }
 
-/// A generation no other lab builds: its system's store paths are new to every store on the
-/// machine, so one valid in a store was built there.
-fn fresh_generation() -> u32 {
+/// Gives `box` a system of a generation no other lab builds, whose store paths are new to every
+/// store on the machine (one valid in a store was built there), and returns its path.
+fn fresh_system(lab: &mut Lab) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
         .subsec_nanos();
-    1000 + nanos % 1_000_000_000
+    let spec = SystemSpec {
+        generation: 1000 + nanos % 1_000_000_000,
+        ..SystemSpec::default()
+    };
+    lab.set_system("box", spec).expect("flake");
+    system_path(lab, "box")
 }
 
 /// Whether `path` is valid in this machine's own nix store.
@@ -44,129 +50,129 @@ fn in_machine_store(path: &str) -> bool {
         .success()
 }
 
-/// Builds `box`'s toplevel, of a fresh generation, with nix inside the host as `user`, and
-/// checks that the host's own store has it and the machine's does not.
-fn builds_into_the_hosts_store(lab: &mut Lab, user: Option<&str>) {
-    lab.set_system(
-        "box",
-        SystemSpec {
-            generation: fresh_generation(),
-            ..SystemSpec::default()
-        },
-    )
-    .expect("flake");
-    let expected = system_path(lab, "box");
-    let box_ = host(lab, "box");
+/// `path` is in `box`'s store and not in the machine's: it was built inside.
+fn built_inside(lab: &Lab, path: &str, who: Option<&str>) {
     assert!(
-        !box_.has_store_path(&expected).expect("query"),
-        "not built yet"
+        host(lab, "box").has_store_path(path).expect("query"),
+        "{who:?}"
     );
-
-    let inside = lab.inside("box", user).expect("inside");
-    let toplevel = lab.toplevel_ref("box");
-    let run = inside
-        .run(&["nix", "build", "--no-link", "--json", &toplevel])
-        .expect("nix runs");
-    assert_eq!(run.code, 0, "{user:?}: {}", run.both());
-    // nix 2.8 (Debian's) has no --print-out-paths.
-    let built: serde_json::Value = serde_json::from_str(&run.stdout).expect("nix's JSON");
-    assert_eq!(
-        built[0]["outputs"]["out"],
-        expected.as_str(),
-        "{user:?}: {}",
-        run.both()
-    );
-    assert!(box_.has_store_path(&expected).expect("query"), "{user:?}");
-    assert!(!in_machine_store(&expected), "{user:?}: built in the host");
+    assert!(!in_machine_store(path), "{who:?}: built in the host");
 }
 
-/// What every kind of host must allow: builds as root and as the user, the user's uid and
-/// environment, hbdeploy reachable by both, the user's sudo with its password on a terminal.
-fn works_inside(kind: HostKind) -> Lab {
-    let mut lab = lab_of(kind);
-    builds_into_the_hosts_store(&mut lab, None);
-    builds_into_the_hosts_store(&mut lab, Some("deploy"));
+/// nix inside the host, as `who`, builds `box`'s toplevel into the host's own store.
+fn nix_builds_into_the_hosts_store(lab: &mut Lab, who: Option<&str>) {
+    let expected = fresh_system(lab);
+    assert!(!host(lab, "box").has_store_path(&expected).expect("query"));
+    let toplevel = lab.toplevel_ref("box");
+    let run = lab
+        .inside("box", who)
+        .expect("inside")
+        .run(&["nix", "build", "--no-link", "--json", &toplevel])
+        .expect("nix runs");
+    assert_eq!(run.code, 0, "{who:?}: {}", run.both());
+    // nix 2.8 (Debian's) has no --print-out-paths.
+    let built: serde_json::Value = serde_json::from_str(&run.stdout).expect("nix's JSON");
+    let out = &built[0]["outputs"]["out"];
+    assert_eq!(out, expected.as_str(), "{who:?}: {}", run.both());
+    built_inside(lab, &expected, who);
+}
 
+/// Root is root; the user has uid 1500, its HOME as working directory, the lab's nix settings.
+fn root_and_the_user_are_who_they_are(lab: &Lab) {
     let root = lab.inside("box", None).expect("inside as root");
-    let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
     let id = root.run(&["id", "-u"]).expect("id");
     assert_eq!((id.code, id.stdout.as_str()), (0, "0\n"), "{}", id.both());
+    let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
     let script = "id -u; id -un; echo \"$HOME\"; pwd; hostname; echo \"$NIX_CONFIG\" | head -1";
     let id = user.run(&["sh", "-c", script]).expect("id");
     assert_eq!(id.code, 0, "{}", id.both());
     let home = user.home();
     let lines: Vec<&str> = id.stdout.lines().collect();
+    let flakes = "experimental-features = nix-command flakes";
     assert_eq!(
         lines,
-        [
-            "1500",
-            "deploy",
-            home.as_str(),
-            home.as_str(),
-            "box",
-            "experimental-features = nix-command flakes"
-        ],
+        ["1500", "deploy", &home, &home, "box", flakes],
         "{}",
         id.both()
     );
+}
 
-    for inside in [&root, &user] {
-        let version = inside
+/// The hbdeploy binary runs inside for both; as the user it builds into the host's store.
+fn hbdeploy_runs_inside(lab: &mut Lab) {
+    for who in [None, Some("deploy")] {
+        let version = lab
+            .inside("box", who)
+            .expect("inside")
             .hbdeploy(bin(), None, &["--version"])
             .expect("hbdeploy runs");
-        assert_eq!(version.code, 0, "{:?}: {}", inside.user(), version.both());
-        assert!(
-            version.stdout.starts_with("hbdeploy "),
-            "{:?}: {}",
-            inside.user(),
-            version.both()
-        );
+        assert_eq!(version.code, 0, "{who:?}: {}", version.both());
+        assert!(version.stdout.starts_with("hbdeploy "), "{who:?}");
     }
-
-    // hbdeploy's own nix builds into the host's store too, as the user. (`address` is any: `build`
-    // contacts no host.)
-    lab.set_system(
-        "box",
-        SystemSpec {
-            generation: fresh_generation(),
-            ..SystemSpec::default()
-        },
-    )
-    .expect("flake");
-    let expected = system_path(&lab, "box");
+    let expected = fresh_system(lab);
+    // `build` contacts no host: the address does not matter.
     let fleet = format!(
         "[fleet]\nflake = \"{}\"\n\n[hosts.self]\naddress = \"127.0.0.1\"\nattr = \"box\"\n",
         lab.flake_ref()
     );
     let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
+    let args = ["build", "self", "--systems-out", "systems.json"];
     let built = user
-        .hbdeploy(
-            bin(),
-            Some(&fleet),
-            &["build", "self", "--systems-out", "systems.json"],
-        )
+        .hbdeploy(bin(), Some(&fleet), &args)
         .expect("hbdeploy runs");
     assert_eq!(built.code, 0, "{}", built.both());
     // Written in the user's home, the working directory.
     let systems = user.run(&["cat", "systems.json"]).expect("cat");
     assert!(systems.stdout.contains(&expected), "{}", systems.both());
-    assert!(host(&lab, "box").has_store_path(&expected).expect("query"));
-    assert!(!in_machine_store(&expected), "built in the host");
+    built_inside(lab, &expected, Some("deploy"));
+}
 
-    // The password typed at sudo's prompt lets the user run as root; `-k` forgets any earlier
-    // one, so the prompt must come.
-    let prompt = "[sudo] password for deploy: ";
+/// hbdeploy inside, as root, deploys the host over SSH to its own address; its ledger goes next
+/// to the fleet.toml, in HOME.
+fn hbdeploy_applies_from_inside(lab: &mut Lab) {
+    let expected = fresh_system(lab);
+    let root = lab.inside("box", None).expect("inside as root");
+    let applied = root
+        .hbdeploy(bin(), Some(&lab.fleet_toml(&[], "")), &["apply", "box"])
+        .expect("hbdeploy runs");
+    assert_eq!(applied.code, 0, "{}", applied.both());
+    let box_ = host(lab, "box");
+    assert_eq!(box_.current_system().expect("read"), Some(expected.clone()));
+    let activations = box_.activations().expect("read");
+    assert_eq!(activations, [format!("switch {expected}")]);
+    built_inside(lab, &expected, None);
+    let ledger = root
+        .run(&["ls", "/root/.hbdeploy/deployments"])
+        .expect("ls");
+    assert_eq!(ledger.stdout.lines().count(), 1, "{}", ledger.both());
+}
+
+/// The password typed at sudo's prompt lets the user run `then` as root (`-k` forgets any
+/// earlier one, so the prompt must come); a wrong one does not. Returns the last line shown.
+fn sudo_takes_the_typed_password(lab: &Lab, then: &str) -> String {
+    let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
+    let line = format!("sudo -k; sudo {then}");
     let sudo = user
-        .on_a_terminal(&["sh", "-c", "sudo -k; sudo id -u"], prompt, &[PASSWORD])
+        .on_a_terminal(&["sh", "-c", &line], PROMPT, &[PASSWORD])
         .expect("runs on a terminal");
     assert_eq!(sudo.code, 0, "{}", sudo.both());
-    assert!(sudo.stdout.contains(prompt), "{}", sudo.both());
-    assert_eq!(sudo.stdout.lines().last(), Some("0"), "{}", sudo.both());
+    assert!(sudo.stdout.contains(PROMPT), "{}", sudo.both());
     let wrong = ["not-it"; 3];
     let refused = user
-        .on_a_terminal(&["sh", "-c", "sudo -k; sudo id -u"], prompt, &wrong)
+        .on_a_terminal(&["sh", "-c", &line], PROMPT, &wrong)
         .expect("runs on a terminal");
     assert_ne!(refused.code, 0, "{}", refused.both());
+    sudo.stdout.lines().last().unwrap_or_default().to_owned()
+}
+
+/// What every kind of host must allow.
+fn works_inside(kind: HostKind) -> Lab {
+    let mut lab = lab_of(kind);
+    nix_builds_into_the_hosts_store(&mut lab, None);
+    nix_builds_into_the_hosts_store(&mut lab, Some("deploy"));
+    root_and_the_user_are_who_they_are(&lab);
+    hbdeploy_runs_inside(&mut lab);
+    hbdeploy_applies_from_inside(&mut lab);
+    assert_eq!(sudo_takes_the_typed_password(&lab, "id -u"), "0");
     lab
 }
 
@@ -193,41 +199,26 @@ fn a_systemd_host_runs_programs_inside_that_reach_its_systemd() {
     );
     // A transient unit of the container's systemd, as hbdeploy's activation is launched: its
     // mark is in the container's /run, which the machine does not see.
-    let unit = root
-        .run(&[
-            "systemd-run",
-            "--wait",
-            "--quiet",
-            "--collect",
-            "/bin/sh",
-            "-c",
-            "echo $INVOCATION_ID > /run/lab-inside-mark",
-        ])
-        .expect("systemd-run runs");
+    let mark = "echo $INVOCATION_ID > /run/lab-inside-mark";
+    let argv = [
+        "systemd-run",
+        "--wait",
+        "--quiet",
+        "--collect",
+        "/bin/sh",
+        "-c",
+        mark,
+    ];
+    let unit = root.run(&argv).expect("systemd-run runs");
     assert_eq!(unit.code, 0, "{}", unit.both());
-    let mark = host(&lab, "box")
+    let id = host(&lab, "box")
         .sh("cat /run/lab-inside-mark")
         .expect("mark");
-    assert_eq!(mark.trim().len(), 32, "an invocation id: {mark:?}");
-
+    assert_eq!(id.trim().len(), 32, "an invocation id: {id:?}");
     // The user reaches it through sudo, as a deployer that is not root would.
-    let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
-    let through_sudo = user
-        .on_a_terminal(
-            &[
-                "sh",
-                "-c",
-                "sudo -k; sudo systemd-run --wait --quiet --collect true && echo unit-ran",
-            ],
-            "[sudo] password for deploy: ",
-            &[PASSWORD],
-        )
-        .expect("runs on a terminal");
-    assert_eq!(through_sudo.code, 0, "{}", through_sudo.both());
-    assert_eq!(
-        through_sudo.stdout.lines().last(),
-        Some("unit-ran"),
-        "{}",
-        through_sudo.both()
+    let last = sudo_takes_the_typed_password(
+        &lab,
+        "systemd-run --wait --quiet --collect true && echo unit-ran",
     );
+    assert_eq!(last, "unit-ran");
 }

@@ -20,9 +20,12 @@
 //!   `/run/user/UID` and no `systemctl --user`; `sudo` works as in a session.
 //!
 //! Every host sees the lab's directory at the same path (a namespace host sees the machine's
-//! whole filesystem; a systemd host has it bound in), so the lab's flake ([`crate::Lab::flake_ref`])
-//! and the files put in [`crate::Lab::inside_dir`] (a copy of the hbdeploy binary, fleet files)
-//! are at the same path on the outside and in every host, readable by the lab users.
+//! whole filesystem; a systemd host has it bound in), so the lab's flake ([`crate::Lab::flake_ref`],
+//! [`crate::Lab::toplevel_ref`]) and the files in [`crate::Lab::inside_dir`] (the copy of the
+//! hbdeploy binary, [`crate::Lab::install_inside`]) are at the same path on the outside and in
+//! every host, readable (not writable) by the lab users. What a program writes next to its input,
+//! such as hbdeploy's ledger beside its fleet.toml, needs a directory its user owns: HOME
+//! ([`crate::Inside::write_home`]).
 //!
 //! [`crate::Inside`] bundles a host and a user with the lab, to run hbdeploy or any program
 //! there, with its output collected or on a pseudo-terminal (for the `sudo` password prompt).
@@ -33,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::files::{HOST_STATE, io, mkdir, write};
+use crate::users::LAB_USER_ID;
 use crate::{Lab, LabError, LabHost, NIX_CONFIG, Run, finish};
 
 /// The `PATH` of a program run inside a host.
@@ -261,9 +265,30 @@ impl Inside<'_> {
         crate::terminal::on_a_terminal(&line, &what, prompt, answers)
     }
 
-    /// The argv of hbdeploy inside: the copy of `binary` ([`Lab::install_inside`]), then
-    /// `--fleet` and `fleet` written to [`Lab::inside_dir`]`/fleet-HOST.toml` when given, then
-    /// `args`.
+    /// Where HOME inside is, on the outside: the host's `root/`, or the user's home in its
+    /// `state/` (both kinds of host bind these).
+    fn home_outside(&self) -> PathBuf {
+        match self.user {
+            None => self.host.dir.join("root"),
+            Some(name) => self.host.dir.join("state/home").join(name),
+        }
+    }
+
+    /// Writes `text` into the file `name` in HOME inside (owned by the user, mode 0644), and
+    /// returns its path inside: e.g. a fleet.toml, whose directory then holds hbdeploy's ledger
+    /// (`.hbdeploy/`), writable by whoever runs it, and its relative paths.
+    pub fn write_home(&self, name: &str, text: &str) -> Result<String, LabError> {
+        let path = self.home_outside().join(name);
+        write(&path, text)?;
+        chmod(&path, 0o644)?;
+        if self.user.is_some() {
+            std::os::unix::fs::chown(&path, Some(LAB_USER_ID), Some(LAB_USER_ID))
+                .map_err(io(format!("chown {}", path.display())))?;
+        }
+        Ok(format!("{}/{name}", self.home()))
+    }
+
+    /// The argv of hbdeploy inside (see [`Inside::hbdeploy`]).
     fn hbdeploy_argv(
         &self,
         binary: &Path,
@@ -277,19 +302,16 @@ impl Inside<'_> {
                 .into_owned(),
         ];
         if let Some(text) = fleet {
-            let path = self
-                .lab
-                .write_inside(&format!("fleet-{}.toml", self.host.name), text)?;
             argv.push("--fleet".to_owned());
-            argv.push(path.to_string_lossy().into_owned());
+            argv.push(self.write_home("fleet.toml", text)?);
         }
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         Ok(argv)
     }
 
     /// Runs hbdeploy inside this host: the copy of `binary` ([`Lab::install_inside`]), with
-    /// `--fleet` and the fleet.toml `fleet` (its text, e.g. [`Lab::local_fleet_toml`], written to
-    /// [`Lab::inside_dir`]`/fleet-HOST.toml`) when given, then `args`; stdin closed.
+    /// `--fleet` and the fleet.toml `fleet` (its text, e.g. [`Lab::local_fleet_toml`], written
+    /// to `fleet.toml` in HOME by [`Inside::write_home`]) when given, then `args`; stdin closed.
     pub fn hbdeploy(
         &self,
         binary: &Path,
