@@ -77,7 +77,8 @@ fn nix_builds_into_the_hosts_store(lab: &mut Lab, who: Option<&str>) {
     built_inside(lab, &expected, who);
 }
 
-/// Root is root; the user has uid 1500, its HOME as working directory, the lab's nix settings.
+/// Root is root; the user has uid 1500, its HOME as working directory, the lab's nix settings
+/// and the host's own temporary directory.
 fn root_and_the_user_are_who_they_are(lab: &Lab) {
     let root = lab.inside("box", None).expect("inside as root");
     let id = root.run(&["id", "-u"]).expect("id");
@@ -94,6 +95,20 @@ fn root_and_the_user_are_who_they_are(lab: &Lab) {
         ["1500", "deploy", &home, &home, "box", flakes],
         "{}",
         id.both()
+    );
+    // Temporary files are the host's own: not in the machine's /tmp, which every namespace host
+    // sees, and where PIDs from different hosts' namespaces would meet.
+    let tmp = user.run(&["mktemp"]).expect("mktemp");
+    assert_eq!(tmp.code, 0, "{}", tmp.both());
+    let file = tmp.stdout.trim();
+    let expected = match host(lab, "box").kind() {
+        HostKind::Namespace => "/var/lib/hbdeploy-lab/tmp/",
+        HostKind::Systemd => "/tmp/",
+    };
+    assert!(file.starts_with(expected), "{file}");
+    assert!(
+        !std::path::Path::new(file).exists(),
+        "{file} is the machine's"
     );
 }
 

@@ -8,9 +8,11 @@
 //! - its uid and gid: 0, or the lab user's (1500), with the user's groups from the host's own
 //!   `/etc/group`;
 //! - the environment: `HOME` (`/root`, or [`user_home`]), `USER` and `LOGNAME`, `PATH`
-//!   ([`INSIDE_PATH`]), `LANG=C.UTF-8`, the lab's [`NIX_CONFIG`] and `NO_COLOR=1`; nothing else (no
-//!   `TERM`, no `XDG_RUNTIME_DIR`, no `TMPDIR`: `/tmp` is the machine's on a namespace host, the
-//!   container's own on a systemd host); the working directory is `HOME`;
+//!   ([`INSIDE_PATH`]), `LANG=C.UTF-8`, the lab's [`NIX_CONFIG`], `NO_COLOR=1` and, on a
+//!   namespace host, `TMPDIR` (the host's own `HOST_STATE/tmp`, mode 1777: its `/tmp` is the
+//!   machine's, shared by every namespace host, and PIDs repeat between hosts); nothing else (no
+//!   `TERM`, no `XDG_RUNTIME_DIR`; a systemd host's `/tmp` is the container's own). The working
+//!   directory is `HOME`;
 //! - the host's own `/nix` (nix as root uses the store directly, a lab user through the host's
 //!   nix-daemon, started by [`crate::Lab::add_user`]), `/etc/nix`, `/run` (where
 //!   `/run/current-system` is), `/etc/passwd`, `/etc/sudoers` and [`crate::HOST_STATE`];
@@ -37,7 +39,7 @@ use std::process::{Command, Stdio};
 
 use crate::files::{HOST_STATE, io, mkdir, write};
 use crate::users::LAB_USER_ID;
-use crate::{Lab, LabError, LabHost, NIX_CONFIG, Run, finish};
+use crate::{HostKind, Lab, LabError, LabHost, NIX_CONFIG, Run, finish};
 
 /// The `PATH` of a program run inside a host.
 pub const INSIDE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -63,8 +65,16 @@ impl LabHost {
             }
         };
         let mut command = self.nsenter();
+        command.args(["/usr/bin/env", "-i", "--chdir", &home]);
+        if self.kind == HostKind::Namespace {
+            // The machine's /tmp is every namespace host's, and PIDs repeat between PID
+            // namespaces: temporary files named by PID would meet another host's.
+            let tmp = self.dir.join("state/tmp");
+            mkdir(&tmp)?;
+            chmod(&tmp, 0o1777)?;
+            command.arg(format!("TMPDIR={HOST_STATE}/tmp"));
+        }
         command
-            .args(["/usr/bin/env", "-i", "--chdir", &home])
             .arg(format!("HOME={home}"))
             .arg(format!("USER={name}"))
             .arg(format!("LOGNAME={name}"))

@@ -12,6 +12,10 @@
 //! a container with systemd as PID 1 (`systemd-nspawn --boot`), like a real NixOS host's
 //! process tree; one lab can hold both. The methods of [`Lab`] and [`LabHost`] work on both.
 //!
+//! A test can also run a program inside a host, as its root or as a lab user ([`Lab::inside`],
+//! [`LabHost::inside`]): hbdeploy deploying the very host it runs on, with that host's nix and
+//! store, its sudo and (on a systemd host) its systemd.
+//!
 //! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`;
 //! systemd hosts also `systemd-container` and `debootstrap` (and, once per machine, the Debian
 //! archive: see `systemd/root.rs`).
