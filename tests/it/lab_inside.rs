@@ -161,6 +161,31 @@ fn hbdeploy_applies_from_inside(lab: &mut Lab) {
     assert_eq!(ledger.stdout.lines().count(), 1, "{}", ledger.both());
 }
 
+/// hbdeploy inside, as the user on a terminal, deploys the host over SSH to its own address as
+/// that user, with the sudo password it asks for (`--ask-sudo-password`).
+fn hbdeploy_asks_for_the_sudo_password_inside(lab: &mut Lab) {
+    let expected = fresh_system(lab);
+    let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
+    let key = std::fs::read_to_string(lab.identity_file()).expect("the lab's key");
+    let key_inside = user.write_home("id_ed25519", &key).expect("key written");
+    let chmod = user.run(&["chmod", "600", &key_inside]).expect("chmod");
+    assert_eq!(chmod.code, 0, "{}", chmod.both());
+    let fleet = lab
+        .fleet_toml(&[], "")
+        .replace(&lab.identity_file().display().to_string(), &key_inside)
+        .replace("user = \"root\"", "user = \"deploy\"");
+    let args = ["apply", "box", "--ask-sudo-password"];
+    let prompt = "sudo password for deploy on the hosts: ";
+    let run = user
+        .hbdeploy_on_a_terminal(bin(), Some(&fleet), &args, prompt, &[PASSWORD])
+        .expect("hbdeploy runs on a terminal");
+    assert_eq!(run.code, 0, "{}", run.both());
+    assert!(run.stdout.contains(prompt), "{}", run.both());
+    let box_ = host(lab, "box");
+    assert_eq!(box_.current_system().expect("read"), Some(expected.clone()));
+    built_inside(lab, &expected, Some("deploy"));
+}
+
 /// The password typed at sudo's prompt lets the user run `then` as root (`-k` forgets any
 /// earlier one, so the prompt must come); a wrong one does not. Returns the last line shown.
 fn sudo_takes_the_typed_password(lab: &Lab, then: &str) -> String {
@@ -187,6 +212,7 @@ fn works_inside(kind: HostKind) -> Lab {
     root_and_the_user_are_who_they_are(&lab);
     hbdeploy_runs_inside(&mut lab);
     hbdeploy_applies_from_inside(&mut lab);
+    hbdeploy_asks_for_the_sudo_password_inside(&mut lab);
     assert_eq!(sudo_takes_the_typed_password(&lab, "id -u"), "0");
     lab
 }
