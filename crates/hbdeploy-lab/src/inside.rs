@@ -36,6 +36,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::files::{HOST_STATE, io, mkdir, write};
 use crate::users::LAB_USER_ID;
@@ -99,8 +100,9 @@ pub struct Inside<'a> {
 }
 
 impl Lab {
-    /// The directory for what programs inside the hosts need from the outside (the hbdeploy
-    /// binary, fleet files): at the same path in every host, readable by every lab user.
+    /// The directory for what programs inside the hosts need from the outside and only read
+    /// (the hbdeploy binary, [`Lab::write_inside`]): at the same path in every host, readable
+    /// (not writable) by every lab user.
     pub fn inside_dir(&self) -> PathBuf {
         self.dir().join("inside")
     }
@@ -123,8 +125,10 @@ impl Lab {
     /// Copies `binary` into [`Lab::inside_dir`] (mode 0755; again only when it changed) and
     /// returns the copy's path, the same inside every host. A copy, not the build's file: a
     /// systemd host cannot see the build directory, and a rebuild does not change the copy under
-    /// a running test.
+    /// a running test. The copy is renamed into place, so a copy running meanwhile (another
+    /// thread's) is not written to.
     pub fn install_inside(&self, binary: &Path) -> Result<PathBuf, LabError> {
+        static COPIES: AtomicU64 = AtomicU64::new(0);
         let name = binary.file_name().unwrap_or(binary.as_os_str());
         let copy = self.inside_dir().join(name);
         let source = std::fs::metadata(binary).map_err(io(format!("read {}", binary.display())))?;
@@ -132,23 +136,29 @@ impl Lab {
         let same = current.is_some_and(|c| {
             c.len() == source.len() && c.modified().ok() == source.modified().ok()
         });
-        if !same {
-            self.open_to_users()?;
-            std::fs::copy(binary, &copy).map_err(io(format!(
-                "copy {} to {}",
-                binary.display(),
-                copy.display()
-            )))?;
-            let file = std::fs::File::options()
-                .write(true)
-                .open(&copy)
-                .map_err(io(format!("open {}", copy.display())))?;
-            if let Ok(modified) = source.modified() {
-                file.set_modified(modified)
-                    .map_err(io(format!("set the time of {}", copy.display())))?;
-            }
-            chmod(&copy, 0o755)?;
+        if same {
+            return Ok(copy);
         }
+        self.open_to_users()?;
+        let partial = self
+            .inside_dir()
+            .join(format!(".copy-{}", COPIES.fetch_add(1, Ordering::Relaxed)));
+        let what = format!("copy {} to {}", binary.display(), partial.display());
+        std::fs::copy(binary, &partial).map_err(io(what.clone()))?;
+        let file = std::fs::File::options()
+            .write(true)
+            .open(&partial)
+            .map_err(io(what.clone()))?;
+        if let Ok(modified) = source.modified() {
+            file.set_modified(modified).map_err(io(what))?;
+        }
+        drop(file);
+        chmod(&partial, 0o755)?;
+        std::fs::rename(&partial, &copy).map_err(io(format!(
+            "rename {} to {}",
+            partial.display(),
+            copy.display()
+        )))?;
         Ok(copy)
     }
 
