@@ -19,7 +19,12 @@
 //! - on a systemd host, the container's systemd: as root, `systemctl` and `systemd-run` reach it
 //!   (through `/run/systemd/private`). Unlike an SSH login there, the process is in no logind
 //!   session and in none of the container's cgroups (it stays in the caller's), so there is no
-//!   `/run/user/UID` and no `systemctl --user`; `sudo` works as in a session.
+//!   `/run/user/UID` and no `systemctl --user`; `sudo` works as in a session;
+//! - `sudo` resets the environment, as on any host: `NIX_CONFIG` and `TMPDIR` do not pass (the
+//!   host's own `/etc/nix/nix.conf` has the lab's nix settings);
+//! - on a pseudo-terminal ([`crate::Inside::on_a_terminal`]), the machine's: `isatty` and
+//!   `/dev/tty` work on both kinds, but a systemd host's `/dev/pts` is the container's own, so
+//!   there `ttyname` finds no name for it (`tty` says "not a tty").
 //!
 //! Every host sees the lab's directory at the same path (a namespace host sees the machine's
 //! whole filesystem; a systemd host has it bound in), so the lab's flake ([`crate::Lab::flake_ref`],
