@@ -43,6 +43,7 @@ mod history;
 mod hostcert;
 mod install;
 mod install_steps;
+mod lab_inside;
 mod local;
 mod nixos_flake;
 mod passphrase;

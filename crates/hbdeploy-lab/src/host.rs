@@ -47,6 +47,8 @@ pub struct LabHost {
     pub(crate) ns_pid: u32,
     pub(crate) sshd: Option<Child>,
     pub(crate) daemon: Option<Child>,
+    /// The lab users added to it ([`crate::Lab::add_user`]), by name.
+    pub(crate) users: Vec<String>,
 }
 
 const SSHD_CONFIG: &str = "\
@@ -212,6 +214,7 @@ impl LabHost {
             holder,
             sshd: None,
             daemon: None,
+            users: Vec::new(),
         };
         host.ns_pid = host.wait_for_namespace()?;
         host.start_sshd(port)?;

@@ -12,6 +12,10 @@
 //! a container with systemd as PID 1 (`systemd-nspawn --boot`), like a real NixOS host's
 //! process tree; one lab can hold both. The methods of [`Lab`] and [`LabHost`] work on both.
 //!
+//! A test can also run a program inside a host, as its root or as a lab user ([`Lab::inside`],
+//! [`LabHost::inside`]): hbdeploy deploying the very host it runs on, with that host's nix and
+//! store, its sudo and (on a systemd host) its systemd.
+//!
 //! Requires root, util-linux (`unshare`, `nsenter`, `script`), `nix-bin` and `openssh-server`;
 //! systemd hosts also `systemd-container` and `debootstrap` (and, once per machine, the Debian
 //! archive: see `systemd/root.rs`).
@@ -21,6 +25,7 @@ mod evalcost;
 mod files;
 mod flake;
 mod host;
+mod inside;
 mod inspect;
 mod installer;
 mod keys;
@@ -40,6 +45,7 @@ use std::process::Command;
 pub use evalcost::{eval_cost, hashes_per_cpu_second};
 pub use flake::{Activation, Buildability, Disko, Evaluation, HOST_STATE, SystemSpec};
 pub use host::{HostKind, LabHost};
+pub use inside::{INSIDE_PATH, Inside, user_home};
 pub use installer::Medium;
 pub use run::{Run, finish, hbdeploy};
 pub use systemd::faults::BootFault;
@@ -84,6 +90,14 @@ pub enum LabError {
     /// A host name that is not in the lab.
     #[error("lab: no host named {0}")]
     NoSuchHost(String),
+    /// A user that was not added to the host (see [`Lab::add_user`]).
+    #[error("lab: host {host} has no lab user {user} (add it with Lab::add_user)")]
+    NoSuchUser {
+        /// The host.
+        host: String,
+        /// The user.
+        user: String,
+    },
 }
 
 /// A login user added to every host of a lab (see [`Lab::add_user`]).

@@ -5,6 +5,7 @@
 //! waits for a prompt to appear on it, types the answer, and collects everything the terminal
 //! showed until the binary exits.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,18 +32,34 @@ pub fn hbdeploy_on_a_terminal(
     prompt: &str,
     answers: &[&str],
 ) -> Result<Run, LabError> {
+    let mut argv: Vec<OsString> = vec![binary.as_os_str().to_owned()];
+    if let Some(fleet) = fleet {
+        argv.push("--fleet".into());
+        argv.push(fleet.as_os_str().to_owned());
+    }
+    argv.extend(args.iter().map(OsString::from));
+    on_a_terminal(&argv, "hbdeploy", prompt, answers)
+}
+
+/// Runs `argv` on a pseudo-terminal (`script --command`, the words quoted for its shell) and
+/// answers `prompt` with `answers`, as [`hbdeploy_on_a_terminal`] does; `argv` may start with the
+/// command that enters a lab host ([`crate::Inside::on_a_terminal`]). `what` names the program
+/// in errors.
+pub(crate) fn on_a_terminal(
+    argv: &[OsString],
+    what: &str,
+    prompt: &str,
+    answers: &[&str],
+) -> Result<Run, LabError> {
     let io = |what: &str| {
         let what = what.to_owned();
         move |source| LabError::Io { what, source }
     };
-    let mut line = quote(&binary.display().to_string());
-    if let Some(fleet) = fleet {
-        line.push_str(&format!(" --fleet {}", quote(&fleet.display().to_string())));
-    }
-    for arg in args {
-        line.push(' ');
-        line.push_str(&quote(arg));
-    }
+    let line: Vec<String> = argv
+        .iter()
+        .map(|word| quote(&word.to_string_lossy()))
+        .collect();
+    let line = line.join(" ");
     let mut child = Command::new("script")
         .args(["--quiet", "--return", "--command", &line, "/dev/null"])
         .env("NIX_CONFIG", NIX_CONFIG)
@@ -92,7 +109,7 @@ pub fn hbdeploy_on_a_terminal(
             break Err(LabError::Startup {
                 host: "terminal".to_owned(),
                 detail: format!(
-                    "hbdeploy did not finish within {}s; the terminal showed:\n{}",
+                    "{what} did not finish within {}s; the terminal showed:\n{}",
                     LIMIT.as_secs(),
                     String::from_utf8_lossy(&shown)
                 ),

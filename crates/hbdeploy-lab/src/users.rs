@@ -9,6 +9,9 @@ use crate::flake::HOST_STATE;
 use crate::host::{HostKind, STARTUP};
 use crate::{LabError, LabHost, LabUser, Sudo};
 
+/// The uid and gid of every lab user.
+pub(crate) const LAB_USER_ID: u32 = 1500;
+
 impl LabHost {
     /// Adds a login user to this host: an account (uid 1500), a home with `pubkey` in its
     /// authorized_keys, the sudo rule, and — when nix should trust it — `trusted-users`. Starts
@@ -35,17 +38,28 @@ impl LabHost {
         } else {
             String::new()
         };
+        // Debian's nix (the systemd hosts' root) lets only the group nix-users reach its daemon's
+        // socket. /etc/group is rewritten in place, not renamed over: on a namespace host it is a
+        // bind mount.
+        let nix_users = format!(
+            "if grep -q '^nix-users:' /etc/group; then \
+             groups=$(awk -F: -v OFS=: '$1 == \"nix-users\" {{ $4 = ($4 == \"\" ? \"{name}\" : $4 \",{name}\") }} 1' /etc/group); \
+             printf '%s\\n' \"$groups\" > /etc/group; fi"
+        );
         self.sh(&format!(
-            "set -e; echo '{name}:x:1500:1500::{home}:/bin/sh' >> /etc/passwd; \
-             echo '{name}:x:1500:' >> /etc/group; \
+            "set -e; echo '{name}:x:{id}:{id}::{home}:/bin/sh' >> /etc/passwd; \
+             echo '{name}:x:{id}:' >> /etc/group; \
              echo '{name}:{shadow}:20000:0:99999:7:::' >> /etc/shadow; \
              if [ -n '{rule}' ]; then echo '{rule}' >> /etc/sudoers; fi; \
              mkdir -p {home}/.ssh; echo '{pubkey}' > {home}/.ssh/authorized_keys; \
-             chown -R 1500:1500 {home}; chmod 700 {home}/.ssh; {trusted}\
+             chown -R {id}:{id} {home}; chmod 700 {home}/.ssh; {trusted}\
              mkdir -p /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
-             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user",
+             chmod 1777 /nix/var/nix/profiles/per-user /nix/var/nix/gcroots/per-user; \
+             {nix_users}",
             pubkey = pubkey.trim(),
+            id = LAB_USER_ID,
         ))?;
+        self.users.push(name.clone());
         self.start_daemon()
     }
 

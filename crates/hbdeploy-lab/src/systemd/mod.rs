@@ -94,6 +94,7 @@ pub(crate) fn start(
         holder,
         sshd: None,
         daemon: None,
+        users: Vec::new(),
     };
     let started = slot
         .record_pid(host.holder.id())
