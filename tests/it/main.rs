@@ -45,6 +45,7 @@ mod install;
 mod install_steps;
 mod lab_inside;
 mod local;
+mod local_lab;
 mod nixos_flake;
 mod passphrase;
 mod plan;
