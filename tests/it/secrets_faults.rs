@@ -178,3 +178,48 @@ fn secrets_go_through_sudo_with_a_password_and_the_file_holds_only_the_secret() 
     assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn secrets_upload_leaves_a_host_alone_while_a_deployment_holds_its_lock() {
+    let dir = sources("locked");
+    let key = marker("locked");
+    std::fs::write(dir.join("k"), &key).unwrap();
+    let file = dir.join("k").display().to_string();
+    let mut lab = lab(&format!("\n[hosts.alpha.secrets.k]\nfile = \"{file}\"\n"));
+    let gated = hbdeploy_lab::SystemSpec {
+        activation: hbdeploy_lab::Activation::Gate,
+        ..hbdeploy_lab::SystemSpec::default()
+    };
+    lab.set_system("alpha", gated).unwrap();
+    let apply = lab
+        .spawn_hbdeploy(Path::new(crate::support::HBDEPLOY), &["apply", "alpha"])
+        .expect("apply starts");
+    let alpha = host(&lab, "alpha");
+    let activating = crate::support::lab::wait_until(std::time::Duration::from_secs(60), || {
+        !alpha.activations().unwrap().is_empty()
+    });
+    assert!(activating, "the apply never reached its activation");
+    // The apply wrote the secret before activating; take it away to see whether upload writes.
+    alpha.sh("rm -f /run/keys/k").unwrap();
+    let upload = hbdeploy(&lab, &["secrets", "upload", "alpha"]);
+    assert_eq!(upload.code, 1, "{}", upload.both());
+    assert!(
+        upload
+            .stdout
+            .contains("the host is locked by another deployment (hbdeploy apply by "),
+        "{}",
+        upload.both()
+    );
+    assert_eq!(
+        alpha.sh("ls -A /run/keys").unwrap().trim(),
+        "",
+        "written under another deployment's lock"
+    );
+    lab.open_gate().unwrap();
+    let applied = hbdeploy_lab::finish(apply).unwrap();
+    assert_eq!(applied.code, 0, "{}", applied.both());
+    let upload = hbdeploy(&lab, &["secrets", "upload", "alpha"]);
+    assert_eq!(upload.code, 0, "{}", upload.both());
+    assert_eq!(stat(&lab, "alpha", "/run/keys/k"), "root root 400");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -399,14 +399,13 @@ async fn upload_one(
     plan: &HostPlan,
     written: &mut Vec<SecretRecord>,
 ) -> Result<(), HostError> {
-    let conn = ssh
-        .connect(&plan.target)
-        .await
-        .map_err(HostError::Connect)?;
+    // Under the host's deployment lock, like rollback: a secret is not replaced while a
+    // deployment (which may be uploading it itself) is under way.
     let secrets: Vec<&Secret> = plan.secrets.iter().collect();
-    let result = write_all(&conn, &secrets, written, false).await;
-    conn.close().await;
-    result
+    crate::safe::under_lock(ssh, &plan.target, "secrets upload", async |conn| {
+        write_all(conn, &secrets, written, false).await
+    })
+    .await
 }
 
 #[cfg(test)]
