@@ -4,41 +4,12 @@
 //! own nix into its own store, a deployment by hbdeploy run inside, the uid, a sudo password
 //! typed on a terminal, the container's systemd reached.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::support::{bin, host, system_path};
-use hbdeploy_lab::{HostKind, Lab, LabError, LabUser, Sudo, SystemSpec};
+use crate::support::lab::{fresh_box_system, one_box_with_a_sudo_user};
+use crate::support::{bin, host};
+use hbdeploy_lab::{Activation, HostKind, Lab, LabError};
 
 const PASSWORD: &str = "s3cret-inside";
 const PROMPT: &str = "[sudo] password for deploy: ";
-
-/// A lab of one host `box` of `kind` with the user `deploy`, whose sudo wants `PASSWORD` and
-/// whom the host's nix does not trust.
-fn lab_of(kind: HostKind) -> Lab {
-    let mut lab = Lab::start_hosts(&[("box", kind)]).expect("lab starts");
-    lab.add_user(&LabUser {
-        name: "deploy".to_owned(),
-        sudo: Sudo::Password(PASSWORD.to_owned()),
-        trusted: false,
-    })
-    .expect("user added");
-    lab
-}
-
-/// Gives `box` a system of a generation no other lab builds, whose store paths are new to every
-/// store on the machine (one valid in a store was built there), and returns its path.
-fn fresh_system(lab: &mut Lab) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .subsec_nanos();
-    let spec = SystemSpec {
-        generation: 1000 + nanos % 1_000_000_000,
-        ..SystemSpec::default()
-    };
-    lab.set_system("box", spec).expect("flake");
-    system_path(lab, "box")
-}
 
 /// Whether `path` is valid in this machine's own nix store.
 fn in_machine_store(path: &str) -> bool {
@@ -61,7 +32,7 @@ fn built_inside(lab: &Lab, path: &str, who: Option<&str>) {
 
 /// nix inside the host, as `who`, builds `box`'s toplevel into the host's own store.
 fn nix_builds_into_the_hosts_store(lab: &mut Lab, who: Option<&str>) {
-    let expected = fresh_system(lab);
+    let expected = fresh_box_system(lab, Activation::Succeed);
     assert!(!host(lab, "box").has_store_path(&expected).expect("query"));
     let toplevel = lab.toplevel_ref("box");
     let run = lab
@@ -123,7 +94,7 @@ fn hbdeploy_runs_inside(lab: &mut Lab) {
         assert_eq!(version.code, 0, "{who:?}: {}", version.both());
         assert!(version.stdout.starts_with("hbdeploy "), "{who:?}");
     }
-    let expected = fresh_system(lab);
+    let expected = fresh_box_system(lab, Activation::Succeed);
     // `build` contacts no host: the address does not matter.
     let fleet = format!(
         "[fleet]\nflake = \"{}\"\n\n[hosts.self]\naddress = \"127.0.0.1\"\nattr = \"box\"\n",
@@ -144,7 +115,7 @@ fn hbdeploy_runs_inside(lab: &mut Lab) {
 /// hbdeploy inside, as root, deploys the host over SSH to its own address; its ledger goes next
 /// to the fleet.toml, in HOME.
 fn hbdeploy_applies_from_inside(lab: &mut Lab) {
-    let expected = fresh_system(lab);
+    let expected = fresh_box_system(lab, Activation::Succeed);
     let root = lab.inside("box", None).expect("inside as root");
     let applied = root
         .hbdeploy(bin(), Some(&lab.fleet_toml(&[], "")), &["apply", "box"])
@@ -164,7 +135,7 @@ fn hbdeploy_applies_from_inside(lab: &mut Lab) {
 /// hbdeploy inside, as the user on a terminal, deploys the host over SSH to its own address as
 /// that user, with the sudo password it asks for (`--ask-sudo-password`).
 fn hbdeploy_asks_for_the_sudo_password_inside(lab: &mut Lab) {
-    let expected = fresh_system(lab);
+    let expected = fresh_box_system(lab, Activation::Succeed);
     let user = lab.inside("box", Some("deploy")).expect("inside as deploy");
     let key = std::fs::read_to_string(lab.identity_file()).expect("the lab's key");
     let key_inside = user.write_home("id_ed25519", &key).expect("key written");
@@ -206,7 +177,7 @@ fn sudo_takes_the_typed_password(lab: &Lab, then: &str) -> String {
 
 /// What every kind of host must allow.
 fn works_inside(kind: HostKind) -> Lab {
-    let mut lab = lab_of(kind);
+    let mut lab = one_box_with_a_sudo_user(kind, PASSWORD);
     nix_builds_into_the_hosts_store(&mut lab, None);
     nix_builds_into_the_hosts_store(&mut lab, Some("deploy"));
     root_and_the_user_are_who_they_are(&lab);

@@ -4,41 +4,12 @@
 //! without SSH — the host's sshd accepts no login during any of it — as root on a namespace
 //! host, and as a user with a sudo password typed on a terminal on a host running systemd.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::support::{bin, host, row, system_path};
-use hbdeploy_lab::{Activation, HostKind, Lab, LabUser, Run, Sudo, SystemSpec};
+use crate::support::lab::{fresh_box_system, one_box_with_a_sudo_user};
+use crate::support::{bin, host, row};
+use hbdeploy_lab::{Activation, HostKind, Lab, Run};
 
 const PASSWORD: &str = "s3cret-local";
 const PROMPT: &str = "sudo password for deploy on the hosts: ";
-
-/// A lab of one host `box` of `kind`, with the user `deploy` whose sudo wants [`PASSWORD`].
-fn lab_of(kind: HostKind) -> Lab {
-    let mut lab = Lab::start_hosts(&[("box", kind)]).expect("lab starts");
-    lab.add_user(&LabUser {
-        name: "deploy".to_owned(),
-        sudo: Sudo::Password(PASSWORD.to_owned()),
-        trusted: false,
-    })
-    .expect("user added");
-    lab
-}
-
-/// Gives `box` a system no other lab has built (so it can only come from the host's own build),
-/// activating as `activation`; returns its path.
-fn fresh_system(lab: &mut Lab, activation: Activation) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .subsec_nanos();
-    let spec = SystemSpec {
-        generation: 1000 + nanos % 1_000_000_000,
-        activation,
-        ..SystemSpec::default()
-    };
-    lab.set_system("box", spec).expect("flake");
-    system_path(lab, "box")
-}
 
 /// Runs hbdeploy inside `box` as root with the local fleet and `args`.
 fn as_root(lab: &Lab, args: &[&str]) -> Run {
@@ -64,6 +35,13 @@ fn as_user_on_a_terminal(lab: &Lab, args: &[&str]) -> Run {
         .expect("hbdeploy runs on a terminal")
 }
 
+/// Whether `box` was ever switched to `system`.
+fn switched_to(lab: &Lab, system: &str) -> bool {
+    let activations = host(lab, "box").activations().expect("read");
+    activations.contains(&format!("switch {system}"))
+}
+
+/// `box` runs `system`, and its profile points at it.
 fn on(lab: &Lab, system: &str) {
     let box_ = host(lab, "box");
     assert_eq!(
@@ -78,8 +56,8 @@ fn on(lab: &Lab, system: &str) {
 
 #[test]
 fn hbdeploy_as_root_deploys_rolls_back_and_reads_the_machine_it_runs_on() {
-    let mut lab = lab_of(HostKind::Namespace);
-    let first = fresh_system(&mut lab, Activation::Succeed);
+    let mut lab = one_box_with_a_sudo_user(HostKind::Namespace, PASSWORD);
+    let first = fresh_box_system(&mut lab, Activation::Succeed);
     let run = as_root(&lab, &["apply", "self"]);
     assert_eq!(run.code, 0, "{}", run.both());
     assert_eq!(row(&run, "self")[1], "ok", "{}", run.both());
@@ -94,7 +72,7 @@ fn hbdeploy_as_root_deploys_rolls_back_and_reads_the_machine_it_runs_on() {
         "built in the host's own store"
     );
 
-    let second = fresh_system(&mut lab, Activation::Succeed);
+    let second = fresh_box_system(&mut lab, Activation::Succeed);
     let run = as_root(&lab, &["apply", "self"]);
     assert_eq!(run.code, 0, "{}", run.both());
     on(&lab, &second);
@@ -122,17 +100,14 @@ fn hbdeploy_as_root_deploys_rolls_back_and_reads_the_machine_it_runs_on() {
     on(&lab, &first);
 
     // A failed activation is rolled back automatically, as on any host.
-    let failing = fresh_system(&mut lab, Activation::Fail);
+    let failing = fresh_box_system(&mut lab, Activation::Fail);
     let run = as_root(&lab, &["apply", "self"]);
     assert_eq!(run.code, 1, "{}", run.both());
     assert_eq!(row(&run, "self")[1..3], ["rolled-back", "activate"]);
     assert!(run.stdout.contains("rolled back"), "{}", run.both());
     on(&lab, &first);
     assert!(
-        host(&lab, "box")
-            .activations()
-            .expect("read")
-            .contains(&format!("switch {failing}")),
+        switched_to(&lab, &failing),
         "the failing system was activated here"
     );
 
@@ -142,8 +117,8 @@ fn hbdeploy_as_root_deploys_rolls_back_and_reads_the_machine_it_runs_on() {
 
 #[test]
 fn a_user_deploys_the_systemd_host_it_runs_on_through_sudo_with_the_typed_password() {
-    let mut lab = lab_of(HostKind::Systemd);
-    let first = fresh_system(&mut lab, Activation::Succeed);
+    let mut lab = one_box_with_a_sudo_user(HostKind::Systemd, PASSWORD);
+    let first = fresh_box_system(&mut lab, Activation::Succeed);
     let run = as_user_on_a_terminal(&lab, &["apply", "self"]);
     assert_eq!(run.code, 0, "{}", run.both());
     assert!(run.stdout.contains(PROMPT), "{}", run.both());
@@ -154,20 +129,15 @@ fn a_user_deploys_the_systemd_host_it_runs_on_through_sudo_with_the_typed_passwo
     );
 
     // A failing system is rolled back through sudo too.
-    let failing = fresh_system(&mut lab, Activation::Fail);
+    let failing = fresh_box_system(&mut lab, Activation::Fail);
     let run = as_user_on_a_terminal(&lab, &["apply", "self"]);
     assert_eq!(run.code, 1, "{}", run.both());
     assert!(run.stdout.contains("rolled back"), "{}", run.both());
     on(&lab, &first);
-    assert!(
-        host(&lab, "box")
-            .activations()
-            .expect("read")
-            .contains(&format!("switch {failing}"))
-    );
+    assert!(switched_to(&lab, &failing));
 
     // Without the password, sudo refuses and nothing changes.
-    let next = fresh_system(&mut lab, Activation::Succeed);
+    let next = fresh_box_system(&mut lab, Activation::Succeed);
     let run = lab
         .inside("box", Some("deploy"))
         .expect("inside as deploy")
@@ -180,11 +150,6 @@ fn a_user_deploys_the_systemd_host_it_runs_on_through_sudo_with_the_typed_passwo
     assert_eq!(run.code, 1, "{}", run.both());
     assert!(run.stdout.contains("sudo"), "{}", run.both());
     on(&lab, &first);
-    assert!(
-        !host(&lab, "box")
-            .activations()
-            .expect("read")
-            .contains(&format!("switch {next}"))
-    );
+    assert!(!switched_to(&lab, &next));
     assert_eq!(host(&lab, "box").accepted_logins(), 0);
 }

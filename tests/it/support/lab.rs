@@ -6,7 +6,7 @@ use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hbdeploy_lab::{Activation, Lab, Run, SystemSpec};
+use hbdeploy_lab::{Activation, HostKind, Lab, LabUser, Run, Sudo, SystemSpec};
 
 use super::{HBDEPLOY, hbdeploy, host};
 
@@ -28,6 +28,32 @@ pub fn running(lab: &Lab, name: &str) -> String {
         .current_system()
         .expect("read")
         .expect("a running system")
+}
+
+/// A lab of one host `box` of `kind`, with the user `deploy` whose sudo wants `password` and
+/// whom the host's nix does not trust: for running hbdeploy inside the host (`Lab::inside`).
+pub fn one_box_with_a_sudo_user(kind: HostKind, password: &str) -> Lab {
+    let mut lab = Lab::start_hosts(&[("box", kind)]).expect("lab starts");
+    lab.add_user(&LabUser {
+        name: "deploy".to_owned(),
+        sudo: Sudo::Password(password.to_owned()),
+        trusted: false,
+    })
+    .expect("user added");
+    lab
+}
+
+/// Gives `box` a system of a generation no other lab builds, whose store paths are new to every
+/// store on the machine (one valid in a store was built there), activating as `activation`;
+/// returns its path.
+pub fn fresh_box_system(lab: &mut Lab, activation: Activation) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .subsec_nanos();
+    lab.set_system("box", spec(1000 + nanos % 1_000_000_000, activation))
+        .expect("flake");
+    super::system_path(lab, "box")
 }
 
 /// A toy system of `generation` whose activation behaves as `activation`.
