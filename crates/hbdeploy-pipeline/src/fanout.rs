@@ -4,8 +4,14 @@ use std::future::Future;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+
+use crate::HostPlan;
+use crate::event::{EventSender, Stage};
+use crate::report::{HostReport, Report};
 
 /// Runs `work` for every host (or per-host item), at most `parallel` at once. The result for a
 /// host whose task panicked is `None`; callers turn it into an explicit failure, never a gap.
@@ -41,6 +47,33 @@ where
         }
     }
     hosts.into_iter().zip(results).collect()
+}
+
+/// [`each_host`] for the commands whose result is a [`Report`] (rollback, reboot): `work` gets
+/// each host's plan and the run's start, and a host whose task was lost is reported failed at
+/// `stage`, never left out.
+pub(crate) async fn report_each<F, Fut>(
+    hosts: Vec<HostPlan>,
+    parallel: NonZeroUsize,
+    (events, stage): (&EventSender, Stage),
+    work: F,
+) -> Report
+where
+    F: Fn(HostPlan, Instant) -> Fut,
+    Fut: Future<Output = HostReport> + Send + 'static,
+{
+    let start = Instant::now();
+    let results = each_host(hosts, parallel, |plan| work(plan, start)).await;
+    let hosts = results
+        .into_iter()
+        .map(|(plan, report)| {
+            report.unwrap_or_else(|| events.lost(&plan.name, stage, start.elapsed()))
+        })
+        .collect();
+    Report {
+        hosts,
+        build_time: std::time::Duration::ZERO,
+    }
 }
 
 #[cfg(test)]
@@ -118,5 +151,34 @@ pub(crate) mod tests {
         .await;
         assert_eq!(results[0].1, Some(1));
         assert_eq!(results[1].1, None);
+    }
+
+    #[tokio::test]
+    async fn a_lost_task_is_a_failed_host_in_the_report_in_its_place() {
+        let (events, _received) = EventSender::channel();
+        let hosts = vec![plan("boom"), plan("ok")];
+        let report = report_each(
+            hosts,
+            NonZeroUsize::MIN,
+            (&events, Stage::Reboot),
+            |plan, _| async move {
+                assert_ne!(plan.name, "boom", "deliberate panic");
+                HostReport::new(&plan.name, Stage::Reboot)
+            },
+        )
+        .await;
+        let hosts: Vec<&str> = report.hosts.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["boom", "ok"]);
+        assert!(
+            matches!(
+                (&report.hosts[0].outcome, report.hosts[0].stage),
+                (
+                    crate::Outcome::Failed(crate::HostError::TaskLost),
+                    Stage::Reboot
+                )
+            ),
+            "{:?}",
+            report.hosts[0]
+        );
     }
 }

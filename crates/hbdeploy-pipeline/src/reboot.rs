@@ -15,7 +15,7 @@ use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::SshError;
 
 use crate::event::{EventSender, Stage};
-use crate::fanout::each_host;
+use crate::fanout::report_each;
 use crate::port::{Dial, Host, Reach};
 use crate::remote::{self, Booted};
 use crate::report::{HostReport, Outcome, Report};
@@ -37,25 +37,20 @@ pub struct RebootRequest {
 
 /// Reboots and checks every host of `request`; one report entry per host, in order.
 pub async fn reboot(request: &RebootRequest, events: EventSender) -> Report {
-    let start = Instant::now();
-    let results = each_host(request.hosts.clone(), request.parallel, |plan| {
-        let events = events.clone();
-        let ssh = Reach {
-            session: request.session.clone(),
-        };
-        async move { reboot_host(&ssh, plan, events, start).await }
-    })
-    .await;
-    let hosts = results
-        .into_iter()
-        .map(|(plan, report)| {
-            report.unwrap_or_else(|| events.lost(&plan.name, Stage::Reboot, start.elapsed()))
-        })
-        .collect();
-    Report {
+    let hosts = request.hosts.clone();
+    report_each(
         hosts,
-        build_time: Duration::ZERO,
-    }
+        request.parallel,
+        (&events, Stage::Reboot),
+        |plan, start| {
+            let events = events.clone();
+            let ssh = Reach {
+                session: request.session.clone(),
+            };
+            async move { reboot_host(&ssh, plan, events, start).await }
+        },
+    )
+    .await
 }
 
 async fn reboot_host(

@@ -8,7 +8,7 @@ use crate::port::{Host, Reach};
 use hbdeploy_nix::StorePath;
 
 use crate::event::{EventSender, Stage};
-use crate::fanout::each_host;
+use crate::fanout::report_each;
 use crate::remote::{Change, Deployment, JobKind, Op};
 use crate::report::{HostReport, Outcome, Report};
 use crate::state::read_state;
@@ -48,25 +48,20 @@ pub struct RollbackRequest {
 
 /// Rolls every host of `request` back; one report entry per host, in order.
 pub async fn rollback(request: &RollbackRequest, events: EventSender) -> Report {
-    let start = Instant::now();
     let goal = request.goal;
-    let results = each_host(request.hosts.clone(), request.parallel, |plan| {
-        let events = events.clone();
-        let target = request.target.clone();
-        let session = request.session.clone();
-        async move { roll_back_host(plan, (target, session), goal, events, start).await }
-    })
-    .await;
-    let hosts = results
-        .into_iter()
-        .map(|(plan, report)| {
-            report.unwrap_or_else(|| events.lost(&plan.name, Stage::Activate, start.elapsed()))
-        })
-        .collect();
-    Report {
+    let hosts = request.hosts.clone();
+    report_each(
         hosts,
-        build_time: Duration::ZERO,
-    }
+        request.parallel,
+        (&events, Stage::Activate),
+        |plan, start| {
+            let events = events.clone();
+            let target = request.target.clone();
+            let session = request.session.clone();
+            async move { roll_back_host(plan, (target, session), goal, events, start).await }
+        },
+    )
+    .await
 }
 
 async fn roll_back_host(
