@@ -53,6 +53,11 @@ fn safety(magic_rollback: bool) -> HostSafety {
 async fn deploy(plan: HostPlan, faults: Faults) -> (HostReport, Arc<Mutex<World>>) {
     let world = World::running(OLD);
     world.lock().expect("world").faults = faults;
+    deploy_to(plan, world).await
+}
+
+/// Deploys NEW with `switch` to the host `world`.
+async fn deploy_to(plan: HostPlan, world: Arc<Mutex<World>>) -> (HostReport, Arc<Mutex<World>>) {
     let (events, _received) = EventSender::channel();
     let (_handle, cancel) = Cancel::new();
     let job = HostJob {
@@ -114,6 +119,30 @@ async fn a_good_activation_is_confirmed_over_a_second_connection() {
         "{:?}",
         world.log
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_host_is_read_with_the_lock_alone() {
+    let (report, world) = deploy_to(plan(safety(true), healthy()), World::running(NEW)).await;
+    assert!(matches!(report.outcome, Outcome::Unchanged), "{report:?}");
+    let world = world.lock().expect("world");
+    assert_eq!(world.connections, 1);
+    assert_eq!(world.log, ["lock"], "no state.sh, no settle.sh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_deployment_left_undecided_is_settled_before_the_host_is_changed() {
+    let world = World::running(OLD);
+    world
+        .lock()
+        .expect("world")
+        .left_undecided("/run/hbdeploy/earlier");
+    let (report, world) = deploy_to(plan(safety(true), healthy()), world).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    let log = log(&world);
+    let settle = log.iter().position(|l| l == "settle");
+    let copy = log.iter().position(|l| l == "copy");
+    assert!(settle.is_some() && settle < copy, "{log:?}");
 }
 
 #[tokio::test(start_paused = true)]
