@@ -13,8 +13,9 @@
 # the script given as $2 (state.sh), its lines joined by tabs. Read under the lock, none of it
 # can change before the deployer lets go — but for a watchdog, which is why an undecided or
 # live one says `settle`.
-# $1: who holds it, shown to the next deployer that finds it busy. $2 (optional): a script whose
-# output is the rest of the answer.
+# $1: who holds it, shown to the next deployer that finds it busy. $2 and $3 (optional): a
+# script whose output is the rest of the answer, and how many seconds it may take (it is
+# stopped then, like every step that reads).
 set -u
 run=/run/hbdeploy
 mkdir -p "$run" || exit 1
@@ -63,8 +64,8 @@ for record in /nix/var/hbdeploy/pending-*; do
   [ -d "$run/${record##*/pending-}" ] || settle=settle
 done
 state=
-if [ "$#" -ge 2 ]; then
-  state=$(sh -c "$2" hbdeploy | tr '\t\n' ' \t')
+if [ "$#" -ge 3 ]; then
+  state=$(timeout -k 5 "$3" sh -c "$2" hbdeploy | tr '\t\n' ' \t')
 fi
 printf 'locked\t%s\t%s\n' "$settle" "$state"
 cat >/dev/null

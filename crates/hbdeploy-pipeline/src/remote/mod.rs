@@ -317,8 +317,11 @@ pub(crate) async fn lock<H: Host>(
     holder: &str,
     read: bool,
 ) -> Result<(LockReply, Option<H::Held>), HostError> {
+    let limit = Script::State
+        .host_limit()
+        .map_or_else(String::new, |l| l.as_secs().to_string());
     let args: &[&str] = if read {
-        &[holder, Script::State.text()]
+        &[holder, Script::State.text(), &limit]
     } else {
         &[holder]
     };
