@@ -127,7 +127,7 @@ async fn an_unchanged_host_is_read_with_the_lock_alone() {
     assert!(matches!(report.outcome, Outcome::Unchanged), "{report:?}");
     let world = world.lock().expect("world");
     assert_eq!(world.connections, 1);
-    assert_eq!(world.log, ["lock"], "no state.sh, no settle.sh");
+    assert_eq!(world.log, ["lock"], "no separate state read, no settling");
 }
 
 #[tokio::test(start_paused = true)]
