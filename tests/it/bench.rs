@@ -65,6 +65,15 @@ fn the_smallest_sweep_reports_every_documented_key() {
         point["profile_cold_s"]["copy"]["median"].is_number(),
         "{point:#}"
     );
+    // A warm apply connects (one login) and copies nothing.
+    assert!(
+        point["profile_warm_s"]["connect"]["median"].is_number(),
+        "{point:#}"
+    );
+    assert!(
+        point["profile_warm_s"]["copy"]["median"].is_null(),
+        "{point:#}"
+    );
     let cpu = &point["cpu_s_per_host"];
     for contender in ["hbdeploy_cold", "plain_same_algorithms"] {
         assert!(

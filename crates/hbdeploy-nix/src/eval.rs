@@ -12,6 +12,11 @@
 //! hosts before it), unless it was the process's first, which then fails with the budget named.
 //! From then on that worker's processes take at most as many hosts as had fitted.
 //!
+//! Chunks are sized by guided self-scheduling (a share of what is left), and never smaller than
+//! what makes a process's start-up (nix, the flake, and its teardown) a small part of it, as
+//! measured on the processes that already ended ([`Costs`]): where hosts evaluate in
+//! milliseconds, the next process takes every host left instead of paying a start-up per few.
+//!
 //! Every command line is bounded whatever the size of the fleet: a chunk's host names are at
 //! most [`MAX_CHUNK_BYTES`] of the apply expression and [`MAX_CHUNK`] hosts.
 
@@ -99,11 +104,28 @@ impl EvalLimits {
     /// one, at most [`MAX_CHUNK`]), so large fleets pay few process start-ups and the last
     /// chunks are small enough to keep every worker busy until the end.
     pub fn chunk_size(&self, remaining: usize) -> usize {
+        self.chunk_size_after(remaining, None)
+    }
+
+    /// [`EvalLimits::chunk_size`], at least `worth` hosts (what makes a process's start-up
+    /// worth paying, from [`Costs::worth`]) unless the chunk is fixed.
+    fn chunk_size_after(&self, remaining: usize, worth: Option<usize>) -> usize {
         match self.chunk {
             Some(chunk) => chunk.get().min(MAX_CHUNK),
-            None => (remaining / (2 * self.workers.get())).clamp(1, MAX_CHUNK),
+            None => (remaining / (2 * self.workers.get()))
+                .max(worth.unwrap_or(1))
+                .clamp(1, MAX_CHUNK),
         }
     }
+}
+
+/// Whether nix has opened this machine's store before: the symlink that evaluators starting at
+/// once on a new machine race to create (`gcroots/profiles` in nix's state directory,
+/// `NIX_STATE_DIR` or `/nix/var/nix`) is there. When it is, no store command needs to run first.
+fn store_opened_before() -> bool {
+    let state = std::env::var_os("NIX_STATE_DIR")
+        .map_or_else(|| std::path::PathBuf::from("/nix/var/nix"), Into::into);
+    std::fs::symlink_metadata(state.join("gcroots").join("profiles")).is_ok()
 }
 
 /// `MemAvailable` of `/proc/meminfo`, in bytes.
@@ -191,6 +213,50 @@ struct Done {
     out: Option<StorePath>,
 }
 
+/// A process's start-up is at most about 1/(1 + this) of it, where hosts are cheap.
+const STARTUP_SHARE: u32 = 4;
+
+/// What the processes that ended cost, shared by the workers: the time of each beyond its hosts'
+/// own (start-up, reading the flake, teardown) and the time per host (from its start marker to
+/// its done marker).
+#[derive(Debug, Default)]
+struct Costs {
+    overhead: std::time::Duration,
+    processes: u32,
+    per_host: std::time::Duration,
+    hosts: u32,
+}
+
+impl Costs {
+    /// Adds one process that ended by itself after evaluating `hosts` hosts in `evaluating`,
+    /// in `wall` from spawn to exit.
+    fn add(&mut self, wall: std::time::Duration, evaluating: std::time::Duration, hosts: usize) {
+        let Ok(hosts) = u32::try_from(hosts) else {
+            return;
+        };
+        if hosts == 0 {
+            return;
+        }
+        self.overhead += wall.saturating_sub(evaluating);
+        self.processes += 1;
+        self.per_host += evaluating;
+        self.hosts += hosts;
+    }
+
+    /// The fewest hosts a new process should take so that its start-up is at most about a
+    /// fifth of it ([`STARTUP_SHARE`]); `None` until a process has ended.
+    fn worth(&self) -> Option<usize> {
+        if self.processes == 0 || self.hosts == 0 {
+            return None;
+        }
+        let overhead = self.overhead / self.processes;
+        // At least a millisecond per host: the markers' timing is no finer than that.
+        let per_host = (self.per_host / self.hosts).max(std::time::Duration::from_millis(1));
+        let worth = (overhead * STARTUP_SHARE).as_secs_f64() / per_host.as_secs_f64();
+        Some((worth.ceil() as usize).clamp(1, MAX_CHUNK))
+    }
+}
+
 /// The hosts not yet handed to a process, shared by the workers.
 struct Queue {
     pending: VecDeque<String>,
@@ -213,6 +279,12 @@ impl Queue {
         }
         chunk
     }
+}
+
+/// What the workers share: the hosts left, and what the processes that ended cost.
+struct Shared<'a> {
+    queue: &'a Mutex<Queue>,
+    costs: &'a Mutex<Costs>,
 }
 
 /// How one process ended: the hosts it left, and, when it was stopped for its memory, how many
@@ -250,7 +322,7 @@ impl Nix {
             pending: attrs.iter().cloned().collect(),
         });
         let workers = limits.workers.get().min(attrs.len().max(1));
-        if workers > 1 {
+        if workers > 1 && !store_opened_before() {
             // On a machine where nix has never run, the first command to open the store creates
             // its state directories (gcroots, profiles); evaluators starting at once race for
             // them and one fails ("creating symlink … File exists"). One cheap store command
@@ -261,7 +333,12 @@ impl Nix {
             );
             let _ = command::run(init, "nix-instantiate --eval --expr 0", &mut |_| {}).await;
         }
-        let worker = |_| self.worker(flake, &queue, limits, on_result, on_line);
+        let costs = Mutex::new(Costs::default());
+        let shared = Shared {
+            queue: &queue,
+            costs: &costs,
+        };
+        let worker = |_| self.worker(flake, &shared, limits, on_result, on_line);
         futures::future::try_join_all((0..workers).map(worker)).await?;
         Ok(())
     }
@@ -284,11 +361,11 @@ impl Nix {
         Ok(results.into_inner().unwrap_or_default())
     }
 
-    /// One worker: takes chunks from `queue` until it is empty, one process at a time.
+    /// One worker: takes chunks from the queue until it is empty, one process at a time.
     async fn worker(
         &self,
         flake: &str,
-        queue: &Mutex<Queue>,
+        shared: &Shared<'_>,
         limits: &EvalLimits,
         on_result: ResultSink<'_>,
         on_line: LineSink<'_>,
@@ -297,9 +374,12 @@ impl Nix {
         // its memory after finishing some, so the next ones stop before the budget, not at it.
         let mut fits = MAX_CHUNK;
         loop {
-            let mut mine = match queue.lock() {
+            let worth = shared.costs.lock().ok().and_then(|c| c.worth());
+            let mut mine = match shared.queue.lock() {
                 Ok(mut queue) => {
-                    let size = limits.chunk_size(queue.pending.len()).min(fits);
+                    let size = limits
+                        .chunk_size_after(queue.pending.len(), worth)
+                        .min(fits);
                     queue.take(size)
                 }
                 Err(_) => return Ok(()),
@@ -310,7 +390,7 @@ impl Nix {
             while !mine.is_empty() {
                 let later = mine.split_off(mine.len().min(fits));
                 let ended = self
-                    .eval_chunk(flake, &mine, limits, on_result, on_line)
+                    .eval_chunk(flake, &mine, (limits, shared.costs), on_result, on_line)
                     .await?;
                 if let Some(finished) = ended.stopped_after {
                     fits = finished.max(1);
@@ -327,7 +407,7 @@ impl Nix {
         &self,
         flake: &str,
         chunk: &[String],
-        limits: &EvalLimits,
+        (limits, costs): (&EvalLimits, &Mutex<Costs>),
         on_result: ResultSink<'_>,
         on_line: LineSink<'_>,
     ) -> Result<ChunkEnd, NixError> {
@@ -338,16 +418,24 @@ impl Nix {
             ..Progress::default()
         };
         let mut bad_marker: Option<String> = None;
+        // When the current host was started, and the time spent on the hosts evaluated.
+        let mut started: Option<std::time::Instant> = None;
+        let mut evaluating = std::time::Duration::ZERO;
+        let spawned = std::time::Instant::now();
         let mut sink = |line: &str| {
             if let Some(index) = line.strip_prefix(START) {
                 progress.current = index.trim().parse().ok();
                 progress.since_start.clear();
+                started = Some(std::time::Instant::now());
             } else if let Some(json) = line.strip_prefix(DONE) {
                 match done_result(json, chunk) {
                     Ok((i, result)) => {
                         on_result(&chunk[i], result);
                         progress.finished[i] = true;
                         progress.current = None;
+                        evaluating += started
+                            .take()
+                            .map_or_else(Default::default, |s| s.elapsed());
                     }
                     Err(detail) => bad_marker = Some(detail),
                 }
@@ -361,6 +449,13 @@ impl Nix {
         let command = command::cmd(&self.nix, eval_args(flake, &names));
         let (output, killed) =
             command::run_watched(command, &shown, &mut sink, Some(budget)).await?;
+        let finished = progress.finished.iter().filter(|f| **f).count();
+        if output.success
+            && !killed
+            && let Ok(mut costs) = costs.lock()
+        {
+            costs.add(spawned.elapsed(), evaluating, finished);
+        }
         if let Some(detail) = bad_marker {
             return Err(NixError::Unexpected {
                 command: shown,
@@ -373,7 +468,6 @@ impl Nix {
                 .map(|i| chunk[i].clone())
                 .collect()
         };
-        let finished = progress.finished.iter().filter(|f| **f).count();
         let none_finished = finished == 0;
         if killed {
             let lines = budget_lines(limits);
@@ -523,6 +617,34 @@ mod tests {
         assert_eq!(limits(2, None).chunk_size(5000), MAX_CHUNK);
         assert_eq!(limits(2, Some(1)).chunk_size(5000), 1);
         assert_eq!(limits(4, None).per_worker(), 1024 * MIB);
+    }
+
+    #[test]
+    fn chunks_grow_where_start_up_dominates() {
+        let limits = EvalLimits {
+            workers: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+            memory: 4096 * MIB,
+            chunk: None,
+        };
+        let ms = std::time::Duration::from_millis;
+        let mut costs = Costs::default();
+        assert_eq!(costs.worth(), None, "nothing known before a process ended");
+        // Toy hosts: 40 ms of start-up, 2 ms per host: every host left in one process.
+        costs.add(ms(46), ms(6), 3);
+        assert_eq!(costs.worth(), Some(MAX_CHUNK));
+        assert_eq!(limits.chunk_size_after(12, costs.worth()), MAX_CHUNK);
+        // Real hosts: 1 s of start-up, 5 s per host: guided scheduling as before.
+        let mut costs = Costs::default();
+        costs.add(ms(16_000), ms(15_000), 3);
+        assert_eq!(costs.worth(), Some(1));
+        assert_eq!(limits.chunk_size_after(20, costs.worth()), 5);
+        assert_eq!(limits.chunk_size_after(3, costs.worth()), 1);
+        // A fixed chunk stays fixed.
+        let fixed = EvalLimits {
+            chunk: NonZeroUsize::new(1),
+            ..limits
+        };
+        assert_eq!(fixed.chunk_size_after(12, Some(MAX_CHUNK)), 1);
     }
 
     #[test]

@@ -395,43 +395,22 @@ impl<T: Transport> HostJob<T> {
             .await
             .map_err(HostError::Connect)?;
         report.timings.push((Stage::Connect, began.elapsed()));
-        // Only deployments that change the running system or boot default take the lock. The
-        // state is read on a second channel at the same time: reading changes nothing, and it
-        // is only acted on once the lock is held.
+        // Only deployments that change the running system or boot default take the lock. Its
+        // holder reads the host's state under it and says whether anything of an earlier
+        // deployment may still act on the host, all in the lock's one round trip.
         let (lock, state) = if self.goal.activates() {
             let holder = safe::holder_description("apply");
-            let (lock, state) = tokio::join!(
-                safe::lock(&conn, &holder),
-                read_state(&conn, Stage::Connect)
-            );
-            // Under the lock, before anything else: a job of an earlier deployment still
-            // changing the host is settled, and the host read again if one was.
-            let state = match (&lock, state) {
-                (Ok(_), Ok(state)) => {
-                    let name = &self.plan.name;
-                    match crate::settle::settle_earlier(
-                        &conn,
-                        name,
-                        &self.events,
-                        &mut report.settled,
-                    )
-                    .await
-                    {
-                        Ok(false) => Ok(state),
-                        Ok(true) => read_state(&conn, Stage::Connect).await,
-                        Err(error) => Err(error),
-                    }
-                }
-                (_, state) => state,
-            };
-            match (lock, state) {
-                (Ok(lock), Ok(state)) => (Some(lock), Some(state)),
-                (Ok(lock), Err(error)) => {
-                    lock.release().await;
+            let (lock, under) = match safe::lock_reading(&conn, &holder).await {
+                Ok(locked) => locked,
+                Err(error) => {
                     conn.close().await;
                     return Err(error);
                 }
-                (Err(error), _) => {
+            };
+            match self.state_under_lock(&conn, under, report).await {
+                Ok(state) => (Some(lock), Some(state)),
+                Err(error) => {
+                    lock.release().await;
                     conn.close().await;
                     return Err(error);
                 }
@@ -455,6 +434,28 @@ impl<T: Transport> HostJob<T> {
         }
         conn.close().await;
         result
+    }
+
+    /// The host's state once the lock is held. Before anything else, a job of an earlier
+    /// deployment still changing the host, or one left undecided, is settled (`settle.rs`) —
+    /// only when the lock's holder found something that may still act on the host — and the
+    /// host is read again if anything was; else the state its holder read under the lock.
+    async fn state_under_lock(
+        &self,
+        conn: &T::Host,
+        under: remote::Under,
+        report: &mut HostReport,
+    ) -> Result<HostState, HostError> {
+        let settled = if under.settle {
+            let (name, events) = (&self.plan.name, &self.events);
+            crate::settle::settle_earlier(conn, name, events, &mut report.settled).await?
+        } else {
+            false
+        };
+        match under.state {
+            Some(text) if !settled => Ok(crate::state::parse_state(&text)),
+            _ => read_state(conn, Stage::Connect).await,
+        }
     }
 
     async fn on_host(

@@ -92,6 +92,23 @@ impl World {
         }))
     }
 
+    /// An earlier deployment (`dir`) whose watchdog was armed and never decided: its deployer
+    /// died before confirming.
+    pub(crate) fn left_undecided(&mut self, dir: &str) {
+        let armed = Armed {
+            armed_at: Instant::now(),
+            confirm: Duration::from_secs(3600),
+            activation: Duration::from_secs(3600),
+            restore: Vec::new(),
+        };
+        let deployment = Deployment {
+            armed: Some(armed),
+            activation: Some((Job::Running, Instant::now())),
+            decided: None,
+        };
+        self.deployments.insert(dir.to_owned(), deployment);
+    }
+
     fn state(&self) -> String {
         let mut text = format!(
             "link /run/current-system {}\nprofile system-{}-link\n",
@@ -312,8 +329,14 @@ impl FakeHost {
 
     fn script(&self, world: &mut World, script: Script, args: &[String]) -> Answer {
         match script {
-            Script::State => Answer::Now(0, world.state().lines().map(str::to_owned).collect()),
-            Script::Settle => Answer::Now(0, Vec::new()),
+            Script::State => {
+                world.log.push("state".to_owned());
+                Answer::Now(0, world.state().lines().map(str::to_owned).collect())
+            }
+            Script::Settle => {
+                world.log.push("settle".to_owned());
+                Answer::Now(0, Vec::new())
+            }
             Script::Prepare => prepare(world, args),
             Script::Launch => launch(world, args),
             Script::Decide => decide(world, args),
@@ -474,9 +497,24 @@ impl Host for FakeHost {
         false
     }
 
-    async fn hold_root(&self, _command: &str) -> Result<(String, Option<()>), SshError> {
-        lock(&self.world).log.push("lock".to_owned());
-        Ok(("locked".to_owned(), Some(())))
+    /// `lock.sh HOLDER [STATE-SCRIPT LIMIT]`: always locked; with the state script, whether
+    /// anything of an earlier deployment may still act on the host (an armed watchdog not
+    /// decided, an activation running) and the host's state, on one line as `lock.sh` answers.
+    async fn hold_root(&self, command: &str) -> Result<(String, Option<()>), SshError> {
+        let mut world = lock(&self.world);
+        world.run_watchdogs();
+        world.log.push("lock".to_owned());
+        let reading = matches!(script_of(command), Some((Script::Lock, args)) if args.len() >= 3);
+        if !reading {
+            return Ok(("locked".to_owned(), Some(())));
+        }
+        let settle = world.deployments.values().any(|d| {
+            (d.armed.is_some() && d.decided.is_none())
+                || matches!(d.activation, Some((Job::Running, _)))
+        });
+        let state = world.state().lines().collect::<Vec<_>>().join("\t");
+        let flag = if settle { "settle" } else { "clear" };
+        Ok((format!("locked\t{flag}\t{state}"), Some(())))
     }
 
     async fn release((): ()) {}

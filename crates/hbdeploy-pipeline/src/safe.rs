@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::port::{Dial, Host};
 use hbdeploy_nix::StorePath;
 
-use crate::remote::{self, Change, Decision, Deployment, JobKind, LockReply, Op};
+use crate::remote::{self, Change, Decision, Deployment, JobKind, LockReply, Op, Under};
 use crate::state::{Generation, HostState};
 use crate::{Goal, HostError, HostPlan};
 
@@ -58,13 +58,30 @@ pub fn holder_description(command: &str) -> String {
 /// lives as long as this connection's channel). Refused with the holder's description when
 /// another deployment holds it.
 pub async fn lock<H: Host>(conn: &H, holder: &str) -> Result<Lock<H>, HostError> {
+    locked(conn, holder, false).await.map(|(lock, _)| lock)
+}
+
+/// [`lock`], and in the same round trip what the holder found under it: whether earlier
+/// deployments must be settled first, and the host's state (`state.sh`'s output).
+pub(crate) async fn lock_reading<H: Host>(
+    conn: &H,
+    holder: &str,
+) -> Result<(Lock<H>, Under), HostError> {
+    locked(conn, holder, true).await
+}
+
+async fn locked<H: Host>(
+    conn: &H,
+    holder: &str,
+    read: bool,
+) -> Result<(Lock<H>, Under), HostError> {
     // A lock command that ends without answering (a host short of processes or files for a
     // moment) is tried once more before the host is given up.
     let mut tries = 0;
     loop {
         tries += 1;
-        match remote::lock(conn, holder).await? {
-            (LockReply::Locked, held) => return Ok(Lock(held)),
+        match remote::lock(conn, holder, read).await? {
+            (LockReply::Locked(under), held) => return Ok((Lock(held), under)),
             (LockReply::Busy(holder), held) => {
                 if let Some(held) = held {
                     H::release(held).await;

@@ -40,7 +40,7 @@ use crate::{HostKind, LabError};
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 25] = [
+pub const POINT_KEYS: [&str; 26] = [
     "lab",
     "hosts",
     "runs",
@@ -64,6 +64,7 @@ pub const POINT_KEYS: [&str; 25] = [
     "peak_rss_mib",
     "ssh_logins_per_host",
     "profile_cold_s",
+    "profile_warm_s",
     "others_cpu_share",
     "errors",
 ];
@@ -172,6 +173,8 @@ pub struct Point {
     pub profile: Vec<Samples>,
     /// The `--timings` table of the last cold run.
     pub profile_table: Option<String>,
+    /// Per `--timings` column, the median over hosts of each warm run, seconds.
+    pub profile_warm: Vec<Samples>,
     /// Per measurement, the share of the machine's CPU capacity that processes outside the
     /// benchmark used meanwhile (0 = none, 1 = every core).
     pub others_cpu_share: Samples,

@@ -36,11 +36,14 @@ fn cpu_json(cpu: &Cpu) -> Value {
 }
 
 fn point_json(point: &Point) -> Value {
-    let profile: serde_json::Map<String, Value> = COLUMNS
-        .iter()
-        .zip(&point.profile)
-        .map(|(column, samples)| (column.to_lowercase(), samples.to_json()))
-        .collect();
+    let columns = |profile: &[Samples]| -> serde_json::Map<String, Value> {
+        COLUMNS
+            .iter()
+            .zip(profile)
+            .map(|(column, samples)| (column.to_lowercase(), samples.to_json()))
+            .collect()
+    };
+    let profile = columns(&point.profile);
     json!({
         "lab": lab_name(point.lab),
         "hosts": point.hosts,
@@ -76,6 +79,7 @@ fn point_json(point: &Point) -> Value {
         },
         "profile_cold_s": profile,
         "profile_cold_table": point.profile_table,
+        "profile_warm_s": columns(&point.profile_warm),
         "others_cpu_share": point.others_cpu_share.to_json(),
         "load_average": { "before": point.load.0, "after": point.load.1 },
         "errors": point.errors,
@@ -248,6 +252,18 @@ pub fn markdown(bench: &Bench) -> String {
     for p in &bench.points {
         let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
         cells.extend(p.profile.iter().map(|s| s.cell(2)));
+        text.push_str(&row(&cells));
+    }
+
+    text.push_str(
+        "\nWhere a warm apply's time goes (every host unchanged; the same medians; CONNECT is the \
+         one SSH connection, OTHER the lock with the state read under it):\n\n",
+    );
+    text.push_str(&row(&header));
+    text.push_str(&row(&vec!["---".to_owned(); header.len()]));
+    for p in &bench.points {
+        let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
+        cells.extend(p.profile_warm.iter().map(|s| s.cell(2)));
         text.push_str(&row(&cells));
     }
 

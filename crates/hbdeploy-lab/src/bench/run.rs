@@ -239,6 +239,13 @@ impl Bed<'_> {
             record(&mut point.warm, &m, say, "hbdeploy warm");
             record_rss(&mut point.rss_warm, &m);
             point.logins_warm.push(logins);
+            if let Some(profile) = profile::parse(&m.stdout) {
+                for (samples, value) in point.profile_warm.iter_mut().zip(&profile.median) {
+                    if let Some(value) = value {
+                        samples.push(*value);
+                    }
+                }
+            }
         }
         let mut build = self.baseline.command(Mode::Build);
         if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
@@ -397,6 +404,7 @@ pub fn run_point(
         lab_start_s,
         hosts,
         profile: vec![Samples::default(); COLUMNS.len()],
+        profile_warm: vec![Samples::default(); COLUMNS.len()],
         load: (load_average(), None),
         ..Point::default()
     };

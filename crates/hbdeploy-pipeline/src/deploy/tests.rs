@@ -62,6 +62,20 @@ async fn deploy_noted(
 ) -> (HostReport, Arc<Mutex<World>>, Vec<String>) {
     let world = World::running(OLD);
     world.lock().expect("world").faults = faults;
+    deploy_to_noted(plan, world).await
+}
+
+/// Deploys NEW with `switch` to the host `world`.
+async fn deploy_to(plan: HostPlan, world: Arc<Mutex<World>>) -> (HostReport, Arc<Mutex<World>>) {
+    let (report, world, _notes) = deploy_to_noted(plan, world).await;
+    (report, world)
+}
+
+/// As [`deploy_to`], with the notes the deployment sent about the host.
+async fn deploy_to_noted(
+    plan: HostPlan,
+    world: Arc<Mutex<World>>,
+) -> (HostReport, Arc<Mutex<World>>, Vec<String>) {
     let (events, mut received) = EventSender::channel();
     let (_handle, cancel) = Cancel::new();
     let job = HostJob {
@@ -132,6 +146,30 @@ async fn a_good_activation_is_confirmed_over_a_second_connection() {
         "{:?}",
         world.log
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unchanged_host_is_read_with_the_lock_alone() {
+    let (report, world) = deploy_to(plan(safety(true), healthy()), World::running(NEW)).await;
+    assert!(matches!(report.outcome, Outcome::Unchanged), "{report:?}");
+    let world = world.lock().expect("world");
+    assert_eq!(world.connections, 1);
+    assert_eq!(world.log, ["lock"], "no separate state read, no settling");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_earlier_deployment_left_undecided_is_settled_before_the_host_is_changed() {
+    let world = World::running(OLD);
+    world
+        .lock()
+        .expect("world")
+        .left_undecided("/run/hbdeploy/earlier");
+    let (report, world) = deploy_to(plan(safety(true), healthy()), world).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    let log = log(&world);
+    let settle = log.iter().position(|l| l == "settle");
+    let copy = log.iter().position(|l| l == "copy");
+    assert!(settle.is_some() && settle < copy, "{log:?}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,7 +5,17 @@
 # directories of settled deployments — nothing of theirs running, and decided or never armed —
 # keeping the last activation's log: the host keeps at most a few MiB of hbdeploy's files however
 # many deployments it sees.
-# $1: who holds it, shown to the next deployer that finds it busy.
+# Once it holds the lock it answers on one line, so that the deployer learns in the same round
+# trip what it needs before it changes anything: `locked`, a tab, `settle` if anything of an
+# earlier deployment may still act on the host (a job of one still running, a watchdog not yet
+# decided or still alive, a record of one armed in an earlier boot: the deployer then runs
+# settle.sh, which finds these same things) or `clear` if nothing can, a tab, and the output of
+# the script given as $2 (state.sh), its lines joined by tabs. Read under the lock, none of it
+# can change before the deployer lets go — but for a watchdog, which is why an undecided or
+# live one says `settle`.
+# $1: who holds it, shown to the next deployer that finds it busy. $2 and $3 (optional): a
+# script whose output is the rest of the answer, and how many seconds it may take (it is
+# stopped then, like every step that reads).
 set -u
 run=/run/hbdeploy
 mkdir -p "$run" || exit 1
@@ -36,7 +46,28 @@ fi
 # Written whole and renamed into place, so a deployer that finds the lock busy never reads half
 # of it; removed before the lock is let go, so it never names an earlier holder.
 printf '%s\n' "$1" >"$info.$$" && mv -f "$info.$$" "$info"
-echo locked
+settle=clear
+for dir in "$run"/*/; do
+  dir=${dir%/}
+  if [ -s "$dir/watchdog.pid" ] && [ ! -e "$dir/decided" ]; then
+    settle=settle
+  fi
+  for pidfile in "$dir"/*.pid; do
+    pid=$(cat "$pidfile" 2>/dev/null)
+    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
+      settle=settle
+    fi
+  done
+done
+for record in /nix/var/hbdeploy/pending-*; do
+  [ -f "$record" ] || continue
+  [ -d "$run/${record##*/pending-}" ] || settle=settle
+done
+state=
+if [ "$#" -ge 3 ]; then
+  state=$(timeout -k 5 "$3" sh -c "$2" hbdeploy | tr '\t\n' ' \t')
+fi
+printf 'locked\t%s\t%s\n' "$settle" "$state"
 cat >/dev/null
 for dir in "$run"/*/; do
   dir=${dir%/}

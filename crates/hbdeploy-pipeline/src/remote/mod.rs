@@ -25,7 +25,7 @@ use crate::{HostError, Stage};
 pub(crate) use boot::{Booted, booted, start_reboot};
 pub(crate) use job::{Arm, Change, Deployment, JobKind, JobOutcome, Op};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
-pub(crate) use reply::{Decision, LockReply, Probe, WatchdogReason};
+pub(crate) use reply::{Decision, LockReply, Probe, Under, WatchdogReason};
 pub(crate) use settled::{Before, SETTLE_WAIT, settle};
 
 /// hbdeploy's own runtime directory on a host: the lock, and one directory per deployment.
@@ -310,12 +310,22 @@ pub async fn probe(
 }
 
 /// Takes the host's deployment lock, held by a command that lives as long as this connection's
-/// channel; `held` is `None` only when the command ended at once.
+/// channel; `held` is `None` only when the command ended at once. With `read`, the holder reads
+/// the host's state (`state.sh`) under the lock and answers it with its first line.
 pub(crate) async fn lock<H: Host>(
     conn: &H,
     holder: &str,
+    read: bool,
 ) -> Result<(LockReply, Option<H::Held>), HostError> {
-    let command = Script::Lock.command(&[holder]);
+    let limit = Script::State
+        .host_limit()
+        .map_or_else(String::new, |l| l.as_secs().to_string());
+    let args: &[&str] = if read {
+        &[holder, Script::State.text(), &limit]
+    } else {
+        &[holder]
+    };
+    let command = Script::Lock.command(args);
     let (line, held) = tokio::time::timeout(STEP_LIMIT, conn.hold_root(&command))
         .await
         .map_err(|_| HostError::NoAnswer {

@@ -33,17 +33,39 @@ pub(crate) fn parse_closure(text: &str) -> Option<SizedClosure> {
 /// The answer of `lock.sh`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LockReply {
-    Locked,
+    /// The lock is held; what its holder found under it.
+    Locked(Under),
     /// Another deployment holds it; who, as it described itself.
     Busy(String),
     /// `lock.sh` ended without answering (it could not run, or was stopped); what it printed.
     Unanswered(String),
 }
 
+/// What `lock.sh` found once it held the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Under {
+    /// Something of an earlier deployment may still act on the host: `settle.sh` must run
+    /// before anything else. Also true for an answer that does not say.
+    pub settle: bool,
+    /// The output of the script it was given (`state.sh`), read under the lock.
+    pub state: Option<String>,
+}
+
 impl LockReply {
     pub(crate) fn parse(line: &str) -> LockReply {
         if line == "locked" {
-            return LockReply::Locked;
+            return LockReply::Locked(Under {
+                settle: true,
+                state: None,
+            });
+        }
+        if let Some(rest) = line.strip_prefix("locked\t") {
+            let (flag, state) = rest.split_once('\t').unwrap_or((rest, ""));
+            let state: Vec<&str> = state.split('\t').filter(|l| !l.is_empty()).collect();
+            return LockReply::Locked(Under {
+                settle: flag != "clear",
+                state: (!state.is_empty()).then(|| state.join("\n") + "\n"),
+            });
         }
         match line.strip_prefix("busy") {
             Some(holder) => LockReply::Busy(holder.trim().to_owned()),
@@ -258,7 +280,19 @@ mod tests {
 
     #[test]
     fn replies_parse_into_types() {
-        assert_eq!(LockReply::parse("locked"), LockReply::Locked);
+        let under = |settle, state: Option<&str>| {
+            LockReply::Locked(Under {
+                settle,
+                state: state.map(str::to_owned),
+            })
+        };
+        assert_eq!(LockReply::parse("locked"), under(true, None));
+        assert_eq!(
+            LockReply::parse("locked\tclear\tlink /run/current-system /x\tsystemd\t"),
+            under(false, Some("link /run/current-system /x\nsystemd\n"))
+        );
+        assert_eq!(LockReply::parse("locked\tsettle\t"), under(true, None));
+        assert_eq!(LockReply::parse("locked\tsomething"), under(true, None));
         assert_eq!(
             LockReply::parse("busy hbdeploy apply by me"),
             LockReply::Busy("hbdeploy apply by me".to_owned())

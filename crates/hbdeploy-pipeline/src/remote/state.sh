@@ -10,9 +10,10 @@ echo "profile $(readlink "$profile" 2>/dev/null)"
 for f in kernel initrd kernel-modules; do
   echo "boot $f $(readlink -e "/run/booted-system/$f" 2>/dev/null) $(readlink -e "/run/current-system/$f" 2>/dev/null)"
 done
-for l in "$profile"-*-link; do
-  [ -L "$l" ] && echo "gen $l $(stat -c %Y "$l") $(readlink -f "$l")"
-done
+# Every generation in one process however many the host keeps: its link, the link's mtime and
+# its target (nix writes the absolute store path). -H: the directory itself may be a symlink.
+find -H /nix/var/nix/profiles -maxdepth 1 -name 'system-*-link' -type l -printf 'gen %p %Ts %l\n' \
+  2>/dev/null
 [ -d /run/systemd/system ] && echo systemd
 # Deployments recorded as pending (armed, never settled; see watchdog.sh).
 for r in /nix/var/hbdeploy/pending-*; do

@@ -24,11 +24,16 @@ mv -f "$record.new" "$record"
 trap '' HUP
 reason=unconfirmed
 n=0
+pid=
+# Polled with shell builtins only (and `sleep`): this runs on every host for the whole of its
+# activation. The activation's pid, once written, stays (its job is started once).
 while :; do
   # The deployer decided (e.g. it restores a failed activation itself): nothing left to do.
   [ -e "$dir/decided" ] && exit 0
   [ -e "$dir/activate.end" ] && break
-  pid=$(cat "$dir/activate.pid" 2>/dev/null)
+  if [ -z "$pid" ] && [ -s "$dir/activate.pid" ]; then
+    read -r pid <"$dir/activate.pid" || pid=
+  fi
   # Ended without saying (killed): the window opens all the same.
   if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
     break
