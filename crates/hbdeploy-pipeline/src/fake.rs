@@ -29,6 +29,9 @@ pub(crate) struct Faults {
     pub hang_activation: bool,
     /// The session that started the activation breaks; the activation itself ends well.
     pub cut_session: bool,
+    /// As `cut_session`, but before any of the starting script's answer arrives: the deployer
+    /// never hears whether the watchdog was armed.
+    pub cut_silently: bool,
     /// While the host runs anything but its first generation's system (the new system broke
     /// sshd), it accepts no new connection.
     pub unreachable_on_new_system: bool,
@@ -74,6 +77,9 @@ pub(crate) struct World {
     pub log: Vec<String>,
     /// Sessions opened.
     pub connections: usize,
+    /// The scripts run on the host, one per round trip, in order (the user's own commands and
+    /// health checks' command lines as `-`).
+    pub round_trips: Vec<&'static str>,
     deployments: HashMap<String, Deployment>,
 }
 
@@ -88,6 +94,7 @@ impl World {
             faults: Faults::default(),
             log: Vec::new(),
             connections: 0,
+            round_trips: Vec::new(),
             deployments: HashMap::new(),
         }))
     }
@@ -166,7 +173,7 @@ impl World {
     }
 
     /// A watchdog whose time has come acts before anyone else is answered.
-    fn run_watchdogs(&mut self) {
+    pub(crate) fn run_watchdogs(&mut self) {
         let now = Instant::now();
         let mut restores = Vec::new();
         for (dir, deployment) in &mut self.deployments {
@@ -310,21 +317,27 @@ impl FakeHost {
         let Some((script, args)) = script_of(command) else {
             // A health check's own command line is inside check.sh's arguments; anything else
             // is the user's own command.
+            lock(&self.world).round_trips.push("-");
             return Ok(output(0, Vec::new(), &mut on_line));
         };
-        let hang = {
+        let answer = {
             let mut world = lock(&self.world);
             world.run_watchdogs();
-            match self.script(&mut world, script, &args) {
-                Answer::Now(code, lines) => return Ok(output(code, lines, &mut on_line)),
-                Answer::Cut => return Err(broken(command)),
-                Answer::Hang => true,
-            }
+            world.round_trips.push(script.file());
+            self.script(&mut world, script, &args)
         };
-        if hang {
-            std::future::pending::<()>().await;
+        match answer {
+            Answer::Now(code, lines) => Ok(output(code, lines, &mut on_line)),
+            Answer::Cut(lines) => {
+                output(0, lines, &mut on_line);
+                Err(broken(command))
+            }
+            Answer::Hang(lines) => {
+                output(0, lines, &mut on_line);
+                std::future::pending::<()>().await;
+                Err(broken(command))
+            }
         }
-        Err(broken(command))
     }
 
     fn script(&self, world: &mut World, script: Script, args: &[String]) -> Answer {
@@ -360,13 +373,14 @@ impl FakeHost {
     }
 }
 
+/// An answer: whole, with an exit code; or these lines, then the session breaks or hangs.
 enum Answer {
     Now(u32, Vec<String>),
-    Cut,
-    Hang,
+    Cut(Vec<String>),
+    Hang(Vec<String>),
 }
 
-/// `prepare.sh PATH DIR N (NAME CONTENT)×N [watchdog launch]`.
+/// `prepare.sh PATH DIR N (NAME CONTENT)×N W [watchdog launch: W words] [job launch]`.
 fn prepare(world: &mut World, args: &[String]) -> Answer {
     let (Some(dir), Some(files)) = (
         args.get(1),
@@ -374,12 +388,20 @@ fn prepare(world: &mut World, args: &[String]) -> Answer {
     ) else {
         return Answer::Now(2, vec!["bad arguments".to_owned()]);
     };
-    let launch = &args[(3 + 2 * files).min(args.len())..];
+    let rest = &args[(3 + 2 * files).min(args.len())..];
+    let Some((watchdog, rest)) = rest
+        .split_first()
+        .and_then(|(w, rest)| Some((w.parse::<usize>().ok()?, rest)))
+        .filter(|(w, rest)| *w <= rest.len())
+    else {
+        return Answer::Now(2, vec!["bad arguments".to_owned()]);
+    };
+    let (watchdog, job) = rest.split_at(watchdog);
     let mut deployment = Deployment::default();
     let mut lines = vec!["nixos".to_owned()];
     // DIR watchdog SYSTEMD FOLLOW watchdog.sh CONFIRM ACTIVATION RESTORE...
-    if let [_, job, _, _, _, confirm, activation, restore @ ..] = launch
-        && job == "watchdog"
+    if let [_, name, _, _, _, confirm, activation, restore @ ..] = watchdog
+        && name == "watchdog"
     {
         let secs = |s: &String| Duration::from_secs(s.parse().unwrap_or(1));
         deployment.armed = Some(Armed {
@@ -392,7 +414,29 @@ fn prepare(world: &mut World, args: &[String]) -> Answer {
         lines.push("hbdeploy-launched".to_owned());
     }
     world.deployments.insert(dir.clone(), deployment);
-    Answer::Now(0, lines)
+    if job.is_empty() {
+        return Answer::Now(0, lines);
+    }
+    lines.push("hbdeploy-starting".to_owned());
+    let answer = launch(world, job);
+    if world.faults.cut_silently {
+        world.faults.cut_silently = false;
+        return Answer::Cut(Vec::new());
+    }
+    match answer {
+        Answer::Now(code, more) => {
+            lines.extend(more);
+            Answer::Now(code, lines)
+        }
+        Answer::Cut(more) => {
+            lines.extend(more);
+            Answer::Cut(lines)
+        }
+        Answer::Hang(more) => {
+            lines.extend(more);
+            Answer::Hang(lines)
+        }
+    }
 }
 
 /// `launch.sh DIR JOB SYSTEMD FOLLOW SCRIPT ARGS...`.
@@ -410,7 +454,7 @@ fn launch(world: &mut World, args: &[String]) -> Answer {
                     format!("hbdeploy-exit:{code}"),
                 ],
             ),
-            _ => Answer::Hang,
+            _ => Answer::Hang(Vec::new()),
         };
     }
     world.log.push(format!("{job} {}", change.join(" ")));
@@ -418,7 +462,7 @@ fn launch(world: &mut World, args: &[String]) -> Answer {
         if let Some(deployment) = world.deployments.get_mut(dir) {
             deployment.activation = Some((Job::Running, Instant::now()));
         }
-        return Answer::Hang;
+        return Answer::Hang(Vec::new());
     }
     let (mut lines, code) = world.apply(change, job == "activate");
     if job == "activate"
@@ -428,7 +472,7 @@ fn launch(world: &mut World, args: &[String]) -> Answer {
     }
     if job == "activate" && world.faults.cut_session {
         world.faults.cut_session = false;
-        return Answer::Cut;
+        return Answer::Cut(Vec::new());
     }
     lines.push(format!("hbdeploy-exit:{code}"));
     Answer::Now(0, lines)
@@ -504,6 +548,7 @@ impl Host for FakeHost {
         let mut world = lock(&self.world);
         world.run_watchdogs();
         world.log.push("lock".to_owned());
+        world.round_trips.push(Script::Lock.file());
         let reading = matches!(script_of(command), Some((Script::Lock, args)) if args.len() >= 3);
         if !reading {
             return Ok(("locked".to_owned(), Some(())));

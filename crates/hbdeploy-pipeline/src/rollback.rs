@@ -9,7 +9,7 @@ use hbdeploy_nix::StorePath;
 
 use crate::event::{EventSender, Stage};
 use crate::fanout::report_each;
-use crate::remote::{Change, Deployment, JobKind, Op};
+use crate::remote::{Change, Deployment, JobKind, Op, Progress};
 use crate::report::{HostReport, Outcome, Report};
 use crate::state::read_state;
 use crate::{Goal, HostError, HostPlan, safe};
@@ -138,15 +138,24 @@ async fn switch_back(
     report.new_path = Some(chosen.path.clone());
     // Everything that can be checked is checked before the profile changes.
     // Moving the profile and switching are one detached job, so a lost connection cannot
-    // leave the profile moved without the activation. Preparing it checks the system first.
+    // leave the profile moved without the activation. Starting it checks the system first.
     let deployment = Deployment::new(&safe::new_token(), state.systemd);
-    deployment.prepare(conn, &chosen.path, None, None).await?;
     let change = Change {
         op: Op::Generation(chosen.number),
         path: chosen.path.clone(),
         goal,
     };
-    let run = deployment.run(conn, host, JobKind::Rollback, &change, events);
+    let progress = Progress::default();
+    let run = deployment.start(
+        conn,
+        host,
+        JobKind::Rollback,
+        &change,
+        None,
+        None,
+        events,
+        &progress,
+    );
     let outcome = match tokio::time::timeout(limit, run).await {
         Ok(outcome) => outcome?,
         Err(_) => {

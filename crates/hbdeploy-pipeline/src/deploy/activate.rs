@@ -8,7 +8,9 @@ use crate::error::Restored;
 use crate::event::Stage;
 use crate::health::run_checks;
 use crate::port::{Host, Transport};
-use crate::remote::{Arm, Change, Decision, Deployment, JobKind, JobOutcome, Op, WatchdogReason};
+use crate::remote::{
+    Arm, Change, Decision, Deployment, JobKind, JobOutcome, Op, Progress, WatchdogReason,
+};
 use crate::report::HostReport;
 use crate::safe::{self, Confirmation, Previous};
 use crate::state::{HostState, read_state};
@@ -42,9 +44,10 @@ impl<T: Transport> HostJob<T> {
             );
             wants_magic = false;
         }
-        // Everything that can refuse runs before anything changes: the path must be a NixOS
-        // system. One round trip checks it, writes the deployment's scripts and arms the
-        // watchdog; the state read said how jobs run on this host.
+        // One round trip does everything up to the running activation: the path must be a
+        // NixOS system (checked before anything changes), the deployment's scripts are written,
+        // the watchdog armed, then the activation started and followed. The state read said
+        // how jobs run on this host.
         let deployment = Deployment::new(&safe::new_token(), state.systemd);
         let arm = match (&restore, wants_magic) {
             (Some(restore), true) => Some(Arm {
@@ -54,30 +57,12 @@ impl<T: Transport> HostJob<T> {
             }),
             _ => None,
         };
-        deployment
-            .prepare(conn, &self.path, restore.as_ref(), arm)
-            .await?;
-        let armed = match arm {
-            Some(_) => {
-                self.events.note(
-                    name,
-                    format!(
-                        "magic rollback armed ({}s to confirm once the activation has ended)",
-                        safety.confirm_timeout.as_secs()
-                    ),
-                );
-                Some(Instant::now())
-            }
-            None if wants_magic => {
-                self.events.note(
-                    name,
-                    "no previous generation: magic rollback not armed".to_owned(),
-                );
-                None
-            }
-            None => None,
-        };
-
+        if wants_magic && arm.is_none() {
+            self.events.note(
+                name,
+                "no previous generation: magic rollback not armed".to_owned(),
+            );
+        }
         let change = Change {
             op: if self.goal.sets_profile() {
                 Op::Set
@@ -88,8 +73,24 @@ impl<T: Transport> HostJob<T> {
             goal: self.goal,
         };
         let began = Instant::now();
-        let run = deployment.run(conn, name, JobKind::Activate, &change, &self.events);
-        let activation = match tokio::time::timeout(safety.activation_timeout, run).await {
+        let progress = Progress::default();
+        let run = deployment.start(
+            conn,
+            name,
+            JobKind::Activate,
+            &change,
+            restore.as_ref(),
+            arm,
+            &self.events,
+            &progress,
+        );
+        let result = tokio::time::timeout(safety.activation_timeout, run).await;
+        // When the watchdog was armed. A session lost before the host said (and before the
+        // activation started) may have armed it all the same: counted as armed when it began.
+        let armed = progress
+            .armed()
+            .or_else(|| (arm.is_some() && progress.started().is_none()).then_some(began));
+        let activation = match result {
             Ok(Ok(activation)) => activation,
             // The session died under the activation (which runs on, detached), e.g. because
             // the new system stopped sshd: the host is confirmed over a new connection only if

@@ -146,6 +146,15 @@ async fn a_good_activation_is_confirmed_over_a_second_connection() {
         "{:?}",
         world.log
     );
+    // From the lock to the running activation, one round trip: the NixOS check, the job
+    // scripts, the watchdog and the activation's start are one script (the copy is the
+    // transport's, not a command).
+    assert_eq!(
+        world.round_trips,
+        ["lock.sh", "prepare.sh", "decide.sh", "check.sh"],
+        "{:?}",
+        world.log
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -347,6 +356,31 @@ async fn a_session_cut_under_a_good_activation_is_confirmed_and_checked_over_new
     assert_eq!(world.running, NEW);
     assert_eq!(world.connections, 3, "deployment, confirmation, checks");
     assert!(world.log.iter().any(|l| l == "check"), "{:?}", world.log);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_cut_before_the_host_said_it_armed_the_watchdog_is_confirmed_all_the_same() {
+    // The watchdog was armed and the activation ended well, but the session broke before any
+    // of the answer came: taken for unarmed, the host would be reported deployed and then put
+    // back by its watchdog once `confirm-timeout` passed.
+    let faults = Faults {
+        cut_silently: true,
+        ..Faults::default()
+    };
+    let (report, world) = deploy(plan(safety(true), Vec::new()), faults).await;
+    assert!(matches!(report.outcome, Outcome::Succeeded), "{report:?}");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let mut world = world.lock().expect("world");
+    world.run_watchdogs();
+    assert_eq!(world.running, NEW, "{:?}", world.log);
+    assert!(
+        world
+            .log
+            .iter()
+            .any(|l| l.starts_with("confirm: confirmed")),
+        "{:?}",
+        world.log
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,10 +6,12 @@
 //! neither `$` nor `%` for systemd to expand (`unit_safe` checks it).
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use hbdeploy_nix::StorePath;
 use hbdeploy_ssh::{Exit, OutputLine};
+use tokio::time::Instant;
 
 use crate::port::Host;
 
@@ -118,7 +120,7 @@ pub(crate) struct JobOutcome {
     pub tail: Vec<String>,
 }
 
-/// Magic rollback's watchdog, as armed by [`Deployment::prepare`]: unless the deployer decides
+/// Magic rollback's watchdog, as armed by [`Deployment::start`]: unless the deployer decides
 /// first, it applies `restore` once `confirm` has passed since the activation ended, or once
 /// `activation` has passed since arming with the activation still running (stopped first).
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +151,79 @@ enum Follow {
     Yes,
     /// Follows a job started earlier.
     Only,
+}
+
+/// How far [`Deployment::start`] got, kept outside it: when the watchdog was armed and when the
+/// job was started, as their markers arrived (a timeout that drops the start still needs them).
+#[derive(Debug, Default)]
+pub(crate) struct Progress {
+    armed: OnceLock<Instant>,
+    started: OnceLock<Instant>,
+}
+
+impl Progress {
+    /// When the host said the watchdog was armed.
+    pub(crate) fn armed(&self) -> Option<Instant> {
+        self.armed.get().copied()
+    }
+
+    /// When the host said the job was being started.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+}
+
+/// What `prepare.sh` printed before the job it starts: `nixos`, `not-nixos` or `missing`, the
+/// watchdog's launch (`hbdeploy-launched`, else why not), then `hbdeploy-starting`.
+#[derive(Debug)]
+struct Preamble<'p> {
+    /// Noted when the watchdog is armed.
+    armed_note: Option<String>,
+    progress: &'p Progress,
+    missing: bool,
+    not_nixos: bool,
+    /// Anything else it printed (a failed watchdog launch says why); the last lines only.
+    lines: Vec<String>,
+    /// `hbdeploy-starting` came: what follows is the job's.
+    done: bool,
+}
+
+impl<'p> Preamble<'p> {
+    fn new(armed_note: Option<String>, progress: &'p Progress) -> Preamble<'p> {
+        Preamble {
+            armed_note,
+            progress,
+            missing: false,
+            not_nixos: false,
+            lines: Vec::new(),
+            done: false,
+        }
+    }
+
+    fn line(&mut self, text: &str, host: &str, events: &EventSender) {
+        match text {
+            "nixos" => {}
+            "not-nixos" => self.not_nixos = true,
+            "missing" => self.missing = true,
+            "hbdeploy-launched" => {
+                // Set once: a second marker could only repeat it.
+                let _ = self.progress.armed.set(Instant::now());
+                if let Some(note) = self.armed_note.take() {
+                    events.note(host, note);
+                }
+            }
+            "hbdeploy-starting" => {
+                let _ = self.progress.started.set(Instant::now());
+                self.done = true;
+            }
+            other => {
+                if self.lines.len() == 20 {
+                    self.lines.remove(0);
+                }
+                self.lines.push(other.to_owned());
+            }
+        }
+    }
 }
 
 /// Whether systemd leaves `arg` alone on a unit's command line.
@@ -213,17 +288,24 @@ impl Deployment {
         })
     }
 
-    /// Before an activation, in one round trip (`prepare.sh`): refuses `path` unless it is a
-    /// NixOS system in the host's store, writes the job scripts and the change that puts the
-    /// host back as it is now (`restore`; `None`: nothing to go back to), which settling applies
-    /// if it has to stop this deployment's activation, and with `arm` starts the watchdog.
-    pub(crate) async fn prepare(
+    /// Starts `change` as the job `kind` in one round trip (`prepare.sh`) and follows it to its
+    /// end: refuses the change's path unless it is a NixOS system in the host's store, writes
+    /// the job scripts and the change that puts the host back as it is now (`restore`; `None`:
+    /// nothing to go back to), which settling applies if it has to stop this deployment's job,
+    /// with `arm` starts the watchdog (noted when it is armed, and its time kept in
+    /// `progress`), then launches the job and streams its output (without hbdeploy's markers).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start(
         &self,
         conn: &impl Host,
-        path: &StorePath,
+        host: &str,
+        kind: JobKind,
+        change: &Change,
         restore: Option<&Change>,
         arm: Option<Arm<'_>>,
-    ) -> Result<(), HostError> {
+        events: &EventSender,
+        progress: &Progress,
+    ) -> Result<JobOutcome, HostError> {
         let mut files = self.files();
         files.push((
             "previous".to_owned(),
@@ -233,41 +315,58 @@ impl Deployment {
             Script::Launch.file().to_owned(),
             Script::Launch.text().to_owned(),
         ));
-        let mut args = vec![path.to_string(), self.dir.clone(), files.len().to_string()];
+        let mut args = vec![
+            change.path.to_string(),
+            self.dir.clone(),
+            files.len().to_string(),
+        ];
         for (name, content) in files {
             args.push(name);
             args.push(content);
         }
-        if let Some(arm) = &arm {
-            args.extend(self.launch_args("watchdog", Follow::No, Script::Watchdog, &arm.args()));
-        }
+        let watchdog = arm
+            .as_ref()
+            .map(|arm| self.launch_args("watchdog", Follow::No, Script::Watchdog, &arm.args()))
+            .unwrap_or_default();
+        args.push(watchdog.len().to_string());
+        args.extend(watchdog);
+        args.extend(self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args()));
         let command = Script::Prepare.command(&args);
-        let output = step(
-            Stage::Activate,
-            "preparing the activation",
-            conn.run_root(&command, |_| {}),
-        )
-        .await?;
-        let probe = super::Probe::parse(&output.stdout);
-        if probe.missing {
-            return Err(HostError::NotInStore { path: path.clone() });
+        let armed_note = arm.as_ref().map(|arm| {
+            format!(
+                "magic rollback armed ({}s to confirm once the activation has ended)",
+                arm.confirm.as_secs()
+            )
+        });
+        let preamble = Preamble::new(armed_note, progress);
+        let (preamble, result) = self
+            .stream(conn, host, kind, &command, Some(preamble), events)
+            .await;
+        let Some(preamble) = preamble else {
+            return result;
+        };
+        if preamble.missing {
+            return Err(HostError::NotInStore {
+                path: change.path.clone(),
+            });
         }
-        if !probe.nixos && output.exit.success() {
-            return Err(HostError::NotNixos { path: path.clone() });
+        if preamble.not_nixos {
+            return Err(HostError::NotNixos {
+                path: change.path.clone(),
+            });
         }
-        let launched = output.stdout.lines().any(|l| l == "hbdeploy-launched");
-        if output.exit.success() && (arm.is_none() || launched) {
-            return Ok(());
+        match result {
+            Err(HostError::Remote { exit, tail, .. }) if !preamble.done => Err(HostError::Remote {
+                command: if arm.is_some() && progress.armed().is_none() {
+                    "arming the magic-rollback watchdog".to_owned()
+                } else {
+                    format!("writing hbdeploy's job scripts to {}", self.dir)
+                },
+                exit,
+                tail: preamble.lines.into_iter().chain(tail).collect(),
+            }),
+            other => other,
         }
-        Err(HostError::Remote {
-            command: if arm.is_some() {
-                "arming the magic-rollback watchdog".to_owned()
-            } else {
-                format!("writing hbdeploy's job scripts to {}", self.dir)
-            },
-            exit: output.exit.clone(),
-            tail: output.tail_lines(),
-        })
     }
 
     /// The job scripts, as (file, content).
@@ -320,7 +419,9 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Yes, Script::Switch, &change.args());
-        self.stream(conn, host, kind, &command, events).await
+        self.stream(conn, host, kind, &command, None, events)
+            .await
+            .1
     }
 
     /// Follows the job `kind` already started, from the last lines of its log until it ends:
@@ -333,18 +434,22 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Only, Script::Switch, &[]);
-        self.stream(conn, host, kind, &command, events).await
+        self.stream(conn, host, kind, &command, None, events)
+            .await
+            .1
     }
 
-    /// Runs `command` (`launch.sh`, following), passing the job's output on, until it ends.
-    async fn stream(
+    /// Runs `command` (`launch.sh`, following; or `prepare.sh` with a `preamble` for the lines
+    /// it prints before the job starts), passing the job's output on, until it ends.
+    async fn stream<'p>(
         &self,
         conn: &impl Host,
         host: &str,
         kind: JobKind,
         command: &str,
+        mut preamble: Option<Preamble<'p>>,
         events: &EventSender,
-    ) -> Result<JobOutcome, HostError> {
+    ) -> (Option<Preamble<'p>>, Result<JobOutcome, HostError>) {
         let mut outcome = JobOutcome {
             exit: Exit::Unknown,
             generation: None,
@@ -358,6 +463,10 @@ impl Deployment {
         // its last lines are kept, however much it prints.
         let output = conn
             .stream_root(command, |line: &OutputLine| {
+                if let Some(preamble) = preamble.as_mut().filter(|p| !p.done) {
+                    preamble.line(&line.text, host, events);
+                    return;
+                }
                 match JobLine::parse(&line.text) {
                     JobLine::Generation(n) => outcome.generation = n,
                     JobLine::Exit(exit) => outcome.exit = exit,
@@ -379,29 +488,36 @@ impl Deployment {
                     }
                 }
             })
-            .await
-            .map_err(channel_error(Stage::Activate))?;
+            .await;
+        let output = match output.map_err(channel_error(Stage::Activate)) {
+            Ok(output) => output,
+            Err(error) => return (preamble, Err(error)),
+        };
         outcome.tail = tail.into_iter().collect();
+        let unstarted = preamble.as_ref().is_some_and(|p| !p.done);
         // The session ended without an exit status or the job's own end: it was cut (e.g. the
-        // new system killed the session's sshd), not the job, which runs on, detached.
+        // new system killed the session's sshd), not the job, which runs on, detached (if it
+        // was started: cut before, nothing started it).
         if launch_failed.is_none()
             && matches!(output.exit, Exit::Unknown)
             && matches!(outcome.exit, Exit::Unknown)
             && outcome.profile_moved.is_none()
         {
-            return Err(HostError::JobLost {
+            let error = HostError::JobLost {
                 job: kind.name(),
                 tail: outcome.tail,
-            });
+            };
+            return (preamble, Err(error));
         }
-        if launch_failed.is_some() || !output.exit.success() {
-            return Err(HostError::Remote {
+        if unstarted || launch_failed.is_some() || !output.exit.success() {
+            let error = HostError::Remote {
                 command: format!("starting hbdeploy's {} job", kind.name()),
                 exit: output.exit.clone(),
                 tail: launch_failed.into_iter().chain(outcome.tail).collect(),
-            });
+            };
+            return (preamble, Err(error));
         }
-        Ok(outcome)
+        (preamble, Ok(outcome))
     }
 
     /// Stops the job `kind` if it still runs (its unit and its process group).

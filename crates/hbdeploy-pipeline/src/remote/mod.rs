@@ -23,7 +23,7 @@ use crate::event::EventSender;
 use crate::{HostError, Stage};
 
 pub(crate) use boot::{Booted, booted, start_reboot};
-pub(crate) use job::{Arm, Change, Deployment, JobKind, JobOutcome, Op};
+pub(crate) use job::{Arm, Change, Deployment, JobKind, JobOutcome, Op, Progress};
 pub use reply::{DRY_ACTIVATE_LINES, DryActivation};
 pub(crate) use reply::{Decision, LockReply, Probe, Under, WatchdogReason};
 pub(crate) use settled::{Before, SETTLE_WAIT, settle};
