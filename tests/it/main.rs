@@ -36,6 +36,7 @@ mod apply_goals;
 mod bench;
 mod cli;
 mod completions;
+mod early_connect;
 mod eval_scale;
 mod exec;
 mod health;

@@ -108,6 +108,14 @@ pub enum Evaluation {
     /// Says `lab: evaluating HOST` (`builtins.trace`, on nix's stderr) each time it is
     /// evaluated, so a test can count evaluations.
     Traced,
+    /// The evaluation builds a derivation (import from derivation) that waits until the test
+    /// lets it go with [`crate::Lab::release_evaluations`] (at most a minute, then it fails):
+    /// a test can look at the hosts while their systems are still being evaluated. `token` as
+    /// for [`Evaluation::Barrier`].
+    UntilReleased {
+        /// Tells this wait from earlier ones.
+        token: u64,
+    },
 }
 
 /// How a toy system's disko script behaves.
@@ -183,6 +191,19 @@ fn evaluation_expr(host: &str, evaluation: Evaluation, lab_dir: &str) -> String 
                 "{{ barrier = sh {} {} {{ }}; }}",
                 nix_string(&script),
                 nix_string(&format!("lab-eval-barrier-{host}-{token}"))
+            )
+        }
+        Evaluation::UntilReleased { token } => {
+            let go = format!("{lab_dir}/{EVAL_BARRIER_DIR}/{token}-released");
+            let script = format!(
+                "n=0; while [ ! -e {go} ]; do n=$((n+1)); if [ $n -gt 600 ]; then \
+                 echo \"error: evaluation of {host} was not let go within a minute\" >&2; \
+                 exit 1; fi; sleep 0.1; done; echo true > $out"
+            );
+            format!(
+                "{{ barrier = sh {} {} {{ }}; }}",
+                nix_string(&script),
+                nix_string(&format!("lab-eval-released-{host}-{token}"))
             )
         }
         Evaluation::AfterActivations { count, token } => {

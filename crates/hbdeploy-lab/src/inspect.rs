@@ -114,6 +114,16 @@ impl LabHost {
             .to_owned())
     }
 
+    /// How many commands (SSH sessions: exec channels) this host's sshd started; a login that
+    /// ran nothing has none.
+    pub fn sessions_started(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("state/sshd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("Starting session:"))
+            .count()
+    }
+
     /// How many SSH logins this host's sshd accepted.
     pub fn accepted_logins(&self) -> usize {
         std::fs::read_to_string(self.dir.join("state/sshd.log"))

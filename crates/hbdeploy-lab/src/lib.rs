@@ -304,6 +304,16 @@ impl Lab {
         self.write_flake()
     }
 
+    /// Lets the evaluations waiting with [`Evaluation::UntilReleased`] `token` go on.
+    pub fn release_evaluations(&self, token: u64) -> Result<(), LabError> {
+        let go = self
+            .slot
+            .dir
+            .join(flake::EVAL_BARRIER_DIR)
+            .join(format!("{token}-released"));
+        files::write(&go, "")
+    }
+
     fn write_flake(&self) -> Result<(), LabError> {
         let dir = self.slot.dir.join("flake");
         files::mkdir(&dir)?;

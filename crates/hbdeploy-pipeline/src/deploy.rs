@@ -1,6 +1,7 @@
 //! The deployment itself: the hosts' systems are evaluated and built as a stream
-//! (`build.rs`), and each host's task (connect, copy, activate) starts as soon as its system is
-//! built and its wave has begun, at most `parallel` at a time.
+//! (`build.rs`), and each host's task (copy, activate) starts as soon as its system is built and
+//! its wave has begun, at most `parallel` at a time, over a connection made while its system was
+//! being built.
 
 mod activate;
 #[cfg(test)]
@@ -12,13 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use hbdeploy_nix::{Nix, StorePath};
-use tokio::sync::Semaphore;
+use hbdeploy_ssh::SshError;
 use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::build::{Built, PrepareOptions, Preparing, prepare};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
-use crate::port::{Host, Reach, Transport};
+use crate::port::{Dial, Host, Reach, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
 use crate::secrets::{self, SecretUpload};
@@ -66,6 +68,7 @@ pub async fn deploy(
         }),
         gate: Gate::new(count, &waves),
         host_permits: Arc::new(Semaphore::new(request.parallel.get())),
+        early_permits: Arc::new(Semaphore::new(request.parallel.get())),
         copy_permits: Arc::new(Semaphore::new(request.parallel_copy.get())),
         activate_permits: Arc::new(Semaphore::new(request.parallel_activate.get())),
         launched: (0..count).map(|_| AtomicBool::new(false)).collect(),
@@ -170,6 +173,8 @@ struct Run {
     transport: Arc<SshCopy>,
     gate: Gate,
     host_permits: Arc<Semaphore>,
+    /// Connections made while hosts' systems are still evaluated and built (`parallel`).
+    early_permits: Arc<Semaphore>,
     copy_permits: Arc<Semaphore>,
     activate_permits: Arc<Semaphore>,
     /// Per host: whether its task got past its system and its wave.
@@ -219,6 +224,7 @@ impl Run {
             self.events.finished(&report);
             (report, at)
         };
+        let early = self.connect_early(i);
         let arrived = match arrival {
             Some(receiver) => receiver.await.ok(),
             None => None,
@@ -301,8 +307,53 @@ impl Run {
             events: self.events.clone(),
             cancel: self.request.cancel.clone(),
             start: self.start,
+            early,
         };
         (job.run().await, Some(at))
+    }
+
+    /// Starts host `i`'s connection while its system is still being evaluated and built, so
+    /// that nix's work and the handshake overlap (an unchanged host is then done one handshake
+    /// sooner): only where the run reaches hosts, for hosts of the first wave (a later wave may
+    /// be skipped), and at most `parallel` of them connected and waiting at once.
+    fn connect_early(&self, i: usize) -> Option<Early<<SshCopy as Dial>::Host>> {
+        let plan = self.request.hosts.get(i)?;
+        if !self.request.goal.reaches_hosts() || !self.gate.first_wave(i) {
+            return None;
+        }
+        let (transport, target) = (Arc::clone(&self.transport), plan.target.clone());
+        let permits = Arc::clone(&self.early_permits);
+        Some(Early(tokio::spawn(async move {
+            // Never closed: acquiring only waits.
+            let permit = permits.acquire_owned().await.ok();
+            (transport.connect(&target).await, permit)
+        })))
+    }
+}
+
+/// A connection begun early (see [`Run::connect_early`]), with its place among the `parallel`
+/// early ones; abandoned (and closed) when dropped unused.
+struct Early<H>(EarlyTask<H>);
+
+type EarlyTask<H> = tokio::task::JoinHandle<(Result<H, SshError>, Option<OwnedSemaphorePermit>)>;
+
+impl<H> Drop for Early<H> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<H: Host> Early<H> {
+    /// The connection, once made; `None` if it was made but is closed already (the host is
+    /// then connected to again). A failed attempt is the host's connection error: a second try
+    /// would only wait as long again.
+    async fn take(mut self) -> Option<Result<H, SshError>> {
+        let (result, permit) = (&mut self.0).await.ok()?;
+        drop(permit);
+        match result {
+            Ok(conn) if conn.is_closed() => None,
+            other => Some(other),
+        }
     }
 }
 
@@ -326,6 +377,8 @@ struct HostJob<T: Transport> {
     events: EventSender,
     cancel: Cancel,
     start: Instant,
+    /// Its connection, begun while its system was being built.
+    early: Option<Early<T::Host>>,
 }
 
 /// Whether a host in `state` already runs `path` as far as `goal` is concerned: the profile and
@@ -350,12 +403,13 @@ enum Step {
 }
 
 impl<T: Transport> HostJob<T> {
-    async fn run(self) -> HostReport {
+    async fn run(mut self) -> HostReport {
         let mut report = HostReport {
             new_path: Some(self.path.clone()),
             ..HostReport::new(&self.plan.name, Stage::Connect)
         };
-        match self.stages(&mut report).await {
+        let early = self.early.take();
+        match self.stages(&mut report, early).await {
             Ok(Step::Done) => {}
             Ok(Step::Interrupted) => report.outcome = Outcome::Interrupted,
             Err(error) => report.outcome = Outcome::Failed(error),
@@ -376,7 +430,11 @@ impl<T: Transport> HostJob<T> {
         self.cancel.is_cancelled()
     }
 
-    async fn stages(&self, report: &mut HostReport) -> Result<Step, HostError> {
+    async fn stages(
+        &self,
+        report: &mut HostReport,
+        early: Option<Early<T::Host>>,
+    ) -> Result<Step, HostError> {
         if self.interrupted() {
             return Ok(Step::Interrupted);
         }
@@ -389,11 +447,15 @@ impl<T: Transport> HostJob<T> {
             });
         }
         let began = self.enter(report, Stage::Connect);
-        let conn = self
-            .transport
-            .connect(&self.plan.target)
-            .await
-            .map_err(HostError::Connect)?;
+        let made = match early {
+            Some(early) => early.take().await,
+            None => None,
+        };
+        let conn = match made {
+            Some(made) => made,
+            None => self.transport.connect(&self.plan.target).await,
+        }
+        .map_err(HostError::Connect)?;
         report.timings.push((Stage::Connect, began.elapsed()));
         // Only deployments that change the running system or boot default take the lock. Its
         // holder reads the host's state under it and says whether anything of an earlier

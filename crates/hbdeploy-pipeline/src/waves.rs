@@ -87,6 +87,11 @@ impl Gate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether `host` is in the first wave (it waits for no other host).
+    pub(crate) fn first_wave(&self, host: usize) -> bool {
+        self.wave_of.get(host) == Some(&0)
+    }
+
     /// Waits until every wave before `host`'s has ended: `true` if all their hosts succeeded.
     pub(crate) async fn wait(&self, host: usize) -> bool {
         let wave = self.wave_of.get(host).copied().unwrap_or(0);

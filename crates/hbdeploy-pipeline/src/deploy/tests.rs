@@ -100,6 +100,7 @@ async fn deploy_to_noted(
         events,
         cancel,
         start: Instant::now(),
+        early: None,
     };
     let report = job.run().await;
     let mut notes = Vec::new();
