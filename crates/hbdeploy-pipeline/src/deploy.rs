@@ -315,17 +315,17 @@ impl Run {
     /// Starts host `i`'s connection while its system is still being evaluated and built, so
     /// that nix's work and the handshake overlap (an unchanged host is then done one handshake
     /// sooner): only where the run reaches hosts, for hosts of the first wave (a later wave may
-    /// be skipped), and at most `parallel` of them connected and waiting at once.
+    /// be skipped), and only while fewer than `parallel` are connected early and not yet
+    /// deploying. The place is taken now or never: a host that waited for one could hold up a
+    /// host deploying already whose early connection waits for that place.
     fn connect_early(&self, i: usize) -> Option<Early<<SshCopy as Dial>::Host>> {
         let plan = self.request.hosts.get(i)?;
         if !self.request.goal.reaches_hosts() || !self.gate.first_wave(i) {
             return None;
         }
+        let permit = Arc::clone(&self.early_permits).try_acquire_owned().ok()?;
         let (transport, target) = (Arc::clone(&self.transport), plan.target.clone());
-        let permits = Arc::clone(&self.early_permits);
         Some(Early(tokio::spawn(async move {
-            // Never closed: acquiring only waits.
-            let permit = permits.acquire_owned().await.ok();
             (transport.connect(&target).await, permit)
         })))
     }
@@ -335,7 +335,7 @@ impl Run {
 /// early ones; abandoned (and closed) when dropped unused.
 struct Early<H>(EarlyTask<H>);
 
-type EarlyTask<H> = tokio::task::JoinHandle<(Result<H, SshError>, Option<OwnedSemaphorePermit>)>;
+type EarlyTask<H> = tokio::task::JoinHandle<(Result<H, SshError>, OwnedSemaphorePermit)>;
 
 impl<H> Drop for Early<H> {
     fn drop(&mut self) {
