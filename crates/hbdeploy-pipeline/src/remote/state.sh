@@ -1,18 +1,49 @@
 #!/bin/sh
 # Prints what a host runs as `key value...` lines; changes nothing. Missing links print nothing
-# useful and are read as absent. The kernel files are resolved with `readlink -e`, which prints
-# nothing for a file that does not exist (`-f` would print a path a missing file never had).
-profile=/nix/var/nix/profiles/system
-for l in /run/current-system /run/booted-system; do
-  echo "link $l $(readlink -f "$l" 2>/dev/null)"
+# useful and are read as absent. Two processes however many generations the host keeps: one
+# `readlink -e` resolves the running and booted systems and their kernel files — each one that
+# exists (a file that does not prints nothing), its answers in the order asked — and one `find`
+# lists the profile and every generation.
+set -u
+asked=
+for p in /run/current-system /run/booted-system \
+  /run/booted-system/kernel /run/current-system/kernel \
+  /run/booted-system/initrd /run/current-system/initrd \
+  /run/booted-system/kernel-modules /run/current-system/kernel-modules; do
+  [ -e "$p" ] && asked="$asked $p"
 done
-echo "profile $(readlink "$profile" 2>/dev/null)"
-for f in kernel initrd kernel-modules; do
-  echo "boot $f $(readlink -e "/run/booted-system/$f" 2>/dev/null) $(readlink -e "/run/current-system/$f" 2>/dev/null)"
-done
-# Every generation in one process however many the host keeps: its link, the link's mtime and
-# its target (nix writes the absolute store path). -H: the directory itself may be a symlink.
-find -H /nix/var/nix/profiles -maxdepth 1 -name 'system-*-link' -type l -printf 'gen %p %Ts %l\n' \
+resolved=
+# shellcheck disable=SC2086 # the paths asked have no spaces
+[ -z "$asked" ] || resolved=$(readlink -e $asked 2>/dev/null)
+current='' booted='' bk='' ck='' bi='' ci='' bm='' cm=''
+if [ -n "$resolved" ]; then
+  # shellcheck disable=SC2086
+  set -- $asked
+  while IFS= read -r target && [ "$#" -gt 0 ]; do
+    case $1 in
+      /run/current-system) current=$target ;;
+      /run/booted-system) booted=$target ;;
+      /run/booted-system/kernel) bk=$target ;;
+      /run/current-system/kernel) ck=$target ;;
+      /run/booted-system/initrd) bi=$target ;;
+      /run/current-system/initrd) ci=$target ;;
+      /run/booted-system/kernel-modules) bm=$target ;;
+      /run/current-system/kernel-modules) cm=$target ;;
+    esac
+    shift
+  done <<END
+$resolved
+END
+fi
+echo "link /run/current-system $current"
+echo "link /run/booted-system $booted"
+echo "boot kernel $bk $ck"
+echo "boot initrd $bi $ci"
+echo "boot kernel-modules $bm $cm"
+# The profile's link and every generation: its link, the link's mtime and its target (nix
+# writes the absolute store path). -H: the directory itself may be a symlink.
+find -H /nix/var/nix/profiles -maxdepth 1 -type l \
+  \( -name system -printf 'profile %l\n' -o -name 'system-*-link' -printf 'gen %p %Ts %l\n' \) \
   2>/dev/null
 [ -d /run/systemd/system ] && echo systemd
 # Deployments recorded as pending (armed, never settled; see watchdog.sh).
