@@ -1,20 +1,12 @@
 //! Hosts are connected to while their systems are still being evaluated and built, so the
 //! handshake overlaps nix's work; nothing runs on a host before its system is built.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use hbdeploy_lab::{Evaluation, SystemSpec};
 
 use crate::support::lab::Watched;
-use crate::support::{fleet_lab, host, row};
-
-fn token() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    (nanos as u64) ^ u64::from(std::process::id())
-}
+use crate::support::{fleet_lab, host, row, token};
 
 #[test]
 fn a_host_is_logged_in_to_while_its_system_is_evaluated_and_that_connection_deploys_it() {

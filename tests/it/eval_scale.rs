@@ -5,19 +5,10 @@
 //! fleet). Nothing here measures time: overlap is proven by barriers that only a concurrent
 //! evaluation or activation can open.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crate::support::{apply, fleet_lab, row};
+use crate::support::{apply, fleet_lab, row, token};
 use hbdeploy_lab::{Activation, Buildability, Evaluation, SystemSpec, eval_cost};
-
-/// A token no earlier run used, so the barriers' derivations are new and must really be built.
-fn token() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    (nanos as u64) ^ u64::from(std::process::id())
-}
 
 fn with(evaluation: Evaluation) -> SystemSpec {
     SystemSpec {

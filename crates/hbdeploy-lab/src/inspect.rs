@@ -117,19 +117,20 @@ impl LabHost {
     /// How many commands (SSH sessions: exec channels) this host's sshd started; a login that
     /// ran nothing has none.
     pub fn sessions_started(&self) -> usize {
-        std::fs::read_to_string(self.dir.join("state/sshd.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("Starting session:"))
-            .count()
+        self.sshd_log_lines("Starting session:")
     }
 
     /// How many SSH logins this host's sshd accepted.
     pub fn accepted_logins(&self) -> usize {
+        self.sshd_log_lines("Accepted publickey")
+    }
+
+    /// How many lines of this host's sshd log hold `text`.
+    fn sshd_log_lines(&self, text: &str) -> usize {
         std::fs::read_to_string(self.dir.join("state/sshd.log"))
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.contains("Accepted publickey"))
+            .filter(|l| l.contains(text))
             .count()
     }
 

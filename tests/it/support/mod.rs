@@ -19,6 +19,16 @@ pub fn bin() -> &'static Path {
     Path::new(HBDEPLOY)
 }
 
+/// A number no earlier run used, as the `token` of the lab's evaluation barriers and waits: their
+/// derivations are then new and must really be built.
+pub fn token() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    (nanos as u64) ^ u64::from(std::process::id())
+}
+
 /// A lab of `names` with its fleet.toml written (every host, no extra settings).
 pub fn fleet_lab(names: &[&str]) -> Lab {
     let lab = Lab::start(names).expect("lab starts (needs root, nix-bin, openssh-server)");
