@@ -18,7 +18,7 @@
 # stopped then, like every step that reads).
 set -u
 run=/run/hbdeploy
-mkdir -p "$run" || exit 1
+[ -d "$run" ] || mkdir -p "$run" || exit 1
 exec 9>>"$run/lock" || exit 1
 info="$run/lock.info"
 locked=0
@@ -65,7 +65,15 @@ for record in /nix/var/hbdeploy/pending-*; do
 done
 state=
 if [ "$#" -ge 3 ]; then
-  state=$(timeout -k 5 "$3" sh -c "$2" hbdeploy | tr '\t\n' ' \t')
+  said=$(timeout -k 5 "$3" sh -c "$2" hbdeploy)
+  # Its lines joined by tabs, with shell builtins only (no line of it holds a tab).
+  if [ -n "$said" ]; then
+    while IFS= read -r line; do
+      state="$state$line	"
+    done <<END
+$said
+END
+  fi
 fi
 printf 'locked\t%s\t%s\n' "$settle" "$state"
 cat >/dev/null
