@@ -269,7 +269,12 @@ async fn splice(
     ) = match pipes {
         Some((stdin, stdout)) => {
             let mut go = [0u8; 1];
-            if !matches!(read.read(&mut go).await, Ok(1)) || go[0] != GO {
+            // Not waited for beyond the program's end (a stand-in stuck in its local command).
+            let said = tokio::select! {
+                read = read.read(&mut go) => matches!(read, Ok(1)) && go[0] == GO,
+                () = stopped(&mut stop) => false,
+            };
+            if !said {
                 let _ = channel.close().await;
                 return;
             }
