@@ -91,7 +91,13 @@ pub(crate) async fn copy_missing(
             });
         }
     };
-    let missing = remote::missing_paths(conn, closure).await?;
+    // The top first: in a cold deployment it is the path surely new, and then the host counts
+    // the rest without starting nix-store (`missing_paths`).
+    let ordered: Vec<StorePath> = std::iter::once(path)
+        .chain(closure.iter().filter(|p| *p != path))
+        .cloned()
+        .collect();
+    let missing = remote::missing_paths(conn, &ordered).await?;
     let stats = CopyStats {
         sent: missing.len(),
         total: closure.len(),

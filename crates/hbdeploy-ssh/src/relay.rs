@@ -10,8 +10,13 @@
 //! replaced on disk meanwhile), and the program runs with that directory first on its `PATH`
 //! and the socket in [`RELAY_ENV`]. A program that relays must call
 //! [`stand_in`] first thing in `main`: run as `ssh` with [`RELAY_ENV`] set, it connects to the
-//! socket, names the command it was asked to run, and copies its stdin to the socket and the
-//! socket to its stdout until either ends.
+//! socket, names the command it was asked to run and, where its stdin and stdout are pipes (as
+//! nix gives `ssh`), hands them to the relay over the socket (`SCM_RIGHTS`): the relay then
+//! reads nix's requests and writes the host's answers itself, and the stand-in only waits for the
+//! relay to be done. Otherwise (a terminal, a file) it copies its stdin to the socket and the
+//! socket to its stdout until either ends. Handing the pipes over saves a process's hop for every
+//! byte and every round trip of the copy: on the lab, the stand-in's copying cost about 12 ms of
+//! CPU per 10 MiB sent, and one more process to wake for each of the nix protocol's round trips.
 //!
 //! The relay runs exactly one command line, given by its owner (e.g. `nix-daemon --stdio`); a
 //! stand-in that asks for another is refused. The command runs as the connection's login user,
@@ -22,7 +27,7 @@ use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use russh::ChannelMsg;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::Connection;
 
@@ -31,6 +36,10 @@ pub const RELAY_ENV: &str = "HBDEPLOY_RELAY";
 
 /// The stand-in's answer when the relay started the command.
 const STARTED: &str = "ok";
+
+/// The stand-in's word, after its local command ran, that the relay may use the pipes it
+/// handed over (the relay writes nothing to them before).
+const GO: u8 = b'g';
 
 /// How much the stand-in reads at once from its stdin and from the socket.
 const CHUNK: usize = 64 << 10;
@@ -202,8 +211,9 @@ impl Drop for Relay {
     }
 }
 
-/// Serves one stand-in: reads the command it asks for, runs it on a new channel, and copies
-/// bytes both ways until the command's output ends or `stop` is set.
+/// Serves one stand-in: reads the command it asks for (and the pipes it hands over, if any),
+/// runs it on a new channel, and copies bytes both ways until the command's output ends or
+/// `stop` is set.
 async fn splice(
     conn: &Connection,
     allowed: &str,
@@ -211,21 +221,30 @@ async fn splice(
     stderr: tokio::sync::mpsc::UnboundedSender<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let (read, mut write) = stream.into_split();
-    // Small: it holds only the command line; the data after it is read past it in
-    // `LEND_CHUNK`s (a read larger than the buffer bypasses an empty buffer).
-    let mut read = tokio::io::BufReader::with_capacity(4096, read);
-    let mut asked = String::new();
-    // A command line is short; a stand-in that sends more is cut off and refused below.
-    if (&mut read).take(4096).read_line(&mut asked).await.is_err() {
+    let Ok((asked, pipes)) = ask(&stream).await else {
         return;
-    }
-    let asked = asked.trim_end_matches('\n');
+    };
+    let (read, mut write) = stream.into_split();
     if asked != allowed {
         let reply = format!("only `{allowed}` is relayed\n");
         let _ = write.write_all(reply.as_bytes()).await;
         return;
     }
+    // The pipes as tokio's ends (non-blocking from here on: the stand-in no longer uses them).
+    let pipes = match pipes.map(|(stdin, stdout)| {
+        Ok::<_, std::io::Error>((
+            tokio::net::unix::pipe::Receiver::from_owned_fd(stdin)?,
+            tokio::net::unix::pipe::Sender::from_owned_fd(stdout)?,
+        ))
+    }) {
+        Some(Err(err)) => {
+            let reply = format!("cannot use the stand-in's pipes: {err}\n");
+            let _ = write.write_all(reply.as_bytes()).await;
+            return;
+        }
+        Some(Ok(pipes)) => Some(pipes),
+        None => None,
+    };
     let channel = match conn.start(allowed).await {
         Ok(channel) => channel,
         Err(err) => {
@@ -241,18 +260,40 @@ async fn splice(
         let _ = channel.close().await;
         return;
     }
+    let mut read = read;
+    // With pipes: the socket only keeps the stand-in waiting, and it says when the relay may
+    // write to its stdout (after its local command). Without: the socket carries the bytes.
+    let (mut from, mut to): (
+        Box<dyn tokio::io::AsyncRead + Unpin + Send + '_>,
+        Box<dyn tokio::io::AsyncWrite + Unpin + Send + '_>,
+    ) = match pipes {
+        Some((stdin, stdout)) => {
+            let mut go = [0u8; 1];
+            // Not waited for beyond the program's end (a stand-in stuck in its local command).
+            let said = tokio::select! {
+                read = read.read(&mut go) => matches!(read, Ok(1)) && go[0] == GO,
+                () = stopped(&mut stop) => false,
+            };
+            if !said {
+                let _ = channel.close().await;
+                return;
+            }
+            (Box::new(stdin), Box::new(stdout))
+        }
+        None => (Box::new(&mut read), Box::new(&mut write)),
+    };
     let (mut from_host, to_host) = channel.split();
     let mut lines = crate::exec::LineSplitter::default();
     let budget = Budget::new(IN_FLIGHT);
     let input = async {
         // The stand-in's stdin, then end of file for the command.
-        lend(&mut read, &budget, |data| to_host.data_bytes(data)).await;
+        lend(&mut from, &budget, |data| to_host.data_bytes(data)).await;
         let _ = to_host.eof().await;
     };
     let output = async {
         while let Some(msg) = from_host.wait().await {
             let more = match msg {
-                ChannelMsg::Data { data } => write.write_all(&data).await.is_ok(),
+                ChannelMsg::Data { data } => to.write_all(&data).await.is_ok(),
                 ChannelMsg::ExtendedData { data, .. } => {
                     lines.push(&data, |line| {
                         let _ = stderr.send(line);
@@ -269,7 +310,7 @@ async fn splice(
         lines.finish(|line| {
             let _ = stderr.send(line);
         });
-        let _ = write.shutdown().await;
+        let _ = to.shutdown().await;
     };
     tokio::select! {
         // Output ended: the command is done, whatever is left of the input does not matter.
@@ -278,6 +319,63 @@ async fn splice(
         () = async { input.await; std::future::pending::<()>().await } => {}
     }
     let _ = to_host.close().await;
+    // Dropping the pipe ends and the socket (here) lets the stand-in exit.
+}
+
+/// Reads the stand-in's command line, with the pipes (stdin, stdout) that came with it, if any.
+/// Nothing follows the line before the relay answers, so this reads no further.
+async fn ask(
+    stream: &tokio::net::UnixStream,
+) -> std::io::Result<(String, Option<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut line = Vec::new();
+    let mut fds: Vec<std::os::fd::OwnedFd> = Vec::new();
+    loop {
+        let mut buffer = [0u8; 512];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = stream
+            .async_io(tokio::io::Interest::READABLE, || {
+                rustix::net::recvmsg(
+                    stream,
+                    &mut [std::io::IoSliceMut::new(&mut buffer)],
+                    &mut control,
+                    RecvFlags::CMSG_CLOEXEC,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await?;
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = message {
+                fds.extend(rights);
+            }
+        }
+        let got = &buffer[..received.bytes];
+        if got.is_empty() {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        line.extend_from_slice(got);
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            // A stand-in sends nothing after its line before the answer: more is refused.
+            if end + 1 != line.len() {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+            line.truncate(end);
+            break;
+        }
+        // A command line is short; a stand-in that sends more is cut off.
+        if line.len() > 4096 {
+            return Err(std::io::ErrorKind::InvalidData.into());
+        }
+    }
+    let asked = String::from_utf8_lossy(&line).into_owned();
+    let mut fds = fds.into_iter();
+    let pipes = match (fds.next(), fds.next(), fds.next()) {
+        (Some(stdin), Some(stdout), None) => Some((stdin, stdout)),
+        (None, None, None) => None,
+        _ => return Err(std::io::ErrorKind::InvalidData.into()),
+    };
+    Ok((asked, pipes))
 }
 
 /// The bytes one relay has handed to the connection and the connection has not let go yet: at
@@ -526,7 +624,46 @@ pub fn stand_in() -> Option<Result<u8, RelayError>> {
     })
 }
 
-/// Connects to the relay, asks for the command, then copies stdin and stdout.
+/// Sends the command line, with `pipes` (stdin, stdout) attached to its first byte.
+fn send_command(
+    writer: &mut std::os::unix::net::UnixStream,
+    command: &str,
+    pipes: Option<[std::os::fd::BorrowedFd<'_>; 2]>,
+) -> std::io::Result<()> {
+    let line = format!("{command}\n");
+    let Some(fds) = pipes else {
+        return writer.write_all(line.as_bytes());
+    };
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(
+        &*writer,
+        &[std::io::IoSlice::new(line.as_bytes())],
+        &mut control,
+        SendFlags::empty(),
+    )?;
+    // The fds went with the first part; the rest of a long line follows plainly.
+    writer.write_all(&line.as_bytes()[sent..])
+}
+
+/// This process's stdin and stdout, when both are pipes: they can be handed to the relay.
+fn pipes() -> Option<[std::os::fd::BorrowedFd<'static>; 2]> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_pipe = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map(std::fs::File::from)
+            .and_then(|file| file.metadata())
+            .is_ok_and(|meta| meta.file_type().is_fifo())
+    };
+    let stdin = rustix::stdio::stdin();
+    let stdout = rustix::stdio::stdout();
+    (is_pipe(stdin) && is_pipe(stdout)).then_some([stdin, stdout])
+}
+
+/// Connects to the relay, asks for the command, then hands it stdin and stdout (pipes) or
+/// copies them.
 fn relay(socket: &Path, invocation: &Invocation) -> Result<(), RelayError> {
     let reach = |source| RelayError::Reach {
         socket: socket.to_path_buf(),
@@ -540,9 +677,8 @@ fn relay(socket: &Path, invocation: &Invocation) -> Result<(), RelayError> {
     }
     let stream = std::os::unix::net::UnixStream::connect(socket).map_err(reach)?;
     let mut writer = stream.try_clone().map_err(reach)?;
-    writer
-        .write_all(format!("{}\n", invocation.command).as_bytes())
-        .map_err(reach)?;
+    let handed = pipes();
+    send_command(&mut writer, &invocation.command, handed).map_err(reach)?;
     let mut reader = std::io::BufReader::new(stream);
     let mut answer = String::new();
     reader.read_line(&mut answer).map_err(reach)?;
@@ -562,6 +698,19 @@ fn relay(socket: &Path, invocation: &Invocation) -> Result<(), RelayError> {
         let _ = std::process::Command::new("/bin/sh")
             .args(["-c", local])
             .status();
+    }
+    if handed.is_some() {
+        // The relay reads and writes the pipes now. Let go of this process's end of stdout (so
+        // nix sees the end of the output when the relay closes its own), say go, and wait for
+        // the relay to be done.
+        let _ = std::io::stdout().flush();
+        if let Ok(null) = std::fs::File::options().write(true).open("/dev/null") {
+            let _ = rustix::stdio::dup2_stdout(&null);
+        }
+        writer.write_all(&[GO]).map_err(reach)?;
+        let mut rest = [0u8; 64];
+        while let Ok(1..) = reader.read(&mut rest) {}
+        return Ok(());
     }
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
@@ -732,6 +881,68 @@ mod tests {
         assert!(budget.peak() <= IN_FLIGHT);
         // The bound is used, not undercut: more than one piece was in flight at a time.
         assert!(most_held.get() > LEND_CHUNK, "{}", most_held.get());
+    }
+
+    /// The stand-in's pipes reach the relay with its command line, and still work there: what
+    /// the relay writes to the handed stdout comes out of the pipe's other end.
+    #[test]
+    fn pipes_handed_over_arrive_with_the_command_line() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (mut stand_in, relay) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (stdin_read, mut stdin_write) = std::io::pipe().expect("pipe");
+        let (mut stdout_read, stdout_write) = std::io::pipe().expect("pipe");
+        use std::os::fd::AsFd;
+        send_command(
+            &mut stand_in,
+            "nix-daemon --stdio",
+            Some([stdin_read.as_fd(), stdout_write.as_fd()]),
+        )
+        .expect("sent");
+        // The stand-in lets go of its copies, as it does of its stdout.
+        drop((stdin_read, stdout_write));
+        let (asked, pipes) = runtime.block_on(async {
+            relay.set_nonblocking(true).expect("non-blocking");
+            let relay = tokio::net::UnixStream::from_std(relay).expect("tokio stream");
+            ask(&relay).await.expect("asked")
+        });
+        assert_eq!(asked, "nix-daemon --stdio");
+        let (stdin, stdout) = pipes.expect("two pipes handed over");
+        stdin_write.write_all(b"request").expect("written");
+        drop(stdin_write);
+        let mut got = String::new();
+        std::fs::File::from(stdin)
+            .read_to_string(&mut got)
+            .expect("read");
+        assert_eq!(got, "request");
+        std::fs::File::from(stdout)
+            .write_all(b"answer")
+            .expect("written");
+        let mut got = String::new();
+        stdout_read.read_to_string(&mut got).expect("read");
+        assert_eq!(got, "answer");
+
+        // Without pipes: the line alone; and a line with bytes after it is refused.
+        let (mut stand_in, relay) = std::os::unix::net::UnixStream::pair().expect("pair");
+        send_command(&mut stand_in, "nix-daemon --stdio", None).expect("sent");
+        stand_in.write_all(b"more").expect("written");
+        drop(stand_in);
+        runtime.block_on(async {
+            relay.set_nonblocking(true).expect("non-blocking");
+            let relay = tokio::net::UnixStream::from_std(relay).expect("tokio stream");
+            assert!(ask(&relay).await.is_err(), "bytes after the line");
+        });
+        let (mut stand_in, relay) = std::os::unix::net::UnixStream::pair().expect("pair");
+        send_command(&mut stand_in, "nix-daemon --stdio", None).expect("sent");
+        let (asked, pipes) = runtime.block_on(async {
+            relay.set_nonblocking(true).expect("non-blocking");
+            let relay = tokio::net::UnixStream::from_std(relay).expect("tokio stream");
+            ask(&relay).await.expect("asked")
+        });
+        assert_eq!(asked, "nix-daemon --stdio");
+        assert!(pipes.is_none());
     }
 
     /// Small pieces count as the buffers they hold: a stream of one-byte reads cannot pile up

@@ -74,15 +74,44 @@ pub const RUSSH_CIPHERS: [&str; 5] = [
     "aes128-ctr",
 ];
 
+/// hbdeploy's cipher preference (`hbdeploy-ssh`'s `ciphers`): russh's, with AES-256-GCM moved
+/// first where the processor has AES instructions.
+pub fn hbdeploy_ciphers() -> Vec<&'static str> {
+    let mut ciphers = RUSSH_CIPHERS.to_vec();
+    if hardware_aes() {
+        ciphers.retain(|c| *c != "aes256-gcm@openssh.com");
+        ciphers.insert(0, "aes256-gcm@openssh.com");
+    }
+    ciphers
+}
+
+/// Whether this processor has AES instructions (as `hbdeploy-ssh` asks).
+fn hardware_aes() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("aes")
+            && std::arch::is_x86_feature_detected!("pclmulqdq")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("aes")
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
 /// The first of `ours` (the client's preference) that `theirs` supports: what SSH negotiates.
 fn negotiate<'a>(ours: &[&'a str], theirs: &[String]) -> Option<&'a str> {
     ours.iter().copied().find(|a| theirs.iter().any(|t| t == a))
 }
 
-/// `(kex, cipher)` that russh negotiates with the lab's sshd: the first of russh's preferences
-/// that this machine's OpenSSH supports (`ssh -Q kex`, `ssh -Q cipher`; the lab's sshd is the
-/// same OpenSSH: the machine's own on namespace hosts, Debian's of the same release on systemd
-/// hosts). With OpenSSH 9.2: `curve25519-sha256` and `chacha20-poly1305@openssh.com`.
+/// `(kex, cipher)` that hbdeploy's russh negotiates with the lab's sshd: the first of its
+/// preferences that this machine's OpenSSH supports (`ssh -Q kex`, `ssh -Q cipher`; the lab's
+/// sshd is the same OpenSSH: the machine's own on namespace hosts, Debian's of the same release
+/// on systemd hosts). With OpenSSH 9.2: `curve25519-sha256`, and `aes256-gcm@openssh.com` on a
+/// processor with AES instructions (`chacha20-poly1305@openssh.com` without).
 pub fn same_algorithms() -> Result<(String, String), LabError> {
     let query = |what: &str| -> Result<Vec<String>, LabError> {
         let out = Command::new("ssh")
@@ -103,7 +132,7 @@ pub fn same_algorithms() -> Result<(String, String), LabError> {
         stderr: String::new(),
     };
     let kex = negotiate(&RUSSH_KEX, &query("kex")?).ok_or_else(|| none("kex"))?;
-    let cipher = negotiate(&RUSSH_CIPHERS, &query("cipher")?).ok_or_else(|| none("cipher"))?;
+    let cipher = negotiate(&hbdeploy_ciphers(), &query("cipher")?).ok_or_else(|| none("cipher"))?;
     Ok((kex.to_owned(), cipher.to_owned()))
 }
 
@@ -256,6 +285,7 @@ mod tests {
         assert_eq!(negotiate(&RUSSH_KEX, &[]), None);
         let (kex, cipher) = same_algorithms().expect("ssh -Q works");
         assert!(RUSSH_KEX.contains(&kex.as_str()) && RUSSH_CIPHERS.contains(&cipher.as_str()));
+        assert_eq!(hbdeploy_ciphers().len(), RUSSH_CIPHERS.len());
     }
 
     #[test]

@@ -257,7 +257,9 @@ pub(crate) async fn nixos_install(
     conn.run(&command, on_line).await
 }
 
-/// The paths of `closure` that the host's store lacks.
+/// The paths of `closure` that the host's store lacks. Put the path most likely to be new first
+/// (a closure's top): when the host lacks it, the others are counted from what is on disk,
+/// without a `nix-store` process (`check-validity.sh`); "nothing missing" is always nix-store's.
 pub async fn missing_paths(
     conn: &impl Host,
     closure: &[StorePath],
