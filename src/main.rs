@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         ColorChoice::Auto => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
     {
@@ -106,6 +107,16 @@ fn main() -> ExitCode {
     hbdeploy_ssh::relay::remove_leftovers();
     code
 }
+
+/// The runtime's worker threads (besides the main thread, which runs the command's own future,
+/// and the blocking pool, which runs prompts and key decryption). One, whatever the core count:
+/// hbdeploy waits on hosts and on `nix`, its own CPU work (SSH encryption of the copies) is a
+/// small share of a deployment's, and with a second worker a copying host's russh session grew
+/// its output buffer far beyond the relay's bound — the relay refilled on one worker while the
+/// session, on the other, batched everything queued into one write (about 0.9 MiB per copying
+/// host, 24.6 against 16.9 MiB peak RSS at 100 hosts with `--parallel 10`; docs/benchmarks.md,
+/// "2026-12-06 (22:00)"). `block_in_place` still works: the runtime stays multi-threaded.
+const WORKER_THREADS: usize = 1;
 
 /// How long the end of a run waits for blocking work still running (a prompt's read).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);

@@ -40,7 +40,7 @@ use crate::{HostKind, LabError};
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 26] = [
+pub const POINT_KEYS: [&str; 27] = [
     "lab",
     "hosts",
     "runs",
@@ -49,6 +49,7 @@ pub const POINT_KEYS: [&str; 26] = [
     "deploy_hbdeploy_cold_no_magic_rollback_s",
     "deploy_plain_same_algorithms_s",
     "deploy_plain_openssh_defaults_s",
+    "deploy_hbdeploy_cold_parallel_10_s",
     "paired_deploy_cold_over_plain_same_algorithms",
     "paired_deploy_cold_over_plain_openssh_defaults",
     "cpu_s_per_host",
@@ -80,7 +81,8 @@ pub struct Config {
     pub payload_mib: u64,
     /// The hbdeploy binary to measure.
     pub hbdeploy: PathBuf,
-    /// Also measure cold applies with the fleet's default `parallel` (10), for N above 10.
+    /// Also measure with the fleet's default `parallel` (10), for N above 10: the deployment
+    /// alone and warm (peak RSS and wall time) and, with the build included, cold.
     pub default_parallel: bool,
     /// The kinds of lab host to sweep, each with every number of hosts.
     pub labs: Vec<HostKind>,
@@ -126,6 +128,9 @@ pub struct Point {
     pub deploy_plain_same: Samples,
     /// The same with OpenSSH's default algorithms.
     pub deploy_plain_defaults: Samples,
+    /// The deployment alone by hbdeploy with the fleet's default `--parallel 10`, when measured
+    /// (`Config::default_parallel`, above 10 hosts).
+    pub deploy_parallel_10: Samples,
     /// Per run, `deploy_cold` ÷ `deploy_plain_same`.
     pub paired_deploy_same: Samples,
     /// Per run, `deploy_cold` ÷ `deploy_plain_defaults`.
@@ -161,6 +166,11 @@ pub struct Point {
     pub rss_cold: Samples,
     /// hbdeploy's own peak RSS in warm runs, MiB.
     pub rss_warm: Samples,
+    /// hbdeploy's own peak RSS in cold runs with the default `--parallel 10` (the deployment
+    /// alone and, when measured, the build included), MiB.
+    pub rss_parallel_10: Samples,
+    /// hbdeploy's own peak RSS in warm runs with the default `--parallel 10`, MiB.
+    pub rss_warm_parallel_10: Samples,
     /// SSH logins per host: hbdeploy cold.
     pub logins_cold: Samples,
     /// SSH logins per host: hbdeploy cold with `--no-magic-rollback`.

@@ -53,6 +53,7 @@ fn point_json(point: &Point) -> Value {
         "deploy_hbdeploy_cold_no_magic_rollback_s": point.deploy_no_magic.to_json(),
         "deploy_plain_same_algorithms_s": point.deploy_plain_same.to_json(),
         "deploy_plain_openssh_defaults_s": point.deploy_plain_defaults.to_json(),
+        "deploy_hbdeploy_cold_parallel_10_s": point.deploy_parallel_10.to_json(),
         "paired_deploy_cold_over_plain_same_algorithms": point.paired_deploy_same.to_json(),
         "paired_deploy_cold_over_plain_openssh_defaults": point.paired_deploy_defaults.to_json(),
         "cpu_s_per_host": {
@@ -70,7 +71,12 @@ fn point_json(point: &Point) -> Value {
         "nix_build_noop_s": point.build_noop.to_json(),
         "paired_cold_over_parallel": point.paired_parallel.to_json(),
         "paired_sequential_over_cold": point.paired_sequential.to_json(),
-        "peak_rss_mib": { "cold": point.rss_cold.to_json(), "warm": point.rss_warm.to_json() },
+        "peak_rss_mib": {
+            "cold": point.rss_cold.to_json(),
+            "warm": point.rss_warm.to_json(),
+            "cold_parallel_10": point.rss_parallel_10.to_json(),
+            "warm_parallel_10": point.rss_warm_parallel_10.to_json(),
+        },
         "ssh_logins_per_host": {
             "hbdeploy_cold": point.logins_cold.to_json(),
             "hbdeploy_cold_no_magic_rollback": point.logins_no_magic.to_json(),
@@ -161,11 +167,12 @@ pub fn markdown(bench: &Bench) -> String {
          hbdeploy still evaluates the fleet and finds everything built; the plain commands are \
          `nix copy` + one `ssh` per host, all hosts at once, with the SSH algorithms hbdeploy's \
          russh negotiates, `-o KexAlgorithms=… -o Ciphers=…`, and with OpenSSH's defaults):\n\n\
-         | lab | hosts | runs | hbdeploy | hbdeploy `--no-magic-rollback` | plain, same algorithms \
+         | lab | hosts | runs | hbdeploy | hbdeploy `--no-magic-rollback` \
+         | hbdeploy, default `--parallel 10` | plain, same algorithms \
          | plain, OpenSSH defaults | hbdeploy ÷ plain same: per run · of medians \
          | hbdeploy ÷ plain defaults: per run | lab start (s) |\n",
     );
-    text.push_str(&row(&vec!["---".to_owned(); 10]));
+    text.push_str(&row(&vec!["---".to_owned(); 11]));
     for p in &bench.points {
         text.push_str(&row(&[
             lab_name(p.lab).to_owned(),
@@ -173,6 +180,7 @@ pub fn markdown(bench: &Bench) -> String {
             p.runs.to_string(),
             p.deploy_cold.cell(2),
             p.deploy_no_magic.cell(2),
+            p.deploy_parallel_10.cell(2),
             p.deploy_plain_same.cell(2),
             p.deploy_plain_defaults.cell(2),
             with_ratio(&p.paired_deploy_same, &p.deploy_cold, &p.deploy_plain_same),
@@ -187,15 +195,23 @@ pub fn markdown(bench: &Bench) -> String {
          `ssh` processes, and every lab host's sshd, nix-daemon and activation), from \
          `/proc/<pid>/stat` deltas, other sessions left out. *Machine*: the machine's busy time \
          from `/proc/stat`, other sessions included. Then hbdeploy warm (nothing changed) \
-         against a no-op `nix build` of the same hosts, hbdeploy's own peak RSS, and SSH logins \
-         per host:\n\n\
+         against a no-op `nix build` of the same hosts, hbdeploy's own peak RSS (`VmHWM`; cold \
+         (with and without magic rollback) · warm, with `--parallel N`, then · cold · warm with \
+         the default `--parallel 10` where measured), and SSH logins per host:\n\n\
          | lab | hosts | CPU s/host, deployment | CPU s/host, machine | hbdeploy warm \
          | `nix build` no-op | warm − no-op | peak RSS (MiB) \
          | SSH logins/host cold · cold without magic rollback · warm · plain |\n",
     );
     text.push_str(&row(&vec!["---".to_owned(); 9]));
     for p in &bench.points {
-        let rss = Samples(p.rss_cold.0.iter().chain(&p.rss_warm.0).copied().collect());
+        let mut rss = format!("{} · {}", p.rss_cold.cell(1), p.rss_warm.cell(1));
+        if !p.rss_parallel_10.0.is_empty() || !p.rss_warm_parallel_10.0.is_empty() {
+            rss.push_str(&format!(
+                "; `--parallel 10`: {} · {}",
+                p.rss_parallel_10.cell(1),
+                p.rss_warm_parallel_10.cell(1)
+            ));
+        }
         text.push_str(&row(&[
             lab_name(p.lab).to_owned(),
             p.hosts.to_string(),
@@ -204,7 +220,7 @@ pub fn markdown(bench: &Bench) -> String {
             p.warm.cell(2),
             p.build_noop.cell(2),
             difference(&p.warm, &p.build_noop),
-            rss.cell(1),
+            rss,
             format!(
                 "{} · {} · {} · {}",
                 p.logins_cold.cell(1),

@@ -50,11 +50,18 @@ type Timed = (Measured, f64, (f64, f64));
 enum Contender {
     Hbdeploy,
     HbdeployNoMagic,
+    /// hbdeploy with the fleet's default `--parallel 10`.
+    HbdeployParallel10,
     PlainSame,
     PlainDefaults,
 }
 
 impl Bed<'_> {
+    /// Whether this point also measures the fleet's default `--parallel 10`.
+    fn default_parallel(&self) -> bool {
+        self.config.default_parallel && self.hosts > 10
+    }
+
     fn hbdeploy(&self, parallel: usize, extra: &[&str]) -> Command {
         let mut command = Command::new(&self.config.hbdeploy);
         command
@@ -146,7 +153,7 @@ impl Bed<'_> {
                 "hbdeploy cold --no-magic-rollback, build included",
             );
         }
-        if self.config.default_parallel && self.hosts > 10 {
+        if self.default_parallel() {
             self.lab.bump_all()?;
             let mut cold = self.hbdeploy(10, &[]);
             if let Some((m, _)) = self.timed(point, "hbdeploy --parallel 10", &mut cold, true)? {
@@ -156,6 +163,7 @@ impl Bed<'_> {
                     say,
                     "hbdeploy cold --parallel 10",
                 );
+                record_rss(&mut point.rss_parallel_10, &m);
             }
         }
         Ok(())
@@ -192,19 +200,22 @@ impl Bed<'_> {
 
     /// The deployment alone: per contender, new closures built beforehand (untimed), then the
     /// contender timed; `reverse` runs the contenders in the opposite order. Then hbdeploy
-    /// warm and the no-op build floor.
+    /// warm (and warm with `--parallel 10`, when measured) and the no-op build floor.
     fn deploy_block(
         &mut self,
         point: &mut Point,
         reverse: bool,
         say: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
-        let mut order = [
+        let mut order = vec![
             Contender::Hbdeploy,
             Contender::PlainSame,
             Contender::PlainDefaults,
             Contender::HbdeployNoMagic,
         ];
+        if self.default_parallel() {
+            order.push(Contender::HbdeployParallel10);
+        }
         if reverse {
             order.reverse();
         }
@@ -247,6 +258,18 @@ impl Bed<'_> {
                 }
             }
         }
+        if self.default_parallel() {
+            let mut warm = self.hbdeploy(10, &[]);
+            let label = "hbdeploy apply --parallel 10 (warm)";
+            if let Some((m, _)) = self.timed(point, label, &mut warm, true)? {
+                say(&format!(
+                    "  hbdeploy warm --parallel 10: {:.2}s{}",
+                    m.wall.as_secs_f64(),
+                    rss_text(&m)
+                ));
+                record_rss(&mut point.rss_warm_parallel_10, &m);
+            }
+        }
         let mut build = self.baseline.command(Mode::Build);
         if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
             record(&mut point.build_noop, &m, say, "nix build (no-op)");
@@ -268,6 +291,9 @@ impl Bed<'_> {
                 self.hbdeploy(self.hosts, &["--no-magic-rollback"]),
                 true,
             ),
+            Contender::HbdeployParallel10 => {
+                ("hbdeploy cold --parallel 10", self.hbdeploy(10, &[]), true)
+            }
             Contender::PlainSame => (
                 "plain, hbdeploy's SSH algorithms",
                 self.baseline
@@ -288,6 +314,16 @@ impl Bed<'_> {
         let (samples, cpu) = match contender {
             Contender::Hbdeploy => (&mut point.deploy_cold, &mut point.cpu_hbdeploy),
             Contender::HbdeployNoMagic => (&mut point.deploy_no_magic, &mut point.cpu_no_magic),
+            Contender::HbdeployParallel10 => {
+                record_rss(&mut point.rss_parallel_10, &m);
+                point.deploy_parallel_10.push(m.wall.as_secs_f64());
+                say(&format!(
+                    "  deployment alone, {label}: {:.2}s{}",
+                    m.wall.as_secs_f64(),
+                    rss_text(&m)
+                ));
+                return Ok(());
+            }
             Contender::PlainSame => (&mut point.deploy_plain_same, &mut point.cpu_plain_same),
             Contender::PlainDefaults => (
                 &mut point.deploy_plain_defaults,
@@ -323,6 +359,7 @@ impl Bed<'_> {
                 point.logins_no_magic.push(logins);
             }
             Contender::PlainSame | Contender::PlainDefaults => point.logins_plain.push(logins),
+            Contender::HbdeployParallel10 => {}
         }
         Ok(())
     }
@@ -354,6 +391,13 @@ fn record(samples: &mut Samples, m: &Measured, say: &mut dyn FnMut(&str), label:
         .map(|kib| format!(", peak RSS {:.1} MiB", kib as f64 / 1024.0))
         .unwrap_or_default();
     say(&format!("  {label}: {secs:.2}s{rss}"));
+}
+
+/// ", peak RSS 12.3 MiB" when the peak was sampled.
+fn rss_text(m: &Measured) -> String {
+    m.peak_rss_kib
+        .map(|kib| format!(", peak RSS {:.1} MiB", kib as f64 / 1024.0))
+        .unwrap_or_default()
 }
 
 fn record_rss(samples: &mut Samples, m: &Measured) {

@@ -50,7 +50,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     hbdeploy: Option<PathBuf>,
 
-    /// Skip the cold runs with the fleet's default `--parallel 10` (measured above 10 hosts).
+    /// Skip the runs with the fleet's default `--parallel 10` (measured above 10 hosts: the
+    /// deployment alone and warm, with their peak RSS, and cold with the build included).
     #[arg(long)]
     no_default_parallel: bool,
 
