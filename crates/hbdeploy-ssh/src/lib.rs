@@ -202,6 +202,12 @@ fn ciphers(hardware_aes: bool) -> &'static [russh::cipher::Name] {
     }
 }
 
+/// The ciphers hbdeploy offers, most preferred first, by their SSH names: what a plain `ssh`
+/// must be offered to negotiate the cipher hbdeploy does (the benchmark's "same algorithms").
+pub fn cipher_names() -> Vec<&'static str> {
+    ciphers(hardware_aes()).iter().map(|c| c.as_ref()).collect()
+}
+
 /// Whether this processor has the instructions that make AES-GCM fast (AES and carry-less
 /// multiplication).
 fn hardware_aes() -> bool {
