@@ -258,30 +258,17 @@ pub fn markdown(bench: &Bench) -> String {
     text.push_str(
         "\nWhere the deployment's time goes (hbdeploy's `--timings` of the deployment alone: per \
          run the median over hosts, then the median over runs; BUILD is the host's evaluation \
-         and its no-op build, OTHER is waiting for a parallel slot and reading the host's \
-         state):\n\n",
+         and its no-op build, CONNECT what is left of the host's connection once its system is \
+         built (it is made meanwhile), OTHER is waiting for a parallel slot and reading the \
+         host's state):\n\n",
     );
-    let mut header = vec!["lab".to_owned(), "hosts".to_owned()];
-    header.extend(COLUMNS.iter().map(|c| c.to_lowercase()));
-    text.push_str(&row(&header));
-    text.push_str(&row(&vec!["---".to_owned(); header.len()]));
-    for p in &bench.points {
-        let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
-        cells.extend(p.profile.iter().map(|s| s.cell(2)));
-        text.push_str(&row(&cells));
-    }
-
+    text.push_str(&profile_table(&bench.points, |p| &p.profile));
     text.push_str(
-        "\nWhere a warm apply's time goes (every host unchanged; the same medians; CONNECT is the \
-         one SSH connection, OTHER the lock with the state read under it):\n\n",
+        "\nWhere a warm apply's time goes (every host unchanged; the same medians; CONNECT is \
+         what is left of the one SSH connection, OTHER the lock with the state read under \
+         it):\n\n",
     );
-    text.push_str(&row(&header));
-    text.push_str(&row(&vec!["---".to_owned(); header.len()]));
-    for p in &bench.points {
-        let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
-        cells.extend(p.profile_warm.iter().map(|s| s.cell(2)));
-        text.push_str(&row(&cells));
-    }
+    text.push_str(&profile_table(&bench.points, |p| &p.profile_warm));
 
     text.push_str("\nTargets:\n\n| target | result | figures |\n| --- | --- | --- |\n");
     for t in targets(&bench.points, bench.machine.cores) {
@@ -320,6 +307,20 @@ pub fn markdown(bench: &Bench) -> String {
                 format!("{} (first: {})", p.errors.len(), first.replace('|', "\\|"))
             },
         ]));
+    }
+    text
+}
+
+/// A `--timings` table: a row per point, its columns' medians from `profile`.
+fn profile_table(points: &[Point], profile: impl Fn(&Point) -> &Vec<Samples>) -> String {
+    let mut header = vec!["lab".to_owned(), "hosts".to_owned()];
+    header.extend(COLUMNS.iter().map(|c| c.to_lowercase()));
+    let mut text = row(&header);
+    text.push_str(&row(&vec!["---".to_owned(); header.len()]));
+    for p in points {
+        let mut cells = vec![lab_name(p.lab).to_owned(), p.hosts.to_string()];
+        cells.extend(profile(p).iter().map(|s| s.cell(2)));
+        text.push_str(&row(&cells));
     }
     text
 }
