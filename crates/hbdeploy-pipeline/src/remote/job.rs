@@ -338,13 +338,10 @@ impl Deployment {
                 arm.confirm.as_secs()
             )
         });
-        let preamble = Preamble::new(armed_note, progress);
-        let (preamble, result) = self
-            .stream(conn, host, kind, &command, Some(preamble), events)
+        let mut preamble = Preamble::new(armed_note, progress);
+        let result = self
+            .stream(conn, host, kind, &command, Some(&mut preamble), events)
             .await;
-        let Some(preamble) = preamble else {
-            return result;
-        };
         if preamble.missing {
             return Err(HostError::NotInStore {
                 path: change.path.clone(),
@@ -419,9 +416,7 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Yes, Script::Switch, &change.args());
-        self.stream(conn, host, kind, &command, None, events)
-            .await
-            .1
+        self.stream(conn, host, kind, &command, None, events).await
     }
 
     /// Follows the job `kind` already started, from the last lines of its log until it ends:
@@ -434,22 +429,20 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Only, Script::Switch, &[]);
-        self.stream(conn, host, kind, &command, None, events)
-            .await
-            .1
+        self.stream(conn, host, kind, &command, None, events).await
     }
 
     /// Runs `command` (`launch.sh`, following; or `prepare.sh` with a `preamble` for the lines
     /// it prints before the job starts), passing the job's output on, until it ends.
-    async fn stream<'p>(
+    async fn stream(
         &self,
         conn: &impl Host,
         host: &str,
         kind: JobKind,
         command: &str,
-        mut preamble: Option<Preamble<'p>>,
+        mut preamble: Option<&mut Preamble<'_>>,
         events: &EventSender,
-    ) -> (Option<Preamble<'p>>, Result<JobOutcome, HostError>) {
+    ) -> Result<JobOutcome, HostError> {
         let mut outcome = JobOutcome {
             exit: Exit::Unknown,
             generation: None,
@@ -463,7 +456,7 @@ impl Deployment {
         // its last lines are kept, however much it prints.
         let output = conn
             .stream_root(command, |line: &OutputLine| {
-                if let Some(preamble) = preamble.as_mut().filter(|p| !p.done) {
+                if let Some(preamble) = preamble.as_deref_mut().filter(|p| !p.done) {
                     preamble.line(&line.text, host, events);
                     return;
                 }
@@ -489,12 +482,9 @@ impl Deployment {
                 }
             })
             .await;
-        let output = match output.map_err(channel_error(Stage::Activate)) {
-            Ok(output) => output,
-            Err(error) => return (preamble, Err(error)),
-        };
+        let output = output.map_err(channel_error(Stage::Activate))?;
         outcome.tail = tail.into_iter().collect();
-        let unstarted = preamble.as_ref().is_some_and(|p| !p.done);
+        let unstarted = preamble.is_some_and(|p| !p.done);
         // The session ended without an exit status or the job's own end: it was cut (e.g. the
         // new system killed the session's sshd), not the job, which runs on, detached (if it
         // was started: cut before, nothing started it).
@@ -503,21 +493,19 @@ impl Deployment {
             && matches!(outcome.exit, Exit::Unknown)
             && outcome.profile_moved.is_none()
         {
-            let error = HostError::JobLost {
+            return Err(HostError::JobLost {
                 job: kind.name(),
                 tail: outcome.tail,
-            };
-            return (preamble, Err(error));
+            });
         }
         if unstarted || launch_failed.is_some() || !output.exit.success() {
-            let error = HostError::Remote {
+            return Err(HostError::Remote {
                 command: format!("starting hbdeploy's {} job", kind.name()),
                 exit: output.exit.clone(),
                 tail: launch_failed.into_iter().chain(outcome.tail).collect(),
-            };
-            return (preamble, Err(error));
+            });
         }
-        (preamble, Ok(outcome))
+        Ok(outcome)
     }
 
     /// Stops the job `kind` if it still runs (its unit and its process group).
