@@ -119,3 +119,150 @@ fn decide_on_a_removed_deployment_says_gone() {
     drop(dir);
     assert_eq!(decide(&path, Some("activate")), "gone");
 }
+
+/// The pids of every descendant of `pid`, with their names, from `/proc`.
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(parent) = parents.pop() {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `PID (NAME) STATE PPID ...`; NAME may hold spaces, so read from the last `)`.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let ppid = stat[close + 1..]
+                .split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(parent) {
+                found.push((child, stat[open + 1..close].to_owned()));
+                parents.push(child);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Starts `watchdog.sh DIR watchdog CONFIRM ACTIVATION restore PATH switch 1` in a process
+/// group of its own (as `run.sh` is on a host), its pid in `DIR/watchdog.pid` for `decide.sh`.
+fn start_watchdog(dir: &DeploymentDir, confirm: u32, activation: u32) -> std::process::Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/hbdeploy-pipeline/src/remote/watchdog.sh");
+    let child = Command::new("sh")
+        .arg(&script)
+        .arg(dir.path())
+        .arg("watchdog")
+        .arg(confirm.to_string())
+        .arg(activation.to_string())
+        .args(["restore", "/nix/store/none", "switch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("sh starts");
+    dir.write("watchdog.pid", &format!("{}\n", child.id()));
+    child
+}
+
+/// The pending record the watchdog writes, named after the deployment's directory.
+fn remove_pending_record(dir: &DeploymentDir) {
+    if let Some(name) = dir.path().file_name() {
+        let record =
+            Path::new("/nix/var/hbdeploy").join(format!("pending-{}", name.to_string_lossy()));
+        let _ = std::fs::remove_file(record);
+    }
+}
+
+#[test]
+fn the_watchdog_waits_for_the_activation_without_starting_process_after_process() {
+    let dir = DeploymentDir::new("watchdog-wait");
+    let mut activation = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    dir.write("activate.pid", &format!("{}\n", activation.id()));
+    let mut watchdog = start_watchdog(&dir, 30, 60);
+
+    // Whatever the watchdog waits with, it is one and the same process the whole time: a loop
+    // that starts a `sleep` (or anything else) again and again shows new pids.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let first = descendants(watchdog.id());
+    for _ in 0..6 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert_eq!(
+            descendants(watchdog.id()),
+            first,
+            "the watchdog started new processes while the activation ran"
+        );
+    }
+    assert!(
+        first.iter().any(|(_, name)| name == "tail"),
+        "the watchdog does not wait on the activation's process: {first:?}"
+    );
+
+    // The activation ends: the confirmation window opens (the watchdog waits, undecided), and
+    // the deployer's confirmation ends it.
+    activation.kill().expect("stop the activation");
+    activation.wait().expect("the activation ends");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        !dir.path().join("decided").exists(),
+        "the watchdog decided within its window"
+    );
+    assert!(
+        watchdog.try_wait().expect("try_wait").is_none(),
+        "the watchdog left before its window closed"
+    );
+    assert_eq!(decide(dir.path(), None), "confirmed");
+    let ended = watchdog.wait().expect("the watchdog ends");
+    assert!(
+        !ended.success(),
+        "the confirmation did not stop the watchdog: {ended}"
+    );
+    remove_pending_record(&dir);
+}
+
+#[test]
+fn the_watchdog_takes_over_an_activation_still_running_at_its_limit() {
+    let dir = DeploymentDir::new("watchdog-limit");
+    let mut activation = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    dir.write("activate.pid", &format!("{}\n", activation.id()));
+    let started = std::time::Instant::now();
+    let watchdog = start_watchdog(&dir, 30, 1);
+    let out = watchdog.wait_with_output().expect("the watchdog ends");
+    let waited = started.elapsed();
+    let _ = activation.kill();
+    let _ = activation.wait();
+    remove_pending_record(&dir);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("the activation did not finish within 1s"),
+        "the watchdog said: {said}"
+    );
+    assert!(
+        dir.path().join("decided").is_dir(),
+        "the watchdog did not decide"
+    );
+    // Not the confirmation window (30 s): the activation's limit of 1 s.
+    assert!(
+        waited < std::time::Duration::from_secs(10),
+        "the watchdog took {waited:?} to act on a 1 s limit"
+    );
+}

@@ -30,8 +30,9 @@ if [ -n "$job" ] && [ ! -e "$dir/decided" ]; then
   esac
 fi
 if mkdir "$dir/decided" 2>/dev/null; then
+  # Once `decided` exists the watchdog never acts: its unit's stop is not waited for.
   if [ "$systemd" = 1 ]; then
-    systemctl stop "hbdeploy-watchdog-${dir##*/}.service" 2>/dev/null
+    systemctl stop --no-block "hbdeploy-watchdog-${dir##*/}.service" 2>/dev/null
   fi
   pid=$(cat "$dir/watchdog.pid" 2>/dev/null)
   [ -z "$pid" ] || kill -- "-$pid" 2>/dev/null

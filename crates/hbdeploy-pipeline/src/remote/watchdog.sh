@@ -25,18 +25,15 @@ trap '' HUP
 reason=unconfirmed
 n=0
 pid=
-# Polled with shell builtins only (and `sleep`): this runs on every host for the whole of its
-# activation. The activation's pid, once written, stays (its job is started once).
-while :; do
+# Until the activation runs (its pid is written moments after this is armed), looked for with
+# shell builtins every 0.2 s; an activation that never starts is as good as hung.
+while [ -z "$pid" ]; do
   # The deployer decided (e.g. it restores a failed activation itself): nothing left to do.
   [ -e "$dir/decided" ] && exit 0
   [ -e "$dir/activate.end" ] && break
-  if [ -z "$pid" ] && [ -s "$dir/activate.pid" ]; then
+  if [ -s "$dir/activate.pid" ]; then
     read -r pid <"$dir/activate.pid" || pid=
-  fi
-  # Ended without saying (killed): the window opens all the same.
-  if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-    break
+    [ -n "$pid" ] && break
   fi
   if [ "$n" -ge $((limit * 5)) ]; then
     reason=activation-timeout
@@ -45,6 +42,14 @@ while :; do
   n=$((n + 1))
   sleep 0.2
 done
+# Then its end is waited for by one process, not looked for again and again: `tail --pid`
+# returns once the activation's process has ended (ended without saying, e.g. killed, the
+# window opens all the same), `timeout` when it is still running at the activation's limit.
+if [ -n "$pid" ] && [ ! -e "$dir/activate.end" ]; then
+  timeout --foreground "$((limit - n / 5))" tail -s 1 --pid="$pid" -f /dev/null >/dev/null 2>&1
+  [ "$?" = 124 ] && reason=activation-timeout
+fi
+[ -e "$dir/decided" ] && exit 0
 if [ "$reason" = unconfirmed ]; then
   sleep "$confirm"
 fi
