@@ -86,7 +86,7 @@ impl Nix {
         on_line: OutputSink<'_>,
     ) -> Result<BuildResults, NixError> {
         let shown = "nix build";
-        let args = build_args(toplevels, self.version, builders);
+        let args = build_args(toplevels, self.version().await?, builders);
         let output = command::run(command::cmd(&self.nix, &args), shown, on_line).await?;
         if output.success {
             let built: Vec<Built> =

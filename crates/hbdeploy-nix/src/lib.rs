@@ -67,37 +67,52 @@ impl std::fmt::Display for NixVersion {
 pub struct Nix {
     nix: PathBuf,
     nix_store: PathBuf,
-    version: NixVersion,
+    /// `nix --version`'s answer, asked in the background by [`Nix::detect`]: only building
+    /// needs it, so evaluation does not wait for it.
+    version: std::sync::Arc<tokio::sync::OnceCell<NixVersion>>,
 }
 
 impl Nix {
-    /// Finds `nix` and `nix-store` on `PATH` and asks nix its version.
+    /// Finds `nix` and `nix-store` on `PATH` and starts asking nix its version, without waiting
+    /// for the answer; [`Nix::version`] waits for it (a nix that cannot be run fails there, or
+    /// at the first command run before).
     pub async fn detect() -> Result<Nix, NixError> {
-        let nix = PathBuf::from("nix");
-        let output = command::run(
-            command::cmd(&nix, ["--version"]),
-            "nix --version",
-            &mut |_| {},
-        )
-        .await?;
-        if !output.success {
-            return Err(NixError::failed("nix --version", &output));
-        }
-        let version = NixVersion::parse(&output.stdout).ok_or_else(|| NixError::Unexpected {
-            command: "nix --version".to_owned(),
-            detail: format!("cannot read a version from {:?}", output.stdout.trim()),
-        })?;
-        Ok(Nix {
-            nix,
+        let nix = Nix {
+            nix: PathBuf::from("nix"),
             nix_store: PathBuf::from("nix-store"),
-            version,
-        })
+            version: std::sync::Arc::default(),
+        };
+        let asking = nix.clone();
+        tokio::spawn(async move {
+            // An error is asked again, and returned, by the caller that needs the version.
+            let _ = asking.version().await;
+        });
+        Ok(nix)
     }
 
-    /// The detected version.
-    pub fn version(&self) -> NixVersion {
+    /// The version of nix, asked once (`nix --version`).
+    pub async fn version(&self) -> Result<NixVersion, NixError> {
         self.version
+            .get_or_try_init(|| query_version(&self.nix))
+            .await
+            .copied()
     }
+}
+
+async fn query_version(nix: &std::path::Path) -> Result<NixVersion, NixError> {
+    let output = command::run(
+        command::cmd(nix, ["--version"]),
+        "nix --version",
+        &mut |_| {},
+    )
+    .await?;
+    if !output.success {
+        return Err(NixError::failed("nix --version", &output));
+    }
+    NixVersion::parse(&output.stdout).ok_or_else(|| NixError::Unexpected {
+        command: "nix --version".to_owned(),
+        detail: format!("cannot read a version from {:?}", output.stdout.trim()),
+    })
 }
 
 #[cfg(test)]
