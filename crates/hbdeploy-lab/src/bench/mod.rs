@@ -167,7 +167,8 @@ pub struct Point {
     pub build_noop: Samples,
     /// The login floor of a warm deployment: plain `ssh … true` to every host at once, with the
     /// SSH algorithms hbdeploy negotiates, seconds. A warm hbdeploy must log in to each host
-    /// once to read what it runs, so it cannot be faster than this (plus its evaluation).
+    /// once to read what it runs, so it cannot be much faster than this (a little: the `ssh`
+    /// client processes' own CPU is part of this figure).
     pub logins_floor: Samples,
     /// Per run, `warm` − `logins_floor` of that same run, seconds: hbdeploy's own cost above
     /// the logins.

@@ -202,8 +202,8 @@ pub fn markdown(bench: &Bench) -> String {
          from `/proc/stat`, other sessions included. Then hbdeploy warm (nothing changed) \
          against a no-op `nix build` of the same hosts and against the login floor: plain \
          `ssh … true` to every host at once with the same algorithms, one login per host as \
-         warm hbdeploy needs to read what each host runs (no tool that logs in to every host \
-         is faster); *warm − logins* is per run, hbdeploy's own cost above the logins. Then \
+         warm hbdeploy needs to read what each host runs (a tool that logs in to every host is \
+         hardly faster); *warm − logins* is per run, hbdeploy's own cost above the logins. Then \
          the CPU seconds per host (deployment) of warm · the logins, hbdeploy's own peak RSS \
          (`VmHWM`; cold (with and without magic rollback) · warm, with `--parallel N`, then · \
          cold · warm with the default `--parallel 10` where measured), and SSH logins per \
