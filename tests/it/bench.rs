@@ -39,6 +39,8 @@ fn the_smallest_sweep_reports_every_documented_key() {
         "plain_parallel_s",
         "plain_sequential_s",
         "nix_build_noop_s",
+        "plain_logins_floor_s",
+        "paired_warm_minus_plain_logins_s",
     ] {
         assert!(
             point[measured]["median"].is_number(),
@@ -61,6 +63,8 @@ fn the_smallest_sweep_reports_every_documented_key() {
     );
     assert_eq!(logins["hbdeploy_warm"]["median"], 1.0, "{point:#}");
     assert_eq!(logins["plain"]["median"], 2.0, "{point:#}");
+    // The login floor of a warm apply: one plain `ssh … true` per host.
+    assert_eq!(logins["plain_logins_floor"]["median"], 1.0, "{point:#}");
     assert!(
         point["profile_cold_s"]["copy"]["median"].is_number(),
         "{point:#}"
@@ -75,7 +79,12 @@ fn the_smallest_sweep_reports_every_documented_key() {
         "{point:#}"
     );
     let cpu = &point["cpu_s_per_host"];
-    for contender in ["hbdeploy_cold", "plain_same_algorithms"] {
+    for contender in [
+        "hbdeploy_cold",
+        "plain_same_algorithms",
+        "hbdeploy_warm",
+        "plain_logins_floor",
+    ] {
         assert!(
             cpu[contender]["tree"]["median"].is_number(),
             "{contender}: {point:#}"
@@ -90,6 +99,13 @@ fn the_smallest_sweep_reports_every_documented_key() {
     );
     assert!(markdown.contains("\n| namespace | 1 | 1 | "), "{markdown}");
     assert!(markdown.contains("**Build included**"), "{markdown}");
+    assert!(markdown.contains("| plain logins (floor) |"), "{markdown}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("plain logins to every host at once (warm floor)")),
+        "{lines:?}"
+    );
     assert!(
         lines
             .iter()

@@ -179,3 +179,44 @@ fn an_installer_host_runs_the_toy_disko_script_with_an_overridden_device() {
             .contains("VARIANT_ID=installer")
     );
 }
+
+/// The benchmark's login floor (issue 16): `baseline.sh logins` logs in to every host once,
+/// runs nothing else, and fails when a host cannot be logged in to.
+#[test]
+fn the_login_floor_logs_in_once_per_host_and_fails_when_a_login_fails() {
+    use hbdeploy_lab::bench::baseline::{Algorithms, Baseline, Mode, same_algorithms};
+
+    let mut lab = Lab::start(&["alpha", "beta"]).expect("lab starts");
+    let baseline = Baseline::write(&lab).expect("baseline.sh");
+    let same = same_algorithms().expect("ssh -Q");
+    let logins = |lab: &Lab| -> Vec<usize> { lab.hosts().map(|h| h.accepted_logins()).collect() };
+    let before = logins(&lab);
+    let out = baseline
+        .command_with(Mode::Logins, Algorithms::Same, &same)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = logins(&lab);
+    assert_eq!(
+        after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a - b)
+            .collect::<Vec<_>>(),
+        [1, 1],
+        "one login per host"
+    );
+    lab.host_mut("beta").expect("beta").stop_sshd();
+    let out = baseline
+        .command_with(Mode::Logins, Algorithms::Same, &same)
+        .output()
+        .expect("bash runs");
+    assert!(
+        !out.status.success(),
+        "beta is unreachable, yet it succeeded"
+    );
+}

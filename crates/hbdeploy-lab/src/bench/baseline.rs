@@ -3,7 +3,8 @@
 //! running `nix-env --set` and `switch-to-configuration switch` — one host after the other, or
 //! all hosts at once (`&` and `wait`). The deployment alone (issue 16) is `prebuild` (untimed:
 //! builds and records the systems' paths) followed by `deploy`, which copies and activates all
-//! hosts at once from the recorded paths.
+//! hosts at once from the recorded paths. `logins` is the floor of a warm deployment: one `ssh`
+//! per host running `true`, all hosts at once, nothing built or copied.
 //!
 //! The ssh options: the lab's key and known_hosts, strict host-key checking, the timeouts
 //! hbdeploy's fleet uses. The SSH algorithms are OpenSSH's defaults unless [`Algorithms::Same`]
@@ -27,6 +28,9 @@ pub enum Mode {
     Prebuild,
     /// Copy and activate all hosts at once, from the paths [`Mode::Prebuild`] recorded.
     Deploy,
+    /// Log in to every host at once and run `true`: what any tool that reads each host's state
+    /// pays at least, the floor of a warm deployment.
+    Logins,
 }
 
 impl Mode {
@@ -37,6 +41,7 @@ impl Mode {
             Mode::Parallel => "parallel",
             Mode::Prebuild => "prebuild",
             Mode::Deploy => "deploy",
+            Mode::Logins => "logins",
         }
     }
 }
@@ -135,7 +140,7 @@ pub fn script(lab: &Lab) -> String {
 
 const SCRIPT: &str = r#"#!/usr/bin/env bash
 # The plain-command floor of hbdeploy's benchmark (written by hbdeploy-bench).
-# Usage: baseline.sh build|sequential|parallel|prebuild|deploy
+# Usage: baseline.sh build|sequential|parallel|prebuild|deploy|logins
 set -euo pipefail
 export NIX_CONFIG=@nix_config@
 flake=@flake@
@@ -148,18 +153,20 @@ addresses=(@addresses@)
 
 # `prebuild` keeps the build's JSON here for `deploy`.
 prebuilt=@prebuilt@
-if [ "$1" = deploy ]; then
-  built=$prebuilt
-  [ -s "$built" ] || { echo "run $0 prebuild first" >&2; exit 1; }
-else
-  built=$(mktemp)
-  trap 'rm -f "$built"' EXIT
-  installables=()
-  for host in "${hosts[@]}"; do
-    installables+=("$flake#nixosConfigurations.$host.config.system.build.toplevel")
-  done
-  nix build --no-link --json "${installables[@]}" > "$built"
-fi
+case "$1" in
+  deploy)
+    built=$prebuilt
+    [ -s "$built" ] || { echo "run $0 prebuild first" >&2; exit 1; } ;;
+  logins) ;;
+  *)
+    built=$(mktemp)
+    trap 'rm -f "$built"' EXIT
+    installables=()
+    for host in "${hosts[@]}"; do
+      installables+=("$flake#nixosConfigurations.$host.config.system.build.toplevel")
+    done
+    nix build --no-link --json "${installables[@]}" > "$built" ;;
+esac
 
 deploy() {
   local host=$1 address=$2 path
@@ -173,18 +180,29 @@ deploy() {
     > /dev/null
 }
 
+# One login per host, nothing run but `true`: the floor of a warm deployment.
+login() {
+  ssh "${ssh_opts[@]}" "root@$1" true
+}
+
 case "$1" in
   build) ;;
   prebuild) cp "$built" "$prebuilt" ;;
   sequential)
     for i in "${!hosts[@]}"; do deploy "${hosts[$i]}" "${addresses[$i]}"; done ;;
-  parallel|deploy)
+  parallel|deploy|logins)
     pids=()
-    for i in "${!hosts[@]}"; do deploy "${hosts[$i]}" "${addresses[$i]}" & pids+=($!); done
+    for i in "${!hosts[@]}"; do
+      if [ "$1" = logins ]; then
+        login "${addresses[$i]}" & pids+=($!)
+      else
+        deploy "${hosts[$i]}" "${addresses[$i]}" & pids+=($!)
+      fi
+    done
     failed=0
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
     exit "$failed" ;;
-  *) echo "usage: $0 build|sequential|parallel|prebuild|deploy" >&2; exit 2 ;;
+  *) echo "usage: $0 build|sequential|parallel|prebuild|deploy|logins" >&2; exit 2 ;;
 esac
 "#;
 
@@ -268,5 +286,14 @@ mod tests {
         ] {
             assert!(SCRIPT.contains(step), "{step}");
         }
+    }
+
+    #[test]
+    fn the_login_floor_logs_in_to_every_host_at_once_and_runs_nothing() {
+        assert!(SCRIPT.contains(r#"ssh "${ssh_opts[@]}" "root@$1" true"#));
+        assert!(SCRIPT.contains(r#"login "${addresses[$i]}" & pids+=($!)"#));
+        // Nothing is built first: the floor is the logins alone.
+        assert!(SCRIPT.contains("  logins) ;;\n  *)\n    built=$(mktemp)"));
+        assert_eq!(Mode::Logins.as_str(), "logins");
     }
 }

@@ -7,8 +7,9 @@
 //! beforehand (untimed), then hbdeploy (evaluating, finding everything built, copying,
 //! activating) is timed against the plain commands (`nix copy` + one `ssh` per host, all hosts
 //! at once) with the SSH algorithms hbdeploy's russh negotiates and with OpenSSH's defaults; on
-//! namespace hosts and on hosts running systemd. The second table keeps issue 9's figures,
-//! build included.
+//! namespace hosts and on hosts running systemd. Warm, hbdeploy is timed against a no-op
+//! `nix build` and against the floor of any tool that logs in to every host: plain `ssh … true`
+//! to all hosts at once. The second table keeps issue 9's figures, build included.
 //!
 //! Every run of a sweep point measures hbdeploy and the plain commands back to back, in an order
 //! that alternates between runs, so drift of a shared machine hits both. The binary
@@ -40,7 +41,7 @@ use crate::{HostKind, LabError};
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 27] = [
+pub const POINT_KEYS: [&str; 29] = [
     "lab",
     "hosts",
     "runs",
@@ -60,6 +61,8 @@ pub const POINT_KEYS: [&str; 27] = [
     "plain_parallel_s",
     "plain_sequential_s",
     "nix_build_noop_s",
+    "plain_logins_floor_s",
+    "paired_warm_minus_plain_logins_s",
     "paired_cold_over_parallel",
     "paired_sequential_over_cold",
     "peak_rss_mib",
@@ -162,6 +165,18 @@ pub struct Point {
     pub paired_sequential: Samples,
     /// One `nix build` of every host's system when all are built already, seconds.
     pub build_noop: Samples,
+    /// The login floor of a warm deployment: plain `ssh … true` to every host at once, with the
+    /// SSH algorithms hbdeploy negotiates, seconds. A warm hbdeploy must log in to each host
+    /// once to read what it runs, so it cannot be much faster than this (a little: the `ssh`
+    /// client processes' own CPU is part of this figure).
+    pub logins_floor: Samples,
+    /// Per run, `warm` − `logins_floor` of that same run, seconds: hbdeploy's own cost above
+    /// the logins.
+    pub paired_warm_minus_logins: Samples,
+    /// CPU per host of `warm`.
+    pub cpu_warm: Cpu,
+    /// CPU per host of `logins_floor`.
+    pub cpu_logins_floor: Cpu,
     /// hbdeploy's own peak RSS in cold runs, MiB.
     pub rss_cold: Samples,
     /// hbdeploy's own peak RSS in warm runs, MiB.
@@ -179,6 +194,8 @@ pub struct Point {
     pub logins_warm: Samples,
     /// SSH logins per host: plain commands.
     pub logins_plain: Samples,
+    /// SSH logins per host: the login floor (`logins_floor`; 1 when it works as meant).
+    pub logins_of_floor: Samples,
     /// Per `--timings` column, the median over hosts of each cold run, seconds.
     pub profile: Vec<Samples>,
     /// The `--timings` table of the last cold run.

@@ -61,6 +61,8 @@ fn point_json(point: &Point) -> Value {
             "hbdeploy_cold_no_magic_rollback": cpu_json(&point.cpu_no_magic),
             "plain_same_algorithms": cpu_json(&point.cpu_plain_same),
             "plain_openssh_defaults": cpu_json(&point.cpu_plain_defaults),
+            "hbdeploy_warm": cpu_json(&point.cpu_warm),
+            "plain_logins_floor": cpu_json(&point.cpu_logins_floor),
         },
         "hbdeploy_cold_s": point.cold.to_json(),
         "hbdeploy_cold_no_magic_rollback_s": point.cold_no_magic.to_json(),
@@ -69,6 +71,8 @@ fn point_json(point: &Point) -> Value {
         "plain_parallel_s": point.plain_parallel.to_json(),
         "plain_sequential_s": point.plain_sequential.to_json(),
         "nix_build_noop_s": point.build_noop.to_json(),
+        "plain_logins_floor_s": point.logins_floor.to_json(),
+        "paired_warm_minus_plain_logins_s": point.paired_warm_minus_logins.to_json(),
         "paired_cold_over_parallel": point.paired_parallel.to_json(),
         "paired_sequential_over_cold": point.paired_sequential.to_json(),
         "peak_rss_mib": {
@@ -82,6 +86,7 @@ fn point_json(point: &Point) -> Value {
             "hbdeploy_cold_no_magic_rollback": point.logins_no_magic.to_json(),
             "hbdeploy_warm": point.logins_warm.to_json(),
             "plain": point.logins_plain.to_json(),
+            "plain_logins_floor": point.logins_of_floor.to_json(),
         },
         "profile_cold_s": profile,
         "profile_cold_table": point.profile_table,
@@ -195,14 +200,20 @@ pub fn markdown(bench: &Bench) -> String {
          `ssh` processes, and every lab host's sshd, nix-daemon and activation), from \
          `/proc/<pid>/stat` deltas, other sessions left out. *Machine*: the machine's busy time \
          from `/proc/stat`, other sessions included. Then hbdeploy warm (nothing changed) \
-         against a no-op `nix build` of the same hosts, hbdeploy's own peak RSS (`VmHWM`; cold \
-         (with and without magic rollback) · warm, with `--parallel N`, then · cold · warm with \
-         the default `--parallel 10` where measured), and SSH logins per host:\n\n\
+         against a no-op `nix build` of the same hosts and against the login floor: plain \
+         `ssh … true` to every host at once with the same algorithms, one login per host as \
+         warm hbdeploy needs to read what each host runs (a tool that logs in to every host is \
+         hardly faster); *warm − logins* is per run, hbdeploy's own cost above the logins. Then \
+         the CPU seconds per host (deployment) of warm · the logins, hbdeploy's own peak RSS \
+         (`VmHWM`; cold (with and without magic rollback) · warm, with `--parallel N`, then · \
+         cold · warm with the default `--parallel 10` where measured), and SSH logins per \
+         host:\n\n\
          | lab | hosts | CPU s/host, deployment | CPU s/host, machine | hbdeploy warm \
-         | `nix build` no-op | warm − no-op | peak RSS (MiB) \
-         | SSH logins/host cold · cold without magic rollback · warm · plain |\n",
+         | `nix build` no-op | warm − no-op | plain logins (floor) | warm − logins: per run \
+         | CPU s/host warm · logins | peak RSS (MiB) \
+         | SSH logins/host cold · cold without magic rollback · warm · plain · logins |\n",
     );
-    text.push_str(&row(&vec!["---".to_owned(); 9]));
+    text.push_str(&row(&vec!["---".to_owned(); 12]));
     for p in &bench.points {
         let mut rss = format!("{} · {}", p.rss_cold.cell(1), p.rss_warm.cell(1));
         if !p.rss_parallel_10.0.is_empty() || !p.rss_warm_parallel_10.0.is_empty() {
@@ -220,13 +231,21 @@ pub fn markdown(bench: &Bench) -> String {
             p.warm.cell(2),
             p.build_noop.cell(2),
             difference(&p.warm, &p.build_noop),
+            p.logins_floor.cell(2),
+            p.paired_warm_minus_logins.cell(2),
+            format!(
+                "{} · {}",
+                p.cpu_warm.tree.cell(2),
+                p.cpu_logins_floor.tree.cell(2)
+            ),
             rss,
             format!(
-                "{} · {} · {} · {}",
+                "{} · {} · {} · {} · {}",
                 p.logins_cold.cell(1),
                 p.logins_no_magic.cell(1),
                 p.logins_warm.cell(1),
-                p.logins_plain.cell(1)
+                p.logins_plain.cell(1),
+                p.logins_of_floor.cell(1)
             ),
         ]));
     }

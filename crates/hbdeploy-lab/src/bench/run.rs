@@ -1,7 +1,8 @@
 //! One sweep point: start N lab hosts of one kind, deploy them once untimed, then K runs, each
 //! measuring the deployment alone (closures built beforehand: hbdeploy with and without magic
 //! rollback, the plain commands with hbdeploy's SSH algorithms and with OpenSSH's defaults),
-//! hbdeploy warm and the no-op `nix build` floor, and, when asked, everything again with the
+//! hbdeploy warm, the login floor (plain `ssh … true` to every host at once) and the no-op
+//! `nix build` floor, and, when asked, everything again with the
 //! build included (hbdeploy cold; the plain commands all at once and one after the other); in an
 //! order that alternates between runs.
 
@@ -200,7 +201,8 @@ impl Bed<'_> {
 
     /// The deployment alone: per contender, new closures built beforehand (untimed), then the
     /// contender timed; `reverse` runs the contenders in the opposite order. Then hbdeploy
-    /// warm (and warm with `--parallel 10`, when measured) and the no-op build floor.
+    /// warm and the login floor (in the opposite order when `reverse`), warm with
+    /// `--parallel 10` (when measured) and the no-op build floor.
     fn deploy_block(
         &mut self,
         point: &mut Point,
@@ -232,31 +234,27 @@ impl Bed<'_> {
             )?;
             self.deploy_one(point, contender, say)?;
         }
-        let new = |samples: &Samples, count: usize| {
-            (samples.0.len() == count + 1)
-                .then(|| samples.0.last().copied())
-                .flatten()
-        };
-        if let Some(cold) = new(&point.deploy_cold, before.0) {
-            if let Some(same) = new(&point.deploy_plain_same, before.1) {
+        if let Some(cold) = added(&point.deploy_cold, before.0) {
+            if let Some(same) = added(&point.deploy_plain_same, before.1) {
                 point.paired_deploy_same.push(cold / same);
             }
-            if let Some(defaults) = new(&point.deploy_plain_defaults, before.2) {
+            if let Some(defaults) = added(&point.deploy_plain_defaults, before.2) {
                 point.paired_deploy_defaults.push(cold / defaults);
             }
         }
-        let mut warm = self.hbdeploy(self.hosts, &[]);
-        if let Some((m, logins)) = self.timed(point, "hbdeploy apply (warm)", &mut warm, true)? {
-            record(&mut point.warm, &m, say, "hbdeploy warm");
-            record_rss(&mut point.rss_warm, &m);
-            point.logins_warm.push(logins);
-            if let Some(profile) = profile::parse(&m.stdout) {
-                for (samples, value) in point.profile_warm.iter_mut().zip(&profile.median) {
-                    if let Some(value) = value {
-                        samples.push(*value);
-                    }
-                }
-            }
+        let before = (point.warm.0.len(), point.logins_floor.0.len());
+        if reverse {
+            self.login_floor(point, say)?;
+            self.warm(point, say)?;
+        } else {
+            self.warm(point, say)?;
+            self.login_floor(point, say)?;
+        }
+        if let (Some(warm), Some(floor)) = (
+            added(&point.warm, before.0),
+            added(&point.logins_floor, before.1),
+        ) {
+            point.paired_warm_minus_logins.push(warm - floor);
         }
         if self.default_parallel() {
             let mut warm = self.hbdeploy(10, &[]);
@@ -274,6 +272,61 @@ impl Bed<'_> {
         if let Some((m, _)) = self.timed(point, "nix build (no-op)", &mut build, false)? {
             record(&mut point.build_noop, &m, say, "nix build (no-op)");
         }
+        Ok(())
+    }
+
+    /// hbdeploy warm: every host unchanged, one login each to read what it runs.
+    fn warm(&mut self, point: &mut Point, say: &mut dyn FnMut(&str)) -> Result<(), LabError> {
+        let mut warm = self.hbdeploy(self.hosts, &[]);
+        let Some((m, logins, (machine, tree))) =
+            self.timed_cpu(point, "hbdeploy apply (warm)", &mut warm, true)?
+        else {
+            return Ok(());
+        };
+        point.warm.push(m.wall.as_secs_f64());
+        point.cpu_warm.tree.push(tree);
+        point.cpu_warm.machine.push(machine);
+        say(&format!(
+            "  hbdeploy warm: {:.2}s, CPU/host {tree:.2}s (machine {machine:.2}s){}",
+            m.wall.as_secs_f64(),
+            rss_text(&m)
+        ));
+        record_rss(&mut point.rss_warm, &m);
+        point.logins_warm.push(logins);
+        if let Some(profile) = profile::parse(&m.stdout) {
+            for (samples, value) in point.profile_warm.iter_mut().zip(&profile.median) {
+                if let Some(value) = value {
+                    samples.push(*value);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The login floor of a warm deployment: `baseline.sh logins`, plain `ssh … true` to every
+    /// host at once with hbdeploy's SSH algorithms. A failed login fails the measurement.
+    fn login_floor(
+        &mut self,
+        point: &mut Point,
+        say: &mut dyn FnMut(&str),
+    ) -> Result<(), LabError> {
+        let mut logins = self
+            .baseline
+            .command_with(Mode::Logins, Algorithms::Same, &self.same);
+        let label = "plain logins to every host at once (baseline.sh logins)";
+        let Some((m, count, (machine, tree))) = self.timed_cpu(point, label, &mut logins, false)?
+        else {
+            return Ok(());
+        };
+        point.logins_floor.push(m.wall.as_secs_f64());
+        point.cpu_logins_floor.tree.push(tree);
+        point.cpu_logins_floor.machine.push(machine);
+        point.logins_of_floor.push(count);
+        say(&format!(
+            "  plain logins to every host at once (warm floor): {:.2}s, CPU/host {tree:.2}s \
+             (machine {machine:.2}s)",
+            m.wall.as_secs_f64()
+        ));
         Ok(())
     }
 
@@ -368,19 +421,22 @@ impl Bed<'_> {
 /// Adds this run's paired ratios, for the variants that succeeded in it (`before` holds the
 /// sample counts of hbdeploy cold, plain parallel and plain sequential before the run).
 fn pair(point: &mut Point, before: (usize, usize, usize)) {
-    let new = |samples: &Samples, count: usize| {
-        (samples.0.len() == count + 1)
-            .then(|| samples.0.last().copied())
-            .flatten()
-    };
-    if let Some(cold) = new(&point.cold, before.0) {
-        if let Some(parallel) = new(&point.plain_parallel, before.1) {
+    if let Some(cold) = added(&point.cold, before.0) {
+        if let Some(parallel) = added(&point.plain_parallel, before.1) {
             point.paired_parallel.push(cold / parallel);
         }
-        if let Some(sequential) = new(&point.plain_sequential, before.2) {
+        if let Some(sequential) = added(&point.plain_sequential, before.2) {
             point.paired_sequential.push(sequential / cold);
         }
     }
+}
+
+/// The sample this run added to `samples`, which held `count` before it; `None` when the run's
+/// measurement failed.
+fn added(samples: &Samples, count: usize) -> Option<f64> {
+    (samples.0.len() == count + 1)
+        .then(|| samples.0.last().copied())
+        .flatten()
 }
 
 fn record(samples: &mut Samples, m: &Measured, say: &mut dyn FnMut(&str), label: &str) {
