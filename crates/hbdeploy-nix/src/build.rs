@@ -146,26 +146,6 @@ impl Nix {
             .cloned()
             .collect())
     }
-
-    /// Every store path in the closure of `path`, `path` included.
-    pub async fn closure(&self, path: &StorePath) -> Result<Vec<StorePath>, NixError> {
-        let shown = format!("nix-store --query --requisites {path}");
-        let args = ["--query", "--requisites", path.as_str()];
-        let output = command::run(command::cmd(&self.nix_store, args), &shown, &mut |_| {}).await?;
-        if !output.success {
-            return Err(NixError::failed(&shown, &output));
-        }
-        output
-            .stdout
-            .lines()
-            .map(|l| {
-                StorePath::new(l).map_err(|err| NixError::Unexpected {
-                    command: shown.clone(),
-                    detail: err.to_string(),
-                })
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! (the installable syntax for a derivation's output) the detected [`NixVersion`] decides.
 
 mod build;
+mod closure;
 mod command;
 mod copy;
 mod disko;
@@ -22,6 +23,7 @@ mod store_path;
 use std::path::PathBuf;
 
 pub use build::BuildResults;
+pub use closure::closures_from_graph;
 pub use command::{OutputSink, resident_bytes};
 pub use copy::{CopyOptions, SshDest};
 pub use disko::{DISKO_INSTALL, DiskDevice, InstallDrvs, disko_install_argv};
@@ -70,6 +72,8 @@ pub struct Nix {
     /// `nix --version`'s answer, asked in the background by [`Nix::detect`]: only building
     /// needs it, so evaluation does not wait for it.
     version: std::sync::Arc<tokio::sync::OnceCell<NixVersion>>,
+    /// Closure requests waiting to be asked together ([`Nix::closure`]).
+    closures: std::sync::Arc<closure::Batcher>,
 }
 
 impl Nix {
@@ -81,6 +85,7 @@ impl Nix {
             nix: PathBuf::from("nix"),
             nix_store: PathBuf::from("nix-store"),
             version: std::sync::Arc::default(),
+            closures: std::sync::Arc::default(),
         };
         let asking = nix.clone();
         tokio::spawn(async move {

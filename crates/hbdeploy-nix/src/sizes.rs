@@ -1,5 +1,5 @@
 //! The closure of a store path with the NAR size of every path in it, as two `nix-store`
-//! queries (`--requisites`, then `--size` of those paths). `nix-store` is used rather than
+//! queries (the closure, [`Nix::closure`], then `--size` of those paths). `nix-store` is used rather than
 //! `nix path-info --json`, whose output changed shape between nix versions.
 
 use crate::command;
