@@ -36,6 +36,12 @@ impl DeploymentDir {
 impl Drop for DeploymentDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        // The record a watchdog of the test's own wrote, named after the directory, even when
+        // the test failed.
+        if let Some(name) = self.0.file_name() {
+            let record = format!("/nix/var/hbdeploy/pending-{}", name.to_string_lossy());
+            let _ = std::fs::remove_file(record);
+        }
     }
 }
 
@@ -178,23 +184,20 @@ fn start_watchdog(dir: &DeploymentDir, confirm: u32, activation: u32) -> std::pr
     child
 }
 
-/// The pending record the watchdog writes, named after the deployment's directory.
-fn remove_pending_record(dir: &DeploymentDir) {
-    if let Some(name) = dir.path().file_name() {
-        let record =
-            Path::new("/nix/var/hbdeploy").join(format!("pending-{}", name.to_string_lossy()));
-        let _ = std::fs::remove_file(record);
-    }
+/// A stand-in activation (a `sleep`), its pid in `DIR/activate.pid` as `run.sh` writes it.
+fn start_activation(dir: &DeploymentDir) -> std::process::Child {
+    let activation = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep starts");
+    dir.write("activate.pid", &format!("{}\n", activation.id()));
+    activation
 }
 
 #[test]
 fn the_watchdog_waits_for_the_activation_without_starting_process_after_process() {
     let dir = DeploymentDir::new("watchdog-wait");
-    let mut activation = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("sleep starts");
-    dir.write("activate.pid", &format!("{}\n", activation.id()));
+    let mut activation = start_activation(&dir);
     let mut watchdog = start_watchdog(&dir, 30, 60);
 
     // Whatever the watchdog waits with, it is one and the same process the whole time: a loop
@@ -233,24 +236,18 @@ fn the_watchdog_waits_for_the_activation_without_starting_process_after_process(
         !ended.success(),
         "the confirmation did not stop the watchdog: {ended}"
     );
-    remove_pending_record(&dir);
 }
 
 #[test]
 fn the_watchdog_takes_over_an_activation_still_running_at_its_limit() {
     let dir = DeploymentDir::new("watchdog-limit");
-    let mut activation = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("sleep starts");
-    dir.write("activate.pid", &format!("{}\n", activation.id()));
+    let mut activation = start_activation(&dir);
     let started = std::time::Instant::now();
     let watchdog = start_watchdog(&dir, 30, 1);
     let out = watchdog.wait_with_output().expect("the watchdog ends");
     let waited = started.elapsed();
     let _ = activation.kill();
     let _ = activation.wait();
-    remove_pending_record(&dir);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("the activation did not finish within 1s"),
