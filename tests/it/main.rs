@@ -47,6 +47,7 @@ mod install_steps;
 mod lab_inside;
 mod local;
 mod local_lab;
+mod lock_settle;
 mod nixos_flake;
 mod passphrase;
 mod plan;
