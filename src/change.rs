@@ -22,7 +22,7 @@ use crate::{passphrase, summary};
 
 /// `hbdeploy apply`.
 pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<ExitCode, AppError> {
-    let started = time::now();
+    let started_millis = time::now_millis();
     check_goal(args)?;
     let overrides = Overrides {
         no_magic_rollback: args.no_magic_rollback,
@@ -83,7 +83,7 @@ pub async fn apply(cli: &Cli, args: &ApplyArgs, shutdown: &Shutdown) -> Result<E
         from: args.from.clone(),
     };
     let nix = nix().await?;
-    let begun = begin(&fleet, started, &request.hosts).await;
+    let begun = begin(&fleet, started_millis, &request.hosts).await;
     // The first Ctrl-C cancels (no new hosts or stages; running activations finish or roll
     // back); the second ends the run (`shutdown.rs`), whose destructors remove the relays of
     // `nix copy`. Activations run detached on the hosts, so even then no host is left with its
@@ -183,7 +183,7 @@ async fn ask(
 
 /// `hbdeploy rollback`.
 pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppError> {
-    let started = time::now();
+    let started_millis = time::now_millis();
     let (fleet, mut hosts) = load(cli, &args.selection, false, &Overrides::default())?;
     let mut session = passphrase::unlock(&mut hosts).await?;
     if args.ask_sudo_password {
@@ -209,7 +209,7 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
         target,
         goal: args.goal,
     };
-    let begun = begin(&fleet, started, &request.hosts).await;
+    let begun = begin(&fleet, started_millis, &request.hosts).await;
     let names = request.hosts.iter().map(|h| h.name.clone()).collect();
     let report = watched(cli.verbose, names, |events| async move {
         Ok::<_, AppError>(hbdeploy_pipeline::rollback(&request, events).await)
@@ -221,10 +221,10 @@ pub async fn rollback(cli: &Cli, args: &RollbackArgs) -> Result<ExitCode, AppErr
 /// The run's record as it begins, written to the ledger at once with every host `unfinished`:
 /// a run killed before it ends (which may have changed hosts) still leaves a record saying so.
 /// [`conclude`] writes the final one over it.
-pub(crate) async fn begin(fleet: &Fleet, started: u64, hosts: &[HostPlan]) -> Record {
+pub(crate) async fn begin(fleet: &Fleet, started_millis: u64, hosts: &[HostPlan]) -> Record {
     let record = Record {
-        id: crate::ledger::new_id(started),
-        time: time::iso(started),
+        id: crate::ledger::new_id(started_millis),
+        time: time::iso(started_millis / 1000),
         user: crate::provenance::user(),
         machine: crate::provenance::machine(),
         command: crate::provenance::command_line(std::env::args()),

@@ -122,7 +122,7 @@ pub struct SecretEntry {
 /// One `apply` or `rollback`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
-    /// The record's ID: `<start time>-<pid>`, sortable by time.
+    /// The record's ID: `<start time, to the millisecond>-<pid>`, sortable by time.
     pub id: String,
     /// When the run started, RFC 3339 in UTC.
     pub time: String,
@@ -261,11 +261,12 @@ fn stall_for_tests(file: &std::fs::File) {
     std::thread::sleep(std::time::Duration::from_secs(secs));
 }
 
-/// A new record's ID: the run's start time and this process's ID.
-pub fn new_id(started: u64) -> String {
+/// A new record's ID: the run's start time to the millisecond and this process's ID. Two runs
+/// started within one second sort by their time, not by their process IDs.
+pub fn new_id(started_millis: u64) -> String {
     format!(
         "{}-{}",
-        hbdeploy_pipeline::time::compact(started),
+        hbdeploy_pipeline::time::compact_millis(started_millis),
         std::process::id()
     )
 }
@@ -327,6 +328,22 @@ mod tests {
             ]
         );
         assert!(contents.unreadable.is_empty());
+        let _ = std::fs::remove_dir_all(ledger.dir());
+    }
+
+    #[test]
+    fn runs_started_within_one_second_sort_by_their_time_not_their_pids() {
+        let ledger = temp_ledger("same-second");
+        // The later run has the smaller-looking pid, as after pid 999 comes 1000.
+        let earlier =
+            new_id(1_700_000_000_120).replace(&format!("-{}", std::process::id()), "-999");
+        let later = new_id(1_700_000_000_860).replace(&format!("-{}", std::process::id()), "-1000");
+        for id in [&later, &earlier] {
+            ledger.append(&record(id)).expect("append");
+        }
+        let contents = ledger.read().expect("read");
+        let ids: Vec<&str> = contents.records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, [earlier.as_str(), later.as_str()]);
         let _ = std::fs::remove_dir_all(ledger.dir());
     }
 

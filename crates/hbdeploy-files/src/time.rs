@@ -23,6 +23,22 @@ pub fn compact(secs: u64) -> String {
     iso(secs).replace(['-', ':'], "")
 }
 
+/// `YYYYMMDDTHHMMSS.mmmZ` for `millis` since the Unix epoch: sortable to the millisecond (the
+/// fraction has a fixed width), and safe in file names.
+pub fn compact_millis(millis: u64) -> String {
+    let seconds = compact(millis / 1000);
+    let whole = seconds.strip_suffix('Z').unwrap_or(&seconds);
+    format!("{whole}.{:03}Z", millis % 1000)
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Seconds since the Unix epoch, now.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
@@ -57,5 +73,7 @@ mod tests {
         assert_eq!(utc(1_795_852_800), "2026-11-28 08:00:00");
         assert_eq!(iso(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(compact(1_700_000_000), "20231114T221320Z");
+        assert_eq!(compact_millis(1_700_000_000_007), "20231114T221320.007Z");
+        assert_eq!(compact_millis(1_700_000_000_999), "20231114T221320.999Z");
     }
 }

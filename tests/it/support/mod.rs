@@ -154,7 +154,7 @@ pub fn settings(lab: &Lab) -> insta::Settings {
     settings.add_filter(&regex_escape(&lab.dir().display().to_string()), "[lab]");
     settings.add_filter(r"/nix/store/[0-9a-z]{32}-", "/nix/store/[hash]-");
     settings.add_filter(r"/nix/store/[0-9a-z]{8}…-", "/nix/store/[hash]…-");
-    settings.add_filter(r"\b\d{8}T\d{6}Z-\d+\b", "[id]");
+    settings.add_filter(r"\b\d{8}T\d{6}(\.\d{3})?Z-\d+\b", "[id]");
     // IDs differ in length (process IDs): so does the padding after them in tables.
     settings.add_filter(r"(?m)^ID +TIME", "ID  TIME");
     settings.add_filter(r"\[id\] +\[time\]", "[id]  [time]");
