@@ -111,6 +111,14 @@ pub struct Cpu {
     pub machine: Samples,
 }
 
+impl Cpu {
+    /// One measurement's `(machine, process tree)` CPU seconds per host.
+    pub fn push(&mut self, (machine, tree): (f64, f64)) {
+        self.tree.push(tree);
+        self.machine.push(machine);
+    }
+}
+
 /// The measurements of one sweep point (one number of hosts).
 #[derive(Debug, Clone, Default)]
 pub struct Point {

@@ -284,8 +284,7 @@ impl Bed<'_> {
             return Ok(());
         };
         point.warm.push(m.wall.as_secs_f64());
-        point.cpu_warm.tree.push(tree);
-        point.cpu_warm.machine.push(machine);
+        point.cpu_warm.push((machine, tree));
         say(&format!(
             "  hbdeploy warm: {:.2}s, CPU/host {tree:.2}s (machine {machine:.2}s){}",
             m.wall.as_secs_f64(),
@@ -319,8 +318,7 @@ impl Bed<'_> {
             return Ok(());
         };
         point.logins_floor.push(m.wall.as_secs_f64());
-        point.cpu_logins_floor.tree.push(tree);
-        point.cpu_logins_floor.machine.push(machine);
+        point.cpu_logins_floor.push((machine, tree));
         point.logins_of_floor.push(count);
         say(&format!(
             "  plain logins to every host at once (warm floor): {:.2}s, CPU/host {tree:.2}s \
@@ -384,15 +382,11 @@ impl Bed<'_> {
             ),
         };
         samples.push(m.wall.as_secs_f64());
-        cpu.tree.push(tree);
-        cpu.machine.push(machine);
-        let rss_text = m
-            .peak_rss_kib
-            .map(|kib| format!(", peak RSS {:.1} MiB", kib as f64 / 1024.0))
-            .unwrap_or_default();
+        cpu.push((machine, tree));
         say(&format!(
-            "  deployment alone, {label}: {:.2}s, CPU/host {tree:.2}s (machine {machine:.2}s){rss_text}",
-            m.wall.as_secs_f64()
+            "  deployment alone, {label}: {:.2}s, CPU/host {tree:.2}s (machine {machine:.2}s){}",
+            m.wall.as_secs_f64(),
+            rss_text(&m)
         ));
         match contender {
             Contender::Hbdeploy => {

@@ -282,12 +282,16 @@ mod tests {
         }
     }
 
-    fn verdict(targets: &[Target], start: &str) -> Option<bool> {
+    /// The target whose name starts with `start`.
+    fn target<'a>(targets: &'a [Target], start: &str) -> &'a Target {
         targets
             .iter()
             .find(|t| t.name.starts_with(start))
             .unwrap_or_else(|| panic!("no target {start}: {targets:?}"))
-            .met
+    }
+
+    fn verdict(targets: &[Target], start: &str) -> Option<bool> {
+        target(targets, start).met
     }
 
     #[test]
@@ -301,10 +305,7 @@ mod tests {
             point(HostKind::Systemd, 20, 4.0, 5.0),
         ];
         let t = targets(&points, 2);
-        let twenty = t
-            .iter()
-            .find(|t| t.name.starts_with("namespace, 20 hosts, deployment"))
-            .expect("20 hosts");
+        let twenty = target(&t, "namespace, 20 hosts, deployment");
         assert_eq!(twenty.met, Some(false));
         assert_eq!(
             twenty.detail,
@@ -313,10 +314,7 @@ mod tests {
         assert_eq!(verdict(&t, "namespace, 3 hosts"), Some(true));
         assert_eq!(verdict(&t, "namespace, deployment alone: CPU"), Some(true));
         assert_eq!(verdict(&t, "namespace, 20 hosts, warm"), Some(true));
-        let warm = t
-            .iter()
-            .find(|t| t.name.starts_with("namespace, 20 hosts, warm"))
-            .expect("warm");
+        let warm = target(&t, "namespace, 20 hosts, warm");
         assert_eq!(
             warm.detail,
             "1.00s vs 0.70s: +0.30s; floor: plain logins to every host at once 0.40s \
@@ -349,10 +347,7 @@ mod tests {
             ..point(sd, 20, 5.0, 5.0)
         };
         let t = targets(std::slice::from_ref(&slow), 2);
-        let warm = t
-            .iter()
-            .find(|t| t.name.starts_with("systemd, 20 hosts, warm"))
-            .expect("warm");
+        let warm = target(&t, "systemd, 20 hosts, warm");
         assert_eq!(warm.met, Some(false));
         assert_eq!(
             warm.detail,
@@ -367,10 +362,7 @@ mod tests {
             ..slow
         };
         let t = targets(&[old], 2);
-        let warm = t
-            .iter()
-            .find(|t| t.name.starts_with("systemd, 20 hosts, warm"))
-            .expect("warm");
+        let warm = target(&t, "systemd, 20 hosts, warm");
         assert_eq!(warm.met, Some(false));
         assert!(
             warm.detail.ends_with("; login floor not measured"),
