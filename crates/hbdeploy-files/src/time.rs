@@ -41,10 +41,7 @@ pub fn now_millis() -> u64 {
 
 /// Seconds since the Unix epoch, now.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    now_millis() / 1000
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).

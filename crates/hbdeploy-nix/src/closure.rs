@@ -147,21 +147,16 @@ pub fn closures_from_graph(
         let mut quoted = line.split('"').skip(1).step_by(2);
         let first = quoted.next()?;
         let first = StorePath::new(format!("{STORE_DIR}/{first}")).ok()?;
-        match line.split_once("\" -> \"") {
-            Some(_) => {
-                let referrer = quoted.next()?;
-                let referrer = StorePath::new(format!("{STORE_DIR}/{referrer}")).ok()?;
-                references
-                    .entry(referrer.clone())
-                    .or_default()
-                    .push(first.clone());
-                nodes.insert(first);
-                nodes.insert(referrer);
-            }
-            None => {
-                nodes.insert(first);
-            }
+        if line.contains("\" -> \"") {
+            let referrer = quoted.next()?;
+            let referrer = StorePath::new(format!("{STORE_DIR}/{referrer}")).ok()?;
+            references
+                .entry(referrer.clone())
+                .or_default()
+                .push(first.clone());
+            nodes.insert(referrer);
         }
+        nodes.insert(first);
     }
     let mut closures = BTreeMap::new();
     for root in roots {
