@@ -131,32 +131,10 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     let mut parents = vec![pid];
     while let Some(parent) = parents.pop() {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            break;
-        };
-        for entry in entries.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-                continue;
-            };
-            // `PID (NAME) STATE PPID ...`; NAME may hold spaces, so read from the last `)`.
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let ppid = stat[close + 1..]
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(parent) {
-                found.push((child, stat[open + 1..close].to_owned()));
-                parents.push(child);
-            }
+        for child in hbdeploy_lab::children(parent) {
+            let name = std::fs::read_to_string(format!("/proc/{child}/comm")).unwrap_or_default();
+            found.push((child, name.trim_end().to_owned()));
+            parents.push(child);
         }
     }
     found.sort();

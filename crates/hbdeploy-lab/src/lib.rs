@@ -47,6 +47,7 @@ pub use flake::{Activation, Buildability, Disko, Evaluation, HOST_STATE, SystemS
 pub use host::{HostKind, LabHost};
 pub use inside::{INSIDE_PATH, Inside, user_home};
 pub use installer::Medium;
+pub use process::children;
 pub use run::{Run, finish, hbdeploy};
 pub use systemd::faults::BootFault;
 pub use terminal::hbdeploy_on_a_terminal;
