@@ -44,6 +44,7 @@ mod history;
 mod hostcert;
 mod install;
 mod install_steps;
+mod job_follow;
 mod lab_inside;
 mod local;
 mod local_lab;

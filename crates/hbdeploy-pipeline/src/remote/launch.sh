@@ -2,7 +2,7 @@
 # Starts one job of a deployment detached from this SSH session, so that a lost connection or a
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
 # systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh, which
-# keeps the job's output in DIR/JOB.log (capped) and tells its end at once. With FOLLOW=1 the
+# keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1 the
 # log is streamed here until the job ends, then how it ended, from the files the job wrote:
 # `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`, `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK`
 # (nothing if the job ended without saying). FOLLOW=2 starts nothing: it follows the job
@@ -11,8 +11,9 @@
 set -u
 dir=$1 job=$2 systemd=$3 follow=$4 script=$5
 shift 5
-log="$dir/$job.log"
+log="$dir/logs/$job.log"
 if [ "$follow" != 2 ]; then
+  [ -d "$dir/logs" ] || mkdir "$dir/logs" || exit 1
   started="$dir/$job.started"
   rm -f "$dir/$job.pid" "$dir/$job.live" "$dir/$job.end" "$dir/$job.generation" "$log.1" \
     "$started"
@@ -52,7 +53,10 @@ if [ -z "$live" ]; then
   echo "hbdeploy-launch-failed:no $job job in $dir"
   exit 0
 fi
-# By name (-F): the log is replaced when it reaches its cap. Following again (FOLLOW=2, after a
+# By name (-F): the log is replaced when it reaches its cap. So `tail` also watches the log's
+# directory, which holds nothing but logs: an event of another file there, read together with
+# the log's last change, could end `tail --pid` before it reads that change (coreutils goes
+# back to check a dead writer before it handles the events it has read). Following again (FOLLOW=2, after a
 # lost connection) shows the log's last lines, then what follows. run.sh changes the log's time
 # once the job's process has ended, which ends `tail` at once; its own look every second only
 # matters for a job that was killed.

@@ -91,8 +91,8 @@ for dir in "$run"/*/; do
     fi
   done
   [ "$busy" = 0 ] || continue
-  if [ -s "$dir/activate.log" ]; then
-    mv -f "$dir/activate.log" "$run/last-activation.log"
+  if [ -s "$dir/logs/activate.log" ]; then
+    mv -f "$dir/logs/activate.log" "$run/last-activation.log"
   fi
   rm -rf "$dir"
 done
