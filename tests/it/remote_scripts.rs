@@ -45,12 +45,12 @@ impl Drop for DeploymentDir {
     }
 }
 
-/// Runs `decide.sh DIR 0 [JOB]` (not on systemd) and returns what it printed.
+/// Runs `decide.sh DIR [JOB]` and returns what it printed.
 fn decide(dir: &Path, job: Option<&str>) -> String {
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hbdeploy-pipeline/src/remote/decide.sh");
     let mut command = Command::new("sh");
-    command.arg(&script).arg(dir).arg("0");
+    command.arg(&script).arg(dir);
     command.args(job);
     let out = command.output().expect("sh runs");
     assert!(
@@ -141,45 +141,102 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     found
 }
 
-/// Starts `watchdog.sh DIR watchdog CONFIRM ACTIVATION restore PATH switch 1` in a process
-/// group of its own (as `run.sh` is on a host), its pid in `DIR/watchdog.pid` for `decide.sh`.
-fn start_watchdog(dir: &DeploymentDir, confirm: u32, activation: u32) -> std::process::Child {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/hbdeploy-pipeline/src/remote/watchdog.sh");
+/// The path of one of the remote protocol's scripts.
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/hbdeploy-pipeline/src/remote")
+        .join(name)
+}
+
+/// Starts `watchdog.sh DIR watchdog CONFIRM ACTIVATION restore PATH switch 1 activate
+/// stand-in.sh` in a process group of its own (as `run.sh` is on a host), its pid in
+/// `DIR/watchdog.pid` for `decide.sh`. The activation it starts is a stand-in that sleeps (run by
+/// the real `run.sh`, with the real `stop.sh` beside it); returns the watchdog and the
+/// activation's pid, once it runs.
+fn start_watchdog(
+    dir: &DeploymentDir,
+    confirm: u32,
+    activation: u32,
+) -> (std::process::Child, u32) {
+    for name in ["run.sh", "stop.sh"] {
+        std::fs::copy(script(name), dir.path().join(name)).expect("copy the job scripts");
+    }
+    dir.write("stand-in.sh", "sleep 30\n");
     let child = Command::new("sh")
-        .arg(&script)
+        .arg(script("watchdog.sh"))
         .arg(dir.path())
         .arg("watchdog")
         .arg(confirm.to_string())
         .arg(activation.to_string())
         .args(["restore", "/nix/store/none", "switch", "1"])
+        .args(["activate", "stand-in.sh"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .process_group(0)
         .spawn()
         .expect("sh starts");
     dir.write("watchdog.pid", &format!("{}\n", child.id()));
-    child
+    let pid_file = dir.path().join("activate.pid");
+    let started = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the watchdog did not start the activation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (child, pid)
 }
 
-/// A stand-in activation (a `sleep`), its pid in `DIR/activate.pid` as `run.sh` writes it.
-fn start_activation(dir: &DeploymentDir) -> std::process::Child {
-    let activation = Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .expect("sleep starts");
-    dir.write("activate.pid", &format!("{}\n", activation.id()));
-    activation
+/// Whether the process `pid` still runs (a zombie has ended).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 #[test]
-fn the_watchdog_waits_for_the_activation_without_starting_process_after_process() {
+fn the_watchdog_arms_then_starts_the_activation_and_waits_without_starting_process_after_process() {
     let dir = DeploymentDir::new("watchdog-wait");
-    let mut activation = start_activation(&dir);
-    let mut watchdog = start_watchdog(&dir, 30, 60);
+    let (mut watchdog, activation) = start_watchdog(&dir, 30, 60);
 
-    // Whatever the watchdog waits with, it is one and the same process the whole time: a loop
-    // that starts a `sleep` (or anything else) again and again shows new pids.
+    // Armed first: the record was on disk before the activation started, and says how to
+    // restore.
+    let name = dir.path().file_name().expect("name").to_string_lossy();
+    let record = std::fs::read_to_string(format!("/nix/var/hbdeploy/pending-{name}"))
+        .expect("the watchdog's record");
+    assert_eq!(
+        record.lines().nth(1),
+        Some("restore /nix/store/none switch 1"),
+        "{record}"
+    );
+    // The activation runs in a session of its own (stop.sh stops it by its process group).
+    let stat = std::fs::read_to_string(format!("/proc/{activation}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("stat")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        fields[2],
+        activation.to_string(),
+        "its own process group: {stat}"
+    );
+
+    // Whatever the watchdog waits with, it is one and the same set of processes the whole time:
+    // a loop that starts a `sleep` (or anything else) again and again shows new pids.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let first = descendants(watchdog.id());
     for _ in 0..6 {
@@ -191,15 +248,20 @@ fn the_watchdog_waits_for_the_activation_without_starting_process_after_process(
         );
     }
     assert!(
-        first.iter().any(|(_, name)| name == "tail"),
-        "the watchdog does not wait on the activation's process: {first:?}"
+        first.iter().any(|(pid, _)| *pid == activation),
+        "the activation is not the watchdog's child: {first:?}"
     );
 
     // The activation ends: the confirmation window opens (the watchdog waits, undecided), and
     // the deployer's confirmation ends it.
-    activation.kill().expect("stop the activation");
-    activation.wait().expect("the activation ends");
+    let killed = Command::new("kill")
+        .arg("--")
+        .arg(format!("-{activation}"))
+        .status()
+        .expect("kill runs");
+    assert!(killed.success(), "stop the activation");
     std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(!alive(activation), "the activation was not reaped");
     assert!(
         !dir.path().join("decided").exists(),
         "the watchdog decided within its window"
@@ -219,13 +281,10 @@ fn the_watchdog_waits_for_the_activation_without_starting_process_after_process(
 #[test]
 fn the_watchdog_takes_over_an_activation_still_running_at_its_limit() {
     let dir = DeploymentDir::new("watchdog-limit");
-    let mut activation = start_activation(&dir);
     let started = std::time::Instant::now();
-    let watchdog = start_watchdog(&dir, 30, 1);
+    let (watchdog, activation) = start_watchdog(&dir, 30, 1);
     let out = watchdog.wait_with_output().expect("the watchdog ends");
     let waited = started.elapsed();
-    let _ = activation.kill();
-    let _ = activation.wait();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("the activation did not finish within 1s"),
@@ -235,9 +294,56 @@ fn the_watchdog_takes_over_an_activation_still_running_at_its_limit() {
         dir.path().join("decided").is_dir(),
         "the watchdog did not decide"
     );
+    // It stopped the activation before restoring.
+    assert!(said.contains("stopping the activate job"), "{said}");
+    assert!(!alive(activation), "the hung activation still runs");
     // Not the confirmation window (30 s): the activation's limit of 1 s.
     assert!(
         waited < std::time::Duration::from_secs(10),
         "the watchdog took {waited:?} to act on a 1 s limit"
+    );
+}
+
+#[test]
+fn a_watchdog_that_cannot_arm_starts_nothing_and_says_why() {
+    let dir = DeploymentDir::new("watchdog-refuse");
+    for name in ["run.sh", "stop.sh"] {
+        std::fs::copy(script(name), dir.path().join(name)).expect("copy the job scripts");
+    }
+    dir.write("stand-in.sh", "touch ran\n");
+    // The pipe launch.sh follows, and a directory where the record is written first: it cannot
+    // be written.
+    let pipe = dir.path().join("activate.started");
+    let made = Command::new("mkfifo").arg(&pipe).status().expect("mkfifo");
+    assert!(made.success());
+    let name = dir.path().file_name().expect("name").to_string_lossy();
+    let record = PathBuf::from(format!("/nix/var/hbdeploy/pending-{name}"));
+    let blocked = PathBuf::from(format!("{}.new", record.display()));
+    std::fs::create_dir_all(blocked.join("in-the-way")).expect("block the record");
+    // Read-write, as launch.sh opens it: the watchdog's write never waits.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&pipe)
+        .expect("open the pipe");
+    let out = Command::new("sh")
+        .arg(script("watchdog.sh"))
+        .arg(dir.path())
+        .arg("watchdog")
+        .args(["30", "60", "restore", "/nix/store/none", "switch", "-"])
+        .args(["activate", "stand-in.sh"])
+        .output()
+        .expect("sh runs");
+    let _ = std::fs::remove_dir_all(&blocked);
+    assert!(!out.status.success(), "the watchdog went on");
+    assert!(!record.exists(), "a record was written");
+    let mut said = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(reader), &mut said)
+        .expect("read the pipe");
+    assert_eq!(said, format!("failed:cannot write {}\n", record.display()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !dir.path().join("ran").exists() && !dir.path().join("activate.pid").exists(),
+        "the activation started"
     );
 }

@@ -380,7 +380,8 @@ enum Answer {
     Hang(Vec<String>),
 }
 
-/// `prepare.sh PATH DIR N (NAME CONTENT)×N W [watchdog launch: W words] [job launch]`.
+/// `prepare.sh PATH DIR N (NAME CONTENT)×N JOB-LAUNCH...`: the job launch is the watchdog's
+/// (`FOLLOW` 3: it arms, then starts the job) or the job's own.
 fn prepare(world: &mut World, args: &[String]) -> Answer {
     let (Some(dir), Some(files)) = (
         args.get(1),
@@ -388,37 +389,48 @@ fn prepare(world: &mut World, args: &[String]) -> Answer {
     ) else {
         return Answer::Now(2, vec!["bad arguments".to_owned()]);
     };
-    let rest = &args[(3 + 2 * files).min(args.len())..];
-    let Some((watchdog, rest)) = rest
-        .split_first()
-        .and_then(|(w, rest)| Some((w.parse::<usize>().ok()?, rest)))
-        .filter(|(w, rest)| *w <= rest.len())
-    else {
-        return Answer::Now(2, vec!["bad arguments".to_owned()]);
-    };
-    let (watchdog, job) = rest.split_at(watchdog);
+    let launch_args = &args[(3 + 2 * files).min(args.len())..];
     let mut deployment = Deployment::default();
     let mut lines = vec!["nixos".to_owned()];
-    // DIR watchdog SYSTEMD FOLLOW watchdog.sh CONFIRM ACTIVATION RESTORE...
-    if let [_, name, _, _, _, confirm, activation, restore @ ..] = watchdog
-        && name == "watchdog"
-    {
-        let secs = |s: &String| Duration::from_secs(s.parse().unwrap_or(1));
-        deployment.armed = Some(Armed {
-            armed_at: Instant::now(),
-            confirm: secs(confirm),
-            activation: secs(activation),
-            restore: restore.to_vec(),
-        });
-        world.log.push("armed".to_owned());
-        lines.push("hbdeploy-launched".to_owned());
-    }
+    // DIR JOB SYSTEMD 3 watchdog.sh CONFIRM ACTIVATION OP PATH GOAL NUMBER|- JOB SCRIPT ARGS...
+    let job = match launch_args {
+        [
+            dir,
+            _,
+            systemd,
+            follow,
+            _,
+            confirm,
+            activation,
+            op,
+            path,
+            goal,
+            number,
+            job,
+            script,
+            change @ ..,
+        ] if follow == "3" => {
+            let secs = |s: &String| Duration::from_secs(s.parse().unwrap_or(1));
+            let mut restore = vec![op.clone(), path.clone(), goal.clone()];
+            restore.extend((number != "-").then(|| number.clone()));
+            deployment.armed = Some(Armed {
+                armed_at: Instant::now(),
+                confirm: secs(confirm),
+                activation: secs(activation),
+                restore,
+            });
+            world.log.push("armed".to_owned());
+            lines.push("hbdeploy-launched".to_owned());
+            let mut job_args = vec![dir.clone(), job.clone(), systemd.clone(), "1".to_owned()];
+            job_args.push(script.clone());
+            job_args.extend(change.iter().cloned());
+            job_args
+        }
+        other => other.to_vec(),
+    };
     world.deployments.insert(dir.clone(), deployment);
-    if job.is_empty() {
-        return Answer::Now(0, lines);
-    }
     lines.push("hbdeploy-starting".to_owned());
-    let answer = launch(world, job);
+    let answer = launch(world, &job);
     if world.faults.cut_silently {
         world.faults.cut_silently = false;
         return Answer::Cut(Vec::new());
@@ -478,7 +490,7 @@ fn launch(world: &mut World, args: &[String]) -> Answer {
     Answer::Now(0, lines)
 }
 
-/// `decide.sh DIR SYSTEMD [AFTER]`: claims the decision (no AFTER) or confirms once the
+/// `decide.sh DIR [AFTER]`: claims the decision (no AFTER) or confirms once the
 /// activation ended well; answers what was decided.
 fn decide(world: &mut World, args: &[String]) -> Answer {
     let Some(deployment) = args.first().and_then(|dir| world.deployments.get_mut(dir)) else {
@@ -487,7 +499,7 @@ fn decide(world: &mut World, args: &[String]) -> Answer {
     if let Some(decided) = &deployment.decided {
         return Answer::Now(0, vec![decided.clone()]);
     }
-    let confirming = args.len() > 2;
+    let confirming = args.len() > 1;
     let answer = match (confirming, deployment.activation) {
         (false, _) | (true, Some((Job::Ended(0), _))) => {
             deployment.decided = Some("confirmed".to_owned());

@@ -8,15 +8,16 @@
 # record in /nix/var/hbdeploy (see watchdog.sh) goes. Without JOB the deployer only claims the
 # decision, to restore the host itself; the record stays until that restore is done. `gone`:
 # the deployment's directory was removed (a later deployment settled it).
-# Arguments: DIR SYSTEMD(1|0) [JOB].
+# Arguments: DIR [JOB].
 set -u
-dir=$1 systemd=$2 job=${3:-}
+dir=$1 job=${2:-}
 if [ ! -d "$dir" ]; then
   echo gone
   exit 0
 fi
 if [ -n "$job" ] && [ ! -e "$dir/decided" ]; then
-  end=$(cat "$dir/$job.end" 2>/dev/null)
+  end=
+  { read -r end <"$dir/$job.end"; } 2>/dev/null
   case "$end" in
     0) ;;
     '')
@@ -30,17 +31,18 @@ if [ -n "$job" ] && [ ! -e "$dir/decided" ]; then
   esac
 fi
 if mkdir "$dir/decided" 2>/dev/null; then
-  # Once `decided` exists the watchdog never acts: its unit's stop is not waited for.
-  if [ "$systemd" = 1 ]; then
-    systemctl stop --no-block "hbdeploy-watchdog-${dir##*/}.service" 2>/dev/null
-  fi
-  pid=$(cat "$dir/watchdog.pid" 2>/dev/null)
+  # Once `decided` exists the watchdog never acts. Its process group goes: run.sh leads it, as
+  # the main process of its unit where the host runs systemd, whose end ends the unit.
+  pid=
+  { read -r pid <"$dir/watchdog.pid"; } 2>/dev/null
   [ -z "$pid" ] || kill -- "-$pid" 2>/dev/null
   if [ -n "$job" ]; then
     echo confirmed >"$dir/result"
     rm -f "/nix/var/hbdeploy/pending-${dir##*/}"
   fi
   echo confirmed
+elif { read -r result <"$dir/result"; } 2>/dev/null; then
+  echo "$result"
 else
-  cat "$dir/result" 2>/dev/null || echo restoring
+  echo restoring
 fi

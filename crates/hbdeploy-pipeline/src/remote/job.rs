@@ -120,9 +120,10 @@ pub(crate) struct JobOutcome {
     pub tail: Vec<String>,
 }
 
-/// Magic rollback's watchdog, as armed by [`Deployment::start`]: unless the deployer decides
-/// first, it applies `restore` once `confirm` has passed since the activation ended, or once
-/// `activation` has passed since arming with the activation still running (stopped first).
+/// Magic rollback's watchdog, as armed by [`Deployment::start`]: it starts the activation once
+/// armed, and unless the deployer decides first, it applies `restore` once `confirm` has passed
+/// since the activation ended, or once `activation` has passed since arming with the activation
+/// still running (stopped first).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Arm<'a> {
     pub confirm: Duration,
@@ -131,13 +132,18 @@ pub(crate) struct Arm<'a> {
 }
 
 impl Arm<'_> {
-    /// `watchdog.sh`'s arguments after DIR and JOB.
+    /// `watchdog.sh`'s arguments after DIR and JOB, up to the job it starts: CONFIRM ACTIVATION
+    /// and the restore as `switch.sh` takes it, its NUMBER always there (`-` for none).
     fn args(&self) -> Vec<String> {
         let mut args = vec![
             self.confirm.as_secs().max(1).to_string(),
             self.activation.as_secs().max(1).to_string(),
         ];
-        args.extend(self.restore.args());
+        let mut restore = self.restore.args();
+        if restore.len() == 3 {
+            restore.push("-".to_owned());
+        }
+        args.extend(restore);
         args
     }
 }
@@ -145,10 +151,10 @@ impl Arm<'_> {
 /// Whether `launch.sh` follows a job's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Follow {
-    /// Starts the job and returns.
-    No,
     /// Starts the job and follows it to its end.
     Yes,
+    /// Starts magic rollback's watchdog, which starts the job once armed; follows the job.
+    Watched,
     /// Follows a job started earlier.
     Only,
 }
@@ -173,8 +179,9 @@ impl Progress {
     }
 }
 
-/// What `prepare.sh` printed before the job it starts: `nixos`, `not-nixos` or `missing`, the
-/// watchdog's launch (`hbdeploy-launched`, else why not), then `hbdeploy-starting`.
+/// What `prepare.sh` printed before the job it starts: `nixos`, `not-nixos` or `missing`, where
+/// the watchdog starts the job `hbdeploy-launched` once it is armed (else why not), then
+/// `hbdeploy-starting`.
 #[derive(Debug)]
 struct Preamble<'p> {
     /// Noted when the watchdog is armed.
@@ -292,8 +299,8 @@ impl Deployment {
     /// end: refuses the change's path unless it is a NixOS system in the host's store, writes
     /// the job scripts and the change that puts the host back as it is now (`restore`; `None`:
     /// nothing to go back to), which settling applies if it has to stop this deployment's job,
-    /// with `arm` starts the watchdog (noted when it is armed, and its time kept in
-    /// `progress`), then launches the job and streams its output (without hbdeploy's markers).
+    /// launches the job (with `arm`, the watchdog does once it is armed: noted, and its time
+    /// kept in `progress`) and streams its output (without hbdeploy's markers).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn start(
         &self,
@@ -324,13 +331,18 @@ impl Deployment {
             args.push(name);
             args.push(content);
         }
-        let watchdog = arm
-            .as_ref()
-            .map(|arm| self.launch_args("watchdog", Follow::No, Script::Watchdog, &arm.args()))
-            .unwrap_or_default();
-        args.push(watchdog.len().to_string());
-        args.extend(watchdog);
-        args.extend(self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args()));
+        args.extend(match &arm {
+            // The watchdog starts the job once armed: `watchdog.sh`'s arguments end with the
+            // job's, as `run.sh` takes them.
+            Some(arm) => {
+                let mut watched = arm.args();
+                watched.push(kind.name().to_owned());
+                watched.push(Script::Switch.file().to_owned());
+                watched.extend(change.args());
+                self.launch_args(kind.name(), Follow::Watched, Script::Watchdog, &watched)
+            }
+            None => self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args()),
+        });
         let command = Script::Prepare.command(&args);
         let armed_note = arm.as_ref().map(|arm| {
             format!(
@@ -393,9 +405,9 @@ impl Deployment {
             job.to_owned(),
             if self.systemd { "1" } else { "0" }.to_owned(),
             match follow {
-                Follow::No => "0",
                 Follow::Yes => "1",
                 Follow::Only => "2",
+                Follow::Watched => "3",
             }
             .to_owned(),
             script.file().to_owned(),
@@ -547,16 +559,12 @@ impl Deployment {
     }
 
     fn decide_command(&self) -> String {
-        Script::Decide.command(&[self.dir.as_str(), if self.systemd { "1" } else { "0" }])
+        Script::Decide.command(&[self.dir.as_str()])
     }
 
     /// `decide.sh`'s command line that confirms only once the job `after` ended with success.
     fn confirm_command(&self, after: JobKind) -> String {
-        Script::Decide.command(&[
-            self.dir.as_str(),
-            if self.systemd { "1" } else { "0" },
-            after.name(),
-        ])
+        Script::Decide.command(&[self.dir.as_str(), after.name()])
     }
 }
 
@@ -579,10 +587,15 @@ mod tests {
             assert!(unit_safe(&arg), "{arg}");
         }
         assert!(!unit_safe("${cur#system-}") && !unit_safe("100%"));
-        let launch = deployment.launch("watchdog", Follow::No, Script::Watchdog, &change.args());
+        let arm = Arm {
+            confirm: Duration::from_secs(30),
+            activation: Duration::from_secs(600),
+            restore: &change,
+        };
+        let launch = deployment.launch("activate", Follow::Watched, Script::Watchdog, &arm.args());
         assert!(
             launch.ends_with(&format!(
-                " hbdeploy /run/hbdeploy/0123abcd0123abcd watchdog 1 0 watchdog.sh restore {A} switch 4"
+                " hbdeploy /run/hbdeploy/0123abcd0123abcd activate 1 3 watchdog.sh 30 600 restore {A} switch 4"
             )),
             "{launch}"
         );

@@ -3,11 +3,14 @@
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
 # systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh, which
 # keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1 the
-# log is streamed here until the job ends, then how it ended, from the files the job wrote:
+# job is started and its log is streamed here until the job ends, then how it ended, from the files the job wrote:
 # `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`, `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK`
 # (nothing if the job ended without saying). FOLLOW=2 starts nothing: it follows the job
-# already started, e.g. after the connection that started it was lost.
-# Arguments: DIR JOB SYSTEMD(1|0) FOLLOW(0|1|2) SCRIPT ARG... (no `$` or `%` in any of them).
+# already started, e.g. after the connection that started it was lost. FOLLOW=3 starts
+# magic rollback's watchdog instead (the unit `hbdeploy-watchdog-TOKEN`; SCRIPT ARG... are
+# watchdog.sh's, ending with JOB's own), which arms itself and then starts JOB: once JOB runs
+# this prints `hbdeploy-launched` and `hbdeploy-starting`, then follows it as FOLLOW=1 does.
+# Arguments: DIR JOB SYSTEMD(1|0) FOLLOW(1|2|3) SCRIPT ARG... (no `$` or `%` in any of them).
 set -u
 dir=$1 job=$2 systemd=$3 follow=$4 script=$5
 shift 5
@@ -15,9 +18,18 @@ log="$dir/logs/$job.log"
 if [ "$follow" != 2 ]; then
   [ -d "$dir/logs" ] || mkdir "$dir/logs" || exit 1
   started="$dir/$job.started"
-  rm -f "$dir/$job.pid" "$dir/$job.live" "$dir/$job.end" "$dir/$job.generation" "$log.1" \
-    "$started"
+  # What an earlier run of this job left (none in a new deployment's directory: no `rm`).
+  old=
+  for file in "$dir/$job.pid" "$dir/$job.live" "$dir/$job.end" "$dir/$job.generation" \
+    "$log.1" "$started"; do
+    if [ -e "$file" ] || [ -L "$file" ]; then old="$old $file"; fi
+  done
+  # shellcheck disable=SC2086 # the deployment's file names hold no spaces
+  [ -z "$old" ] || rm -f $old
   : >"$log"
+  # The job that runs in the unit or session started here: the watchdog, which starts JOB.
+  unit=$job
+  [ "$follow" != 3 ] || unit=watchdog
   # run.sh writes the pid of the job it runs on this pipe once it runs: waited for without
   # looking again and again. Opened read-write here first, so that neither side's open waits
   # for the other and nothing written is lost.
@@ -29,25 +41,31 @@ if [ "$follow" != 2 ]; then
   if [ "$systemd" = 1 ]; then
     # Without --no-block, systemd-run returns once the unit's process runs (exec), and fails
     # if it cannot start it: run.sh then always says it runs.
-    if ! systemd-run --unit="hbdeploy-$job-${dir##*/}" --collect --quiet \
+    if ! systemd-run --unit="hbdeploy-$unit-${dir##*/}" --collect --quiet \
       --service-type=exec -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
       -p StandardInput=null -p StandardOutput=null -p StandardError=null \
-      /bin/sh "$dir/run.sh" "$dir" "$job" "$script" "$@"; then
+      /bin/sh "$dir/run.sh" "$dir" "$unit" "$script" "$@"; then
       echo "hbdeploy-launch-failed:systemd-run"
       exit 0
     fi
   else
-    cd / && (setsid /bin/sh "$dir/run.sh" "$dir" "$job" "$script" "$@" </dev/null >/dev/null \
+    cd / && (setsid /bin/sh "$dir/run.sh" "$dir" "$unit" "$script" "$@" </dev/null >/dev/null \
       2>&1 4<&- &)
   fi
   read -r live <&4
   exec 4<&-
+  case "$live" in
+    '' | *[!0-9]*)
+      echo "hbdeploy-launch-failed:the watchdog did not start the $job job: ${live#failed:}"
+      exit 0
+      ;;
+  esac
+  if [ "$follow" = 3 ]; then
+    echo hbdeploy-launched
+    echo hbdeploy-starting
+  fi
 else
   { read -r live <"$dir/$job.live"; } 2>/dev/null || live=
-fi
-if [ "$follow" = 0 ]; then
-  echo hbdeploy-launched
-  exit 0
 fi
 if [ -z "$live" ]; then
   echo "hbdeploy-launch-failed:no $job job in $dir"
@@ -61,11 +79,12 @@ fi
 # once the job's process has ended, which ends `tail` at once; its own look every second only
 # matters for a job that was killed.
 lines=+1
-[ "$follow" = 1 ] || lines=20
+[ "$follow" != 2 ] || lines=20
 tail -F -s 1 -n "$lines" --pid="$live" "$log" 2>/dev/null
-generation=$(cat "$dir/$job.generation" 2>/dev/null)
+generation='' end=''
+{ read -r generation <"$dir/$job.generation"; } 2>/dev/null
 [ -z "$generation" ] || echo "hbdeploy-generation:$generation"
-end=$(cat "$dir/$job.end" 2>/dev/null)
+{ read -r end <"$dir/$job.end"; } 2>/dev/null
 case "$end" in
   '') ;;
   profile-failed:* | profile-moved:*) echo "hbdeploy-$end" ;;

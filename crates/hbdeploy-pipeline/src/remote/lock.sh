@@ -1,6 +1,6 @@
 #!/bin/sh
 # Takes the host's deployment lock and holds it for as long as the deployer's channel lives:
-# `flock` on fd 9, then `cat` waits for the channel's stdin to close while this shell keeps fd 9.
+# `flock` on fd 9, then `read` waits for the channel's stdin to close while this shell keeps fd 9.
 # When the deployer lets go (or its connection ends), still holding the lock, it removes the
 # directories of settled deployments — nothing of theirs running, and decided or never armed —
 # keeping the last activation's log: the host keeps at most a few MiB of hbdeploy's files however
@@ -28,7 +28,8 @@ else
   # Busy. The holder may have the lock but not its name written yet, or be letting go of it
   # (its name already removed): wait a moment for either.
   n=0
-  holder=$(cat "$info" 2>/dev/null)
+  holder=
+  { read -r holder <"$info"; } 2>/dev/null
   while [ -z "$holder" ] && [ "$n" -lt 20 ]; do
     sleep 0.05
     n=$((n + 1))
@@ -36,7 +37,8 @@ else
       locked=1
       break
     fi
-    holder=$(cat "$info" 2>/dev/null)
+    holder=
+  { read -r holder <"$info"; } 2>/dev/null
   done
   if [ "$locked" = 0 ]; then
     echo "busy $holder"
@@ -45,7 +47,8 @@ else
 fi
 # Written whole and renamed into place, so a deployer that finds the lock busy never reads half
 # of it; removed before the lock is let go, so it never names an earlier holder.
-printf '%s\n' "$1" >"$info.$$" && mv -f "$info.$$" "$info"
+# One short write: a reader finds the name whole, or nothing yet (and waits a moment, above).
+printf '%s\n' "$1" >"$info"
 settle=clear
 for dir in "$run"/*/; do
   dir=${dir%/}
@@ -53,8 +56,10 @@ for dir in "$run"/*/; do
     settle=settle
   fi
   for pidfile in "$dir"/*.pid; do
-    pid=$(cat "$pidfile" 2>/dev/null)
-    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
+    pid=
+    { read -r pid <"$pidfile"; } 2>/dev/null
+    if [ -n "$pid" ] && [ -d "/proc/$pid" ] &&
+      tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
       settle=settle
     fi
   done
@@ -76,7 +81,9 @@ END
   fi
 fi
 printf 'locked\t%s\t%s\n' "$settle" "$state"
-cat >/dev/null
+while read -r _; do :; done
+# Removed together, with one `rm`.
+set -- "$info"
 for dir in "$run"/*/; do
   dir=${dir%/}
   [ -f "$dir/previous" ] || [ -f "$dir/switch.sh" ] || continue
@@ -85,8 +92,10 @@ for dir in "$run"/*/; do
   fi
   busy=0
   for pidfile in "$dir"/*.pid; do
-    pid=$(cat "$pidfile" 2>/dev/null)
-    if [ -n "$pid" ] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
+    pid=
+    { read -r pid <"$pidfile"; } 2>/dev/null
+    if [ -n "$pid" ] && [ -d "/proc/$pid" ] &&
+      tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
       busy=1
     fi
   done
@@ -94,6 +103,6 @@ for dir in "$run"/*/; do
   if [ -s "$dir/logs/activate.log" ]; then
     mv -f "$dir/logs/activate.log" "$run/last-activation.log"
   fi
-  rm -rf "$dir"
+  set -- "$@" "$dir"
 done
-rm -f "$info"
+rm -rf "$@"

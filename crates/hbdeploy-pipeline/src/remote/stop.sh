@@ -1,11 +1,13 @@
 #!/bin/sh
-# Stops a deployment's job if it still runs: its transient unit where the host runs systemd, and
+# Stops a deployment's job if it still runs: its transient unit where the host runs systemd (an
+# activation started by the watchdog runs in the watchdog's unit, and has none of its own), and
 # its process group (the pid run.sh recorded), first with SIGTERM, then SIGKILL. A pid is only
 # acted on while it still runs this deployment's scripts (pids are reused).
 # Arguments: DIR JOB.
 set -u
 dir=$1 job=$2
-pid=$(cat "$dir/$job.pid" 2>/dev/null)
+pid=
+{ read -r pid <"$dir/$job.pid"; } 2>/dev/null
 [ -n "$pid" ] || exit 0
 tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/" || exit 0
 echo "stopping the $job job, still running"

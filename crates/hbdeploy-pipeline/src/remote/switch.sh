@@ -23,17 +23,14 @@ ended() {
 case "$op" in
   set)
     nix-env -p "$profile" --set "$path" || ended "profile-failed:$?" 1
-    readlink "$profile" >"$dir/generation"
-    # The deployment's pending record (if a watchdog guards it) learns it too.
-    record="/nix/var/hbdeploy/pending-${dir##*/}"
-    [ ! -f "$record" ] || readlink "$profile" >>"$record"
     ;;
   generation)
     nix-env -p "$profile" --switch-generation "$number" || ended "profile-failed:$?" 1
     ;;
   restore)
     cur=$(readlink "$profile")
-    made=$(cat "$dir/generation" 2>/dev/null)
+    made=
+    { read -r made <"$dir/generation"; } 2>/dev/null
     if [ "$cur" != "system-$number-link" ] && [ "$cur" != "$made" ]; then
       echo "the system profile has moved since this deployment (it points at $cur): left alone"
       ended "profile-moved:$cur" 3
@@ -51,7 +48,16 @@ case "$op" in
     ended "profile-failed:2" 2
     ;;
 esac
-[ "$op" = keep ] || readlink "$profile" >"$dir/$job.generation"
+if [ "$op" != keep ]; then
+  link=$(readlink "$profile")
+  echo "$link" >"$dir/$job.generation"
+  if [ "$op" = set ]; then
+    echo "$link" >"$dir/generation"
+    # The deployment's pending record (if a watchdog guards it) learns it too.
+    record="/nix/var/hbdeploy/pending-${dir##*/}"
+    [ ! -f "$record" ] || echo "$link" >>"$record"
+  fi
+fi
 "$path/bin/switch-to-configuration" "$goal"
 code=$?
 [ "$op" != restore ] || rm -f "/nix/var/hbdeploy/pending-${dir##*/}"

@@ -1,54 +1,65 @@
 #!/bin/sh
-# Magic rollback's watchdog, armed before the activation starts. The confirmation window opens
-# when the activation has ended (DIR/activate.end written, or its process gone): it then waits
-# CONFIRM seconds for the deployer to decide. An activation still running ACTIVATION seconds
-# after arming has hung: the window never opens. Either way, unless the deployer decided first
-# (whoever creates DIR/decided first decides), it stops the activation if it still runs and
-# restores the previous system with switch.sh (as the job watchdog-restore), and writes the
-# outcome to DIR/result: `rolled-back:unconfirmed`, `rolled-back:activation-timeout`,
-# `profile-moved:LINK` (switch.sh left a profile alone that moved since) or
-# `rollback-failed CODE`.
-# Before anything else it records the deployment as pending on persistent storage
-# (/nix/var/hbdeploy/pending-TOKEN: the boot id, then the restore's arguments), so that a reboot
-# before the deployment is settled is undone by the boot-time restore of hbdeploy's NixOS module;
-# a confirmation or a finished restore removes the record.
-# Arguments: DIR JOB CONFIRM ACTIVATION OP PATH GOAL [NUMBER] (the last four as switch.sh takes
-# them).
+# Magic rollback's watchdog. It arms itself, then starts the activation itself, so that nothing
+# changes the host before it can be undone: first it records the deployment as pending on
+# persistent storage (/nix/var/hbdeploy/pending-TOKEN: the boot id, then the restore's
+# arguments), so that a reboot before the deployment is settled is undone by the boot-time
+# restore of hbdeploy's NixOS module (a confirmation or a finished restore removes the record);
+# then it starts JOB (`run.sh DIR JOB SCRIPT ARG...`, a session of its own: stop.sh stops it by
+# its process group) and tells launch.sh, which follows it, the job's pid on the pipe
+# DIR/JOB.started; a record it cannot write starts nothing, and the pipe says why
+# (`failed:WHY`).
+# The confirmation window opens when the activation has ended (DIR/activate.end written, or its
+# process gone): it then waits CONFIRM seconds for the deployer to decide. An activation still
+# running ACTIVATION seconds after arming has hung: the window never opens. Either way, unless
+# the deployer decided first (whoever creates DIR/decided first decides), it stops the activation
+# if it still runs and restores the previous system with switch.sh (as the job
+# watchdog-restore), and writes the outcome to DIR/result: `rolled-back:unconfirmed`,
+# `rolled-back:activation-timeout`, `profile-moved:LINK` (switch.sh left a profile alone that
+# moved since) or `rollback-failed CODE`.
+# Arguments: DIR JOB CONFIRM ACTIVATION OP PATH GOAL NUMBER|- (the restore, as switch.sh takes
+# it; `-`: no number) START-JOB SCRIPT ARG... (the activation, as run.sh takes it).
 set -u
-dir=$1 confirm=$3 limit=$4
-shift 4
+dir=$1 confirm=$3 limit=$4 op=$5 path=$6 goal=$7 number=$8
+shift 8
+[ "$number" != - ] || number=
 record="/nix/var/hbdeploy/pending-${dir##*/}"
-mkdir -p /nix/var/hbdeploy
-printf '%s\n%s\n' "$(cat /proc/sys/kernel/random/boot_id)" "$*" >"$record.new"
-mv -f "$record.new" "$record"
-trap '' HUP
-reason=unconfirmed
-n=0
-pid=
-# Until the activation runs (its pid is written moments after this is armed), looked for with
-# shell builtins every 0.2 s; an activation that never starts is as good as hung.
-while [ -z "$pid" ]; do
-  # The deployer decided (e.g. it restores a failed activation itself): nothing left to do.
-  [ -e "$dir/decided" ] && exit 0
-  [ -e "$dir/activate.end" ] && break
-  if [ -s "$dir/activate.pid" ]; then
-    read -r pid <"$dir/activate.pid" || pid=
-    [ -n "$pid" ] && break
+started="$dir/$1.started"
+refuse() {
+  if [ -p "$started" ]; then
+    # Opened read-write, which never waits for a reader.
+    exec 3<>"$started"
+    echo "failed:$1" >&3
   fi
-  if [ "$n" -ge $((limit * 5)) ]; then
-    reason=activation-timeout
-    break
-  fi
-  n=$((n + 1))
-  sleep 0.2
-done
-# Then its end is waited for by one process, not looked for again and again: `tail --pid`
-# returns once the activation's process has ended (ended without saying, e.g. killed, the
-# window opens all the same), `timeout` when it is still running at the activation's limit.
-if [ -n "$pid" ] && [ ! -e "$dir/activate.end" ]; then
-  timeout --foreground "$((limit - n / 5))" tail -s 1 --pid="$pid" -f /dev/null >/dev/null 2>&1
-  [ "$?" = 124 ] && reason=activation-timeout
+  exit 1
+}
+boot=
+read -r boot </proc/sys/kernel/random/boot_id || refuse "cannot read the boot id"
+[ -d /nix/var/hbdeploy ] || mkdir -p /nix/var/hbdeploy || refuse "cannot create /nix/var/hbdeploy"
+if ! printf '%s\n%s\n' "$boot" "$op $path $goal${number:+ $number}" >"$record.new" ||
+  ! mv -f "$record.new" "$record"; then
+  refuse "cannot write $record"
 fi
+trap '' HUP
+setsid /bin/sh "$dir/run.sh" "$dir" "$@" </dev/null >/dev/null 2>&1 &
+pid=$!
+# Its end is waited for, not looked for again and again: the job is this shell's child, so
+# `wait` returns once it has ended (ended without saying, e.g. killed, the window opens all the
+# same), or at once when the timer's signal says the activation's limit has passed.
+trap : USR1
+(
+  sleep "$limit" &
+  sleeping=$!
+  # Stopped (the job ended first): its `sleep` goes with it.
+  trap 'kill "$sleeping"; exit 0' TERM
+  wait "$sleeping" && kill -s USR1 "$$"
+) </dev/null >/dev/null 2>&1 &
+timer=$!
+wait "$pid"
+kill "$timer" 2>/dev/null
+# Still running (the timer's signal ended the wait): it has hung. An ended job was reaped by
+# `wait`, so its pid is no longer there.
+reason=unconfirmed
+kill -0 "$pid" 2>/dev/null && reason=activation-timeout
 [ -e "$dir/decided" ] && exit 0
 if [ "$reason" = unconfirmed ]; then
   sleep "$confirm"
@@ -62,8 +73,9 @@ fi
 # An activation still running would go on changing the system the restore puts back, and leave
 # the host half on either.
 /bin/sh "$dir/stop.sh" "$dir" activate
-/bin/sh "$dir/run.sh" "$dir" watchdog-restore switch.sh "$@"
-end=$(cat "$dir/watchdog-restore.end" 2>/dev/null)
+/bin/sh "$dir/run.sh" "$dir" watchdog-restore switch.sh "$op" "$path" "$goal" ${number:+"$number"}
+end=
+{ read -r end <"$dir/watchdog-restore.end"; } 2>/dev/null
 case "$end" in
   0) echo "rolled-back:$reason" >"$dir/result.new" ;;
   profile-moved:*) echo "$end" >"$dir/result.new" ;;
