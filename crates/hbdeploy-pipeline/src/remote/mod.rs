@@ -150,7 +150,8 @@ impl Script {
     /// How long the host lets this script run before it stops it, with its children: a little
     /// less than the deployer waits for a step ([`STEP_LIMIT`]), so nothing of a step the
     /// deployer gave up on is left running. `None` for the lock (held for the whole change), a
-    /// launch (it follows a job), settling, a build and a health check (their own bounds).
+    /// launch and the round trip that starts one (they follow a job, bounded by
+    /// `activation-timeout`), settling, a build and a health check (their own bounds).
     fn host_limit(self) -> Option<Duration> {
         match self {
             Script::State
@@ -162,11 +163,11 @@ impl Script {
             | Script::Closure
             | Script::DryActivate
             | Script::InstallProbe
-            | Script::Prepare
             | Script::Reboot
             | Script::Secret
             | Script::SecretState => Some(STEP_LIMIT - Duration::from_secs(10)),
             Script::Lock
+            | Script::Prepare
             | Script::Launch
             | Script::Run
             | Script::Switch
@@ -499,6 +500,16 @@ mod tests {
             };
             assert!(command.starts_with(start), "{command}");
             assert!(command.ends_with(r" hbdeploy 'a b' 'it'\''s'"), "{command}");
+        }
+    }
+
+    /// A command that follows a job runs as long as the job may (`activation-timeout`, 300 s by
+    /// default): a host limit would cut the deployer off from an activation still running.
+    #[test]
+    fn what_follows_a_job_has_no_host_limit() {
+        for script in [Script::Prepare, Script::Launch] {
+            assert_eq!(script.host_limit(), None, "{}", script.file());
+            assert!(script.command(&["x"]).starts_with("sh -c "));
         }
     }
 

@@ -16,7 +16,7 @@ if [ ! -x "$path/bin/switch-to-configuration" ]; then
 fi
 echo nixos
 umask 077
-mkdir -p "$dir" || exit 1
+mkdir -p "$dir/logs" || exit 1
 while [ "$count" -gt 0 ]; do
   printf '%s' "$2" >"$dir/$1" || exit 1
   shift 2
