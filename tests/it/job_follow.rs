@@ -1,34 +1,10 @@
 //! Following a job's log (`launch.sh`, `run.sh`) with `sh` on this machine, no lab: the job's
 //! output reaches the follower whole.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// The path of one of the remote protocol's scripts.
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/hbdeploy-pipeline/src/remote")
-        .join(name)
-}
-
-/// A deployment directory of the test's own, removed when dropped.
-struct DeploymentDir(PathBuf);
-
-impl DeploymentDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.0.join(name), text).expect("write");
-    }
-}
-
-impl Drop for DeploymentDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::support::scripts::{DeploymentDir, script};
 
 /// A job that writes files of its own into the deployment's directory while it is followed
 /// (switch.sh writes the generation it made) still has every line of its output shown: `tail
@@ -49,11 +25,7 @@ fn a_followed_job_shows_all_its_output_whatever_it_writes_beside_its_log() {
             std::thread::spawn(move || {
                 let mut lost = 0;
                 for i in 0..20 {
-                    let dir = DeploymentDir(base.join(format!(
-                        "hbdeploy-it-follow-{}-{follower}-{i}",
-                        std::process::id()
-                    )));
-                    std::fs::create_dir_all(dir.path()).expect("create");
+                    let dir = DeploymentDir::new_in(&base, &format!("follow-{follower}-{i}"));
                     for name in ["run.sh", "launch.sh"] {
                         std::fs::copy(script(name), dir.path().join(name)).expect("copy");
                     }

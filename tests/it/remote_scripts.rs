@@ -8,49 +8,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A deployment directory of the test's own, removed when dropped. Its name is unique, so the
-/// `pending-NAME` record that `decide.sh` drops after a confirmation is none that exists.
-struct DeploymentDir(PathBuf);
-
-impl DeploymentDir {
-    fn new(test: &str) -> DeploymentDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("hbdeploy-it-{test}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the deployment directory");
-        DeploymentDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.0.join(name), text).expect("write");
-    }
-}
-
-impl Drop for DeploymentDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        // The record a watchdog of the test's own wrote, named after the directory, even when
-        // the test failed.
-        if let Some(name) = self.0.file_name() {
-            let record = format!("/nix/var/hbdeploy/pending-{}", name.to_string_lossy());
-            let _ = std::fs::remove_file(record);
-        }
-    }
-}
+use crate::support::scripts::{DeploymentDir, script};
 
 /// Runs `decide.sh DIR [JOB]` and returns what it printed.
 fn decide(dir: &Path, job: Option<&str>) -> String {
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/hbdeploy-pipeline/src/remote/decide.sh");
     let mut command = Command::new("sh");
-    command.arg(&script).arg(dir);
+    command.arg(script("decide.sh")).arg(dir);
     command.args(job);
     let out = command.output().expect("sh runs");
     assert!(
@@ -139,13 +102,6 @@ fn descendants(pid: u32) -> Vec<(u32, String)> {
     }
     found.sort();
     found
-}
-
-/// The path of one of the remote protocol's scripts.
-fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/hbdeploy-pipeline/src/remote")
-        .join(name)
 }
 
 /// Starts `watchdog.sh DIR watchdog CONFIRM ACTIVATION restore PATH switch 1 activate

@@ -7,6 +7,7 @@ use std::path::Path;
 
 pub mod install;
 pub mod lab;
+pub mod scripts;
 pub mod trust;
 
 use hbdeploy_lab::{Lab, LabHost, Run};
