@@ -117,7 +117,11 @@ fn start_watchdog(
     for name in ["run.sh", "stop.sh"] {
         std::fs::copy(script(name), dir.path().join(name)).expect("copy the job scripts");
     }
-    dir.write("stand-in.sh", "sleep 30\n");
+    // It notes whether the watchdog's record was there when it started.
+    dir.write(
+        "stand-in.sh",
+        "[ -f \"/nix/var/hbdeploy/pending-${1##*/}\" ] && : >\"$1/saw-the-record\"\nsleep 30\n",
+    );
     let child = Command::new("sh")
         .arg(script("watchdog.sh"))
         .arg(dir.path())
@@ -169,6 +173,15 @@ fn the_watchdog_arms_then_starts_the_activation_and_waits_without_starting_proce
 
     // Armed first: the record was on disk before the activation started, and says how to
     // restore.
+    let saw = dir.path().join("saw-the-record");
+    let began = std::time::Instant::now();
+    while !saw.exists() && began.elapsed() < std::time::Duration::from_secs(5) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        saw.exists(),
+        "the activation started before the watchdog's record was written"
+    );
     let name = dir.path().file_name().expect("name").to_string_lossy();
     let record = std::fs::read_to_string(format!("/nix/var/hbdeploy/pending-{name}"))
         .expect("the watchdog's record");
