@@ -179,9 +179,9 @@ impl Progress {
     }
 }
 
-/// What `prepare.sh` printed before the job it starts: `nixos`, `not-nixos` or `missing`, where
-/// the watchdog starts the job `hbdeploy-launched` once it is armed (else why not), then
-/// `hbdeploy-starting`.
+/// What `prepare.sh` printed before the job it starts: `nixos`, `not-nixos` or `missing`; where
+/// the watchdog starts the job, `hbdeploy-launched` once it is armed and has started it (else
+/// why not); then `hbdeploy-starting`.
 #[derive(Debug)]
 struct Preamble<'p> {
     /// Noted when the watchdog is armed.

@@ -2,10 +2,11 @@
 # Starts one job of a deployment detached from this SSH session, so that a lost connection or a
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
 # systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh, which
-# keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1 the
-# job is started and its log is streamed here until the job ends, then how it ended, from the files the job wrote:
-# `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`, `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK`
-# (nothing if the job ended without saying). FOLLOW=2 starts nothing: it follows the job
+# keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1
+# the job is started and its log is streamed here until the job ends, then how it ended, from
+# the files the job wrote: `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`,
+# `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK` (nothing if the job ended
+# without saying). FOLLOW=2 starts nothing: it follows the job
 # already started, e.g. after the connection that started it was lost. FOLLOW=3 starts
 # magic rollback's watchdog instead (the unit `hbdeploy-watchdog-TOKEN`; SCRIPT ARG... are
 # watchdog.sh's, ending with JOB's own), which arms itself and then starts JOB: once JOB runs
@@ -74,8 +75,8 @@ fi
 # By name (-F): the log is replaced when it reaches its cap. So `tail` also watches the log's
 # directory, which holds nothing but logs: an event of another file there, read together with
 # the log's last change, could end `tail --pid` before it reads that change (coreutils goes
-# back to check a dead writer before it handles the events it has read). Following again (FOLLOW=2, after a
-# lost connection) shows the log's last lines, then what follows. run.sh changes the log's time
+# back to check a dead writer before it handles the events it has read). Following again
+# (FOLLOW=2, after a lost connection) shows the log's last lines, then what follows. run.sh changes the log's time
 # once the job's process has ended, which ends `tail` at once; its own look every second only
 # matters for a job that was killed.
 lines=+1

@@ -38,7 +38,7 @@ else
       break
     fi
     holder=
-  { read -r holder <"$info"; } 2>/dev/null
+    { read -r holder <"$info"; } 2>/dev/null
   done
   if [ "$locked" = 0 ]; then
     echo "busy $holder"
