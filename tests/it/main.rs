@@ -72,5 +72,6 @@ mod tidy;
 mod tidy_modules;
 mod timings;
 mod transfer;
+mod transfer_large;
 mod trust;
 mod trust_keys;

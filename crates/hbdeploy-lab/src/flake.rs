@@ -149,6 +149,9 @@ pub struct SystemSpec {
     pub kernel: bool,
     /// What evaluating it costs.
     pub evaluation: Evaluation,
+    /// How many small store paths its closure holds besides its own few, like the thousands of
+    /// a real NixOS system (`builtins.toFile`, so they cost no builds); new ones per generation.
+    pub extra_paths: u32,
 }
 
 impl Default for SystemSpec {
@@ -162,6 +165,7 @@ impl Default for SystemSpec {
             disko: Disko::Formats,
             kernel: false,
             evaluation: Evaluation::Free,
+            extra_paths: 0,
         }
     }
 }
@@ -404,12 +408,13 @@ pub fn flake_text(
             ),
             Buildability::Builds | Buildability::BuildFails => format!(
                 "mk {{ host = {}; generation = {}; payloadBytes = {}; buildFails = {}; \
-                 withKernel = {}; switchScript = {}; }}",
+                 withKernel = {}; extraPaths = {}; switchScript = {}; }}",
                 nix_string(host),
                 nix_string(&spec.generation.to_string()),
                 nix_string(&spec.payload_bytes.to_string()),
                 spec.build == Buildability::BuildFails,
                 spec.kernel,
+                spec.extra_paths,
                 nix_string(&script_for(
                     host,
                     spec,
@@ -455,8 +460,13 @@ const FLAKE_TEMPLATE: &str = r#"{
         args = [ "-c" args ];
         PATH = "/usr/bin:/bin";
       } // env);
-      mk = { host, generation, payloadBytes, buildFails, withKernel, switchScript }:
+      mk = { host, generation, payloadBytes, buildFails, withKernel, extraPaths, switchScript }:
         let
+          # Store paths written at evaluation, listed in one file that the system links to.
+          extras = if extraPaths == 0 then "" else builtins.toFile "lab-extras-${host}-${generation}"
+            (builtins.concatStringsSep "\n" (builtins.genList
+              (i: builtins.toFile "lab-extra-${host}-${generation}-${toString i}" (toString i))
+              extraPaths));
           kernel = sh "mkdir -p $out && echo toy-kernel > $out/bzImage && echo toy-initrd > $out/initrd"
             "lab-kernel-${host}" { };
           payload = sh "head -c $bytes /dev/urandom > $out"
@@ -468,6 +478,7 @@ const FLAKE_TEMPLATE: &str = r#"{
             mkdir -p $out/bin
             ln -s $payload $out/payload
             ln -s $etc/etc $out/etc
+            if [ -n "$extras" ]; then ln -s $extras $out/extras; fi
             echo "toy-$generation" > $out/nixos-version
             if [ "$withKernel" = 1 ]; then
               ln -s $kernel/bzImage $out/kernel
@@ -478,7 +489,7 @@ const FLAKE_TEMPLATE: &str = r#"{
               chmod +x $out/bin/switch-to-configuration
             fi
           '') "nixos-system-${host}-toy-${generation}" ({
-            inherit host generation payload etc switchScript withKernel;
+            inherit host generation payload etc extras switchScript withKernel;
           } // (if withKernel then { inherit kernel; } else { }));
       # A configuration: its toplevel, its disko disks and disko script, and an extendModules
       # that applies modules setting disko.devices.disk.<name>.device (plain or mkOverride'd).

@@ -524,6 +524,15 @@ impl Host for FakeHost {
         self.answer(command, on_line).await
     }
 
+    async fn run_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        _stdin: &[u8],
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        self.answer(command, on_line).await
+    }
+
     async fn run_root<F: FnMut(&OutputLine) + Send>(
         &self,
         command: &str,

@@ -34,6 +34,15 @@ pub trait Host: Send + Sync + Sized + 'static {
         on_line: F,
     ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send;
 
+    /// Runs `command` as the login user with `stdin` as its standard input, then end of input:
+    /// for input of any size, which a command line could not carry.
+    fn run_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send;
+
     /// Runs `command` as root (escalating as the host's settings say).
     fn run_root<F: FnMut(&OutputLine) + Send>(
         &self,
@@ -121,6 +130,15 @@ impl Host for Connection {
         Connection::run(self, command, on_line)
     }
 
+    fn run_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send {
+        Connection::run_with_stdin(self, command, stdin, on_line)
+    }
+
     fn run_root<F: FnMut(&OutputLine) + Send>(
         &self,
         command: &str,
@@ -197,6 +215,18 @@ impl Host for Link {
         match self {
             Link::Ssh(conn) => conn.run(command, on_line).await,
             Link::Local(local) => local.run(command, on_line).await,
+        }
+    }
+
+    async fn run_with_stdin<F: FnMut(&OutputLine) + Send>(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        match self {
+            Link::Ssh(conn) => conn.run_with_stdin(command, stdin, on_line).await,
+            Link::Local(local) => local.run_with_stdin(command, stdin, on_line).await,
         }
     }
 

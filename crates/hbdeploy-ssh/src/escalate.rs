@@ -227,14 +227,7 @@ impl Connection {
             None => self.start(command).await?,
             Some(escalation) => self.start_root(escalation, command).await?,
         };
-        let broken = |source: russh::Error| SshError::Channel {
-            target: self.target.display(),
-            command: command.to_owned(),
-            source: Some(source),
-        };
-        channel.data(stdin).await.map_err(broken)?;
-        channel.eof().await.map_err(broken)?;
-        Ok(crate::exec::read(channel, on_line, true).await)
+        Ok(crate::exec::fed(channel, stdin, on_line).await)
     }
 
     async fn root(

@@ -146,6 +146,38 @@ impl Connection {
         let channel = self.start(command).await?;
         Ok(read(channel, on_line, true).await)
     }
+
+    /// Runs `command` as [`Connection::run`] does, with `stdin` as its standard input, then
+    /// end-of-file: for input of any size, which a command line (at most 128 KiB for the one
+    /// argument sshd hands the login shell) could not carry.
+    pub async fn run_with_stdin(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: impl FnMut(&OutputLine),
+    ) -> Result<CommandOutput, SshError> {
+        let channel = self.start(command).await?;
+        Ok(fed(channel, stdin, on_line).await)
+    }
+}
+
+/// Sends `stdin` to a started command, then end-of-file, while reading its output to its end
+/// (as [`read`]): a command that answers as it reads never waits for a reader. A command that
+/// ends without reading all of its input is no error here: what it did is in its output.
+pub(crate) async fn fed(
+    channel: russh::Channel<russh::client::Msg>,
+    stdin: &[u8],
+    on_line: impl FnMut(&OutputLine),
+) -> CommandOutput {
+    use tokio::io::AsyncWriteExt;
+    let mut writer = channel.make_writer();
+    let feed = async {
+        if writer.write_all(stdin).await.is_ok() {
+            let _ = writer.shutdown().await;
+        }
+    };
+    let ((), output) = tokio::join!(feed, read(channel, on_line, true));
+    output
 }
 
 /// Reads a started command's output to its end, passing each line to `on_line`; with

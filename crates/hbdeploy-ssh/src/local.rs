@@ -114,6 +114,29 @@ impl Local {
         self.collect(command, child, on_line, true).await
     }
 
+    /// Runs `command` as hbdeploy's own user with `stdin` as its standard input, then end of
+    /// input; otherwise as [`Local::run`].
+    pub async fn run_with_stdin(
+        &self,
+        command: &str,
+        stdin: &[u8],
+        on_line: impl FnMut(&OutputLine),
+    ) -> Result<CommandOutput, SshError> {
+        let mut child = self
+            .spawn(command, true)
+            .map_err(|e| self.failed(command, e))?;
+        let input = child.stdin.take();
+        // Fed while its output is read: a command that answers as it reads never waits for a
+        // reader. It may end without reading its input; what it did is in its output.
+        let feed = async {
+            if let Some(mut input) = input {
+                let _ = input.write_all(stdin).await;
+            }
+        };
+        let ((), output) = tokio::join!(feed, self.collect(command, child, on_line, true));
+        output
+    }
+
     /// Runs `command` as root (through the escalation command unless hbdeploy is root).
     pub async fn run_root(
         &self,
@@ -192,13 +215,15 @@ impl Local {
         keep_stdout: bool,
     ) -> Result<CommandOutput, SshError> {
         let (mut child, line) = self.start_root(command).await?;
-        if let (Some(bytes), Some(mut input)) = (stdin, child.stdin.take()) {
-            // The command may end without reading its input; what it did is in its output.
-            let _ = input.write_all(bytes).await;
-            drop(input);
-        }
-        child.stdin.take();
-        self.collect(&line, child, on_line, keep_stdout).await
+        let input = child.stdin.take();
+        // Fed while its output is read (see `run_with_stdin`); without input, stdin is closed.
+        let feed = async {
+            if let (Some(bytes), Some(mut input)) = (stdin, input) {
+                let _ = input.write_all(bytes).await;
+            }
+        };
+        let ((), output) = tokio::join!(feed, self.collect(&line, child, on_line, keep_stdout));
+        output
     }
 
     /// Starts `command` as root with stdin open and the password (when the escalation wants
@@ -376,6 +401,31 @@ mod tests {
         let (line, held) = local.hold_root("printf gone").await.unwrap();
         assert_eq!((line.as_str(), held.is_none()), ("gone", true));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Input larger than a pipe holds, to a command that answers as it reads: fed while its
+    /// output is read, it never waits for a reader (fed first, both sides would wait).
+    #[tokio::test]
+    async fn large_input_reaches_a_command_that_answers_as_it_reads() {
+        let local = here();
+        let input: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
+        let run = local.run_with_stdin("cat", &input, |_| {});
+        let output = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .expect("the command waited for a reader")
+            .unwrap();
+        assert_eq!(output.exit, Exit::Code(0));
+        assert_eq!(output.stdout.as_bytes(), input.as_slice());
+        if local.root {
+            let run = local.run_root_with_stdin("cat", &input, |_| {});
+            let output = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+                .await
+                .expect("the root command waited for a reader")
+                .unwrap();
+            assert_eq!(output.stdout.len(), input.len());
+        }
     }
 
     #[test]

@@ -219,12 +219,20 @@ pub(crate) async fn step<T>(
     }
 }
 
-/// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed.
+/// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed. The
+/// paths go on the channel's input, one per line: a real system's thousands would not fit on
+/// a command line.
 pub(crate) async fn check_validity(
     conn: &impl Host,
     paths: &[&str],
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
-    conn.run(&Script::CheckValidity.command(paths), |_| {})
+    let mut input = String::with_capacity(paths.iter().map(|p| p.len() + 1).sum());
+    for path in paths {
+        input.push_str(path);
+        input.push('\n');
+    }
+    let command = Script::CheckValidity.command::<&str>(&[]);
+    conn.run_with_stdin(&command, input.as_bytes(), |_| {})
         .await
 }
 
@@ -279,9 +287,10 @@ pub async fn missing_paths(
             tail: output.tail_lines(),
         });
     }
+    let lacked: std::collections::HashSet<&str> = output.stdout.lines().collect();
     Ok(closure
         .iter()
-        .filter(|p| output.stdout.lines().any(|l| l == p.as_str()))
+        .filter(|p| lacked.contains(p.as_str()))
         .cloned()
         .collect())
 }
