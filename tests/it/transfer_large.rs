@@ -11,7 +11,17 @@ const EXTRA: u32 = 2500;
 
 #[test]
 fn a_closure_of_thousands_of_paths_is_copied_and_checked() {
-    let mut lab = Lab::start(&["large1"]).expect("lab");
+    copied_and_checked(Lab::start(&["large1"]).expect("lab"));
+}
+
+/// The same on a host running systemd, whose login is the one real NixOS hosts have (PAM, the
+/// login shell).
+#[test]
+fn a_closure_of_thousands_of_paths_is_copied_and_checked_on_a_systemd_host() {
+    copied_and_checked(Lab::start_systemd(&["large1"]).expect("systemd lab starts"));
+}
+
+fn copied_and_checked(mut lab: Lab) {
     lab.set_system(
         "large1",
         SystemSpec {
