@@ -169,17 +169,22 @@ fn exiting(text: &str) -> Vec<&'static str> {
 }
 
 /// What in `text` sends a command to a host on an SSH connection: the root-running methods
-/// (only `Connection` has them) on any receiver; `run` and `hold` on a receiver named like a
-/// connection (`conn`, `self.conn`, `connection`, `Connection::`).
+/// (only `Connection` has them) on any receiver; `run`, `run_with_stdin` and `hold` on a
+/// receiver named like a connection (`conn`, `self.conn`, `connection`, `Connection::`).
 fn remote_calls(text: &str) -> Vec<String> {
     let flat: String = text.split_whitespace().collect();
     let mut found = Vec::new();
-    for method in [".run_root(", ".hold_root(", ".stream_root("] {
+    for method in [
+        ".run_root(",
+        ".hold_root(",
+        ".stream_root(",
+        ".run_root_with_stdin(",
+    ] {
         if flat.contains(method) {
             found.push(method.to_owned());
         }
     }
-    for method in ["run(", "hold("] {
+    for method in ["run(", "hold(", "run_with_stdin("] {
         for (at, _) in flat.match_indices(method) {
             let before = &flat[..at];
             let Some(receiver) = before
@@ -371,6 +376,14 @@ fn the_rules_catch_what_they_are_for() {
         ["conn.run("]
     );
     assert_eq!(remote_calls("x.hold_root(&c)"), [".hold_root("]);
+    assert_eq!(
+        remote_calls("x.run_root_with_stdin(&c, b, f)"),
+        [".run_root_with_stdin("]
+    );
+    assert_eq!(
+        remote_calls("conn.run_with_stdin(&c, b, f)"),
+        ["conn.run_with_stdin("]
+    );
     assert!(remote_calls("job.run().await; deployment.run(conn, name)").is_empty());
     let files = [("src/a.rs".to_owned(), "eprint!(\"x\")".to_owned())];
     assert_eq!(check("rule", &files, printing, &[]).len(), 1);
