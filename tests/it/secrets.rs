@@ -1,6 +1,6 @@
-//! Secrets uploaded out of the store (issue 19, part 1), on lab hosts of both kinds, the
-//! namespace host reached as a user who is not root (`deploy`, passwordless sudo): content, owner and mode as fleet.toml
-//! says; the file replaced atomically (a reader on the host only ever sees the whole old or the
+//! Secrets uploaded out of the store (issue 19, part 1), on lab hosts of both kinds, both
+//! reached as a user who is not root (`deploy`, passwordless sudo, trusted by the host's nix):
+//! content, owner and mode as fleet.toml says; the file replaced atomically (a reader on the host only ever sees the whole old or the
 //! whole new content, with the right owner and mode); an unknown owner before activation
 //! (host not activated) and after it (reported failed); a missing file, a missing and a failing
 //! command (exit 2, no host contacted); and no secret in any output, JSON, ledger or log.
@@ -48,12 +48,9 @@ pub(crate) fn lab(secrets: &str) -> Lab {
 }
 
 pub(crate) fn write_fleet(lab: &Lab, secrets: &str) {
-    // The systemd hosts' nix-daemon socket is root's only in the lab's Debian root, so a user
-    // who is not root cannot copy there: those hosts are reached as root.
     let text = lab
         .fleet_toml(&[], secrets)
-        .replace("user = \"root\"", "user = \"deploy\"")
-        .replace("[hosts.beta]\n", "[hosts.beta]\nuser = \"root\"\n");
+        .replace("user = \"root\"", "user = \"deploy\"");
     std::fs::write(lab.dir().join("fleet.toml"), text).expect("fleet written");
 }
 

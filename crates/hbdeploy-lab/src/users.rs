@@ -66,8 +66,12 @@ impl LabHost {
     /// Starts the host's nix-daemon (once) and waits for its socket.
     fn start_daemon(&mut self) -> Result<(), LabError> {
         if self.kind == HostKind::Systemd {
-            // nix-daemon.socket is enabled in the systemd hosts' root.
-            return self.sh("systemctl start nix-daemon.socket").map(|_| ());
+            // nix-daemon.socket is enabled in the systemd hosts' root. A daemon already started
+            // (by an earlier connection) read nix.conf before its trusted-users changed: it is
+            // started again, so the lab user is trusted as nix.conf now says.
+            return self
+                .sh("systemctl start nix-daemon.socket && systemctl try-restart nix-daemon.service")
+                .map(|_| ());
         }
         if self.daemon.is_some() {
             return Ok(());
