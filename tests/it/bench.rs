@@ -32,6 +32,7 @@ fn the_smallest_sweep_reports_every_documented_key() {
     for measured in [
         "deploy_hbdeploy_cold_s",
         "deploy_hbdeploy_cold_no_magic_rollback_s",
+        "deploy_hbdeploy_cold_evaluating_s",
         "deploy_plain_same_algorithms_s",
         "deploy_plain_openssh_defaults_s",
         "hbdeploy_cold_s",

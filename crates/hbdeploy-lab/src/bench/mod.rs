@@ -41,13 +41,14 @@ use crate::{HostKind, LabError};
 pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
 
 /// The documented keys of each sweep point in the JSON report.
-pub const POINT_KEYS: [&str; 29] = [
+pub const POINT_KEYS: [&str; 30] = [
     "lab",
     "hosts",
     "runs",
     "lab_start_s",
     "deploy_hbdeploy_cold_s",
     "deploy_hbdeploy_cold_no_magic_rollback_s",
+    "deploy_hbdeploy_cold_evaluating_s",
     "deploy_plain_same_algorithms_s",
     "deploy_plain_openssh_defaults_s",
     "deploy_hbdeploy_cold_parallel_10_s",
@@ -130,10 +131,15 @@ pub struct Point {
     pub runs: usize,
     /// How long the lab took to start (for systemd hosts: to boot every container), seconds.
     pub lab_start_s: f64,
-    /// The deployment alone (closures built beforehand): `hbdeploy apply --all --parallel N`.
+    /// The deployment alone (closures built beforehand): `hbdeploy apply --all --systems FILE
+    /// --parallel N`, FILE written beforehand (untimed) by `hbdeploy build --systems-out`, as the
+    /// plain commands get the paths built beforehand.
     pub deploy_cold: Samples,
     /// The same with `--no-magic-rollback`.
     pub deploy_no_magic: Samples,
+    /// The same without `--systems`: hbdeploy evaluates the fleet again (and finds every system
+    /// built), which the plain commands never do.
+    pub deploy_evaluating: Samples,
     /// The deployment alone by the plain commands, all hosts at once, with the SSH algorithms
     /// hbdeploy negotiates.
     pub deploy_plain_same: Samples,

@@ -51,6 +51,7 @@ fn point_json(point: &Point) -> Value {
         "lab_start_s": round(point.lab_start_s),
         "deploy_hbdeploy_cold_s": point.deploy_cold.to_json(),
         "deploy_hbdeploy_cold_no_magic_rollback_s": point.deploy_no_magic.to_json(),
+        "deploy_hbdeploy_cold_evaluating_s": point.deploy_evaluating.to_json(),
         "deploy_plain_same_algorithms_s": point.deploy_plain_same.to_json(),
         "deploy_plain_openssh_defaults_s": point.deploy_plain_defaults.to_json(),
         "deploy_hbdeploy_cold_parallel_10_s": point.deploy_parallel_10.to_json(),
@@ -168,16 +169,19 @@ pub fn markdown(bench: &Bench) -> String {
         command(bench)
     );
     text.push_str(
-        "**The deployment alone** (every contender's new closures built beforehand, untimed; \
-         hbdeploy still evaluates the fleet and finds everything built; the plain commands are \
-         `nix copy` + one `ssh` per host, all hosts at once, with the SSH algorithms hbdeploy's \
-         russh negotiates, `-o KexAlgorithms=… -o Ciphers=…`, and with OpenSSH's defaults):\n\n\
-         | lab | hosts | runs | hbdeploy | hbdeploy `--no-magic-rollback` \
+        "**The deployment alone** (every contender's new closures built beforehand, untimed: \
+         hbdeploy deploys them with `apply --all --systems FILE`, FILE written untimed by \
+         `hbdeploy build --all --systems-out`, as the plain commands deploy the paths built \
+         beforehand; *hbdeploy evaluating* is `apply --all`, which evaluates the fleet again and \
+         finds everything built; the plain commands are `nix copy` + one `ssh` per host, all \
+         hosts at once, with the SSH algorithms hbdeploy's russh negotiates, \
+         `-o KexAlgorithms=… -o Ciphers=…`, and with OpenSSH's defaults):\n\n\
+         | lab | hosts | runs | hbdeploy | hbdeploy `--no-magic-rollback` | hbdeploy evaluating \
          | hbdeploy, default `--parallel 10` | plain, same algorithms \
          | plain, OpenSSH defaults | hbdeploy ÷ plain same: per run · of medians \
          | hbdeploy ÷ plain defaults: per run | lab start (s) |\n",
     );
-    text.push_str(&row(&vec!["---".to_owned(); 11]));
+    text.push_str(&row(&vec!["---".to_owned(); 12]));
     for p in &bench.points {
         text.push_str(&row(&[
             lab_name(p.lab).to_owned(),
@@ -185,6 +189,7 @@ pub fn markdown(bench: &Bench) -> String {
             p.runs.to_string(),
             p.deploy_cold.cell(2),
             p.deploy_no_magic.cell(2),
+            p.deploy_evaluating.cell(2),
             p.deploy_parallel_10.cell(2),
             p.deploy_plain_same.cell(2),
             p.deploy_plain_defaults.cell(2),

@@ -49,10 +49,13 @@ type Timed = (Measured, f64, (f64, f64));
 /// One contender of the deployment-alone block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Contender {
+    /// `hbdeploy apply --systems FILE` of the systems built beforehand.
     Hbdeploy,
     HbdeployNoMagic,
     /// hbdeploy with the fleet's default `--parallel 10`.
     HbdeployParallel10,
+    /// `hbdeploy apply` evaluating the fleet (and finding every system built).
+    HbdeployEvaluating,
     PlainSame,
     PlainDefaults,
 }
@@ -75,6 +78,39 @@ impl Bed<'_> {
             .env("NO_COLOR", "1")
             .env_remove("HBDEPLOY_FLEET");
         command
+    }
+
+    /// `hbdeploy apply` of the systems built beforehand: `--systems` with the file
+    /// [`Bed::write_systems`] wrote, nothing evaluated or built.
+    fn hbdeploy_built(&self, parallel: usize, extra: &[&str]) -> Command {
+        let mut command = self.hbdeploy(parallel, extra);
+        command.arg("--systems").arg(self.systems_file());
+        command
+    }
+
+    /// Where the systems built beforehand are listed for [`Bed::hbdeploy_built`].
+    fn systems_file(&self) -> std::path::PathBuf {
+        self.lab.dir().join("bench-systems.json")
+    }
+
+    /// Writes the systems file of the closures just built (untimed, as the plain commands'
+    /// `nix build --json`): `hbdeploy build --all --systems-out`, which evaluates the fleet and
+    /// finds them built.
+    fn write_systems(&self) -> Result<(), LabError> {
+        let mut command = Command::new(&self.config.hbdeploy);
+        command
+            .arg("--fleet")
+            .arg(&self.fleet)
+            .args(["build", "--all", "--systems-out"])
+            .arg(self.systems_file())
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("NO_COLOR", "1")
+            .env_remove("HBDEPLOY_FLEET");
+        crate::files::run(
+            &mut command,
+            "hbdeploy build --systems-out (systems built beforehand)",
+        )
+        .map(|_| ())
     }
 
     /// Logins accepted by all hosts' sshd so far.
@@ -214,6 +250,7 @@ impl Bed<'_> {
             Contender::PlainSame,
             Contender::PlainDefaults,
             Contender::HbdeployNoMagic,
+            Contender::HbdeployEvaluating,
         ];
         if self.default_parallel() {
             order.push(Contender::HbdeployParallel10);
@@ -232,6 +269,12 @@ impl Bed<'_> {
                 &mut self.baseline.command(Mode::Prebuild),
                 "build the new closures beforehand (baseline.sh prebuild)",
             )?;
+            if matches!(
+                contender,
+                Contender::Hbdeploy | Contender::HbdeployNoMagic | Contender::HbdeployParallel10
+            ) {
+                self.write_systems()?;
+            }
             self.deploy_one(point, contender, say)?;
         }
         if let Some(cold) = added(&point.deploy_cold, before.0) {
@@ -336,15 +379,22 @@ impl Bed<'_> {
         say: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let (label, mut command, rss) = match contender {
-            Contender::Hbdeploy => ("hbdeploy cold", self.hbdeploy(self.hosts, &[]), true),
+            Contender::Hbdeploy => ("hbdeploy cold", self.hbdeploy_built(self.hosts, &[]), true),
             Contender::HbdeployNoMagic => (
                 "hbdeploy cold --no-magic-rollback",
-                self.hbdeploy(self.hosts, &["--no-magic-rollback"]),
+                self.hbdeploy_built(self.hosts, &["--no-magic-rollback"]),
                 true,
             ),
-            Contender::HbdeployParallel10 => {
-                ("hbdeploy cold --parallel 10", self.hbdeploy(10, &[]), true)
-            }
+            Contender::HbdeployParallel10 => (
+                "hbdeploy cold --parallel 10",
+                self.hbdeploy_built(10, &[]),
+                true,
+            ),
+            Contender::HbdeployEvaluating => (
+                "hbdeploy cold, evaluating",
+                self.hbdeploy(self.hosts, &[]),
+                true,
+            ),
             Contender::PlainSame => (
                 "plain, hbdeploy's SSH algorithms",
                 self.baseline
@@ -363,6 +413,16 @@ impl Bed<'_> {
             return Ok(());
         };
         let (samples, cpu) = match contender {
+            Contender::HbdeployEvaluating => {
+                record_rss(&mut point.rss_cold, &m);
+                point.deploy_evaluating.push(m.wall.as_secs_f64());
+                say(&format!(
+                    "  deployment alone, {label}: {:.2}s{}",
+                    m.wall.as_secs_f64(),
+                    rss_text(&m)
+                ));
+                return Ok(());
+            }
             Contender::Hbdeploy => (&mut point.deploy_cold, &mut point.cpu_hbdeploy),
             Contender::HbdeployNoMagic => (&mut point.deploy_no_magic, &mut point.cpu_no_magic),
             Contender::HbdeployParallel10 => {
@@ -406,7 +466,7 @@ impl Bed<'_> {
                 point.logins_no_magic.push(logins);
             }
             Contender::PlainSame | Contender::PlainDefaults => point.logins_plain.push(logins),
-            Contender::HbdeployParallel10 => {}
+            Contender::HbdeployParallel10 | Contender::HbdeployEvaluating => {}
         }
         Ok(())
     }
