@@ -412,29 +412,30 @@ impl Bed<'_> {
         else {
             return Ok(());
         };
-        let (samples, cpu) = match contender {
+        // Wall time and peak RSS only, no CPU figures: the runs beside the headline.
+        let aside = match contender {
             Contender::HbdeployEvaluating => {
-                record_rss(&mut point.rss_cold, &m);
-                point.deploy_evaluating.push(m.wall.as_secs_f64());
-                say(&format!(
-                    "  deployment alone, {label}: {:.2}s{}",
-                    m.wall.as_secs_f64(),
-                    rss_text(&m)
-                ));
-                return Ok(());
+                Some((&mut point.deploy_evaluating, &mut point.rss_cold))
             }
+            Contender::HbdeployParallel10 => {
+                Some((&mut point.deploy_parallel_10, &mut point.rss_parallel_10))
+            }
+            _ => None,
+        };
+        if let Some((samples, rss)) = aside {
+            record_rss(rss, &m);
+            samples.push(m.wall.as_secs_f64());
+            say(&format!(
+                "  deployment alone, {label}: {:.2}s{}",
+                m.wall.as_secs_f64(),
+                rss_text(&m)
+            ));
+            return Ok(());
+        }
+        let (samples, cpu) = match contender {
             Contender::Hbdeploy => (&mut point.deploy_cold, &mut point.cpu_hbdeploy),
             Contender::HbdeployNoMagic => (&mut point.deploy_no_magic, &mut point.cpu_no_magic),
-            Contender::HbdeployParallel10 => {
-                record_rss(&mut point.rss_parallel_10, &m);
-                point.deploy_parallel_10.push(m.wall.as_secs_f64());
-                say(&format!(
-                    "  deployment alone, {label}: {:.2}s{}",
-                    m.wall.as_secs_f64(),
-                    rss_text(&m)
-                ));
-                return Ok(());
-            }
+            Contender::HbdeployParallel10 | Contender::HbdeployEvaluating => return Ok(()),
             Contender::PlainSame => (&mut point.deploy_plain_same, &mut point.cpu_plain_same),
             Contender::PlainDefaults => (
                 &mut point.deploy_plain_defaults,
