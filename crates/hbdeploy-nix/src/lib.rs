@@ -77,22 +77,30 @@ pub struct Nix {
 }
 
 impl Nix {
-    /// Finds `nix` and `nix-store` on `PATH` and starts asking nix its version, without waiting
-    /// for the answer; [`Nix::version`] waits for it (a nix that cannot be run fails there, or
-    /// at the first command run before).
+    /// Finds `nix` and `nix-store` on `PATH`. Nothing runs yet: a command that builds nothing
+    /// (`apply --systems`, `rollback`, `status`, ...) never starts `nix --version`, a nix
+    /// start-up of about 30 ms of CPU (a nix that cannot be run fails at its first command).
     pub async fn detect() -> Result<Nix, NixError> {
-        let nix = Nix {
+        Ok(Nix {
             nix: PathBuf::from("nix"),
             nix_store: PathBuf::from("nix-store"),
             version: std::sync::Arc::default(),
             closures: std::sync::Arc::default(),
-        };
-        let asking = nix.clone();
+        })
+    }
+
+    /// Starts asking nix its version in the background, without waiting for the answer, for the
+    /// builds to come ([`Nix::version`] waits for it): called where an evaluation starts, so the
+    /// answer comes while nix evaluates.
+    pub fn ask_version(&self) {
+        if self.version.initialized() {
+            return;
+        }
+        let asking = self.clone();
         tokio::spawn(async move {
             // An error is asked again, and returned, by the caller that needs the version.
             let _ = asking.version().await;
         });
-        Ok(nix)
     }
 
     /// The version of nix, asked once (`nix --version`).
@@ -123,6 +131,24 @@ async fn query_version(nix: &std::path::Path) -> Result<NixVersion, NixError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command that builds nothing starts no `nix --version`; an evaluation asks for it in
+    /// the background. Needs nix on `PATH`.
+    #[tokio::test]
+    async fn the_version_is_asked_only_once_an_evaluation_starts() {
+        let nix = Nix::detect().await.expect("nix found");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            !nix.version.initialized(),
+            "nix --version ran although nothing asked for it"
+        );
+        nix.ask_version();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !nix.version.initialized() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(nix.version.initialized(), "the version was not asked");
+    }
 
     #[test]
     fn versions_parse() {

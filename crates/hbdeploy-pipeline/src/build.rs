@@ -221,6 +221,8 @@ type Drvs = BTreeMap<StorePath, (StorePath, DrvState)>;
 
 impl Work {
     async fn run(self) -> Result<(), NixError> {
+        // The builds need nix's version: asked while the evaluation runs.
+        self.nix.ask_version();
         for plan in &self.hosts {
             self.events.stage(&plan.name, Stage::Evaluate);
         }
