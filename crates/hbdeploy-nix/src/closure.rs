@@ -21,6 +21,11 @@ use crate::{Nix, NixError, StorePath};
 /// At most this many paths go into one query.
 const MAX_BATCH: usize = 64;
 
+/// At most this many store paths, over all closures, are kept by [`Nix::learn_closures`]
+/// (about 4 MiB): a fleet of large, distinct systems keeps what fits and asks for the rest when
+/// needed, so memory stays bounded however many hosts there are.
+const MAX_KEPT: usize = 50_000;
+
 /// A closure request waiting for the next query: `None` sent back when the batch failed.
 type Waiting = (StorePath, oneshot::Sender<Option<Vec<StorePath>>>);
 
@@ -34,6 +39,10 @@ pub(crate) struct Batcher {
 struct BatchState {
     waiting: Vec<Waiting>,
     running: bool,
+    /// Closures learnt ahead ([`Nix::learn_closures`]), each handed out once, and how many
+    /// paths they hold.
+    known: BTreeMap<StorePath, Vec<StorePath>>,
+    kept: usize,
 }
 
 impl Batcher {
@@ -53,6 +62,10 @@ impl Nix {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut state = self.closures.state();
+            if let Some(closure) = state.known.remove(path) {
+                state.kept -= closure.len();
+                return Ok(closure);
+            }
             state.waiting.push((path.clone(), tx));
             !std::mem::replace(&mut state.running, true)
         };
@@ -66,6 +79,27 @@ impl Nix {
             // The batch failed, or its task ended before answering: asked alone.
             _ => self.closure_alone(path).await,
         }
+    }
+
+    /// Learns the closures of `paths` (distinct) ahead of the hosts that will ask for them,
+    /// from one `nix-store --query --graph` per [`MAX_BATCH`] paths: a host's later
+    /// [`Nix::closure`] of one of them then starts no `nix-store` (it is handed out once).
+    /// Returns whether every one of `paths` is valid: the query fails when one is not, and then
+    /// nothing of that batch is kept. At most [`MAX_KEPT`] paths are kept.
+    pub async fn learn_closures(&self, paths: &[StorePath]) -> bool {
+        for chunk in paths.chunks(MAX_BATCH) {
+            let Some(closures) = self.closures_of(chunk).await else {
+                return false;
+            };
+            let mut state = self.closures.state();
+            for (path, closure) in closures {
+                if state.kept + closure.len() <= MAX_KEPT && !state.known.contains_key(&path) {
+                    state.kept += closure.len();
+                    state.known.insert(path, closure);
+                }
+            }
+        }
+        true
     }
 
     /// `nix-store --query --requisites` of `path` alone.
@@ -247,5 +281,53 @@ mod tests {
         assert!(closures_from_graph(&dot, &[a.clone(), b]).is_none());
         let bad = "digraph G {\n\"not-a-store-path\" [label = \"x\"];\n}\n";
         assert!(closures_from_graph(bad, &[a]).is_none());
+    }
+
+    /// A store path added from a file of its own (no references: its closure is itself).
+    fn added(name: &str) -> StorePath {
+        let dir = std::env::temp_dir().join(format!("hbdeploy-learn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(name);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        std::fs::write(&file, format!("{name} {nanos}")).unwrap();
+        let out = std::process::Command::new("nix-store")
+            .arg("--add")
+            .arg(&file)
+            .output()
+            .expect("nix-store runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        StorePath::new(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+    }
+
+    /// Closures learnt ahead are handed out without a query, once each; a path that is not
+    /// valid makes the whole batch unlearnt. Needs nix.
+    #[tokio::test]
+    async fn learnt_closures_are_handed_out_once_without_a_query() {
+        let (one, two) = (added("learn-one"), added("learn-two"));
+        let nix = Nix::detect().await.expect("nix found");
+        assert!(nix.learn_closures(&[one.clone(), two.clone()]).await);
+        assert_eq!(nix.closures.state().known.len(), 2);
+        assert_eq!(nix.closure(&one).await.unwrap(), vec![one.clone()]);
+        // Handed out: no longer kept, and nothing was queued for a query.
+        {
+            let state = nix.closures.state();
+            assert_eq!((state.known.len(), state.kept), (1, 1));
+            assert!(state.waiting.is_empty() && !state.running);
+        }
+        // Asked again, it is queried as usual.
+        assert_eq!(nix.closure(&one).await.unwrap(), vec![one.clone()]);
+
+        let missing =
+            StorePath::new(format!("{STORE_DIR}/{}-learn-never-added", "0".repeat(32))).unwrap();
+        let other = Nix::detect().await.expect("nix found");
+        assert!(!other.learn_closures(&[two, missing]).await);
+        assert!(other.closures.state().known.is_empty());
     }
 }

@@ -43,7 +43,13 @@ pub(crate) async fn find(
     paths: &[StorePath],
     events: &EventSender,
 ) -> Result<BTreeMap<StorePath, Found>, NixError> {
-    let missing = nix.invalid_paths(paths).await?;
+    // One query both finds the systems valid and learns their closures, which every host
+    // copying one of them needs next; only when one is not valid are they checked one by one.
+    let missing = if nix.learn_closures(paths).await {
+        Vec::new()
+    } else {
+        nix.invalid_paths(paths).await?
+    };
     let mut found: BTreeMap<StorePath, Found> =
         paths.iter().map(|p| (p.clone(), Found::Local)).collect();
     let Some(from) = from else {
