@@ -122,19 +122,11 @@ impl Local {
         stdin: &[u8],
         on_line: impl FnMut(&OutputLine),
     ) -> Result<CommandOutput, SshError> {
-        let mut child = self
+        let child = self
             .spawn(command, true)
             .map_err(|e| self.failed(command, e))?;
-        let input = child.stdin.take();
-        // Fed while its output is read: a command that answers as it reads never waits for a
-        // reader. It may end without reading its input; what it did is in its output.
-        let feed = async {
-            if let Some(mut input) = input {
-                let _ = input.write_all(stdin).await;
-            }
-        };
-        let ((), output) = tokio::join!(feed, self.collect(command, child, on_line, true));
-        output
+        self.collect_fed(command, child, Some(stdin), on_line, true)
+            .await
     }
 
     /// Runs `command` as root (through the escalation command unless hbdeploy is root).
@@ -214,15 +206,30 @@ impl Local {
         on_line: impl FnMut(&OutputLine),
         keep_stdout: bool,
     ) -> Result<CommandOutput, SshError> {
-        let (mut child, line) = self.start_root(command).await?;
+        let (child, line) = self.start_root(command).await?;
+        self.collect_fed(&line, child, stdin, on_line, keep_stdout)
+            .await
+    }
+
+    /// [`Local::collect`] of a started command, fed `stdin` (then its input closed; without
+    /// `stdin`, closed at once) while its output is read: a command that answers as it reads
+    /// never waits for a reader. It may end without reading its input; what it did is in its
+    /// output.
+    async fn collect_fed(
+        &self,
+        line: &str,
+        mut child: Child,
+        stdin: Option<&[u8]>,
+        on_line: impl FnMut(&OutputLine),
+        keep_stdout: bool,
+    ) -> Result<CommandOutput, SshError> {
         let input = child.stdin.take();
-        // Fed while its output is read (see `run_with_stdin`); without input, stdin is closed.
         let feed = async {
             if let (Some(bytes), Some(mut input)) = (stdin, input) {
                 let _ = input.write_all(bytes).await;
             }
         };
-        let ((), output) = tokio::join!(feed, self.collect(&line, child, on_line, keep_stdout));
+        let ((), output) = tokio::join!(feed, self.collect(line, child, on_line, keep_stdout));
         output
     }
 

@@ -66,51 +66,39 @@ impl Bed<'_> {
         self.config.default_parallel && self.hosts > 10
     }
 
+    /// hbdeploy on the lab's fleet, in the benchmark's environment, with `args`.
+    fn hbdeploy_with(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.config.hbdeploy);
+        command
+            .arg("--fleet")
+            .arg(&self.fleet)
+            .args(args)
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("NO_COLOR", "1")
+            .env_remove("HBDEPLOY_FLEET");
+        command
+    }
+
     fn hbdeploy(&self, parallel: usize, extra: &[&str]) -> Command {
-        let mut command = Command::new(&self.config.hbdeploy);
-        command
-            .arg("--fleet")
-            .arg(&self.fleet)
-            .args(["apply", "--all", "--timings", "--parallel"])
-            .arg(parallel.to_string())
-            .args(extra)
-            .env("NIX_CONFIG", NIX_CONFIG)
-            .env("NO_COLOR", "1")
-            .env_remove("HBDEPLOY_FLEET");
+        let mut command = self.hbdeploy_with(&["apply", "--all", "--timings", "--parallel"]);
+        command.arg(parallel.to_string()).args(extra);
         command
     }
 
-    /// `hbdeploy apply` of the systems built beforehand: `--systems` with the file
-    /// [`Bed::write_systems`] wrote, nothing evaluated or built.
-    fn hbdeploy_built(&self, parallel: usize, extra: &[&str]) -> Command {
-        let mut command = self.hbdeploy(parallel, extra);
-        command.arg("--systems").arg(self.systems_file());
-        command
-    }
-
-    /// Where the systems built beforehand are listed for [`Bed::hbdeploy_built`].
-    fn systems_file(&self) -> std::path::PathBuf {
-        self.lab.dir().join("bench-systems.json")
-    }
-
-    /// Writes the systems file of the closures just built (untimed, as the plain commands'
-    /// `nix build --json`): `hbdeploy build --all --systems-out`, which evaluates the fleet and
-    /// finds them built.
-    fn write_systems(&self) -> Result<(), LabError> {
-        let mut command = Command::new(&self.config.hbdeploy);
-        command
-            .arg("--fleet")
-            .arg(&self.fleet)
-            .args(["build", "--all", "--systems-out"])
-            .arg(self.systems_file())
-            .env("NIX_CONFIG", NIX_CONFIG)
-            .env("NO_COLOR", "1")
-            .env_remove("HBDEPLOY_FLEET");
+    /// `hbdeploy apply` of the closures just built, nothing evaluated or built: first (untimed,
+    /// as the plain commands' `nix build --json`) `hbdeploy build --all --systems-out FILE`,
+    /// which evaluates the fleet and finds them built, then the command with `--systems FILE`.
+    fn hbdeploy_built(&self, parallel: usize, extra: &[&str]) -> Result<Command, LabError> {
+        let systems = self.lab.dir().join("bench-systems.json");
+        let mut build = self.hbdeploy_with(&["build", "--all", "--systems-out"]);
+        build.arg(&systems);
         crate::files::run(
-            &mut command,
+            &mut build,
             "hbdeploy build --systems-out (systems built beforehand)",
-        )
-        .map(|_| ())
+        )?;
+        let mut command = self.hbdeploy(parallel, extra);
+        command.arg("--systems").arg(systems);
+        Ok(command)
     }
 
     /// Logins accepted by all hosts' sshd so far.
@@ -269,12 +257,6 @@ impl Bed<'_> {
                 &mut self.baseline.command(Mode::Prebuild),
                 "build the new closures beforehand (baseline.sh prebuild)",
             )?;
-            if matches!(
-                contender,
-                Contender::Hbdeploy | Contender::HbdeployNoMagic | Contender::HbdeployParallel10
-            ) {
-                self.write_systems()?;
-            }
             self.deploy_one(point, contender, say)?;
         }
         if let Some(cold) = added(&point.deploy_cold, before.0) {
@@ -379,15 +361,15 @@ impl Bed<'_> {
         say: &mut dyn FnMut(&str),
     ) -> Result<(), LabError> {
         let (label, mut command, rss) = match contender {
-            Contender::Hbdeploy => ("hbdeploy cold", self.hbdeploy_built(self.hosts, &[]), true),
+            Contender::Hbdeploy => ("hbdeploy cold", self.hbdeploy_built(self.hosts, &[])?, true),
             Contender::HbdeployNoMagic => (
                 "hbdeploy cold --no-magic-rollback",
-                self.hbdeploy_built(self.hosts, &["--no-magic-rollback"]),
+                self.hbdeploy_built(self.hosts, &["--no-magic-rollback"])?,
                 true,
             ),
             Contender::HbdeployParallel10 => (
                 "hbdeploy cold --parallel 10",
-                self.hbdeploy_built(10, &[]),
+                self.hbdeploy_built(10, &[])?,
                 true,
             ),
             Contender::HbdeployEvaluating => (
