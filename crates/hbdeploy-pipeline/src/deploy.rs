@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::build::{Built, PrepareOptions, Preparing, prepare};
 use crate::event::{EventSender, Stage};
 use crate::fanout::each_host;
+use crate::port::Lock;
 use crate::port::{Dial, Host, Reach, Transport};
 use crate::report::{CopyStats, HostReport, Outcome, Report};
 use crate::safe;
@@ -480,7 +481,7 @@ impl<T: Transport> HostJob<T> {
         } else {
             (None, None)
         };
-        let mut result = self.on_host(&conn, state, report).await;
+        let mut result = self.on_host(&conn, lock.as_ref(), state, report).await;
         // `apply --reboot` (reboot.rs): reboot the deployed host under the lock and check it.
         if self.reboot && matches!(result, Ok(Step::Done)) && !self.interrupted() {
             let (path, cancel) = (&self.path, &self.cancel);
@@ -523,6 +524,7 @@ impl<T: Transport> HostJob<T> {
     async fn on_host(
         &self,
         conn: &T::Host,
+        lock: Option<&Lock<T::Host>>,
         state: Option<HostState>,
         report: &mut HostReport,
     ) -> Result<Step, HostError> {
@@ -551,7 +553,7 @@ impl<T: Transport> HostJob<T> {
         // The semaphores are never closed; a failed acquire would only mean running unbounded.
         let permit = Arc::clone(&self.copy_permits).acquire_owned().await.ok();
         let began = self.enter(report, Stage::Copy);
-        let stats = self.copy(conn).await;
+        let stats = self.copy(conn, lock).await;
         drop(permit);
         report.timings.push((Stage::Copy, began.elapsed()));
         let stats = stats?;
@@ -580,7 +582,7 @@ impl<T: Transport> HostJob<T> {
             .await
             .ok();
         let began = self.enter(report, Stage::Activate);
-        let activated = self.activate(conn, &state, report).await;
+        let activated = self.activate(conn, lock, &state, report).await;
         drop(permit);
         report.timings.push((Stage::Activate, began.elapsed()));
         activated?;
@@ -599,17 +601,23 @@ impl<T: Transport> HostJob<T> {
     /// Copies what the host lacks. A host that already has the system gets nothing, not even a
     /// `nix copy` process: validity of the top path implies its whole closure is there. A host
     /// that builds its own system gets the derivation and realises it.
-    async fn copy(&self, conn: &T::Host) -> Result<CopyStats, HostError> {
+    async fn copy(
+        &self,
+        conn: &T::Host,
+        lock: Option<&Lock<T::Host>>,
+    ) -> Result<CopyStats, HostError> {
         if self.built.on_target {
-            return self.build_on_target(conn).await;
+            return self.build_on_target(conn, lock).await;
         }
         if let Some(looked) = &self.built.host_caches {
-            let (plan, path) = (&self.plan, &self.path);
-            return crate::prebuilt::from_host_caches(conn, plan, path, looked, &self.events).await;
+            let (plan, path, events) = (&self.plan, &self.path, &self.events);
+            return crate::prebuilt::from_host_caches((conn, lock), plan, path, looked, events)
+                .await;
         }
         self.transport
             .copy_closure(
                 conn,
+                lock,
                 &self.plan,
                 &self.path,
                 self.signing_key.as_deref(),
@@ -620,8 +628,12 @@ impl<T: Transport> HostJob<T> {
 
     /// Copies the derivation and realises it on the host; the result must be the path that
     /// evaluation promised.
-    async fn build_on_target(&self, conn: &T::Host) -> Result<CopyStats, HostError> {
-        let missing = remote::missing_paths(conn, std::slice::from_ref(&self.path)).await?;
+    async fn build_on_target(
+        &self,
+        conn: &T::Host,
+        lock: Option<&Lock<T::Host>>,
+    ) -> Result<CopyStats, HostError> {
+        let missing = remote::missing_paths(conn, lock, std::slice::from_ref(&self.path)).await?;
         if missing.is_empty() {
             return Ok(CopyStats { sent: 0, total: 1 });
         }

@@ -77,9 +77,11 @@ pub(crate) struct World {
     pub log: Vec<String>,
     /// Sessions opened.
     pub connections: usize,
-    /// The scripts run on the host, one per round trip, in order (the user's own commands and
-    /// health checks' command lines as `-`).
+    /// The scripts run on the host, one per round trip on a channel of its own, in order (the
+    /// user's own commands and health checks' command lines as `-`).
     pub round_trips: Vec<&'static str>,
+    /// The scripts run by the lock's holder ([`Host::ask`]), in order.
+    pub asked: Vec<&'static str>,
     deployments: HashMap<String, Deployment>,
 }
 
@@ -95,6 +97,7 @@ impl World {
             log: Vec::new(),
             connections: 0,
             round_trips: Vec::new(),
+            asked: Vec::new(),
             deployments: HashMap::new(),
         }))
     }
@@ -312,6 +315,16 @@ impl FakeHost {
     async fn answer(
         &self,
         command: &str,
+        on_line: impl FnMut(&OutputLine) + Send,
+    ) -> Result<CommandOutput, SshError> {
+        self.answer_by(command, false, on_line).await
+    }
+
+    /// Answers `command`, run on a channel of its own or, `asked`, by the lock's holder.
+    async fn answer_by(
+        &self,
+        command: &str,
+        asked: bool,
         mut on_line: impl FnMut(&OutputLine) + Send,
     ) -> Result<CommandOutput, SshError> {
         let Some((script, args)) = script_of(command) else {
@@ -323,7 +336,11 @@ impl FakeHost {
         let answer = {
             let mut world = lock(&self.world);
             world.run_watchdogs();
-            world.round_trips.push(script.file());
+            if asked {
+                world.asked.push(script.file());
+            } else {
+                world.round_trips.push(script.file());
+            }
             self.script(&mut world, script, &args)
         };
         match answer {
@@ -585,6 +602,21 @@ impl Host for FakeHost {
 
     async fn release((): ()) {}
 
+    async fn ask<F: FnMut(&OutputLine) + Send>(
+        &self,
+        (): &mut (),
+        command: &str,
+        _stdin: &[u8],
+        _keep_stdout: bool,
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        self.answer_by(command, true, on_line).await
+    }
+
+    fn can_ask((): &()) -> bool {
+        true
+    }
+
     async fn close(self) {}
 }
 
@@ -617,6 +649,7 @@ impl Transport for FakeTransport {
     async fn copy_closure(
         &self,
         _host: &FakeHost,
+        _lock: Option<&crate::port::Lock<FakeHost>>,
         _plan: &HostPlan,
         _path: &StorePath,
         _signing_key: Option<&Path>,

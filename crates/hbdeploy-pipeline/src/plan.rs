@@ -269,7 +269,8 @@ async fn on_host(
     let closure: Vec<StorePath> = new.into_iter().map(|(p, _)| p).collect();
     let signing_key = copy.signing_key.as_deref();
     let stats =
-        crate::transfer::copy_missing(conn, nix, plan, signing_key, path, &closure, events).await?;
+        crate::transfer::copy_missing((conn, None), nix, plan, signing_key, path, &closure, events)
+            .await?;
     events.note(
         &plan.name,
         format!("copied {} of {} paths", stats.sent, stats.total),

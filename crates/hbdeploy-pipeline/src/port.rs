@@ -79,8 +79,49 @@ pub trait Host: Send + Sync + Sized + 'static {
     /// Ends a held command.
     fn release(held: Self::Held) -> impl Future<Output = ()> + Send;
 
+    /// Runs `command` as root in `held`, a held command that serves requests (the lock's
+    /// holder, `lock.sh`), with `stdin` as its input: no channel or login shell of its own.
+    /// With `keep_stdout` false only the output's tail is kept ([`Host::stream_root`]).
+    fn ask<F: FnMut(&OutputLine) + Send>(
+        &self,
+        held: &mut Self::Held,
+        command: &str,
+        stdin: &[u8],
+        keep_stdout: bool,
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send;
+
+    /// Whether `held` takes a request ([`Host::ask`]): none was left unanswered.
+    fn can_ask(held: &Self::Held) -> bool;
+
     /// Ends the session.
     fn close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// A held lock on a host. Released explicitly, or when the connection ends for any reason.
+/// Its holder also runs the steps under it that ask it to ([`Lock::holder`]). Taken by
+/// `safe::lock`.
+pub struct Lock<H: Host>(tokio::sync::Mutex<Option<H::Held>>);
+
+impl<H: Host> Lock<H> {
+    pub(crate) fn new(held: Option<H::Held>) -> Lock<H> {
+        Lock(tokio::sync::Mutex::new(held))
+    }
+
+    /// Lets other deployments at the host again.
+    pub async fn release(self) {
+        if let Some(held) = self.0.into_inner() {
+            H::release(held).await;
+        }
+    }
+
+    /// The lock's holder, to run a step under the lock as root without a channel of its own
+    /// ([`Host::ask`]), one step at a time; `None` when it cannot take one (the lock command
+    /// ended at once, or an earlier step was left unanswered).
+    pub(crate) async fn holder(&self) -> Option<tokio::sync::MappedMutexGuard<'_, H::Held>> {
+        let guard = self.0.lock().await;
+        tokio::sync::MutexGuard::try_map(guard, |held| held.as_mut().filter(|h| H::can_ask(h))).ok()
+    }
 }
 
 /// The way to hosts: new sessions.
@@ -99,10 +140,12 @@ pub trait Transport: Dial {
     /// `bin/switch-to-configuration`): what is not is refused before anything is copied.
     fn is_system(&self, path: &StorePath) -> bool;
 
-    /// Sends what `host` lacks of the closure of `path`, signed with `signing_key` when set.
+    /// Sends what `host` lacks of the closure of `path`, signed with `signing_key` when set;
+    /// under the deployment `lock`, its holder checks what the host lacks.
     fn copy_closure(
         &self,
         host: &Self::Host,
+        lock: Option<&Lock<Self::Host>>,
         plan: &HostPlan,
         path: &StorePath,
         signing_key: Option<&Path>,
@@ -177,6 +220,21 @@ impl Host for Connection {
 
     fn release(held: Held) -> impl Future<Output = ()> + Send {
         held.release()
+    }
+
+    fn ask<F: FnMut(&OutputLine) + Send>(
+        &self,
+        held: &mut Held,
+        command: &str,
+        stdin: &[u8],
+        keep_stdout: bool,
+        on_line: F,
+    ) -> impl Future<Output = Result<CommandOutput, SshError>> + Send {
+        held.ask(command, stdin, keep_stdout, on_line)
+    }
+
+    fn can_ask(held: &Held) -> bool {
+        held.can_ask()
     }
 
     fn close(self) -> impl Future<Output = ()> + Send {
@@ -281,6 +339,21 @@ impl Host for Link {
 
     async fn release(held: Held) {
         held.release().await;
+    }
+
+    async fn ask<F: FnMut(&OutputLine) + Send>(
+        &self,
+        held: &mut Held,
+        command: &str,
+        stdin: &[u8],
+        keep_stdout: bool,
+        on_line: F,
+    ) -> Result<CommandOutput, SshError> {
+        held.ask(command, stdin, keep_stdout, on_line).await
+    }
+
+    fn can_ask(held: &Held) -> bool {
+        held.can_ask()
     }
 
     async fn close(self) {

@@ -96,8 +96,8 @@ fn said(lines: &[String]) -> Option<String> {
 
 /// Has the host fetch `path`, which no store here has, from its own binary caches; `looked`
 /// are the places already tried. A host that has it already gets nothing.
-pub(crate) async fn from_host_caches(
-    conn: &impl Host,
+pub(crate) async fn from_host_caches<H: Host>(
+    (conn, lock): (&H, Option<&crate::port::Lock<H>>),
     plan: &HostPlan,
     path: &StorePath,
     looked: &[String],
@@ -105,7 +105,7 @@ pub(crate) async fn from_host_caches(
 ) -> Result<CopyStats, HostError> {
     let name = plan.name.as_str();
     let stats = CopyStats { sent: 0, total: 1 };
-    let missing = remote::missing_paths(conn, std::slice::from_ref(path)).await?;
+    let missing = remote::missing_paths(conn, lock, std::slice::from_ref(path)).await?;
     if missing.is_empty() {
         return Ok(stats);
     }

@@ -147,7 +147,7 @@ async fn switch_back(
     };
     let progress = Progress::default();
     let run = deployment.start(
-        conn,
+        (conn, None),
         host,
         JobKind::Rollback,
         &change,

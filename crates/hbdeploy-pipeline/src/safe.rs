@@ -13,24 +13,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::port::{Dial, Host};
+use crate::port::{Dial, Host, Lock};
 use hbdeploy_nix::StorePath;
 
 use crate::remote::{self, Change, Decision, Deployment, JobKind, LockReply, Op, Under};
 use crate::state::{Generation, HostState};
 use crate::{Goal, HostError, HostPlan};
-
-/// A held lock on a host. Released explicitly, or when the connection ends for any reason.
-pub struct Lock<H: Host>(Option<H::Held>);
-
-impl<H: Host> Lock<H> {
-    /// Lets other deployments at the host again.
-    pub async fn release(self) {
-        if let Some(held) = self.0 {
-            H::release(held).await;
-        }
-    }
-}
 
 /// Who holds a lock, as shown to the next deployer: user, machine, process and time.
 pub fn holder_description(command: &str) -> String {
@@ -81,7 +69,7 @@ async fn locked<H: Host>(
     loop {
         tries += 1;
         match remote::lock(conn, holder, read).await? {
-            (LockReply::Locked(under), held) => return Ok((Lock(held), under)),
+            (LockReply::Locked(under), held) => return Ok((Lock::new(held), under)),
             (LockReply::Busy(holder), held) => {
                 if let Some(held) = held {
                     H::release(held).await;

@@ -16,6 +16,7 @@ use hbdeploy_ssh::relay::{Relay, RelayError};
 use hbdeploy_ssh::{Connection, SshError, Target};
 
 use crate::event::{EventSender, Stage};
+use crate::port::Lock;
 use crate::port::{Dial, Link, Reach, Transport};
 use crate::report::CopyStats;
 use crate::{HostError, HostPlan, remote};
@@ -74,7 +75,7 @@ pub(crate) async fn over(
 /// first when `signing_key` is set. A host that has every path gets no `nix copy` at all, and
 /// the machine hbdeploy runs on has every path: its store is the one `path` is in.
 pub(crate) async fn copy_missing(
-    conn: &Link,
+    (conn, lock): (&Link, Option<&Lock<Link>>),
     nix: &Nix,
     plan: &HostPlan,
     signing_key: Option<&Path>,
@@ -82,8 +83,8 @@ pub(crate) async fn copy_missing(
     closure: &[StorePath],
     events: &EventSender,
 ) -> Result<CopyStats, HostError> {
-    let conn = match conn {
-        Link::Ssh(conn) => conn,
+    let ssh = match conn {
+        Link::Ssh(ssh) => ssh,
         Link::Local(_) => {
             return Ok(CopyStats {
                 sent: 0,
@@ -97,7 +98,7 @@ pub(crate) async fn copy_missing(
         .chain(closure.iter().filter(|p| *p != path))
         .cloned()
         .collect();
-    let missing = remote::missing_paths(conn, &ordered).await?;
+    let missing = remote::missing_paths(conn, lock, &ordered).await?;
     let stats = CopyStats {
         sent: missing.len(),
         total: closure.len(),
@@ -113,7 +114,7 @@ pub(crate) async fn copy_missing(
                 source,
             })?;
     }
-    nix_copy(conn, nix, plan, signing_key.is_some(), path, false, events).await?;
+    nix_copy(ssh, nix, plan, signing_key.is_some(), path, false, events).await?;
     Ok(stats)
 }
 
@@ -171,6 +172,7 @@ impl Transport for SshCopy {
     async fn copy_closure(
         &self,
         host: &Link,
+        lock: Option<&Lock<Link>>,
         plan: &HostPlan,
         path: &StorePath,
         signing_key: Option<&Path>,
@@ -184,7 +186,16 @@ impl Transport for SshCopy {
                 path: path.clone(),
                 source,
             })?;
-        copy_missing(host, &self.nix, plan, signing_key, path, &closure, events).await
+        copy_missing(
+            (host, lock),
+            &self.nix,
+            plan,
+            signing_key,
+            path,
+            &closure,
+            events,
+        )
+        .await
     }
 
     async fn copy_derivation(

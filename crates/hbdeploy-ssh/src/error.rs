@@ -109,6 +109,13 @@ pub enum SshError {
         #[source]
         source: Option<russh::Error>,
     },
+    /// A request was not sent to a held command (the deployment lock's holder): an earlier one
+    /// was left unanswered, so what the holder prints next could be its rest.
+    #[error("`{command}` was not sent to the held command: an earlier request was left unanswered")]
+    Unanswered {
+        /// The command line.
+        command: String,
+    },
     /// A command could not be run on the machine hbdeploy runs on (`address = "local"`).
     #[error("running `{command}` on {target} (this machine) failed")]
     Local {

@@ -244,6 +244,11 @@ impl<F: FnMut(&OutputLine)> Collector<F> {
         lines.push(bytes, |text| record(on_line, kept, stream, text));
     }
 
+    /// Takes a whole line of `stream` (split elsewhere).
+    pub(crate) fn line(&mut self, stream: Stream, text: String) {
+        record(&mut self.on_line, &mut self.kept, stream, text);
+    }
+
     /// Ends both streams (an unfinished last line counts) with the command's `exit`.
     pub(crate) fn finish(mut self, exit: Exit) -> CommandOutput {
         let (on_line, kept) = (&mut self.on_line, &mut self.kept);

@@ -175,7 +175,8 @@ impl Local {
         let (mut child, line) = self.start_root(command).await?;
         let stdout = child.stdout.take();
         let stdin = child.stdin.take();
-        let Some(stdout) = stdout else {
+        let stderr = child.stderr.take();
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             return Ok((String::new(), None));
         };
         let mut reader = BufReader::new(stdout);
@@ -187,7 +188,8 @@ impl Local {
                 let holder = crate::hold::Holder {
                     child,
                     stdin,
-                    _stdout: reader.into_inner(),
+                    stdout: reader.into_inner(),
+                    stderr,
                 };
                 Ok((text, Some(Held::process(holder))))
             }

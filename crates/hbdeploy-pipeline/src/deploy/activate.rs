@@ -7,6 +7,7 @@ use tokio::time::Instant;
 use crate::error::Restored;
 use crate::event::Stage;
 use crate::health::run_checks;
+use crate::port::Lock;
 use crate::port::{Host, Transport};
 use crate::remote::{
     Arm, Change, Decision, Deployment, JobKind, JobOutcome, Op, Progress, WatchdogReason,
@@ -24,6 +25,7 @@ impl<T: Transport> HostJob<T> {
     pub(super) async fn activate(
         &self,
         conn: &T::Host,
+        lock: Option<&Lock<T::Host>>,
         state: &HostState,
         report: &mut HostReport,
     ) -> Result<(), HostError> {
@@ -75,7 +77,7 @@ impl<T: Transport> HostJob<T> {
         let began = Instant::now();
         let progress = Progress::default();
         let run = deployment.start(
-            conn,
+            (conn, lock),
             name,
             JobKind::Activate,
             &change,

@@ -320,7 +320,7 @@ impl Job<'_> {
         closure.dedup();
         // Its stdout is a list of paths for this code, not progress for the user: not streamed.
         let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
-        let output = crate::remote::check_validity(&self.installer.conn, &paths)
+        let output = crate::remote::check_validity(&self.installer.conn, None, &paths)
             .await
             .map_err(|source| StepError::Channel {
                 step: InstallStep::Copy,

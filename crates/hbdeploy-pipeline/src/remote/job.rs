@@ -19,6 +19,7 @@ use super::reply::JobLine;
 use super::settled::Before;
 use super::{RUN_DIR, Script, channel_error, step};
 use crate::event::EventSender;
+use crate::port::Lock;
 use crate::{Goal, HostError, Stage};
 
 /// How a job moves the system profile (see `switch.sh`).
@@ -302,9 +303,9 @@ impl Deployment {
     /// launches the job (with `arm`, the watchdog does once it is armed: noted, and its time
     /// kept in `progress`) and streams its output (without hbdeploy's markers).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn start(
+    pub(crate) async fn start<H: Host>(
         &self,
-        conn: &impl Host,
+        (conn, lock): (&H, Option<&Lock<H>>),
         host: &str,
         kind: JobKind,
         change: &Change,
@@ -352,7 +353,14 @@ impl Deployment {
         });
         let mut preamble = Preamble::new(armed_note, progress);
         let result = self
-            .stream(conn, host, kind, &command, Some(&mut preamble), events)
+            .stream(
+                (conn, lock),
+                host,
+                kind,
+                &command,
+                Some(&mut preamble),
+                events,
+            )
             .await;
         if preamble.missing {
             return Err(HostError::NotInStore {
@@ -428,7 +436,8 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Yes, Script::Switch, &change.args());
-        self.stream(conn, host, kind, &command, None, events).await
+        self.stream((conn, None), host, kind, &command, None, events)
+            .await
     }
 
     /// Follows the job `kind` already started, from the last lines of its log until it ends:
@@ -441,14 +450,16 @@ impl Deployment {
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
         let command = self.launch(kind.name(), Follow::Only, Script::Switch, &[]);
-        self.stream(conn, host, kind, &command, None, events).await
+        self.stream((conn, None), host, kind, &command, None, events)
+            .await
     }
 
     /// Runs `command` (`launch.sh`, following; or `prepare.sh` with a `preamble` for the lines
-    /// it prints before the job starts), passing the job's output on, until it ends.
-    async fn stream(
+    /// it prints before the job starts), passing the job's output on, until it ends; under a
+    /// deployment `lock`, its holder runs it.
+    async fn stream<H: Host>(
         &self,
-        conn: &impl Host,
+        (conn, lock): (&H, Option<&Lock<H>>),
         host: &str,
         kind: JobKind,
         command: &str,
@@ -466,34 +477,40 @@ impl Deployment {
         let mut tail: VecDeque<String> = VecDeque::new();
         // The job's output is streamed, not parsed (its markers are seen line by line): only
         // its last lines are kept, however much it prints.
-        let output = conn
-            .stream_root(command, |line: &OutputLine| {
-                if let Some(preamble) = preamble.as_deref_mut().filter(|p| !p.done) {
-                    preamble.line(&line.text, host, events);
-                    return;
+        let on_line = |line: &OutputLine| {
+            if let Some(preamble) = preamble.as_deref_mut().filter(|p| !p.done) {
+                preamble.line(&line.text, host, events);
+                return;
+            }
+            match JobLine::parse(&line.text) {
+                JobLine::Generation(n) => outcome.generation = n,
+                JobLine::Exit(exit) => outcome.exit = exit,
+                JobLine::ProfileFailed(exit) => {
+                    outcome.profile_failed = true;
+                    outcome.exit = exit;
                 }
-                match JobLine::parse(&line.text) {
-                    JobLine::Generation(n) => outcome.generation = n,
-                    JobLine::Exit(exit) => outcome.exit = exit,
-                    JobLine::ProfileFailed(exit) => {
-                        outcome.profile_failed = true;
-                        outcome.exit = exit;
+                JobLine::ProfileMoved(link) => outcome.profile_moved = Some(link.to_owned()),
+                JobLine::LaunchFailed(why) => launch_failed = Some(why.to_owned()),
+                JobLine::Settled { .. }
+                | JobLine::Undecided { .. }
+                | JobLine::Pending { .. }
+                | JobLine::Output(_) => {
+                    events.output(Some(host), Stage::Activate, &line.text);
+                    if tail.len() == 20 {
+                        tail.pop_front();
                     }
-                    JobLine::ProfileMoved(link) => outcome.profile_moved = Some(link.to_owned()),
-                    JobLine::LaunchFailed(why) => launch_failed = Some(why.to_owned()),
-                    JobLine::Settled { .. }
-                    | JobLine::Undecided { .. }
-                    | JobLine::Pending { .. }
-                    | JobLine::Output(_) => {
-                        events.output(Some(host), Stage::Activate, &line.text);
-                        if tail.len() == 20 {
-                            tail.pop_front();
-                        }
-                        tail.push_back(line.text.clone());
-                    }
+                    tail.push_back(line.text.clone());
                 }
-            })
-            .await;
+            }
+        };
+        let held = match lock {
+            Some(lock) => lock.holder().await,
+            None => None,
+        };
+        let output = match held {
+            Some(mut held) => conn.ask(&mut held, command, &[], false, on_line).await,
+            None => conn.stream_root(command, on_line).await,
+        };
         let output = output.map_err(channel_error(Stage::Activate))?;
         outcome.tail = tail.into_iter().collect();
         let unstarted = preamble.is_some_and(|p| !p.done);

@@ -81,7 +81,38 @@ END
   fi
 fi
 printf 'locked\t%s\t%s\n' "$settle" "$state"
-while read -r _; do :; done
+# While it holds, it serves the deployer's requests (`Held::ask`), so that the steps under the lock
+# cost no channel or login shell of their own: `ask NONCE CLEN ILEN`, then CLEN bytes of a command
+# line, whose last line is `# end NONCE`, and ILEN bytes of its input. It runs the command as root,
+# under the lock, with that input (the rest of it read and dropped, so the next request starts
+# where it should), then prints `hbdeploy-asked-NONCE EXIT` on a line of its own on stdout and on
+# stderr. A command cut short (no `# end` line: the deployer went away mid-request) is never run;
+# it lets go instead, as it does at the end of stdin. Any other line is ignored.
+nl='
+'
+while read -r word nonce clen ilen; do
+  [ "$word" = ask ] || continue
+  case "$clen$ilen" in '' | *[!0-9]*) continue ;; esac
+  command=$(head -c "$clen")
+  case $command in
+    *"$nl# end $nonce") ;;
+    *) break ;;
+  esac
+  # Without fd 9: a job the command starts detached (`setsid`) must not hold the lock.
+  if [ "$ilen" -gt 0 ]; then
+    head -c "$ilen" | {
+      sh -c "$command" 9>&-
+      code=$?
+      cat >/dev/null
+      exit "$code"
+    }
+  else
+    sh -c "$command" </dev/null 9>&-
+  fi
+  code=$?
+  printf '\nhbdeploy-asked-%s %s\n' "$nonce" "$code"
+  printf '\nhbdeploy-asked-%s %s\n' "$nonce" "$code" >&2
+done
 # Removed together, with one `rm`.
 set -- "$info"
 for dir in "$run"/*/; do

@@ -6,6 +6,8 @@
 //! ([`reply`]). Everything that changes a host runs as a detached job ([`job`]) from script files
 //! written to the deployment's directory on the host, so systemd never expands a script's `$`.
 
+#[cfg(test)]
+mod ask_tests;
 mod boot;
 mod job;
 pub(crate) mod reply;
@@ -18,6 +20,7 @@ use hbdeploy_nix::{SizedClosure, StorePath};
 use hbdeploy_ssh::OutputLine;
 
 use crate::port::Host;
+use crate::port::Lock;
 
 use crate::event::EventSender;
 use crate::{HostError, Stage};
@@ -220,10 +223,11 @@ pub(crate) async fn step<T>(
 }
 
 /// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed. The
-/// paths go on the channel's input, one per line: a real system's thousands would not fit on
-/// a command line.
-pub(crate) async fn check_validity(
-    conn: &impl Host,
+/// paths go on the command's input, one per line: a real system's thousands would not fit on
+/// a command line. Under a deployment `lock`, its holder runs it (no channel of its own).
+pub(crate) async fn check_validity<H: Host>(
+    conn: &H,
+    lock: Option<&Lock<H>>,
     paths: &[&str],
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
     let mut input = String::with_capacity(paths.iter().map(|p| p.len() + 1).sum());
@@ -232,6 +236,13 @@ pub(crate) async fn check_validity(
         input.push('\n');
     }
     let command = Script::CheckValidity.command::<&str>(&[]);
+    if let Some(lock) = lock
+        && let Some(mut held) = lock.holder().await
+    {
+        return conn
+            .ask(&mut held, &command, input.as_bytes(), true, |_| {})
+            .await;
+    }
     conn.run_with_stdin(&command, input.as_bytes(), |_| {})
         .await
 }
@@ -269,15 +280,17 @@ pub(crate) async fn nixos_install(
 /// The paths of `closure` that the host's store lacks. Put the path most likely to be new first
 /// (a closure's top): when the host lacks it, the others are counted from what is on disk,
 /// without a `nix-store` process (`check-validity.sh`); "nothing missing" is always nix-store's.
-pub async fn missing_paths(
-    conn: &impl Host,
+/// Under a deployment `lock`, its holder asks.
+pub async fn missing_paths<H: Host>(
+    conn: &H,
+    lock: Option<&Lock<H>>,
     closure: &[StorePath],
 ) -> Result<Vec<StorePath>, HostError> {
     let paths: Vec<&str> = closure.iter().map(StorePath::as_str).collect();
     let output = step(
         Stage::Copy,
         "nix-store --check-validity",
-        check_validity(conn, &paths),
+        check_validity(conn, lock, &paths),
     )
     .await?;
     if !output.exit.success() {

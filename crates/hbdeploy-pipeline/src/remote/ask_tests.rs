@@ -1,0 +1,158 @@
+//! The lock's holder serving requests (`lock.sh`, `Held::ask`), run on this machine: the real
+//! script, with its directory moved out of `/run/hbdeploy` (the machine's own lock is not ours
+//! to take). Needs root, as the lock does; skipped otherwise (the lab's deployments cover it).
+
+use hbdeploy_ssh::{CommandOutput, Exit, Local, Session, Stream, Target};
+
+use super::Script;
+
+fn here() -> Local {
+    let target = Target {
+        address: hbdeploy_ssh::LOCAL_ADDRESS.to_owned(),
+        port: 22,
+        user: hbdeploy_ssh::local_user(),
+        identity_file: None,
+        known_hosts: std::path::PathBuf::from("/dev/null"),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        connect_timeout: std::time::Duration::from_secs(1),
+        jump: None,
+        escalation: None,
+        keepalive: None,
+        compress: false,
+    };
+    Local::open(&target, &Session::default())
+}
+
+/// One request, answered within 20 s (a holder out of step would leave it waiting).
+async fn ask(held: &mut hbdeploy_ssh::Held, command: &str, input: &[u8]) -> CommandOutput {
+    let asked = held.ask(command, input, true, |_| {});
+    tokio::time::timeout(std::time::Duration::from_secs(20), asked)
+        .await
+        .expect("the holder answered")
+        .expect("the request was sent")
+}
+
+/// `lock.sh` with its directory moved to `dir`.
+fn lock_script(dir: &std::path::Path) -> String {
+    let text = Script::Lock.text();
+    assert!(text.contains("run=/run/hbdeploy\n"));
+    let moved = text.replace("run=/run/hbdeploy\n", &format!("run={}\n", dir.display()));
+    format!("sh -c {} hbdeploy tester", super::quote(&moved))
+}
+
+#[tokio::test]
+async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit() {
+    if hbdeploy_ssh::local_user() != "root" {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-{}", std::process::id()));
+    let local = here();
+    let (line, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
+    assert!(line.starts_with("locked\tclear"), "{line}");
+    let mut held = held.expect("the holder is still running");
+    assert!(held.can_ask());
+
+    // Empty lines of the command's own are kept, and a last line without a newline.
+    let mut seen = Vec::new();
+    let out = held
+        .ask("printf 'a\\n\\nb'", &[], true, |l| {
+            seen.push(l.text.clone())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.exit.clone(), out.stdout.as_str()),
+        (Exit::Code(0), "a\n\nb\n")
+    );
+    assert_eq!(seen, ["a", "", "b"]);
+    let out = ask(&mut held, "echo x; echo", &[]).await;
+    assert_eq!(out.stdout, "x\n\n");
+
+    // Its input, and the rest of an input the command left unread: the next request starts
+    // where it should.
+    let out = ask(&mut held, "wc -l", b"1\n2\n3\n").await;
+    assert_eq!(out.stdout.trim(), "3");
+    let big = vec![b'y'; 300_000];
+    let out = ask(&mut held, "head -c 2; echo", &big).await;
+    assert_eq!(out.stdout, "yy\n");
+
+    // Its stderr and exit code.
+    let out = ask(&mut held, "echo oops >&2; exit 3", &[]).await;
+    assert_eq!(out.exit, Exit::Code(3));
+    assert_eq!(out.stdout, "");
+    assert!(
+        out.tail
+            .iter()
+            .any(|l| l.stream == Stream::Stderr && l.text == "oops"),
+        "{:?}",
+        out.tail
+    );
+
+    // As the holder: under the lock.
+    let out = ask(&mut held, "true", &[]).await;
+    assert_eq!(out.exit, Exit::Code(0));
+    let info = std::fs::read_to_string(dir.join("lock.info")).unwrap();
+    assert_eq!(info, "tester\n");
+
+    held.release().await;
+    assert!(
+        !dir.join("lock.info").exists(),
+        "letting go removes the holder's name"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A request whose answer was not read to its end leaves the holder unable to take another: what
+/// it prints next could be the rest of that answer.
+#[tokio::test]
+async fn a_request_given_up_on_spoils_the_holder_for_the_next() {
+    if hbdeploy_ssh::local_user() != "root" {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-spoilt-{}", std::process::id()));
+    let local = here();
+    let (_, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
+    let mut held = held.expect("the holder is still running");
+    let slow = held.ask("sleep 2", &[], true, |_| {});
+    let given_up = tokio::time::timeout(std::time::Duration::from_millis(200), slow).await;
+    assert!(given_up.is_err());
+    assert!(!held.can_ask());
+    let refused = held.ask("echo again", &[], true, |_| {}).await;
+    assert!(
+        matches!(refused, Err(hbdeploy_ssh::SshError::Unanswered { .. })),
+        "{refused:?}"
+    );
+    held.release().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A job a request starts detached (`setsid`, as `launch.sh` does where the host has no
+/// systemd) does not hold the lock: it is free once the holder lets go.
+#[tokio::test]
+async fn what_a_request_starts_detached_does_not_hold_the_lock() {
+    if hbdeploy_ssh::local_user() != "root" {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-detached-{}", std::process::id()));
+    let local = here();
+    let (_, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
+    let mut held = held.expect("the holder is still running");
+    let pid_file = dir.join("detached.pid");
+    let start = format!(
+        "(setsid sh -c 'echo $$ >{}; exec sleep 30' </dev/null >/dev/null 2>&1 &)",
+        pid_file.display()
+    );
+    assert_eq!(ask(&mut held, &start, &[]).await.exit, Exit::Code(0));
+    held.release().await;
+    let free = std::process::Command::new("flock")
+        .args(["-n", "-E", "7"])
+        .arg(dir.join("lock"))
+        .arg("true")
+        .status()
+        .unwrap();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    assert_eq!(free.code(), Some(0), "the detached job holds the lock");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
