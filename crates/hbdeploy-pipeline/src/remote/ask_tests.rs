@@ -76,6 +76,10 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
     let big = vec![b'y'; 300_000];
     let out = ask(&mut held, "head -c 2; echo", &big).await;
     assert_eq!(out.stdout, "yy\n");
+    let out = ask(&mut held, "exit 4", &big).await;
+    assert_eq!(out.exit, Exit::Code(4));
+    let out = ask(&mut held, "echo next", &[]).await;
+    assert_eq!(out.stdout, "next\n");
 
     // Its stderr and exit code.
     let out = ask(&mut held, "echo oops >&2; exit 3", &[]).await;

@@ -98,16 +98,17 @@ while read -r word nonce clen ilen; do
     *"$nl# end $nonce") ;;
     *) break ;;
   esac
-  # Without fd 9: a job the command starts detached (`setsid`) must not hold the lock.
+  # In a subshell (no new shell to start), without fd 9: a job the command starts detached
+  # (`setsid`) must not hold the lock.
   if [ "$ilen" -gt 0 ]; then
     head -c "$ilen" | {
-      sh -c "$command" 9>&-
+      (eval "$command") 9>&-
       code=$?
       cat >/dev/null
       exit "$code"
     }
   else
-    sh -c "$command" </dev/null 9>&-
+    (eval "$command") </dev/null 9>&-
   fi
   code=$?
   printf '\nhbdeploy-asked-%s %s\n' "$nonce" "$code"
