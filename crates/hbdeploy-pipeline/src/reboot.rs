@@ -61,7 +61,7 @@ async fn reboot_host(
 ) -> HostReport {
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
-    let result = safe::under_lock(ssh, &plan.target, "reboot", async |conn| {
+    let result = safe::under_lock(ssh, &plan.target, "reboot", async |conn, _| {
         reboot_and_check(ssh, conn, &plan, (None, None), &events, &mut report).await
     })
     .await;

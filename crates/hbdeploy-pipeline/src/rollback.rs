@@ -4,7 +4,7 @@
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use crate::port::{Host, Reach};
+use crate::port::{Host, Lock, Reach};
 use hbdeploy_nix::StorePath;
 
 use crate::event::{EventSender, Stage};
@@ -74,12 +74,12 @@ async fn roll_back_host(
     let mut report = HostReport::new(&plan.name, Stage::Connect);
     events.stage(&plan.name, Stage::Connect);
     let ssh = Reach { session };
-    let result = safe::under_lock(&ssh, &plan.target, "rollback", async |conn| {
+    let result = safe::under_lock(&ssh, &plan.target, "rollback", async |conn, lock| {
         report.stage = Stage::Activate;
         events.stage(&plan.name, Stage::Activate);
         let limit = plan.safety.activation_timeout;
         let change = (target, goal, limit);
-        switch_back(conn, &plan.name, change, &events, &mut report).await
+        switch_back((conn, lock), &plan.name, change, &events, &mut report).await
     })
     .await;
     if let Err(error) = result {
@@ -91,8 +91,8 @@ async fn roll_back_host(
 }
 
 /// Rolls `host` back to `target` with `goal`, the activation bounded by `limit`.
-async fn switch_back(
-    conn: &impl Host,
+async fn switch_back<H: Host>(
+    (conn, lock): (&H, &Lock<H>),
     host: &str,
     (target, goal, limit): (RollbackTarget, Goal, Duration),
     events: &EventSender,
@@ -147,7 +147,7 @@ async fn switch_back(
     };
     let progress = Progress::default();
     let run = deployment.start(
-        (conn, None),
+        (conn, Some(lock)),
         host,
         JobKind::Rollback,
         &change,

@@ -95,18 +95,19 @@ async fn locked<H: Host>(
 }
 
 /// Connects to `target`, takes the host's deployment lock for `command` (`rollback`, `reboot`),
-/// runs `work` under it, then lets go of the lock and the connection. Not reaching the host or
+/// runs `work` under it (with the lock, whose holder may run its steps), then lets go of the
+/// lock and the connection. Not reaching the host or
 /// not getting its lock is the host's error, and `work` does not run.
 pub(crate) async fn under_lock<D: Dial, T>(
     dial: &D,
     target: &hbdeploy_ssh::Target,
     command: &str,
-    work: impl AsyncFnOnce(&D::Host) -> Result<T, HostError>,
+    work: impl AsyncFnOnce(&D::Host, &Lock<D::Host>) -> Result<T, HostError>,
 ) -> Result<T, HostError> {
     let conn = dial.connect(target).await.map_err(HostError::Connect)?;
     let result = match lock(&conn, &holder_description(command)).await {
         Ok(held) => {
-            let result = work(&conn).await;
+            let result = work(&conn, &held).await;
             held.release().await;
             result
         }

@@ -402,7 +402,7 @@ async fn upload_one(
     // Under the host's deployment lock, like rollback: a secret is not replaced while a
     // deployment (which may be uploading it itself) is under way.
     let secrets: Vec<&Secret> = plan.secrets.iter().collect();
-    crate::safe::under_lock(ssh, &plan.target, "secrets upload", async |conn| {
+    crate::safe::under_lock(ssh, &plan.target, "secrets upload", async |conn, _| {
         write_all(conn, &secrets, written, false).await
     })
     .await
