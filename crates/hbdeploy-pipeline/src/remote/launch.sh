@@ -1,7 +1,8 @@
 #!/bin/sh
 # Starts one job of a deployment detached from this SSH session, so that a lost connection or a
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
-# systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh, which
+# systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh (but the
+# watchdog, which runs as it is and keeps its own pid and log), which
 # keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1
 # the job is started and its log is streamed here until the job ends, then how it ended, from
 # the files the job wrote: `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`,
@@ -39,19 +40,27 @@ if [ "$follow" != 2 ]; then
     exit 0
   fi
   exec 4<>"$started"
+  # A job runs under run.sh, which keeps its pid, its capped log and its end. The watchdog runs
+  # as it is: it keeps its own pid and log (a few lines at most), which saves its unit a shell
+  # and the log's programs.
+  runner="$dir/run.sh"
+  if [ "$follow" = 3 ]; then
+    runner="$dir/$script"
+  else
+    set -- "$script" "$@"
+  fi
   if [ "$systemd" = 1 ]; then
     # Without --no-block, systemd-run returns once the unit's process runs (exec), and fails
     # if it cannot start it: run.sh then always says it runs.
     if ! systemd-run --unit="hbdeploy-$unit-${dir##*/}" --collect --quiet \
       --service-type=exec -E LOCALE_ARCHIVE -E NIXOS_INSTALL_BOOTLOADER \
       -p StandardInput=null -p StandardOutput=null -p StandardError=null \
-      /bin/sh "$dir/run.sh" "$dir" "$unit" "$script" "$@"; then
+      /bin/sh "$runner" "$dir" "$unit" "$@"; then
       echo "hbdeploy-launch-failed:systemd-run"
       exit 0
     fi
   else
-    cd / && (setsid /bin/sh "$dir/run.sh" "$dir" "$unit" "$script" "$@" </dev/null >/dev/null \
-      2>&1 4<&- &)
+    cd / && (setsid /bin/sh "$runner" "$dir" "$unit" "$@" </dev/null >/dev/null 2>&1 4<&- &)
   fi
   read -r live <&4
   exec 4<&-

@@ -18,7 +18,14 @@
 # moved since) or `rollback-failed CODE`.
 # Arguments: DIR JOB CONFIRM ACTIVATION OP PATH GOAL NUMBER|- (the restore, as switch.sh takes
 # it; `-`: no number) START-JOB SCRIPT ARG... (the activation, as run.sh takes it).
+# launch.sh starts it as it is (not under run.sh): its pid goes to DIR/watchdog.pid first thing,
+# for decide.sh (which stops its process group) and for settling, and its output to
+# DIR/logs/watchdog.log.
 set -u
+echo "$$" >"$1/watchdog.pid"
+if [ -d "$1/logs" ]; then
+  exec >>"$1/logs/watchdog.log" 2>&1
+fi
 dir=$1 confirm=$3 limit=$4 op=$5 path=$6 goal=$7 number=$8
 shift 8
 [ "$number" != - ] || number=
