@@ -5,10 +5,11 @@
 //!
 //! A holder may also serve requests while it holds ([`Held::ask`]): each is a line `ask NONCE
 //! CLEN ILEN` on its stdin, then CLEN bytes of a shell command line (its last line `# end
-//! NONCE`, so that one cut short is never run) and ILEN bytes of that command's input. It runs the command (with that input, else none) and, once it has ended,
-//! prints `hbdeploy-asked-NONCE EXIT` on a line of its own on stdout and on stderr: each stream
-//! is in order, so once both markers have come, all of the command's output has. A request
-//! costs no channel and no login shell: the lock's holder runs the steps that follow it.
+//! NONCE`, so that one cut short is never run) and ILEN bytes of that command's input. It runs
+//! the command (with that input, else none) and, once it has ended, prints
+//! `hbdeploy-asked-NONCE EXIT` on a line of its own on stdout and on stderr: each stream is in
+//! order, so once both markers have come, all of the command's output has. A request costs no
+//! channel and no login shell: the lock's holder runs the steps that follow it.
 
 use russh::ChannelMsg;
 use russh::client::Msg;
@@ -86,10 +87,10 @@ impl Held {
     /// (see the module's documentation), with `stdin` as its input; each output line goes to
     /// `on_line` as it arrives. No new channel: it runs as the holder does (as root, for the
     /// lock). The answer is a [`CommandOutput`] like [`Connection::run`]'s (with `keep_stdout`
-    /// false, only its tail); when the holder
-    /// ends before answering (the connection was lost), its exit is [`Exit::Unknown`] and this
-    /// holder takes no further request ([`Held::can_ask`]). Dropped before its answer is
-    /// complete, it leaves the holder unable to take one too.
+    /// false, only its tail); when the holder ends before answering (the connection was lost),
+    /// its exit is [`Exit::Unknown`] and this holder takes no further request
+    /// ([`Held::can_ask`]). Dropped before its answer is complete, it leaves the holder unable
+    /// to take one too.
     pub async fn ask(
         &mut self,
         command: &str,

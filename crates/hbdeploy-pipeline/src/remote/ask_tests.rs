@@ -41,16 +41,23 @@ fn lock_script(dir: &std::path::Path) -> String {
     format!("sh -c {} hbdeploy tester", super::quote(&moved))
 }
 
+/// The lock taken and held by `lock.sh` in a directory of this test's own (`name`), with that
+/// directory and the holder's first line; `None` where the tests cannot run (not root).
+async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, String)> {
+    if hbdeploy_ssh::local_user() != "root" {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-{name}-{}", std::process::id()));
+    let (line, held) = here().hold_root(&lock_script(&dir)).await.unwrap();
+    Some((held.expect("the holder is still running"), dir, line))
+}
+
 #[tokio::test]
 async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit() {
-    if hbdeploy_ssh::local_user() != "root" {
+    let Some((mut held, dir, line)) = holding("turns").await else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-{}", std::process::id()));
-    let local = here();
-    let (line, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
+    };
     assert!(line.starts_with("locked\tclear"), "{line}");
-    let mut held = held.expect("the holder is still running");
     assert!(held.can_ask());
 
     // Empty lines of the command's own are kept, and a last line without a newline.
@@ -111,13 +118,9 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
 /// it prints next could be the rest of that answer.
 #[tokio::test]
 async fn a_request_given_up_on_spoils_the_holder_for_the_next() {
-    if hbdeploy_ssh::local_user() != "root" {
+    let Some((mut held, dir, _)) = holding("spoilt").await else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-spoilt-{}", std::process::id()));
-    let local = here();
-    let (_, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
-    let mut held = held.expect("the holder is still running");
+    };
     let slow = held.ask("sleep 2", &[], true, |_| {});
     let given_up = tokio::time::timeout(std::time::Duration::from_millis(200), slow).await;
     assert!(given_up.is_err());
@@ -135,13 +138,9 @@ async fn a_request_given_up_on_spoils_the_holder_for_the_next() {
 /// systemd) does not hold the lock: it is free once the holder lets go.
 #[tokio::test]
 async fn what_a_request_starts_detached_does_not_hold_the_lock() {
-    if hbdeploy_ssh::local_user() != "root" {
+    let Some((mut held, dir, _)) = holding("detached").await else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-detached-{}", std::process::id()));
-    let local = here();
-    let (_, held) = local.hold_root(&lock_script(&dir)).await.unwrap();
-    let mut held = held.expect("the holder is still running");
+    };
     let pid_file = dir.join("detached.pid");
     let start = format!(
         "(setsid sh -c 'echo $$ >{}; exec sleep 30' </dev/null >/dev/null 2>&1 &)",
