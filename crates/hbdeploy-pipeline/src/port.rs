@@ -122,6 +122,16 @@ impl<H: Host> Lock<H> {
         let guard = self.0.lock().await;
         tokio::sync::MutexGuard::try_map(guard, |held| held.as_mut().filter(|h| H::can_ask(h))).ok()
     }
+
+    /// [`Lock::holder`] of `lock`, where a step runs under one; `None` without a lock.
+    pub(crate) async fn holder_of(
+        lock: Option<&Lock<H>>,
+    ) -> Option<tokio::sync::MappedMutexGuard<'_, H::Held>> {
+        match lock {
+            Some(lock) => lock.holder().await,
+            None => None,
+        }
+    }
 }
 
 /// The way to hosts: new sessions.

@@ -503,11 +503,7 @@ impl Deployment {
                 }
             }
         };
-        let held = match lock {
-            Some(lock) => lock.holder().await,
-            None => None,
-        };
-        let output = match held {
+        let output = match Lock::holder_of(lock).await {
             Some(mut held) => conn.ask(&mut held, command, &[], false, on_line).await,
             None => conn.stream_root(command, on_line).await,
         };

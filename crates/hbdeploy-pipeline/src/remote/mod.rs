@@ -236,9 +236,7 @@ pub(crate) async fn check_validity<H: Host>(
         input.push('\n');
     }
     let command = Script::CheckValidity.command::<&str>(&[]);
-    if let Some(lock) = lock
-        && let Some(mut held) = lock.holder().await
-    {
+    if let Some(mut held) = Lock::holder_of(lock).await {
         return conn
             .ask(&mut held, &command, input.as_bytes(), true, |_| {})
             .await;
