@@ -26,6 +26,7 @@ mod local;
 pub mod relay;
 mod scan;
 mod session;
+mod socket;
 mod verdict;
 
 use std::path::PathBuf;
@@ -148,18 +149,6 @@ impl client::Handler for Client {
     }
 }
 
-/// A TCP connection to `address:port` for SSH, with `TCP_NODELAY` set. russh's `nodelay`
-/// setting acts only in its own `connect`, not in `connect_stream`, which hbdeploy uses (a jump
-/// host's channel is a stream too). Without it, Nagle's algorithm holds a small message sent
-/// while an earlier one is not yet acknowledged until the host's delayed ACK, about 40 ms: the
-/// handshake sends such pairs (`--timings` CONNECT on an idle systemd lab host: 0.05 → 0.01 s).
-/// Failing to set it would only cost that latency, so it is not an error.
-pub(crate) async fn dial(address: &str, port: u16) -> std::io::Result<tokio::net::TcpStream> {
-    let socket = tokio::net::TcpStream::connect((address, port)).await?;
-    let _ = socket.set_nodelay(true);
-    Ok(socket)
-}
-
 /// The russh client settings for `target`.
 fn config(target: &Target) -> client::Config {
     let mut config = client::Config {
@@ -167,7 +156,7 @@ fn config(target: &Target) -> client::Config {
         // the run.
         keepalive_interval: target.keepalive.map(|(interval, _)| interval),
         keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
-        // Acts only in russh's own `connect`; see `dial`.
+        // Acts only in russh's own `connect`; see `socket::dial`.
         nodelay: true,
         ..client::Config::default()
     };
@@ -262,13 +251,12 @@ impl Connection {
         };
         let (connected, jump) = match &target.jump {
             None => {
-                let socket =
-                    dial(target.address.as_str(), target.port)
-                        .await
-                        .map_err(|source| SshError::Connect {
-                            target: target.display(),
-                            source,
-                        })?;
+                let socket = socket::dial(target.address.as_str(), target.port)
+                    .await
+                    .map_err(|source| SshError::Connect {
+                        target: target.display(),
+                        source,
+                    })?;
                 (client::connect_stream(config, socket, handler).await, None)
             }
             Some(jump) => {
@@ -343,16 +331,6 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every SSH connection (and every key scan) dials through `dial`: its socket must have
-    /// TCP_NODELAY, or each login waits about 40 ms twice on the host's delayed ACK.
-    #[tokio::test]
-    async fn dialed_sockets_send_small_messages_at_once() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let socket = dial("127.0.0.1", port).await.unwrap();
-        assert!(socket.nodelay().unwrap(), "TCP_NODELAY is not set");
-    }
 
     fn target(address: &str, jump: Option<Target>) -> Target {
         Target {

@@ -46,7 +46,7 @@ pub async fn scan(address: &str, port: u16, timeout: Duration) -> Result<Vec<Pub
         config.preferred.key = std::borrow::Cow::Owned(vec![algorithm]);
         let slot = Arc::new(Mutex::new(None));
         let attempt = async {
-            let socket = crate::dial(address, port).await?;
+            let socket = crate::socket::dial(address, port).await?;
             let _ =
                 client::connect_stream(Arc::new(config), socket, Recorder(Arc::clone(&slot))).await;
             Ok::<(), std::io::Error>(())
