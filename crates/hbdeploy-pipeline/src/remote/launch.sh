@@ -85,12 +85,14 @@ fi
 # directory, which holds nothing but logs: an event of another file there, read together with
 # the log's last change, could end `tail --pid` before it reads that change (coreutils goes
 # back to check a dead writer before it handles the events it has read). Following again
-# (FOLLOW=2, after a lost connection) shows the log's last lines, then what follows. run.sh changes the log's time
-# once the job's process has ended, which ends `tail` at once; its own look every second only
-# matters for a job that was killed.
+# (FOLLOW=2, after a lost connection) shows the log's last lines, then what follows. run.sh
+# changes the log's time once the job's process has ended, which ends `tail` at once through
+# inotify. Its own look every 0.1 s (-s) matters for a job that was killed, and wherever `tail`
+# gets no inotify instance (the user's `fs.inotify.max_user_instances` used up): it then polls,
+# and with coreutils' default of a second the end of an activation was seen up to a second late.
 lines=+1
 [ "$follow" != 2 ] || lines=20
-tail -F -s 1 -n "$lines" --pid="$live" "$log" 2>/dev/null
+tail -F -s 0.1 -n "$lines" --pid="$live" "$log" 2>/dev/null
 generation='' end=''
 { read -r generation <"$dir/$job.generation"; } 2>/dev/null
 [ -z "$generation" ] || echo "hbdeploy-generation:$generation"
