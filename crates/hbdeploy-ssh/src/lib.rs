@@ -156,8 +156,6 @@ fn config(target: &Target) -> client::Config {
         // the run.
         keepalive_interval: target.keepalive.map(|(interval, _)| interval),
         keepalive_max: target.keepalive.map_or(0, |(_, count)| count),
-        // Acts only in russh's own `connect`; see `socket::dial`.
-        nodelay: true,
         ..client::Config::default()
     };
     // Host certificates only where known_hosts names a CA for the host (and no key is pinned).

@@ -78,7 +78,8 @@ mod tests {
     use super::*;
 
     /// Every SSH connection (and every key scan) dials through `dial`: its socket must have
-    /// TCP_NODELAY, or each login waits about 40 ms twice on the host's delayed ACK.
+    /// TCP_NODELAY, or the handshake's back-to-back messages wait about 40 ms on the host's
+    /// delayed ACK.
     #[tokio::test]
     async fn dialed_sockets_send_small_messages_at_once() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
