@@ -80,6 +80,8 @@ impl LabHost {
         if self.kind == HostKind::Systemd {
             return crate::systemd::stop(self);
         }
+        // The listener (nsenter's child), found before anything is killed.
+        let listener = self.sshd_pid();
         let _ = self.holder.kill();
         let _ = self.holder.wait();
         if let Some(mut daemon) = self.daemon.take() {
@@ -91,6 +93,13 @@ impl LabHost {
             // rather than wait for it.
             let _ = nsenter.kill();
             let _ = nsenter.wait();
+        }
+        // The kernel kills the rest of the host's PID namespace, sshd with it, after the waits
+        // above have returned. Until sshd has exited its socket still listens, and the next lab
+        // given this slot would reach it instead of its own (a handshake reset by the dying
+        // listener): wait for it, bounded.
+        if let Some(pid) = listener {
+            crate::process::wait_gone(pid, STARTUP);
         }
     }
 }
