@@ -378,8 +378,8 @@ async fn ask(
     Ok((asked, pipes))
 }
 
-/// The bytes one relay has handed to the connection and the connection has not let go yet: at
-/// most `bound` (see [`IN_FLIGHT`]).
+/// The bytes one relay has handed to the connection and the connection has not let go yet, with
+/// the buffer it is reading into: at most `bound` (see [`IN_FLIGHT`]).
 struct Budget {
     free: std::sync::Arc<tokio::sync::Semaphore>,
     bound: usize,
@@ -396,31 +396,58 @@ impl Budget {
         }
     }
 
-    /// Waits until `data` fits in the budget, then wraps it so that its bytes count against
-    /// the budget until the last reference to them is dropped.
-    ///
-    /// What counts is the allocation, not the bytes in it: many small pieces each holding a
-    /// chunk-sized buffer must not slip through.
-    async fn lend(&self, mut data: Vec<u8>) -> Option<bytes::Bytes> {
-        if data.len() < data.capacity() / 2 {
-            data.shrink_to_fit();
-        }
-        // A request larger than the whole budget could never be granted: it is capped (`lend`
-        // reads at most LEND_CHUNK ≤ IN_FLIGHT at a time, so this does not happen there).
-        let wanted = u32::try_from(data.capacity().clamp(1, self.bound)).ok()?;
+    /// Waits until `size` bytes (capped at the bound: a larger request could never be granted)
+    /// fit in the budget, and holds them for a buffer about to be filled.
+    async fn reserve(&self, size: usize) -> Option<Reserved> {
+        let wanted = u32::try_from(size.clamp(1, self.bound)).ok()?;
         let permit = self.free.clone().acquire_many_owned(wanted).await.ok()?;
         let lent = self.bound - self.free.available_permits();
         self.peak
             .fetch_max(lent, std::sync::atomic::Ordering::Relaxed);
-        Some(bytes::Bytes::from_owner(Lent {
-            data,
-            _permit: permit,
-        }))
+        Some(Reserved { permit })
+    }
+
+    /// Waits until `data` fits in the budget, then wraps it so that its bytes count against
+    /// the budget until the last reference to them is dropped.
+    #[cfg(test)]
+    async fn lend(&self, data: Vec<u8>) -> Option<bytes::Bytes> {
+        let reserved = self.reserve(data.capacity()).await?;
+        Some(reserved.lend(data))
     }
 
     #[cfg(test)]
     fn peak(&self) -> usize {
         self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A share of the [`Budget`] held for a buffer before it is read into, so that the buffer
+/// being filled counts too: a relay never holds more than the bound, read or lent.
+struct Reserved {
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Reserved {
+    /// Wraps `data` (read into the buffer this share was held for) so that its share stays
+    /// held until the last reference to its bytes is dropped.
+    ///
+    /// What counts is the allocation, not the bytes in it: many small pieces each holding a
+    /// chunk-sized buffer must not slip through. A piece that fills less than half its buffer
+    /// is shrunk to its bytes, and the share it no longer needs goes back at once.
+    fn lend(self, mut data: Vec<u8>) -> bytes::Bytes {
+        let mut permit = self.permit;
+        if data.len() < data.capacity() / 2 {
+            data.shrink_to_fit();
+        }
+        let keep = data.capacity().max(1);
+        if permit.num_permits() > keep {
+            // Split off and dropped: handed back to the budget.
+            drop(permit.split(permit.num_permits() - keep));
+        }
+        bytes::Bytes::from_owner(Lent {
+            data,
+            _permit: permit,
+        })
     }
 }
 
@@ -437,8 +464,8 @@ impl AsRef<[u8]> for Lent {
     }
 }
 
-/// Copies `from` to `send` in chunks of up to [`LEND_CHUNK`], never more than `budget` lent at
-/// once, until `from` ends or fails or `send` fails.
+/// Copies `from` to `send` in chunks of up to [`LEND_CHUNK`], never more than `budget` read or
+/// lent at once, until `from` ends or fails or `send` fails.
 async fn lend<R, S, F, E>(from: &mut R, budget: &Budget, mut send: S)
 where
     R: tokio::io::AsyncRead + Unpin,
@@ -447,15 +474,17 @@ where
 {
     let chunk = LEND_CHUNK.min(budget.bound).max(1);
     loop {
+        // The buffer is paid for before it is read into: a relay whose connection holds the
+        // whole bound reads nothing more (what waits stays in the pipe), not one chunk more.
+        let Some(reserved) = budget.reserve(chunk).await else {
+            break;
+        };
         let mut data = Vec::with_capacity(chunk);
         match from.read_buf(&mut data).await {
             Ok(1..) => {}
             Ok(0) | Err(_) => break,
         }
-        let Some(data) = budget.lend(data).await else {
-            break;
-        };
-        if send(data).await.is_err() {
+        if send(reserved.lend(data)).await.is_err() {
             break;
         }
     }
@@ -883,6 +912,39 @@ mod tests {
         assert!(most_held.get() > LEND_CHUNK, "{}", most_held.get());
     }
 
+    /// The buffer being read into counts against the bound: while the connection holds all of
+    /// it, the relay reads nothing more from the stand-in (the rest waits in the pipe, not in
+    /// a chunk-sized buffer of the relay's).
+    #[test]
+    fn nothing_more_is_read_while_the_connection_holds_the_bound() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let input = vec![7u8; 4 * IN_FLIGHT];
+        let mut rest = &input[..];
+        let held = std::cell::RefCell::new(Vec::new());
+        let budget = Budget::new(IN_FLIGHT);
+        runtime.block_on(async {
+            let send = |data: bytes::Bytes| {
+                held.borrow_mut().push(data);
+                std::future::ready(Ok::<(), ()>(()))
+            };
+            let producer = lend(&mut rest, &budget, send);
+            tokio::pin!(producer);
+            assert!(
+                futures::poll!(producer.as_mut()).is_pending(),
+                "the relay waits once the connection holds the whole bound"
+            );
+        });
+        let lent: usize = held.borrow().iter().map(bytes::Bytes::len).sum();
+        assert_eq!(lent, IN_FLIGHT);
+        assert_eq!(
+            input.len() - rest.len(),
+            IN_FLIGHT,
+            "read beyond what the connection was handed"
+        );
+    }
+
     /// The stand-in's pipes reach the relay with its command line, and still work there: what
     /// the relay writes to the handed stdout comes out of the pipe's other end.
     #[test]
@@ -956,12 +1018,14 @@ mod tests {
             let budget = Budget::new(IN_FLIGHT);
             let mut held = Vec::new();
             for _ in 0..4 {
+                let reserved = budget.reserve(LEND_CHUNK).await.expect("reserved");
                 let mut data = Vec::with_capacity(LEND_CHUNK);
                 data.push(1);
-                held.push(budget.lend(data).await.expect("lent"));
+                held.push(reserved.lend(data));
             }
-            // Shrunk to what they carry, four one-byte pieces fit.
-            assert!(budget.peak() < 64);
+            // Shrunk to what they carry, four one-byte pieces hold only what they carry: the
+            // rest of each chunk's share went back when the piece was lent.
+            assert!(budget.free.available_permits() > IN_FLIGHT - 64);
             let big = vec![0u8; IN_FLIGHT];
             let waiting = budget.lend(big);
             tokio::pin!(waiting);
