@@ -73,5 +73,6 @@ mod tidy_modules;
 mod timings;
 mod transfer;
 mod transfer_large;
+mod transfer_pacing;
 mod trust;
 mod trust_keys;

@@ -28,6 +28,7 @@ mod scan;
 mod session;
 mod socket;
 mod verdict;
+mod window;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -113,6 +114,8 @@ pub struct Connection {
     _jump: Option<Box<Connection>>,
     /// Whether the escalation command wants the password here (`escalate.rs`).
     escalation_probe: escalate::Probe,
+    /// The windows the host grants this connection's channels (`window.rs`).
+    windows: Arc<window::Windows>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for Connection {
 struct Client {
     target: Target,
     verdict: Arc<Mutex<Option<HostKeyVerdict>>>,
+    windows: Arc<window::Windows>,
 }
 
 impl client::Handler for Client {
@@ -146,6 +150,36 @@ impl client::Handler for Client {
             *slot = Some(verdict);
         }
         Ok(accepted)
+    }
+
+    async fn channel_open_confirmation(
+        &mut self,
+        id: russh::ChannelId,
+        _max_packet_size: u32,
+        window_size: u32,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.windows.opened(u32::from(id), window_size);
+        Ok(())
+    }
+
+    async fn window_adjusted(
+        &mut self,
+        id: russh::ChannelId,
+        new_size: u32,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.windows.adjusted(u32::from(id), new_size);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        id: russh::ChannelId,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.windows.forget(u32::from(id));
+        Ok(())
     }
 }
 
@@ -243,9 +277,11 @@ impl Connection {
     async fn connect_unbounded(target: &Target, session: &Session) -> Result<Connection, SshError> {
         let config = Arc::new(config(target));
         let verdict = Arc::new(Mutex::new(None));
+        let windows = Arc::new(window::Windows::default());
         let handler = Client {
             target: target.clone(),
             verdict: Arc::clone(&verdict),
+            windows: Arc::clone(&windows),
         };
         let (connected, jump) = match &target.jump {
             None => {
@@ -302,6 +338,7 @@ impl Connection {
             session: session.clone(),
             _jump: jump,
             escalation_probe: escalate::Probe::default(),
+            windows,
         };
         auth::authenticate(&mut connection.handle, target, &session.identities).await?;
         Ok(connection)

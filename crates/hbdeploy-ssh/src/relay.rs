@@ -18,6 +18,11 @@
 //! byte and every round trip of the copy: on the lab, the stand-in's copying cost about 12 ms of
 //! CPU per 10 MiB sent, and one more process to wake for each of the nix protocol's round trips.
 //!
+//! What the relay sends, it paces to what the host's sshd hands on to the command ([`crate::window`]):
+//! sshd holds what it has received and not handed on in a buffer whose growth costs it a copy
+//! of the whole buffer each time, so a busy `nix-daemon` behind a fast link made each host's
+//! sshd spend more CPU growing that buffer towards its 2 MiB window than decrypting the copy.
+//!
 //! The relay runs exactly one command line, given by its owner (e.g. `nix-daemon --stdio`); a
 //! stand-in that asks for another is refused. The command runs as the connection's login user,
 //! as `ssh` would have run it. Its stderr goes to the owner's line sink.
@@ -282,12 +287,17 @@ async fn splice(
         }
         None => (Box::new(&mut read), Box::new(&mut write)),
     };
+    let id = u32::from(channel.id());
     let (mut from_host, to_host) = channel.split();
     let mut lines = crate::exec::LineSplitter::default();
     let budget = Budget::new(IN_FLIGHT);
+    let mut pace = crate::window::Pace::new(&conn.windows, id);
     let input = async {
         // The stand-in's stdin, then end of file for the command.
-        lend(&mut from, &budget, |data| to_host.data_bytes(data)).await;
+        lend(&mut from, &budget, Some(&mut pace), |data| {
+            to_host.data_bytes(data)
+        })
+        .await;
         let _ = to_host.eof().await;
     };
     let output = async {
@@ -465,15 +475,24 @@ impl AsRef<[u8]> for Lent {
 }
 
 /// Copies `from` to `send` in chunks of up to [`LEND_CHUNK`], never more than `budget` read or
-/// lent at once, until `from` ends or fails or `send` fails.
-async fn lend<R, S, F, E>(from: &mut R, budget: &Budget, mut send: S)
-where
+/// lent at once, and with `pace`, never more than it lets the host hold (`window.rs`), until
+/// `from` ends or fails or `send` fails.
+async fn lend<R, S, F, E>(
+    from: &mut R,
+    budget: &Budget,
+    mut pace: Option<&mut crate::window::Pace<'_>>,
+    mut send: S,
+) where
     R: tokio::io::AsyncRead + Unpin,
     S: FnMut(bytes::Bytes) -> F,
     F: Future<Output = Result<(), E>>,
 {
     let chunk = LEND_CHUNK.min(budget.bound).max(1);
+    let mut handed = 0u64;
     loop {
+        if let Some(pace) = pace.as_deref_mut() {
+            pace.wait(handed).await;
+        }
         // The buffer is paid for before it is read into: a relay whose connection holds the
         // whole bound reads nothing more (what waits stays in the pipe), not one chunk more.
         let Some(reserved) = budget.reserve(chunk).await else {
@@ -483,6 +502,10 @@ where
         match from.read_buf(&mut data).await {
             Ok(1..) => {}
             Ok(0) | Err(_) => break,
+        }
+        handed += data.len() as u64;
+        if let Some(pace) = pace.as_deref_mut() {
+            pace.handed(handed);
         }
         if send(reserved.lend(data)).await.is_err() {
             break;
@@ -880,7 +903,7 @@ mod tests {
                 std::future::ready(queue_tx.send(data))
             };
             let producer = async {
-                lend(&mut &input[..], &budget, send).await;
+                lend(&mut &input[..], &budget, None, send).await;
             };
             let consumer = async {
                 let mut received = Vec::with_capacity(input.len());
@@ -929,7 +952,7 @@ mod tests {
                 held.borrow_mut().push(data);
                 std::future::ready(Ok::<(), ()>(()))
             };
-            let producer = lend(&mut rest, &budget, send);
+            let producer = lend(&mut rest, &budget, None, send);
             tokio::pin!(producer);
             assert!(
                 futures::poll!(producer.as_mut()).is_pending(),
