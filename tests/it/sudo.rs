@@ -238,20 +238,10 @@ fn connect_as_deploy(
     password: &str,
 ) -> hbdeploy_ssh::Connection {
     let target = hbdeploy_ssh::Target {
-        address: host(lab, name).address.to_string(),
-        port: hbdeploy_lab::SSH_PORT,
-        user: "deploy".to_owned(),
-        identity_file: Some(lab.identity_file().to_path_buf()),
-        known_hosts: lab.known_hosts().to_path_buf(),
-        pinned_keys: Vec::new(),
-        accept_new: false,
-        connect_timeout: std::time::Duration::from_secs(10),
-        jump: None,
         escalation: Some(hbdeploy_ssh::Escalation {
             command: vec!["sudo".to_owned()],
         }),
-        keepalive: None,
-        compress: false,
+        ..crate::support::ssh_target(lab, name, "deploy")
     };
     let session = hbdeploy_ssh::Session {
         sudo_password: Some(hbdeploy_ssh::Password::new(password)),

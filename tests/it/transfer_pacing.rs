@@ -6,7 +6,6 @@
 //! a host running systemd (whose `/proc` shows sshd's session process to the command, as on a
 //! real host); sshd's own peak memory is the measure.
 
-use crate::support::host;
 use hbdeploy_lab::Lab;
 use tokio::io::AsyncWriteExt;
 
@@ -22,20 +21,7 @@ const COMMAND: &str =
 fn a_host_that_reads_nothing_for_a_while_holds_little_of_the_copy() {
     let lab = Lab::start_systemd(&["alpha"]).expect("systemd lab starts");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let target = hbdeploy_ssh::Target {
-        address: host(&lab, "alpha").address.to_string(),
-        port: hbdeploy_lab::SSH_PORT,
-        user: "root".to_owned(),
-        identity_file: Some(lab.identity_file().to_path_buf()),
-        known_hosts: lab.known_hosts().to_path_buf(),
-        pinned_keys: Vec::new(),
-        accept_new: false,
-        connect_timeout: std::time::Duration::from_secs(10),
-        jump: None,
-        escalation: None,
-        keepalive: None,
-        compress: false,
-    };
+    let target = crate::support::ssh_target(&lab, "alpha", "root");
     let session = hbdeploy_ssh::Session::default();
     let conn = runtime
         .block_on(hbdeploy_ssh::Connection::connect(&target, &session))

@@ -74,6 +74,25 @@ pub fn host<'a>(lab: &'a Lab, name: &str) -> &'a LabHost {
     lab.host(name).expect("lab host")
 }
 
+/// How hbdeploy's SSH crate reaches the lab host `name` as `user`, with the lab's key and
+/// known_hosts, no escalation (tests that drive `hbdeploy_ssh` directly).
+pub fn ssh_target(lab: &Lab, name: &str, user: &str) -> hbdeploy_ssh::Target {
+    hbdeploy_ssh::Target {
+        address: host(lab, name).address.to_string(),
+        port: hbdeploy_lab::SSH_PORT,
+        user: user.to_owned(),
+        identity_file: Some(lab.identity_file().to_path_buf()),
+        known_hosts: lab.known_hosts().to_path_buf(),
+        pinned_keys: Vec::new(),
+        accept_new: false,
+        connect_timeout: std::time::Duration::from_secs(10),
+        jump: None,
+        escalation: None,
+        keepalive: None,
+        compress: false,
+    }
+}
+
 /// The cells of `host`'s row in the result table on stdout.
 pub fn row(run: &Run, host: &str) -> Vec<String> {
     run.stdout
