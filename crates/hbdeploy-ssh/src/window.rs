@@ -171,16 +171,18 @@ impl<'a> Pace<'a> {
         if taken == 0 {
             return;
         }
+        // The entry holding the byte at `taken`: the first that reaches it. Entries wholly
+        // before it are done with.
         let mut when = None;
         while let Some(&(upto, time)) = self.sent.front() {
+            when = Some(time);
             if upto > taken {
-                when = Some(time);
                 break;
             }
-            // Entirely taken: the next entry (or this one, if it is the last) says when the
-            // byte at `taken` was handed.
-            when = Some(time);
             self.sent.pop_front();
+            if upto == taken {
+                break;
+            }
         }
         let Some(when) = when else {
             return;
@@ -342,6 +344,27 @@ mod tests {
         let waiting = pace.wait(WINDOW);
         tokio::pin!(waiting);
         assert!(futures::poll!(waiting.as_mut()).is_ready());
+    }
+
+    /// The answering time is counted from when the last byte counted was handed: not from a
+    /// later chunk's handing (too short an answer would make the bound too small).
+    #[tokio::test(start_paused = true)]
+    async fn the_answering_time_runs_from_the_last_byte_counted() {
+        let windows = Windows::default();
+        let mut pace = Pace::new(&windows, 4);
+        let began = Instant::now();
+        pace.handed(CHUNK);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        pace.handed(2 * CHUNK);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        // Exactly the first chunk counted, at 20 ms: it was handed at 0.
+        pace.answered(CHUNK, Instant::now());
+        assert_eq!(pace.quickest, Some(Duration::from_millis(20)));
+        // The second chunk's first byte, at 25 ms: handed at 10 ms.
+        tokio::time::advance(Duration::from_millis(5)).await;
+        pace.answered(CHUNK + 1, Instant::now());
+        assert_eq!(pace.quickest, Some(Duration::from_millis(15)));
+        assert_eq!(began.elapsed(), Duration::from_millis(25));
     }
 
     /// What a simulated copy of `seconds` did: bytes handed, and the pace's shortest answering
