@@ -488,10 +488,9 @@ async fn lend<R, S, F, E>(
     F: Future<Output = Result<(), E>>,
 {
     let chunk = LEND_CHUNK.min(budget.bound).max(1);
-    let mut handed = 0u64;
     loop {
         if let Some(pace) = pace.as_deref_mut() {
-            pace.wait(handed).await;
+            pace.wait().await;
         }
         // The buffer is paid for before it is read into: a relay whose connection holds the
         // whole bound reads nothing more (what waits stays in the pipe), not one chunk more.
@@ -503,9 +502,8 @@ async fn lend<R, S, F, E>(
             Ok(1..) => {}
             Ok(0) | Err(_) => break,
         }
-        handed += data.len() as u64;
         if let Some(pace) = pace.as_deref_mut() {
-            pace.handed(handed);
+            pace.handed(data.len() as u64);
         }
         if send(reserved.lend(data)).await.is_err() {
             break;

@@ -110,6 +110,8 @@ pub(crate) struct Pace<'a> {
     id: u32,
     /// How many times the bound was doubled for a server that took nothing for [`STALL`].
     doubled: u32,
+    /// How many bytes have been handed to the channel in all.
+    handed: u64,
     /// The adjustments seen so far, and how much had been handed to the channel then.
     seen: u64,
     handed_then: u64,
@@ -132,6 +134,7 @@ impl<'a> Pace<'a> {
             windows,
             id,
             doubled: 0,
+            handed: 0,
             seen: 0,
             handed_then: 0,
             sent: VecDeque::new(),
@@ -142,16 +145,18 @@ impl<'a> Pace<'a> {
         }
     }
 
-    /// Notes that `handed` bytes in all have now been handed to the channel.
-    pub(crate) fn handed(&mut self, handed: u64) {
-        self.sent.push_back((handed, Instant::now()));
+    /// Notes that `bytes` more have now been handed to the channel.
+    pub(crate) fn handed(&mut self, bytes: u64) {
+        self.handed += bytes;
+        self.sent.push_back((self.handed, Instant::now()));
     }
 
-    /// What the server holds of the `handed` bytes handed to the channel so far, as last known:
+    /// What the server holds of the bytes handed to the channel so far, as last known:
     /// sent before its last adjustment and not granted again, plus everything handed since it
     /// was seen (an overcount by what russh had not sent yet, never an undercount). A new
     /// adjustment also tells how long the host took to answer.
-    fn held(&mut self, granted: Granted, handed: u64) -> u64 {
+    fn held(&mut self, granted: Granted) -> u64 {
+        let handed = self.handed;
         let before = u64::from(granted.largest.saturating_sub(granted.last));
         if granted.adjustments != self.seen {
             self.seen = granted.adjustments;
@@ -241,9 +246,9 @@ impl<'a> Pace<'a> {
             .max(in_flight)
     }
 
-    /// Waits until the server holds less than the bound of the `handed` bytes handed so far.
-    /// A channel the server never confirmed (not in [`Windows`]) is not paced.
-    pub(crate) async fn wait(&mut self, handed: u64) {
+    /// Waits until the server holds less than the bound of the bytes handed so far. A channel
+    /// the server never confirmed (not in [`Windows`]) is not paced.
+    pub(crate) async fn wait(&mut self) {
         loop {
             let changed = self.windows.changed.notified();
             tokio::pin!(changed);
@@ -251,7 +256,7 @@ impl<'a> Pace<'a> {
             let Some(granted) = self.windows.get(self.id) else {
                 return;
             };
-            let held = self.held(granted, handed);
+            let held = self.held(granted);
             self.most = self.most.max(held);
             if held < self.bound() || held >= u64::from(granted.largest) {
                 return;
@@ -295,10 +300,10 @@ mod tests {
         let windows = Windows::default();
         granted(&windows, 7);
         let mut pace = Pace::new(&windows, 7);
-        pace.wait(0).await;
+        pace.wait().await;
         pace.handed(HELD);
         {
-            let waiting = pace.wait(HELD);
+            let waiting = pace.wait();
             tokio::pin!(waiting);
             assert!(
                 futures::poll!(waiting.as_mut()).is_pending(),
@@ -316,11 +321,11 @@ mod tests {
         let windows = Windows::default();
         granted(&windows, 1);
         let mut pace = Pace::new(&windows, 1);
-        pace.wait(0).await;
+        pace.wait().await;
         pace.handed(HELD);
         let began = Instant::now();
         // No adjustment ever comes (a server that waits for half its window to be used).
-        pace.wait(HELD).await;
+        pace.wait().await;
         assert_eq!(began.elapsed(), STALL);
         assert_eq!(pace.learnt().2, 2 * HELD);
     }
@@ -330,7 +335,7 @@ mod tests {
         let windows = Windows::default();
         let mut pace = Pace::new(&windows, 3);
         pace.handed(WINDOW);
-        let waiting = pace.wait(WINDOW);
+        let waiting = pace.wait();
         tokio::pin!(waiting);
         assert!(futures::poll!(waiting.as_mut()).is_ready());
     }
@@ -341,7 +346,7 @@ mod tests {
         granted(&windows, 2);
         let mut pace = Pace::new(&windows, 2);
         pace.handed(WINDOW);
-        let waiting = pace.wait(WINDOW);
+        let waiting = pace.wait();
         tokio::pin!(waiting);
         assert!(futures::poll!(waiting.as_mut()).is_ready());
     }
@@ -355,7 +360,7 @@ mod tests {
         let began = Instant::now();
         pace.handed(CHUNK);
         tokio::time::advance(Duration::from_millis(10)).await;
-        pace.handed(2 * CHUNK);
+        pace.handed(CHUNK);
         tokio::time::advance(Duration::from_millis(10)).await;
         // Exactly the first chunk counted, at 20 ms: it was handed at 0.
         pace.answered(CHUNK, Instant::now());
@@ -404,23 +409,21 @@ mod tests {
             })
         };
         let mut pace = Pace::new(&windows, 5);
-        let mut handed = 0;
         let end = Instant::now() + Duration::from_secs(seconds);
         while Instant::now() < end {
-            pace.wait(handed).await;
+            pace.wait().await;
             while sent.load(Ordering::SeqCst) - counted.load(Ordering::SeqCst) + CHUNK > WINDOW {
                 tokio::time::sleep(Duration::from_micros(50)).await;
             }
-            handed += CHUNK;
             sent.fetch_add(CHUNK, Ordering::SeqCst);
-            pace.handed(handed);
+            pace.handed(CHUNK);
             tx.send((Instant::now(), CHUNK)).expect("host");
         }
         drop(tx);
         host.abort();
         let (quickest, _, bound) = pace.learnt();
         Copied {
-            handed,
+            handed: pace.handed,
             quickest: quickest.expect("answered"),
             bound,
             most: pace.most(),
