@@ -73,7 +73,7 @@ const REMOTE_CALLS: &[(&str, &str)] = &[(
 /// which recognises the protocol's scripts in the command lines it is sent.
 const SHELL_TEXT: &[(&str, &str)] = &[(
     "crates/hbdeploy-pipeline/src/fake.rs",
-    "the unit tests' fake host reads the scripts' command lines back (`sh -c SCRIPT hbdeploy`)",
+    "the unit tests' fake host reads the scripts' command lines back (`sh -c SCRIPT hbdeploy`, `set -- ARG…` and SCRIPT)",
 )];
 
 /// The longest a file of these tests may be.

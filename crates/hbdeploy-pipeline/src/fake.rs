@@ -277,8 +277,16 @@ fn words(line: &str) -> Vec<String> {
     words
 }
 
-/// Which script a command line runs, and its arguments.
+/// Which script a command line runs, and its arguments: `sh -c SCRIPT hbdeploy ARG…`, or as a
+/// lock's holder is asked to run a script without a host limit ([`Script::asked`]), `set --
+/// ARG…`, a newline, then the script's text.
 fn script_of(command: &str) -> Option<(Script, Vec<String>)> {
+    if let Some(rest) = command.strip_prefix("set --") {
+        return Script::ALL.into_iter().find_map(|script| {
+            let args = rest.strip_suffix(script.text())?.strip_suffix('\n')?;
+            Some((script, words(args)))
+        });
+    }
     Script::ALL
         .into_iter()
         .filter_map(|script| {
@@ -680,6 +688,14 @@ mod tests {
         let (script, args) = script_of(&command).expect("a script");
         assert_eq!(script, Script::Decide);
         assert_eq!(args, ["/run/hbdeploy/x", "1", "it's"]);
+        // As a lock's holder is asked to run a script without a host limit.
+        let asked = Script::Prepare.asked(&["/nix/store/x", "it's", ""]);
+        assert!(asked.starts_with("set -- "), "{asked}");
+        let (script, args) = script_of(&asked).expect("a script");
+        assert_eq!(script, Script::Prepare);
+        assert_eq!(args, ["/nix/store/x", "it's", ""]);
+        // A script with a host limit keeps its `timeout`.
+        assert_eq!(Script::Decide.asked(&["d"]), Script::Decide.command(&["d"]));
         assert_eq!(words("a 'b c' d\\ e ''"), ["a", "b c", "d e", ""]);
     }
 }

@@ -87,6 +87,14 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
     assert_eq!(out.exit, Exit::Code(4));
     let out = ask(&mut held, "echo next", &[]).await;
     assert_eq!(out.stdout, "next\n");
+    // The input went through a file of the holder's own: root's alone, and emptied once the
+    // command is done with it.
+    let kept = std::fs::metadata(dir.join("ask.in")).expect("the holder's input file");
+    assert_eq!(kept.len(), 0, "a request's input was left on the host");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&kept.permissions()) & 0o077,
+        0
+    );
 
     // Its stderr and exit code.
     let out = ask(&mut held, "echo oops >&2; exit 3", &[]).await;
@@ -110,6 +118,10 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
     assert!(
         !dir.join("lock.info").exists(),
         "letting go removes the holder's name"
+    );
+    assert!(
+        !dir.join("ask.in").exists(),
+        "letting go removes the input file"
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }

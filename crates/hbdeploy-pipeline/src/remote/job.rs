@@ -344,7 +344,6 @@ impl Deployment {
             }
             None => self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args()),
         });
-        let command = Script::Prepare.command(&args);
         let armed_note = arm.as_ref().map(|arm| {
             format!(
                 "magic rollback armed ({}s to confirm once the activation has ended)",
@@ -357,7 +356,7 @@ impl Deployment {
                 (conn, lock),
                 host,
                 kind,
-                &command,
+                (Script::Prepare, &args),
                 Some(&mut preamble),
                 events,
             )
@@ -394,13 +393,8 @@ impl Deployment {
             .collect()
     }
 
-    /// `launch.sh`'s command line for `job` running `script` with `args` (run.sh puts the
+    /// `launch.sh`'s arguments for `job` running `script` with `args` (run.sh puts the
     /// deployment's directory and the job's name before them).
-    fn launch(&self, job: &str, follow: Follow, script: Script, args: &[String]) -> String {
-        Script::Launch.command(&self.launch_args(job, follow, script, args))
-    }
-
-    /// `launch.sh`'s arguments for `job` running `script` with `args`.
     fn launch_args(
         &self,
         job: &str,
@@ -435,9 +429,16 @@ impl Deployment {
         change: &Change,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let command = self.launch(kind.name(), Follow::Yes, Script::Switch, &change.args());
-        self.stream((conn, None), host, kind, &command, None, events)
-            .await
+        let args = self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args());
+        self.stream(
+            (conn, None),
+            host,
+            kind,
+            (Script::Launch, &args),
+            None,
+            events,
+        )
+        .await
     }
 
     /// Follows the job `kind` already started, from the last lines of its log until it ends:
@@ -449,20 +450,27 @@ impl Deployment {
         kind: JobKind,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let command = self.launch(kind.name(), Follow::Only, Script::Switch, &[]);
-        self.stream((conn, None), host, kind, &command, None, events)
-            .await
+        let args = self.launch_args(kind.name(), Follow::Only, Script::Switch, &[]);
+        self.stream(
+            (conn, None),
+            host,
+            kind,
+            (Script::Launch, &args),
+            None,
+            events,
+        )
+        .await
     }
 
-    /// Runs `command` (`launch.sh`, following; or `prepare.sh` with a `preamble` for the lines
-    /// it prints before the job starts), passing the job's output on, until it ends; under a
-    /// deployment `lock`, its holder runs it.
+    /// Runs `script` with `args` (`launch.sh`, following; or `prepare.sh` with a `preamble` for
+    /// the lines it prints before the job starts), passing the job's output on, until it ends;
+    /// under a deployment `lock`, its holder runs it ([`Script::asked`]).
     async fn stream<H: Host>(
         &self,
         (conn, lock): (&H, Option<&Lock<H>>),
         host: &str,
         kind: JobKind,
-        command: &str,
+        (script, args): (Script, &[String]),
         mut preamble: Option<&mut Preamble<'_>>,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
@@ -504,8 +512,11 @@ impl Deployment {
             }
         };
         let output = match Lock::holder_of(lock).await {
-            Some(mut held) => conn.ask(&mut held, command, &[], false, on_line).await,
-            None => conn.stream_root(command, on_line).await,
+            Some(mut held) => {
+                let command = script.asked(args);
+                conn.ask(&mut held, &command, &[], false, on_line).await
+            }
+            None => conn.stream_root(&script.command(args), on_line).await,
         };
         let output = output.map_err(channel_error(Stage::Activate))?;
         outcome.tail = tail.into_iter().collect();
@@ -605,7 +616,12 @@ mod tests {
             activation: Duration::from_secs(600),
             restore: &change,
         };
-        let launch = deployment.launch("activate", Follow::Watched, Script::Watchdog, &arm.args());
+        let launch = Script::Launch.command(&deployment.launch_args(
+            "activate",
+            Follow::Watched,
+            Script::Watchdog,
+            &arm.args(),
+        ));
         assert!(
             launch.ends_with(&format!(
                 " hbdeploy /run/hbdeploy/0123abcd0123abcd activate 1 3 watchdog.sh 30 600 restore {A} switch 4"

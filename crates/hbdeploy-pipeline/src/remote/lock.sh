@@ -19,6 +19,9 @@
 set -u
 run=/run/hbdeploy
 [ -d "$run" ] || mkdir -p "$run" || exit 1
+# What it writes is root's alone (the holder's name, a request's input), as a deployment's files
+# are (prepare.sh).
+umask 077
 exec 9>>"$run/lock" || exit 1
 info="$run/lock.info"
 locked=0
@@ -49,6 +52,18 @@ fi
 # of it; removed before the lock is let go, so it never names an earlier holder.
 # One short write: a reader finds the name whole, or nothing yet (and waits a moment, above).
 printf '%s\n' "$1" >"$info"
+# Whether the pid in the file $1 is a live process still running the deployment directory $2's
+# scripts (pids are reused): its command line, read by the shell itself (it drops the NULs
+# between the arguments), holds "$2/".
+runs() {
+  pid=
+  { read -r pid <"$1"; } 2>/dev/null
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  cmdline=
+  { IFS= read -r cmdline <"/proc/$pid/cmdline"; } 2>/dev/null
+  case $cmdline in *"$2/"*) return 0 ;; esac
+  return 1
+}
 settle=clear
 for dir in "$run"/*/; do
   dir=${dir%/}
@@ -56,12 +71,7 @@ for dir in "$run"/*/; do
     settle=settle
   fi
   for pidfile in "$dir"/*.pid; do
-    pid=
-    { read -r pid <"$pidfile"; } 2>/dev/null
-    if [ -n "$pid" ] && [ -d "/proc/$pid" ] &&
-      tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
-      settle=settle
-    fi
+    runs "$pidfile" "$dir" && settle=settle
   done
 done
 for record in /nix/var/hbdeploy/pending-*; do
@@ -88,8 +98,12 @@ printf 'locked\t%s\t%s\n' "$settle" "$state"
 # where it should), then prints `hbdeploy-asked-NONCE EXIT` on a line of its own on stdout and on
 # stderr. A command cut short (no `# end` line: the deployer went away mid-request) is never run;
 # it lets go instead, as it does at the end of stdin. Any other line is ignored.
+# The input is read into a file of the holder's own ($run/ask.in, root's alone, emptied after
+# each request and removed on letting go): one `head` and a redirection, where a pipe cost a
+# subshell to run the command in and a `cat` to drop what it left unread.
 nl='
 '
+input="$run/ask.in"
 while read -r word nonce clen ilen; do
   [ "$word" = ask ] || continue
   case "$clen$ilen" in '' | *[!0-9]*) continue ;; esac
@@ -101,21 +115,19 @@ while read -r word nonce clen ilen; do
   # In a subshell (no new shell to start), without fd 9: a job the command starts detached
   # (`setsid`) must not hold the lock.
   if [ "$ilen" -gt 0 ]; then
-    head -c "$ilen" | {
-      (eval "$command") 9>&-
-      code=$?
-      cat >/dev/null
-      exit "$code"
-    }
+    head -c "$ilen" >"$input" || break
+    (eval "$command") <"$input" 9>&-
+    code=$?
+    : >"$input"
   else
     (eval "$command") </dev/null 9>&-
+    code=$?
   fi
-  code=$?
   printf '\nhbdeploy-asked-%s %s\n' "$nonce" "$code"
   printf '\nhbdeploy-asked-%s %s\n' "$nonce" "$code" >&2
 done
 # Removed together, with one `rm`.
-set -- "$info"
+set -- "$info" "$input"
 for dir in "$run"/*/; do
   dir=${dir%/}
   [ -f "$dir/previous" ] || [ -f "$dir/switch.sh" ] || continue
@@ -124,12 +136,7 @@ for dir in "$run"/*/; do
   fi
   busy=0
   for pidfile in "$dir"/*.pid; do
-    pid=
-    { read -r pid <"$pidfile"; } 2>/dev/null
-    if [ -n "$pid" ] && [ -d "/proc/$pid" ] &&
-      tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; then
-      busy=1
-    fi
+    runs "$pidfile" "$dir" && busy=1
   done
   [ "$busy" = 0 ] || continue
   if [ -s "$dir/logs/activate.log" ]; then

@@ -197,6 +197,24 @@ impl Script {
         }
         command
     }
+
+    /// The command that a deployment lock's holder (`lock.sh`) runs for this script with
+    /// `args`: for a script without a [host limit](Script::host_limit), its text run by the
+    /// holder's own subshell after `set --` gives it its arguments, which saves starting a
+    /// shell; else [`Script::command`] (coreutils' `timeout` must have a program to stop).
+    pub(crate) fn asked<S: AsRef<str>>(self, args: &[S]) -> String {
+        if self.host_limit().is_some() {
+            return self.command(args);
+        }
+        let mut command = "set --".to_owned();
+        for arg in args {
+            command.push(' ');
+            command.push_str(&quote(arg.as_ref()));
+        }
+        command.push('\n');
+        command.push_str(self.text());
+        command
+    }
 }
 
 fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostError {
