@@ -36,12 +36,44 @@ fn decide_claims_the_decision_once_and_stops_the_watchdog() {
     dir.write("watchdog.pid", &format!("{}\n", watchdog.id()));
 
     assert_eq!(decide(dir.path(), None), "confirmed");
-    assert!(dir.path().join("decided").is_dir());
+    assert!(dir.path().join("decided").is_file());
     let ended = watchdog.wait().expect("the watchdog ends");
     assert!(!ended.success(), "the watchdog was not stopped: {ended}");
     // Claimed without a job: no result is written, so a second claim finds the host restoring.
     assert!(!dir.path().join("result").exists());
     assert_eq!(decide(dir.path(), None), "restoring");
+}
+
+/// Claims made at once: exactly one decides (the exclusive creation of `DIR/decided`), under
+/// both shells a host's `sh` may be (dash here and on Debian, bash on NixOS).
+#[test]
+fn of_claims_made_at_once_exactly_one_decides() {
+    for shell in ["dash", "bash"] {
+        for round in 0..5 {
+            let dir = DeploymentDir::new(&format!("decide-race-{shell}-{round}"));
+            let claims: Vec<_> = (0..8)
+                .map(|_| {
+                    Command::new(shell)
+                        .arg(script("decide.sh"))
+                        .arg(dir.path())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .expect("the shell runs")
+                })
+                .collect();
+            let mut said: Vec<String> = claims
+                .into_iter()
+                .map(|c| {
+                    let out = c.wait_with_output().expect("decide.sh ends");
+                    String::from_utf8_lossy(&out.stdout).trim_end().to_owned()
+                })
+                .collect();
+            said.sort();
+            let mut expected = vec!["restoring".to_owned(); 7];
+            expected.insert(0, "confirmed".to_owned());
+            assert_eq!(said, expected, "{shell}");
+        }
+    }
 }
 
 #[test]
@@ -260,7 +292,7 @@ fn the_watchdog_takes_over_an_activation_still_running_at_its_limit() {
         "the watchdog said: {said}"
     );
     assert!(
-        dir.path().join("decided").is_dir(),
+        dir.path().join("decided").is_file(),
         "the watchdog did not decide"
     );
     // It stopped the activation before restoring.
@@ -280,15 +312,14 @@ fn a_watchdog_that_cannot_arm_starts_nothing_and_says_why() {
         std::fs::copy(script(name), dir.path().join(name)).expect("copy the job scripts");
     }
     dir.write("stand-in.sh", "touch ran\n");
-    // The pipe launch.sh follows, and a directory where the record is written first: it cannot
-    // be written.
+    // The pipe launch.sh follows, and a directory where the record is written: it cannot be
+    // written.
     let pipe = dir.path().join("activate.started");
     let made = Command::new("mkfifo").arg(&pipe).status().expect("mkfifo");
     assert!(made.success());
     let name = dir.path().file_name().expect("name").to_string_lossy();
     let record = PathBuf::from(format!("/nix/var/hbdeploy/pending-{name}"));
-    let blocked = PathBuf::from(format!("{}.new", record.display()));
-    std::fs::create_dir_all(blocked.join("in-the-way")).expect("block the record");
+    std::fs::create_dir_all(record.join("in-the-way")).expect("block the record");
     // Read-write, as launch.sh opens it: the watchdog's write never waits.
     let reader = std::fs::OpenOptions::new()
         .read(true)
@@ -303,9 +334,10 @@ fn a_watchdog_that_cannot_arm_starts_nothing_and_says_why() {
         .args(["activate", "stand-in.sh"])
         .output()
         .expect("sh runs");
-    let _ = std::fs::remove_dir_all(&blocked);
+    let written = record.is_file();
+    let _ = std::fs::remove_dir_all(&record);
     assert!(!out.status.success(), "the watchdog went on");
-    assert!(!record.exists(), "a record was written");
+    assert!(!written, "a record was written");
     let mut said = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(reader), &mut said)
         .expect("read the pipe");

@@ -30,7 +30,14 @@ if [ -n "$job" ] && [ ! -e "$dir/decided" ]; then
       ;;
   esac
 fi
-if mkdir "$dir/decided" 2>/dev/null; then
+# Whoever creates DIR/decided first decides: created only if it is not there yet (noclobber:
+# O_EXCL, one system call and no process), by this script or by the watchdog. (`true`, not
+# `:`: a failed redirection of a special built-in would end the shell.)
+claimed=0
+set -C
+{ true >"$dir/decided"; } 2>/dev/null && claimed=1
+set +C
+if [ "$claimed" = 1 ]; then
   # Once `decided` exists the watchdog never acts. Its process group goes: run.sh leads it, as
   # the main process of its unit where the host runs systemd, whose end ends the unit.
   pid=

@@ -42,8 +42,10 @@ refuse() {
 boot=
 read -r boot </proc/sys/kernel/random/boot_id || refuse "cannot read the boot id"
 [ -d /nix/var/hbdeploy ] || mkdir -p /nix/var/hbdeploy || refuse "cannot create /nix/var/hbdeploy"
-if ! printf '%s\n%s\n' "$boot" "$op $path $goal${number:+ $number}" >"$record.new" ||
-  ! mv -f "$record.new" "$record"; then
+# Written in place with one write (printf writes its output at once): nothing else reads
+# records while this deployment holds the host's lock, and the boot-time restore reads them
+# only at boot. (A `.new` file renamed into place cost an `mv` process per deployment.)
+if ! printf '%s\n%s\n' "$boot" "$op $path $goal${number:+ $number}" >"$record"; then
   refuse "cannot write $record"
 fi
 trap '' HUP
@@ -71,7 +73,10 @@ kill -0 "$pid" 2>/dev/null && reason=activation-timeout
 if [ "$reason" = unconfirmed ]; then
   sleep "$confirm"
 fi
-mkdir "$dir/decided" 2>/dev/null || exit 0
+# Created only if it is not there yet (noclobber: O_EXCL), as decide.sh does.
+set -C
+{ true >"$dir/decided"; } 2>/dev/null || exit 0
+set +C
 if [ "$reason" = unconfirmed ]; then
   echo "no confirmation within ${confirm}s of the activation's end: restoring the previous generation"
 else
