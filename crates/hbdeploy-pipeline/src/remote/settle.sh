@@ -48,7 +48,13 @@ for pidfile in /run/hbdeploy/*/activate.pid /run/hbdeploy/*/restore.pid \
   fi
   pid=$(cat "$pidfile")
   # Only a live process that still runs this deployment's scripts (pids are reused).
-  alive() { tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/"; }
+  # (Its command line read by the shell itself, which drops the NULs between the arguments.)
+  alive() {
+    cmdline=
+    { IFS= read -r cmdline <"/proc/$pid/cmdline"; } 2>/dev/null
+    case $cmdline in *"$dir/"*) return 0 ;; esac
+    return 1
+  }
   alive || continue
   n=0
   while alive && [ "$n" -lt $((wait * 10)) ]; do

@@ -9,7 +9,10 @@ dir=$1 job=$2
 pid=
 { read -r pid <"$dir/$job.pid"; } 2>/dev/null
 [ -n "$pid" ] || exit 0
-tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$dir/" || exit 0
+# Its command line, read by the shell itself (which drops the NULs between the arguments).
+cmdline=
+{ IFS= read -r cmdline <"/proc/$pid/cmdline"; } 2>/dev/null
+case $cmdline in *"$dir/"*) ;; *) exit 0 ;; esac
 echo "stopping the $job job, still running"
 if [ -d /run/systemd/system ]; then
   systemctl stop "hbdeploy-$job-${dir##*/}.service" 2>/dev/null
