@@ -429,16 +429,8 @@ impl Deployment {
         change: &Change,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let args = self.launch_args(kind.name(), Follow::Yes, Script::Switch, &change.args());
-        self.stream(
-            (conn, None),
-            host,
-            kind,
-            (Script::Launch, &args),
-            None,
-            events,
-        )
-        .await
+        self.launched(conn, host, (kind, Follow::Yes), &change.args(), events)
+            .await
     }
 
     /// Follows the job `kind` already started, from the last lines of its log until it ends:
@@ -450,16 +442,24 @@ impl Deployment {
         kind: JobKind,
         events: &EventSender,
     ) -> Result<JobOutcome, HostError> {
-        let args = self.launch_args(kind.name(), Follow::Only, Script::Switch, &[]);
-        self.stream(
-            (conn, None),
-            host,
-            kind,
-            (Script::Launch, &args),
-            None,
-            events,
-        )
-        .await
+        self.launched(conn, host, (kind, Follow::Only), &[], events)
+            .await
+    }
+
+    /// `launch.sh` for the job `kind` (`switch.sh` with `args`), as `follow` says, on a channel
+    /// of its own (no lock is held), streamed until the job ends.
+    async fn launched(
+        &self,
+        conn: &impl Host,
+        host: &str,
+        (kind, follow): (JobKind, Follow),
+        args: &[String],
+        events: &EventSender,
+    ) -> Result<JobOutcome, HostError> {
+        let args = self.launch_args(kind.name(), follow, Script::Switch, args);
+        let script = (Script::Launch, args.as_slice());
+        self.stream((conn, None), host, kind, script, None, events)
+            .await
     }
 
     /// Runs `script` with `args` (`launch.sh`, following; or `prepare.sh` with a `preamble` for
