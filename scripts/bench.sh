@@ -12,12 +12,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
-# Every systemd lab host (systemd, journald, logind, dbus, …) takes several inotify instances;
-# with the kernel's default of 128 per user, about 20 of them boot and the next fails with "Failed
-# to create control group inotify object: Too many open files". Raise the limit (never lower it).
-if [ "$(sysctl -n fs.inotify.max_user_instances)" -lt 1024 ]; then
-  sysctl -q -w fs.inotify.max_user_instances=1024
-fi
 cargo build --quiet --locked --release --bin hbdeploy
 cargo build --quiet --locked --release -p hbdeploy-lab --bin hbdeploy-bench
 exec target/release/hbdeploy-bench --hbdeploy target/release/hbdeploy "$@"

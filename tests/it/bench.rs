@@ -18,9 +18,14 @@ fn the_smallest_sweep_reports_every_documented_key() {
         build_included: true,
     };
     let mut lines = Vec::new();
-    let result = bench::run(&config, &mut |line: &str| lines.push(line.to_owned()))
-        .expect("the bench runs (needs root, nix, sshd)");
+    let result = bench::run(&config, &mut |line: &str| lines.push(line.to_owned()));
+    assert!(
+        result.failed.is_empty(),
+        "the bench runs (needs root, nix, sshd): {:?}",
+        result.failed
+    );
     let json = bench::json(&result);
+    assert_eq!(json["failed"], serde_json::json!([]), "{json:#}");
     for key in JSON_KEYS {
         assert!(json.get(key).is_some(), "no {key} in {json:#}");
     }
@@ -112,5 +117,48 @@ fn the_smallest_sweep_reports_every_documented_key() {
             .iter()
             .any(|l| l.contains("deployment alone, hbdeploy cold")),
         "{lines:?}"
+    );
+}
+
+/// A point that cannot be measured (here: the "hbdeploy" given exits 1 at once, so the first,
+/// unmeasured deployment fails) is reported with its error, and the sweep goes on with the next
+/// point instead of discarding what it has measured.
+#[test]
+fn a_point_that_cannot_be_measured_is_reported_and_the_sweep_goes_on() {
+    let config = Config {
+        hosts: vec![1, 2],
+        runs: 1,
+        payload_mib: 1,
+        hbdeploy: "/bin/false".into(),
+        default_parallel: false,
+        labs: vec![hbdeploy_lab::HostKind::Namespace],
+        build_included: false,
+    };
+    let mut lines = Vec::new();
+    let result = bench::run(&config, &mut |line: &str| lines.push(line.to_owned()));
+    assert!(result.points.is_empty(), "{:?}", result.points);
+    let failed: Vec<usize> = result.failed.iter().map(|f| f.hosts).collect();
+    assert_eq!(
+        failed,
+        [1, 2],
+        "both points were tried: {:?}",
+        result.failed
+    );
+    for f in &result.failed {
+        assert!(f.error.contains("first deployment"), "{}", f.error);
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("2 namespace hosts: not measured:")),
+        "{lines:?}"
+    );
+    let json = bench::json(&result);
+    assert_eq!(json["failed"][1]["hosts"], 2, "{json:#}");
+    assert_eq!(json["failed"][1]["lab"], "namespace", "{json:#}");
+    let markdown = bench::markdown(&result);
+    assert!(
+        markdown.contains("**Not measured: 2 namespace hosts.**"),
+        "{markdown}"
     );
 }

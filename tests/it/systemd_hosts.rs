@@ -16,6 +16,13 @@ fn status_of(lab: &Lab, name: &str) -> serde_json::Value {
 #[test]
 fn apply_rollback_status_and_generations_work_on_systemd_hosts() {
     let mut lab = deployed_systemd(&["a", "b"]);
+    // The lab raised the machine's inotify instances per user (never lowering them): with the
+    // kernel's default of 128, about twenty systemd hosts boot and the next one's systemd fails.
+    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_instances").expect("read");
+    assert!(
+        limit.trim().parse::<u64>().expect("a number") >= 1024,
+        "{limit}"
+    );
     let gen1 = system_path(&lab, "a");
     assert_eq!(running(&lab, "a"), gen1);
     assert_eq!(

@@ -156,6 +156,7 @@ impl Lab {
     /// Starts a lab with these hosts, each of its kind, each with the default toy system.
     pub fn start_hosts(hosts: &[(&str, HostKind)]) -> Result<Lab, LabError> {
         let base = if hosts.iter().any(|(_, kind)| *kind == HostKind::Systemd) {
+            systemd::inotify::raise();
             Some(systemd::base_root()?)
         } else {
             None

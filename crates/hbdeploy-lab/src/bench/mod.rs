@@ -35,10 +35,12 @@ pub use run::run_point;
 pub use stats::Samples;
 pub use targets::{Target, targets};
 
-use crate::{HostKind, LabError};
+use crate::HostKind;
 
 /// The documented top-level keys of the JSON report.
-pub const JSON_KEYS: [&str; 6] = ["schema", "date", "machine", "versions", "config", "points"];
+pub const JSON_KEYS: [&str; 7] = [
+    "schema", "date", "machine", "versions", "config", "points", "failed",
+];
 
 /// The documented keys of each sweep point in the JSON report.
 pub const POINT_KEYS: [&str; 30] = [
@@ -232,22 +234,54 @@ pub struct Bench {
     pub config: Config,
     /// Where it ran.
     pub machine: Machine,
-    /// The sweep's results: per lab of `config.labs`, in the order of `config.hosts`.
+    /// The sweep's results: per lab of `config.labs`, in the order of `config.hosts`, each
+    /// point that was measured.
     pub points: Vec<Point>,
+    /// The points that could not be measured at all (their lab did not start, or hbdeploy's
+    /// first, unmeasured deployment failed), in sweep order.
+    pub failed: Vec<Failed>,
 }
 
-/// Runs the whole sweep. `progress` gets one line per measurement.
-pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Bench, LabError> {
+/// A sweep point that could not be measured.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    /// The kind of lab host.
+    pub lab: HostKind,
+    /// How many hosts.
+    pub hosts: usize,
+    /// Why, with its causes.
+    pub error: String,
+}
+
+/// Runs the whole sweep. `progress` gets one line per measurement. A point that cannot be
+/// measured is recorded in [`Bench::failed`] and the sweep goes on with the next, so that one
+/// point (say a lab too large for the machine) does not discard the others' figures.
+pub fn run(config: &Config, progress: &mut dyn FnMut(&str)) -> Bench {
     let machine = Machine::detect(&config.hbdeploy);
     let mut points = Vec::new();
+    let mut failed = Vec::new();
     for &lab in &config.labs {
         for &hosts in &config.hosts {
-            points.push(run_point(config, lab, hosts, progress)?);
+            match run_point(config, lab, hosts, progress) {
+                Ok(point) => points.push(point),
+                Err(err) => {
+                    let mut error = err.to_string();
+                    for cause in hbdeploy_files::causes(&err) {
+                        error.push_str(&format!("\n  caused by: {cause}"));
+                    }
+                    progress(&format!(
+                        "{hosts} {} hosts: not measured: {error}",
+                        lab_name(lab)
+                    ));
+                    failed.push(Failed { lab, hosts, error });
+                }
+            }
         }
     }
-    Ok(Bench {
+    Bench {
         config: config.clone(),
         machine,
         points,
-    })
+        failed,
+    }
 }

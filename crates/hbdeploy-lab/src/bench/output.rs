@@ -120,6 +120,11 @@ pub fn json(bench: &Bench) -> Value {
             "parallel": "N: every host at once (--parallel N), and 10 (the default) where measured",
         },
         "points": bench.points.iter().map(point_json).collect::<Vec<_>>(),
+        "failed": bench.failed.iter().map(|f| json!({
+            "lab": lab_name(f.lab),
+            "hosts": f.hosts,
+            "error": f.error,
+        })).collect::<Vec<_>>(),
         "targets": targets,
     })
 }
@@ -197,6 +202,23 @@ pub fn markdown(bench: &Bench) -> String {
             p.paired_deploy_defaults.cell(2),
             format!("{:.1}", p.lab_start_s),
         ]));
+    }
+    for f in &bench.failed {
+        // Every line of the error would break the table's neighbours: the JSON has it whole.
+        let why: String = f
+            .error
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect();
+        text.push_str(&format!(
+            "\n**Not measured: {} {} hosts.** {}\n",
+            f.hosts,
+            lab_name(f.lab),
+            why
+        ));
     }
     text.push_str(
         "\nCPU seconds per host of the deployment alone, hbdeploy · hbdeploy \

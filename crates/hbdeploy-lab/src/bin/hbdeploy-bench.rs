@@ -142,13 +142,7 @@ fn run(args: Args) -> Result<(), String> {
         build_included: !args.no_build_included,
     };
     let mut progress = |line: &str| say(line);
-    let bench = bench::run(&config, &mut progress).map_err(|err| {
-        let mut text = err.to_string();
-        for cause in hbdeploy_files::causes(&err) {
-            text.push_str(&format!("\n  caused by: {cause}"));
-        }
-        text
-    })?;
+    let bench = bench::run(&config, &mut progress);
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&bench::json(&bench))
             .map_err(|err| format!("cannot render JSON: {err}"))?;
@@ -165,12 +159,25 @@ fn run(args: Args) -> Result<(), String> {
     }
     let markdown = bench::markdown(&bench);
     match &args.markdown {
-        Some(path) => write(path, &markdown),
+        Some(path) => write(path, &markdown)?,
         None => {
             let _ = std::io::stdout().write_all(markdown.as_bytes());
-            Ok(())
         }
     }
+    // The points measured are written above; those that could not be are an error all the same.
+    if bench.failed.is_empty() {
+        return Ok(());
+    }
+    let failed: Vec<String> = bench
+        .failed
+        .iter()
+        .map(|f| format!("{} {} hosts: {}", f.hosts, bench::lab_name(f.lab), f.error))
+        .collect();
+    Err(format!(
+        "{} of the sweep's points could not be measured (the others are in the report):\n{}",
+        failed.len(),
+        failed.join("\n")
+    ))
 }
 
 fn main() -> ExitCode {

@@ -18,6 +18,7 @@
 
 mod cgroup;
 pub(crate) mod faults;
+pub(crate) mod inotify;
 mod root;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -191,12 +192,13 @@ fn wait_booted(host: &LabHost, previous: Option<u32>) -> Result<(), LabError> {
     let deadline = Instant::now() + BOOT;
     loop {
         if !process::alive(host.holder.id()) {
+            let console = console_tail(host);
+            let hint = inotify::hint(&console)
+                .map(|hint| format!("\n{hint}"))
+                .unwrap_or_default();
             return Err(LabError::Startup {
                 host: host.name.clone(),
-                detail: format!(
-                    "systemd-nspawn exited; its console:\n{}",
-                    console_tail(host)
-                ),
+                detail: format!("systemd-nspawn exited; its console:\n{console}{hint}"),
             });
         }
         let init = init_pid(host);
