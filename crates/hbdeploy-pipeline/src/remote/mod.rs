@@ -190,12 +190,10 @@ impl Script {
             .host_limit()
             .map(|limit| format!("timeout -k 5 {} ", limit.as_secs()))
             .unwrap_or_default();
-        let mut command = format!("{bound}sh -c {} hbdeploy", quote(self.text()));
-        for arg in args {
-            command.push(' ');
-            command.push_str(&quote(arg.as_ref()));
-        }
-        command
+        with_args(
+            format!("{bound}sh -c {} hbdeploy", quote(self.text())),
+            args,
+        )
     }
 
     /// The command that a deployment lock's holder (`lock.sh`) runs for this script with
@@ -206,15 +204,20 @@ impl Script {
         if self.host_limit().is_some() {
             return self.command(args);
         }
-        let mut command = "set --".to_owned();
-        for arg in args {
-            command.push(' ');
-            command.push_str(&quote(arg.as_ref()));
-        }
+        let mut command = with_args("set --".to_owned(), args);
         command.push('\n');
         command.push_str(self.text());
         command
     }
+}
+
+/// `command` followed by each of `args`, quoted, a blank before each.
+fn with_args<S: AsRef<str>>(mut command: String, args: &[S]) -> String {
+    for arg in args {
+        command.push(' ');
+        command.push_str(&quote(arg.as_ref()));
+    }
+    command
 }
 
 fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostError {
