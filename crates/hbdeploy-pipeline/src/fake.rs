@@ -587,7 +587,7 @@ impl Host for FakeHost {
         false
     }
 
-    /// `lock.sh HOLDER [STATE-SCRIPT LIMIT]`: always locked; with the state script, whether
+    /// `lock.sh HOLDER [STATE-SCRIPT]`: always locked; with the state script, whether
     /// anything of an earlier deployment may still act on the host (an armed watchdog not
     /// decided, an activation running) and the host's state, on one line as `lock.sh` answers.
     async fn hold_root(&self, command: &str) -> Result<(String, Option<()>), SshError> {
@@ -595,7 +595,7 @@ impl Host for FakeHost {
         world.run_watchdogs();
         world.log.push("lock".to_owned());
         world.round_trips.push(Script::Lock.file());
-        let reading = matches!(script_of(command), Some((Script::Lock, args)) if args.len() >= 3);
+        let reading = matches!(script_of(command), Some((Script::Lock, args)) if args.len() >= 2);
         if !reading {
             return Ok(("locked".to_owned(), Some(())));
         }

@@ -13,12 +13,16 @@
 # that the store does not count as valid (left by an interrupted copy) would be left out of the
 # count.
 # `-L` too: a store path may be a symlink, and one whose target is gone is still there.
+# It has no `timeout` of its own (a lock's holder runs it in its own shell): only `nix-store`,
+# which may wait for the store's locks, is stopped after LIMIT seconds, with `xargs`.
+# Argument: LIMIT.
+limit=$1
 paths=$(cat)
 [ -n "$paths" ] || exit 0
 first=${paths%%
 *}
 if [ -e "$first" ] || [ -L "$first" ]; then
-  printf '%s\n' "$paths" | xargs nix-store --check-validity --print-invalid
+  printf '%s\n' "$paths" | timeout -k 5 "$limit" xargs nix-store --check-validity --print-invalid
   exit
 fi
 # One path a line; store paths hold no blanks, but may hold `?`: no globbing.

@@ -13,9 +13,11 @@
 # the script given as $2 (state.sh), its lines joined by tabs. Read under the lock, none of it
 # can change before the deployer lets go — but for a watchdog, which is why an undecided or
 # live one says `settle`.
-# $1: who holds it, shown to the next deployer that finds it busy. $2 and $3 (optional): a
-# script whose output is the rest of the answer, and how many seconds it may take (it is
-# stopped then, like every step that reads).
+# $1: who holds it, shown to the next deployer that finds it busy. $2 (optional): a script
+# whose output is the rest of the answer. It only reads (links and directories), and runs in
+# this shell's own command substitution: no `timeout` and no shell of its own to start (a
+# read that hung would keep the lock until it ended, and changes nothing; the deployer gives
+# up on the answer after its step limit all the same).
 set -u
 run=/run/hbdeploy
 [ -d "$run" ] || mkdir -p "$run" || exit 1
@@ -79,8 +81,8 @@ for record in /nix/var/hbdeploy/pending-*; do
   [ -d "$run/${record##*/pending-}" ] || settle=settle
 done
 state=
-if [ "$#" -ge 3 ]; then
-  said=$(timeout -k 5 "$3" sh -c "$2" hbdeploy)
+if [ "$#" -ge 2 ]; then
+  said=$(eval "$2")
   # Its lines joined by tabs, with shell builtins only (no line of it holds a tab).
   if [ -n "$said" ]; then
     while IFS= read -r line; do

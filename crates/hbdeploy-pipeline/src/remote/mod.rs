@@ -154,12 +154,14 @@ impl Script {
     /// less than the deployer waits for a step ([`STEP_LIMIT`]), so nothing of a step the
     /// deployer gave up on is left running. `None` for the lock (held for the whole change), a
     /// launch and the round trip that starts one (they follow a job, bounded by
-    /// `activation-timeout`), settling, a build and a health check (their own bounds).
+    /// `activation-timeout`), settling, a build and a health check (their own bounds), and for
+    /// the two reads every deployment makes, which end on their own and change nothing: the
+    /// state (links and a directory, read by the lock's holder in its own shell) and the check
+    /// of what the store lacks (`check-validity.sh` bounds its one `nix-store` itself). Each
+    /// `timeout` costs the host two programs to start, per host and step.
     fn host_limit(self) -> Option<Duration> {
         match self {
-            Script::State
-            | Script::Probe
-            | Script::CheckValidity
+            Script::Probe
             | Script::Install
             | Script::Stop
             | Script::Decide
@@ -168,8 +170,10 @@ impl Script {
             | Script::InstallProbe
             | Script::Reboot
             | Script::Secret
-            | Script::SecretState => Some(STEP_LIMIT - Duration::from_secs(10)),
+            | Script::SecretState => Some(HOST_STEP_LIMIT),
             Script::Lock
+            | Script::State
+            | Script::CheckValidity
             | Script::Prepare
             | Script::Launch
             | Script::Run
@@ -228,6 +232,10 @@ fn channel_error(stage: Stage) -> impl FnOnce(hbdeploy_ssh::SshError) -> HostErr
 /// hung. (Jobs, builds and dry activations have bounds of their own.)
 pub(crate) const STEP_LIMIT: Duration = Duration::from_secs(120);
 
+/// How long the host lets a step run ([`Script::host_limit`]): a little less than the deployer
+/// waits for it.
+const HOST_STEP_LIMIT: Duration = Duration::from_secs(STEP_LIMIT.as_secs() - 10);
+
 /// Runs one step (`what`, at `stage`), bounded by [`STEP_LIMIT`].
 pub(crate) async fn step<T>(
     stage: Stage,
@@ -256,12 +264,15 @@ pub(crate) async fn check_validity<H: Host>(
         input.push_str(path);
         input.push('\n');
     }
-    let command = Script::CheckValidity.command::<&str>(&[]);
+    let limit = HOST_STEP_LIMIT.as_secs().to_string();
+    let args = [limit.as_str()];
     if let Some(mut held) = Lock::holder_of(lock).await {
+        let command = Script::CheckValidity.asked(&args);
         return conn
             .ask(&mut held, &command, input.as_bytes(), true, |_| {})
             .await;
     }
+    let command = Script::CheckValidity.command(&args);
     conn.run_with_stdin(&command, input.as_bytes(), |_| {})
         .await
 }
@@ -361,11 +372,8 @@ pub(crate) async fn lock<H: Host>(
     holder: &str,
     read: bool,
 ) -> Result<(LockReply, Option<H::Held>), HostError> {
-    let limit = Script::State
-        .host_limit()
-        .map_or_else(String::new, |l| l.as_secs().to_string());
     let args: &[&str] = if read {
-        &[holder, Script::State.text(), &limit]
+        &[holder, Script::State.text()]
     } else {
         &[holder]
     };
