@@ -2,7 +2,7 @@
 # Starts a job that changes the system (an activation, a rollback) in one round trip: checks
 # that PATH is a NixOS system (else prints `not-nixos`, or `missing` for a path not in the store,
 # and changes nothing), writes the deployment's job scripts and files into DIR (COUNT pairs of
-# NAME CONTENT), then becomes launch.sh with the arguments left: the job started (by magic
+# NAME CONTENT), then goes on as launch.sh with the arguments left: the job started (by magic
 # rollback's watchdog, once armed, where launch.sh's FOLLOW is 3) and followed to its end.
 # Prints `nixos` first when PATH is one, and `hbdeploy-starting` before the job starts
 # (launch.sh says it, after `hbdeploy-launched`, where the watchdog starts the job).
@@ -23,4 +23,7 @@ while [ "$count" -gt 0 ]; do
   count=$((count - 1))
 done
 [ "$4" = 3 ] || echo hbdeploy-starting
-exec /bin/sh "$dir/launch.sh" "$@"
+# Read by this shell, not run by a new one (one program fewer to start): it goes on as
+# launch.sh, whose arguments are the ones left.
+# shellcheck disable=SC1091 # written just above
+. "$dir/launch.sh"

@@ -15,8 +15,14 @@ shift 3
 echo "$$" >"$dir/$job.pid"
 [ -d "$dir/logs" ] || mkdir "$dir/logs"
 log="$dir/logs/$job.log"
+# SCRIPT is read by the pipeline's own subshell, not run by a new shell (one program fewer to
+# start), with the arguments a run of its own would get.
 {
-  /bin/sh "$dir/$script" "$dir" "$job" "$@" 2>&1 | while :; do
+  {
+    set -- "$dir" "$job" "$@"
+    # shellcheck disable=SC1090 # a job script of this deployment, written by prepare.sh
+    . "$dir/$script"
+  } 2>&1 | while :; do
     head -c 524288 >>"$log"
     # A log short of the cap means the output ended.
     [ "$(wc -c <"$log")" -ge 524288 ] || break
