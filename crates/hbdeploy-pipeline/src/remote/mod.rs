@@ -11,6 +11,8 @@ mod ask_tests;
 mod boot;
 mod job;
 pub(crate) mod reply;
+#[cfg(test)]
+mod run_tests;
 pub(crate) mod secret;
 mod settled;
 
