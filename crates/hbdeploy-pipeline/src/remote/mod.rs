@@ -15,6 +15,8 @@ pub(crate) mod reply;
 mod run_tests;
 pub(crate) mod secret;
 mod settled;
+#[cfg(test)]
+mod validity_tests;
 
 use std::time::Duration;
 
