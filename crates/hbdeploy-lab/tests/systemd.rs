@@ -104,6 +104,15 @@ fn systemd_hosts_run_units_over_ssh_own_their_store_and_reboot() {
         assert_eq!(out, format!("systemd\n{name}\nunit-ok\n"));
     }
     assert_eq!(lab.host("a").unwrap().accepted_logins(), 1);
+    // A login's PAM session as on NixOS: a logind session (pam_systemd), and neither Debian's
+    // motd scripts nor its mail check.
+    let a = lab.host("a").unwrap();
+    let out = ssh_ok(
+        &lab,
+        a,
+        "echo \"session ${XDG_SESSION_ID:+yes}\"; grep -cE 'pam_(motd|mail)' /etc/pam.d/sshd || true",
+    );
+    assert_eq!(out, "session yes\n0\n");
 
     // A toy system goes into a's own store only, and its switch works there as on the lab's
     // other hosts.

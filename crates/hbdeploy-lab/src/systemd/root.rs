@@ -15,7 +15,7 @@ use crate::LabError;
 use crate::files::{mkdir, run};
 
 /// The name of the cached root; bump the version when the recipe below changes.
-const NAME: &str = "systemd-root-bookworm-v1";
+const NAME: &str = "systemd-root-bookworm-v2";
 
 /// What the hosts need: systemd as PID 1, dbus for `systemd-run`, sshd, nix (with its daemon
 /// units), sudo for non-root deploy users, ps and ip for whoever debugs a host.
