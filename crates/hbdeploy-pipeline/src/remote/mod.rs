@@ -10,13 +10,11 @@
 mod ask_tests;
 mod boot;
 mod job;
-pub(crate) mod reply;
 #[cfg(test)]
-mod run_tests;
+mod local_tests;
+pub(crate) mod reply;
 pub(crate) mod secret;
 mod settled;
-#[cfg(test)]
-mod validity_tests;
 
 use std::time::Duration;
 
