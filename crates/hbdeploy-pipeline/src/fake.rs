@@ -689,13 +689,14 @@ mod tests {
         assert_eq!(script, Script::Decide);
         assert_eq!(args, ["/run/hbdeploy/x", "1", "it's"]);
         // As a lock's holder is asked to run a script without a host limit.
-        let asked = Script::Prepare.asked(&["/nix/store/x", "it's", ""]);
+        let asked = Script::Prepare.asked(&["/nix/store/x", "it's", "", "a\nb"]);
         assert!(asked.starts_with("set -- "), "{asked}");
         let (script, args) = script_of(&asked).expect("a script");
         assert_eq!(script, Script::Prepare);
-        assert_eq!(args, ["/nix/store/x", "it's", ""]);
+        assert_eq!(args, ["/nix/store/x", "it's", "", "a\nb"]);
         // A script with a host limit keeps its `timeout`.
-        assert_eq!(Script::Decide.asked(&["d"]), Script::Decide.command(&["d"]));
+        assert_eq!(Script::Stop.asked(&["d"]), Script::Stop.command(&["d"]));
+        assert!(Script::Stop.command(&["d"]).starts_with("timeout "));
         assert_eq!(words("a 'b c' d\\ e ''"), ["a", "b c", "d e", ""]);
     }
 }

@@ -126,6 +126,43 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// With the state script, the holder reads the state in its own shell and answers in one line,
+/// each of the state's lines ended by a tab (the lines the script prints on its own); a check of
+/// what the store lacks, asked with its paths inside the request and no input, counts a path
+/// not on disk as missing and one on disk as there.
+#[tokio::test]
+async fn the_holder_answers_with_the_state_in_its_line_and_checks_paths_given_in_the_request() {
+    if hbdeploy_ssh::local_user() != "root" {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-state-{}", std::process::id()));
+    let command = format!(
+        "{} {}",
+        lock_script(&dir),
+        super::quote(Script::State.text())
+    );
+    let (line, held) = here().hold_root(&command).await.unwrap();
+    let mut held = held.expect("the holder is still running");
+    let alone = std::process::Command::new("/bin/sh")
+        .args(["-c", Script::State.text()])
+        .output()
+        .unwrap();
+    let alone = String::from_utf8(alone.stdout).unwrap();
+    assert!(alone.contains("link /run/current-system"), "{alone}");
+    let expected: String = alone.lines().map(|l| format!("{l}\t")).collect();
+    // The holder's first line comes without its trailing blanks.
+    assert_eq!(line, format!("locked\tclear\t{expected}").trim_end());
+
+    let missing = dir.join("not-there").display().to_string();
+    let there = dir.display().to_string();
+    let paths = format!("{missing}\n{there}\n{missing}-too");
+    let out = ask(&mut held, &Script::CheckValidity.asked(&["5", &paths]), &[]).await;
+    assert_eq!(out.exit, Exit::Code(0));
+    assert_eq!(out.stdout, format!("{missing}\n{missing}-too\n"));
+    held.release().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A request whose answer was not read to its end leaves the holder unable to take another: what
 /// it prints next could be the rest of that answer.
 #[tokio::test]
@@ -155,7 +192,7 @@ async fn what_a_request_starts_detached_does_not_hold_the_lock() {
     };
     let pid_file = dir.join("detached.pid");
     let start = format!(
-        "(setsid sh -c 'echo $$ >{}; exec sleep 30' </dev/null >/dev/null 2>&1 &)",
+        "setsid sh -c 'echo $$ >{}; exec sleep 30' </dev/null >/dev/null 2>&1 &",
         pid_file.display()
     );
     assert_eq!(ask(&mut held, &start, &[]).await.exit, Exit::Code(0));

@@ -1,11 +1,11 @@
 #!/bin/sh
 # Starts one job of a deployment detached from this SSH session, so that a lost connection or a
 # killed deployer cannot cut it off: a transient unit `hbdeploy-JOB-TOKEN` where the host runs
-# systemd, else a `setsid` process whose parent is the host's init. Either runs run.sh (but the
-# watchdog, which runs as it is and keeps its own pid and log), which
-# keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once. With FOLLOW=1
-# the job is started and its log is streamed here until the job ends, then how it ended, from
-# the files the job wrote: `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`,
+# systemd, else a `setsid` process in a session of its own (its parent the host's init once this
+# script ends). Either runs run.sh (but the watchdog, which runs as it is and keeps its own pid
+# and log), which keeps the job's output in DIR/logs/JOB.log (capped) and tells its end at once.
+# With FOLLOW=1 the job is started and its log is streamed here until the job ends, then how it
+# ended, from the files the job wrote: `hbdeploy-generation:LINK`, then `hbdeploy-exit:CODE`,
 # `hbdeploy-profile-failed:CODE` or `hbdeploy-profile-moved:LINK` (nothing if the job ended
 # without saying). FOLLOW=2 starts nothing: it follows the job
 # already started, e.g. after the connection that started it was lost. FOLLOW=3 starts
@@ -60,7 +60,10 @@ if [ "$follow" != 2 ]; then
       exit 0
     fi
   else
-    cd / && (setsid /bin/sh "$runner" "$dir" "$unit" "$@" </dev/null >/dev/null 2>&1 4<&- &)
+    # An asynchronous list: its one child runs `cd` and goes on as `setsid` (no subshell that
+    # starts it and exits). Its parent is this shell until this shell ends (it never waits for
+    # it), then the host's init.
+    cd / && setsid /bin/sh "$runner" "$dir" "$unit" "$@" </dev/null >/dev/null 2>&1 4<&- &
   fi
   read -r live <&4
   exec 4<&-

@@ -10,14 +10,14 @@
 # earlier deployment may still act on the host (a job of one still running, a watchdog not yet
 # decided or still alive, a record of one armed in an earlier boot: the deployer then runs
 # settle.sh, which finds these same things) or `clear` if nothing can, a tab, and the output of
-# the script given as $2 (state.sh), its lines joined by tabs. Read under the lock, none of it
-# can change before the deployer lets go — but for a watchdog, which is why an undecided or
-# live one says `settle`.
+# the script given as $2 (state.sh), each of its lines ended by a tab. Read under the lock,
+# none of it can change before the deployer lets go — but for a watchdog, which is why an
+# undecided or live one says `settle`.
 # $1: who holds it, shown to the next deployer that finds it busy. $2 (optional): a script
 # whose output is the rest of the answer. It only reads (links and directories), and runs in
-# this shell's own command substitution: no `timeout` and no shell of its own to start (a
-# read that hung would keep the lock until it ended, and changes nothing; the deployer gives
-# up on the answer after its step limit all the same).
+# this shell itself: no `timeout` and no shell of its own to start (a read that hung would keep
+# the lock until it ended, and changes nothing; the deployer gives up on the answer after its
+# step limit all the same).
 set -u
 run=/run/hbdeploy
 [ -d "$run" ] || mkdir -p "$run" || exit 1
@@ -80,19 +80,16 @@ for record in /nix/var/hbdeploy/pending-*; do
   [ -f "$record" ] || continue
   [ -d "$run/${record##*/pending-}" ] || settle=settle
 done
-state=
+printf 'locked\t%s\t' "$settle"
 if [ "$#" -ge 2 ]; then
-  said=$(eval "$2")
-  # Its lines joined by tabs, with shell builtins only (no line of it holds a tab).
-  if [ -n "$said" ]; then
-    while IFS= read -r line; do
-      state="$state$line	"
-    done <<END
-$said
-END
-  fi
+  # Its lines end with a tab instead of a newline (`sep`; no line of it holds a tab) and go
+  # straight into the answer. Run in this shell, not in a command substitution's (one process
+  # fewer to start): its variables must not be ones this script goes on to use.
+  # shellcheck disable=SC2034 # read by state.sh, which the eval runs
+  sep='\t'
+  eval "$2"
 fi
-printf 'locked\t%s\t%s\n' "$settle" "$state"
+echo
 # While it holds, it serves the deployer's requests (`Held::ask`), so that the steps under the lock
 # cost no channel or login shell of their own: `ask NONCE CLEN ILEN`, then CLEN bytes of a command
 # line, whose last line is `# end NONCE`, and ILEN bytes of its input. It runs the command as root,

@@ -157,16 +157,17 @@ impl Script {
     /// deployer gave up on is left running. `None` for the lock (held for the whole change), a
     /// launch and the round trip that starts one (they follow a job, bounded by
     /// `activation-timeout`), settling, a build and a health check (their own bounds), and for
-    /// the two reads every deployment makes, which end on their own and change nothing: the
-    /// state (links and a directory, read by the lock's holder in its own shell) and the check
-    /// of what the store lacks (`check-validity.sh` bounds its one `nix-store` itself). Each
-    /// `timeout` costs the host two programs to start, per host and step.
+    /// the steps every deployment takes that end on their own: the state (links and a
+    /// directory, read by the lock's holder in its own shell), the check of what the store
+    /// lacks (`check-validity.sh` bounds its one `nix-store` itself) and magic rollback's
+    /// decision (`decide.sh`: files in /run, a `kill`, and an `rm` of the pending record only
+    /// once the decision is written). Each `timeout` costs the host two programs to start, per
+    /// host and step.
     fn host_limit(self) -> Option<Duration> {
         match self {
             Script::Probe
             | Script::Install
             | Script::Stop
-            | Script::Decide
             | Script::Closure
             | Script::DryActivate
             | Script::InstallProbe
@@ -176,6 +177,7 @@ impl Script {
             Script::Lock
             | Script::State
             | Script::CheckValidity
+            | Script::Decide
             | Script::Prepare
             | Script::Launch
             | Script::Run
@@ -253,28 +255,27 @@ pub(crate) async fn step<T>(
     }
 }
 
-/// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed. The
-/// paths go on the command's input, one per line: a real system's thousands would not fit on
-/// a command line. Under a deployment `lock`, its holder runs it (no channel of its own).
+/// `nix-store --check-validity` of `paths` on the host (`check-validity.sh`), unparsed. On a
+/// channel of its own the paths go on the command's input, one per line: a real system's
+/// thousands would not fit on a command line. Under a deployment `lock`, its holder runs it (no
+/// channel of its own), with the paths as an argument of the request itself, which is read
+/// whole and never becomes a program's command line.
 pub(crate) async fn check_validity<H: Host>(
     conn: &H,
     lock: Option<&Lock<H>>,
     paths: &[&str],
 ) -> Result<hbdeploy_ssh::CommandOutput, hbdeploy_ssh::SshError> {
+    let limit = HOST_STEP_LIMIT.as_secs().to_string();
+    if let Some(mut held) = Lock::holder_of(lock).await {
+        let command = Script::CheckValidity.asked(&[limit.as_str(), &paths.join("\n")]);
+        return conn.ask(&mut held, &command, &[], true, |_| {}).await;
+    }
     let mut input = String::with_capacity(paths.iter().map(|p| p.len() + 1).sum());
     for path in paths {
         input.push_str(path);
         input.push('\n');
     }
-    let limit = HOST_STEP_LIMIT.as_secs().to_string();
-    let args = [limit.as_str()];
-    if let Some(mut held) = Lock::holder_of(lock).await {
-        let command = Script::CheckValidity.asked(&args);
-        return conn
-            .ask(&mut held, &command, input.as_bytes(), true, |_| {})
-            .await;
-    }
-    let command = Script::CheckValidity.command(&args);
+    let command = Script::CheckValidity.command(&[limit.as_str()]);
     conn.run_with_stdin(&command, input.as_bytes(), |_| {})
         .await
 }

@@ -4,7 +4,11 @@
 # `readlink -e` resolves the running and booted systems and their kernel files — each one that
 # exists (a file that does not prints nothing), its answers in the order asked — and one `find`
 # lists the profile and every generation.
+# Each line ends with the escape in `sep` (printf's and find's): a newline (`\n`, unset), or a
+# tab (`\t`) where a lock's holder runs this in its own shell, so that its lines go straight
+# into the holder's one-line answer (see lock.sh) with nothing to capture and join.
 set -u
+e=${sep:-'\n'}
 asked=
 for p in /run/current-system /run/booted-system \
   /run/booted-system/kernel /run/current-system/kernel \
@@ -35,19 +39,19 @@ if [ -n "$resolved" ]; then
 $resolved
 END
 fi
-echo "link /run/current-system $current"
-echo "link /run/booted-system $booted"
-echo "boot kernel $bk $ck"
-echo "boot initrd $bi $ci"
-echo "boot kernel-modules $bm $cm"
+printf "link /run/current-system %s$e" "$current"
+printf "link /run/booted-system %s$e" "$booted"
+printf "boot kernel %s %s$e" "$bk" "$ck"
+printf "boot initrd %s %s$e" "$bi" "$ci"
+printf "boot kernel-modules %s %s$e" "$bm" "$cm"
 # The profile's link and every generation: its link, the link's mtime and its target (nix
 # writes the absolute store path). -H: the directory itself may be a symlink.
 find -H /nix/var/nix/profiles -maxdepth 1 -type l \
-  \( -name system -printf 'profile %l\n' -o -name 'system-*-link' -printf 'gen %p %Ts %l\n' \) \
+  \( -name system -printf "profile %l$e" -o -name 'system-*-link' -printf "gen %p %Ts %l$e" \) \
   2>/dev/null
-[ -d /run/systemd/system ] && echo systemd
+[ -d /run/systemd/system ] && printf "%s$e" systemd
 # Deployments recorded as pending (armed, never settled; see watchdog.sh).
 for r in /nix/var/hbdeploy/pending-*; do
-  [ -f "$r" ] && echo "pending ${r##*/pending-}"
+  [ -f "$r" ] && printf "pending %s$e" "${r##*/pending-}"
 done
 true
