@@ -231,6 +231,28 @@ fn systemd_labs_in_parallel_do_not_see_each_other() {
     }
 }
 
+/// The benchmark keeps root's user manager running on systemd hosts (docs/benchmarks.md, "What
+/// is measured"): there it outlives a login by more than logind's 10 s; on a host left as it is,
+/// logind stops it.
+#[test]
+fn the_benchmark_keeps_roots_user_manager_running_past_the_last_login() {
+    let lab = Lab::start_systemd(&["kept", "as-is"]).expect("lab starts");
+    let (kept, as_is) = (lab.host("kept").unwrap(), lab.host("as-is").unwrap());
+    hbdeploy_lab::bench::keep_user_managers([kept]).expect("lingering");
+    for host in [kept, as_is] {
+        ssh_ok(&lab, host, "true");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(13));
+    let state = |host: &LabHost| {
+        host.sh("systemctl is-active user@0.service || true")
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(state(kept), "active");
+    assert_eq!(state(as_is), "inactive");
+}
+
 #[test]
 fn one_lab_holds_both_kinds() {
     let lab = Lab::start_hosts(&[("ns", HostKind::Namespace), ("sd", HostKind::Systemd)])

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 pub use machine::Machine;
 pub use measure::{Measured, measure};
 pub use output::{json, markdown};
-pub use run::run_point;
+pub use run::{keep_user_managers, run_point};
 pub use stats::Samples;
 pub use targets::{Target, targets};
 

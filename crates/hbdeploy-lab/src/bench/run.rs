@@ -15,7 +15,7 @@ use super::machine::load_average;
 use super::measure::{Measured, measure};
 use super::profile::{self, COLUMNS};
 use super::{Config, Point, Samples, lab_name};
-use crate::{HostKind, Lab, LabError, NIX_CONFIG, SystemSpec};
+use crate::{HostKind, Lab, LabError, LabHost, NIX_CONFIG, SystemSpec};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -499,6 +499,23 @@ fn record_rss(samples: &mut Samples, m: &Measured) {
     }
 }
 
+/// Keeps root's user manager (`user@0.service`) running on every systemd host for the whole
+/// point. A login's logind session starts it, and logind stops it 10 s (`UserStopDelaySec`) after
+/// the last session ends; so between runs, closures being built beforehand, it would stop or not
+/// by how long that took, and start again inside whichever run came first after a longer pause
+/// (in `deploy_block`'s order, hbdeploy's more often than not), at about 0.08 s of the machine's
+/// CPU per host. Lingering (`loginctl enable-linger`) keeps it up for every run alike, so each
+/// contender's figures hold its own work. On a host nobody is logged into, each contender's
+/// deployment starts it once, alike.
+pub fn keep_user_managers<'a>(
+    hosts: impl IntoIterator<Item = &'a LabHost>,
+) -> Result<(), LabError> {
+    for host in hosts {
+        host.sh("loginctl enable-linger root && systemctl start user@0.service")?;
+    }
+    Ok(())
+}
+
 /// Measures one sweep point of `hosts` hosts.
 pub fn run_point(
     config: &Config,
@@ -545,6 +562,9 @@ pub fn run_point(
         load: (load_average(), None),
         ..Point::default()
     };
+    if kind == HostKind::Systemd {
+        keep_user_managers(bed.lab.hosts())?;
+    }
     // The first deployment is not measured: afterwards every host runs a system, as real ones do.
     say(&format!(
         "{hosts} {lab_label} hosts: first deployment (not measured)"
