@@ -44,11 +44,23 @@ fn lock_script(dir: &std::path::Path) -> String {
 /// The lock taken and held by `lock.sh` in a directory of this test's own (`name`), with that
 /// directory and the holder's first line; `None` where the tests cannot run (not root).
 async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, String)> {
+    holding_with(name, None).await
+}
+
+/// [`holding`], with `state` (a script) given to `lock.sh` as the script of its answer.
+async fn holding_with(
+    name: &str,
+    state: Option<&str>,
+) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, String)> {
     if hbdeploy_ssh::local_user() != "root" {
         return None;
     }
     let dir = std::env::temp_dir().join(format!("hbdeploy-ask-{name}-{}", std::process::id()));
-    let (line, held) = here().hold_root(&lock_script(&dir)).await.unwrap();
+    let mut command = lock_script(&dir);
+    if let Some(state) = state {
+        command = format!("{command} {}", super::quote(state));
+    }
+    let (line, held) = here().hold_root(&command).await.unwrap();
     Some((held.expect("the holder is still running"), dir, line))
 }
 
@@ -132,17 +144,10 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
 /// not on disk as missing and one on disk as there.
 #[tokio::test]
 async fn the_holder_answers_with_the_state_in_its_line_and_checks_paths_given_in_the_request() {
-    if hbdeploy_ssh::local_user() != "root" {
+    let Some((mut held, dir, line)) = holding_with("state", Some(Script::State.text())).await
+    else {
         return;
-    }
-    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-state-{}", std::process::id()));
-    let command = format!(
-        "{} {}",
-        lock_script(&dir),
-        super::quote(Script::State.text())
-    );
-    let (line, held) = here().hold_root(&command).await.unwrap();
-    let mut held = held.expect("the holder is still running");
+    };
     let alone = std::process::Command::new("/bin/sh")
         .args(["-c", Script::State.text()])
         .output()
@@ -196,6 +201,17 @@ async fn what_a_request_starts_detached_does_not_hold_the_lock() {
         pid_file.display()
     );
     assert_eq!(ask(&mut held, &start, &[]).await.exit, Exit::Code(0));
+    // The request ends once the job is started, maybe before it runs: the lock is let go only
+    // once it runs (its pid written), with whatever it inherited.
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+        if pid.ends_with('\n') {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(pid.ends_with('\n'), "the detached job never ran");
     held.release().await;
     let free = std::process::Command::new("flock")
         .args(["-n", "-E", "7"])
@@ -203,7 +219,6 @@ async fn what_a_request_starts_detached_does_not_hold_the_lock() {
         .arg("true")
         .status()
         .unwrap();
-    let pid = std::fs::read_to_string(&pid_file).unwrap();
     let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     assert_eq!(free.code(), Some(0), "the detached job holds the lock");
     std::fs::remove_dir_all(&dir).unwrap();
