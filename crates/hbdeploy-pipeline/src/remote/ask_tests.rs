@@ -5,6 +5,7 @@
 use hbdeploy_ssh::{CommandOutput, Exit, Local, Session, Stream, Target};
 
 use super::Script;
+use super::local_tests::{Scratch, scratch};
 
 fn here() -> Local {
     let target = Target {
@@ -41,9 +42,10 @@ fn lock_script(dir: &std::path::Path) -> String {
     format!("sh -c {} hbdeploy tester", super::quote(&moved))
 }
 
-/// The lock taken and held by `lock.sh` in a directory of this test's own (`name`), with that
-/// directory and the holder's first line; `None` where the tests cannot run (not root).
-async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, String)> {
+/// The lock taken and held by `lock.sh` in a directory of this test's own (`name`, removed when
+/// dropped, a failed test's too), with that directory and the holder's first line; `None` where
+/// the tests cannot run (not root).
+async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, Scratch, String)> {
     holding_with(name, None).await
 }
 
@@ -51,11 +53,11 @@ async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, 
 async fn holding_with(
     name: &str,
     state: Option<&str>,
-) -> Option<(hbdeploy_ssh::Held, std::path::PathBuf, String)> {
+) -> Option<(hbdeploy_ssh::Held, Scratch, String)> {
     if hbdeploy_ssh::local_user() != "root" {
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("hbdeploy-ask-{name}-{}", std::process::id()));
+    let dir = scratch(&format!("ask-{name}"));
     let mut command = lock_script(&dir);
     if let Some(state) = state {
         command = format!("{command} {}", super::quote(state));
@@ -135,7 +137,6 @@ async fn the_lock_holder_runs_requests_in_turn_with_their_input_output_and_exit(
         !dir.join("ask.in").exists(),
         "letting go removes the input file"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// With the state script, the holder reads the state in its own shell and answers in one line,
@@ -165,7 +166,6 @@ async fn the_holder_answers_with_the_state_in_its_line_and_checks_paths_given_in
     assert_eq!(out.exit, Exit::Code(0));
     assert_eq!(out.stdout, format!("{missing}\n{missing}-too\n"));
     held.release().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A request whose answer was not read to its end leaves the holder unable to take another: what
@@ -185,7 +185,6 @@ async fn a_request_given_up_on_spoils_the_holder_for_the_next() {
         "{refused:?}"
     );
     held.release().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// A job a request starts detached (`setsid`, as `launch.sh` does where the host has no
@@ -221,5 +220,4 @@ async fn what_a_request_starts_detached_does_not_hold_the_lock() {
         .unwrap();
     let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     assert_eq!(free.code(), Some(0), "the detached job holds the lock");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

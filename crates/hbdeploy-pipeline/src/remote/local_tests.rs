@@ -16,7 +16,7 @@ use super::Script;
 const CAP: u64 = 524_288;
 
 /// A directory of this test's own, removed when dropped (a failed test too).
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {
@@ -24,8 +24,16 @@ impl Drop for Scratch {
     }
 }
 
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// A new, empty directory of this test's own.
-fn scratch(name: &str) -> Scratch {
+pub(super) fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("hbdeploy-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
