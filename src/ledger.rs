@@ -274,6 +274,7 @@ pub fn new_id(started_millis: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Scratch;
 
     fn record(id: &str) -> Record {
         Record {
@@ -291,19 +292,23 @@ mod tests {
         }
     }
 
-    fn temp_ledger(test: &str) -> Ledger {
-        let dir = std::env::temp_dir()
-            .join("hbdeploy-ledger-tests")
-            .join(format!("{test}-{}", std::process::id()));
+    /// A ledger in a directory of the test's own, and that directory's guard: keep it for the
+    /// whole test (it removes the directory when dropped).
+    fn temp_ledger(test: &str) -> (Scratch, Ledger) {
+        let dir = Scratch::new(std::env::temp_dir().join(format!(
+            "hbdeploy-ledger-tests-{test}-{}",
+            std::process::id()
+        )));
         let _ = std::fs::remove_dir_all(&dir);
-        Ledger {
+        let ledger = Ledger {
             dir: dir.join("deployments"),
-        }
+        };
+        (dir, ledger)
     }
 
     #[test]
     fn records_come_back_oldest_first_and_leftovers_are_ignored() {
-        let ledger = temp_ledger("order");
+        let (_dir, ledger) = temp_ledger("order");
         for id in [
             "20260102T000000Z-2",
             "20260101T000000Z-1",
@@ -328,12 +333,11 @@ mod tests {
             ]
         );
         assert!(contents.unreadable.is_empty());
-        let _ = std::fs::remove_dir_all(ledger.dir());
     }
 
     #[test]
     fn runs_started_within_one_second_sort_by_their_time_not_their_pids() {
-        let ledger = temp_ledger("same-second");
+        let (_dir, ledger) = temp_ledger("same-second");
         // The later run has the smaller-looking pid, as after pid 999 comes 1000.
         let earlier =
             new_id(1_700_000_000_120).replace(&format!("-{}", std::process::id()), "-999");
@@ -344,12 +348,11 @@ mod tests {
         let contents = ledger.read().expect("read");
         let ids: Vec<&str> = contents.records.iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, [earlier.as_str(), later.as_str()]);
-        let _ = std::fs::remove_dir_all(ledger.dir());
     }
 
     #[test]
     fn a_record_that_is_a_symlink_to_dev_zero_is_refused() {
-        let ledger = temp_ledger("zero");
+        let (_dir, ledger) = temp_ledger("zero");
         ledger
             .append(&record("20260101T000000Z-1"))
             .expect("append");
@@ -370,7 +373,6 @@ mod tests {
         );
         let hint = hbdeploy_files::Hint::hint(&err).unwrap_or_default();
         assert!(hint.contains("move"), "{hint}");
-        let _ = std::fs::remove_dir_all(ledger.dir());
     }
 
     /// A record as the ledger has written it since outcomes were strings (before
@@ -436,7 +438,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_never_mix_records() {
-        let ledger = temp_ledger("concurrent");
+        let (_dir, ledger) = temp_ledger("concurrent");
         let threads: Vec<_> = (0..8)
             .map(|n| {
                 let ledger = ledger.clone();
@@ -460,6 +462,5 @@ mod tests {
                     .expect("n");
             assert_eq!(r.command.len(), 10_000 + n);
         }
-        let _ = std::fs::remove_dir_all(ledger.dir());
     }
 }

@@ -324,6 +324,7 @@ fn ask(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Scratch;
 
     /// An ed25519 key without a passphrase (made for the tests with ssh-keygen).
     const KEY: &str = include_str!(concat!(
@@ -443,10 +444,10 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
         name: &str,
         answers: &[Option<&str>],
     ) -> (Result<PrivateKey, PassphraseError>, Vec<String>) {
-        let dir = std::env::temp_dir().join(format!(
+        let dir = Scratch::new(std::env::temp_dir().join(format!(
             "hbdeploy-passphrase-test-{}-{name}",
             std::process::id()
-        ));
+        )));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("fleet");
         std::fs::write(&file, ENCRYPTED).expect("write");
@@ -465,7 +466,7 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
             &mut |path, passphrase| hbdeploy_ssh::decrypt(path, passphrase),
             &mut |line| said.push(line.to_owned()),
         );
-        let _ = std::fs::remove_dir_all(&dir);
+        drop(dir);
         shown.extend(said);
         let result = result.map_err(|err| match err {
             PassphraseError::Wrong { .. } => PassphraseError::Wrong {

@@ -91,6 +91,7 @@ pub async fn flake_info(reference: &str) -> FlakeInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Scratch;
 
     #[test]
     fn command_lines_drop_the_program_and_the_fleet() {
@@ -125,13 +126,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_flake_in_git_has_a_revision_and_a_dirty_flag() {
-        let dir = std::env::temp_dir().join(format!("hbdeploy-provenance-{}", std::process::id()));
+        let dir = Scratch::new(
+            std::env::temp_dir().join(format!("hbdeploy-provenance-{}", std::process::id())),
+        );
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("dir");
         let git = |args: &[&str]| {
             let status = std::process::Command::new("git")
                 .arg("-C")
-                .arg(&dir)
+                .arg(&*dir)
                 .args(["-c", "user.name=t", "-c", "user.email=t@t"])
                 .args(args)
                 .output()
@@ -155,6 +158,5 @@ mod tests {
         assert_eq!(flake_info(&reference).await.dirty, Some(true));
         let remote = flake_info("github:me/nixos").await;
         assert_eq!((remote.rev, remote.dirty), (None, None));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

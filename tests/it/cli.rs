@@ -4,7 +4,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::support::HBDEPLOY;
+use crate::support::{HBDEPLOY, Scratch};
 
 const GOOD_FLEET: &str = r#"[fleet]
 flake = "./nixos"
@@ -98,7 +98,8 @@ fn unknown_goal_lists_the_goals() {
 
 #[test]
 fn the_fleet_file_can_come_from_the_environment() {
-    let dir = std::env::temp_dir().join(format!("hbdeploy-cli-env-{}", std::process::id()));
+    let dir =
+        Scratch::new(std::env::temp_dir().join(format!("hbdeploy-cli-env-{}", std::process::id())));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let fleet = dir.join("elsewhere.toml");
     std::fs::write(
@@ -113,7 +114,7 @@ fn the_fleet_file_can_come_from_the_environment() {
         .stdin(Stdio::null())
         .output()
         .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2));
     assert!(

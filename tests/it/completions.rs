@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::support::HBDEPLOY;
+use crate::support::{HBDEPLOY, Scratch};
 
 fn run(args: &[&str]) -> String {
     let output = Command::new(HBDEPLOY).args(args).output().expect("runs");
@@ -28,7 +28,8 @@ fn man_pages_are_roff_for_the_command_and_each_subcommand() {
     let page = run(&["man"]);
     assert!(page.starts_with(".ie \\n(.g .ds Aq"), "{page}");
     assert!(page.contains(".TH hbdeploy 1"), "{page}");
-    let dir = std::env::temp_dir().join(format!("hbdeploy-man-{}", std::process::id()));
+    let dir =
+        Scratch::new(std::env::temp_dir().join(format!("hbdeploy-man-{}", std::process::id())));
     run(&["man", "--dir", dir.to_str().expect("UTF-8")]);
     for page in [
         "hbdeploy.1",
@@ -38,5 +39,4 @@ fn man_pages_are_roff_for_the_command_and_each_subcommand() {
     ] {
         assert!(dir.join(page).exists(), "{page} missing");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

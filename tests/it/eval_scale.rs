@@ -158,7 +158,9 @@ fn big_fleet(dir: &std::path::Path, hosts: usize) -> std::path::PathBuf {
 
 #[test]
 fn five_thousand_hosts_evaluate() {
-    let dir = std::env::temp_dir().join(format!("hbdeploy-eval-scale-{}", std::process::id()));
+    let dir = crate::support::Scratch::new(
+        std::env::temp_dir().join(format!("hbdeploy-eval-scale-{}", std::process::id())),
+    );
     let fleet = big_fleet(&dir, 5000);
     let run = hbdeploy_lab::hbdeploy(
         crate::support::bin(),
@@ -166,7 +168,7 @@ fn five_thousand_hosts_evaluate() {
         &["apply", "--all", "--goal", "build", "--json"],
     )
     .expect("hbdeploy runs");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON on stdout");
     let hosts = json["hosts"].as_array().expect("hosts");

@@ -319,6 +319,8 @@ fn a_watchdog_that_cannot_arm_starts_nothing_and_says_why() {
     assert!(made.success());
     let name = dir.path().file_name().expect("name").to_string_lossy();
     let record = PathBuf::from(format!("/nix/var/hbdeploy/pending-{name}"));
+    // Removed however the test ends: it is in the machine's own /nix/var/hbdeploy.
+    let blocker = crate::support::Scratch::new(record.clone());
     std::fs::create_dir_all(record.join("in-the-way")).expect("block the record");
     // Read-write, as launch.sh opens it: the watchdog's write never waits.
     let reader = std::fs::OpenOptions::new()
@@ -335,7 +337,7 @@ fn a_watchdog_that_cannot_arm_starts_nothing_and_says_why() {
         .output()
         .expect("sh runs");
     let written = record.is_file();
-    let _ = std::fs::remove_dir_all(&record);
+    drop(blocker);
     assert!(!out.status.success(), "the watchdog went on");
     assert!(!written, "a record was written");
     let mut said = String::new();

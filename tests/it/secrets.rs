@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{hbdeploy, host, system_path};
+use crate::support::{Scratch, hbdeploy, host, system_path};
 use hbdeploy_lab::{HostKind, Lab, LabUser, Run, Sudo};
 
 /// Both kinds of host.
@@ -23,14 +23,14 @@ pub(crate) fn marker(what: &str) -> String {
     format!("hbdeploy-test-secret-{what}-{}-{nanos}", std::process::id())
 }
 
-/// A directory for the secrets' sources, outside the lab (the scan for leaks reads the lab's).
-pub(crate) fn sources(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("hbdeploy-secrets-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("sources dir");
-    dir
+/// A directory for the secrets' sources, outside the lab (the scan for leaks reads the lab's),
+/// removed when the guard drops.
+pub(crate) fn sources(test: &str) -> Scratch {
+    Scratch::fresh(&format!(
+        "hbdeploy-secrets-tests-{test}-{}",
+        std::process::id()
+    ))
+    .expect("sources dir")
 }
 
 /// A lab of both kinds of host with a `deploy` user (passwordless sudo) that fleet.toml logs in
@@ -317,5 +317,4 @@ fn secrets_arrive_with_owner_and_mode_atomically_and_leak_nowhere() {
         &[&run, &plan, &again, &up, &upload],
         &[&wifi, &tls, &wifi2],
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

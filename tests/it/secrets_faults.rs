@@ -73,7 +73,6 @@ fn an_unknown_owner_stops_the_host_before_activation_and_fails_it_after() {
         ""
     );
     assert_nowhere(&lab, &[&run], &[&key]);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn offline(dir: &Path, args: &[&str]) -> String {
@@ -128,7 +127,6 @@ fn a_secret_that_cannot_be_read_stops_the_run_before_any_host() {
             offline(&dir, &["apply", "--all"])
         );
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Through `sudo` that wants a password (typed at `--ask-sudo-password`): the password goes
@@ -176,7 +174,6 @@ fn secrets_go_through_sudo_with_a_password_and_the_file_holds_only_the_secret() 
     assert_eq!(stat(&lab, "gamma", "/run/keys/k"), "deploy root 600");
     assert!(!run.stdout.contains(&key) && !run.stderr.contains(&key));
     assert!(!run.stdout.contains(&password) && !run.stderr.contains(&password));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -221,5 +218,4 @@ fn secrets_upload_leaves_a_host_alone_while_a_deployment_holds_its_lock() {
     let upload = hbdeploy(&lab, &["secrets", "upload", "alpha"]);
     assert_eq!(upload.code, 0, "{}", upload.both());
     assert_eq!(stat(&lab, "alpha", "/run/keys/k"), "root root 400");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,23 +4,24 @@
 //! everything is refused before any host is contacted. Each run is bounded by a timeout and
 //! killed after it, so a regression fails instead of hanging the suite.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::Scratch;
 
 const HBDEPLOY: &str = env!("CARGO_BIN_EXE_hbdeploy");
 
 /// How long one run may take; a refusal takes milliseconds.
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A fresh directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("hbdeploy-special-files")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory for one test, removed when the guard drops.
+fn scratch(test: &str) -> Scratch {
+    Scratch::fresh(&format!(
+        "hbdeploy-special-files-{test}-{}",
+        std::process::id()
+    ))
+    .expect("temp dir")
 }
 
 /// A FIFO at `path`, made with mkfifo(1).
@@ -93,7 +94,6 @@ fn dev_zero_as_known_hosts() {
             "{command:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -112,7 +112,6 @@ fn fifo_as_known_hosts() {
             )
         )
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -140,7 +139,6 @@ fn dev_zero_and_fifo_as_identity_file() {
             "{file}"
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -164,7 +162,6 @@ fn dev_zero_and_fifo_as_fleet_toml() {
             "{file}"
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -187,5 +184,4 @@ fn ledger_record_linked_to_dev_zero() {
                 .to_owned()
         )
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -12,12 +12,15 @@
 //! This crate is a leaf of the workspace (std, `libc` for two flags and `thiserror`), so the
 //! inventory, the SSH transport and the binary can all use it without depending on each other.
 //! For the same reason it holds the [`Hint`] trait every error of hbdeploy implements, the
-//! one walk of an error's causes ([`causes`], [`chain`]), and the one calendar ([`time`]).
+//! one walk of an error's causes ([`causes`], [`chain`]), the one calendar ([`time`]), and the
+//! tests' scratch directory ([`Scratch`]), removed however a test ends.
 
 mod hint;
+mod scratch;
 pub mod time;
 
 pub use hint::{Hint, causes, chain};
+pub use scratch::Scratch;
 
 use std::fmt;
 use std::fs::{File, Metadata};

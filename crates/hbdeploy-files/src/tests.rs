@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use super::*;
 
-/// A fresh directory for one test.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("hbdeploy-files-tests")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
+/// A fresh directory for one test, removed when the guard drops.
+fn scratch(test: &str) -> Scratch {
+    Scratch::fresh(&format!(
+        "hbdeploy-files-tests-{test}-{}",
+        std::process::id()
+    ))
+    .expect("scratch directory")
 }
 
 /// A FIFO at `dir/name`, made with mkfifo(1).
@@ -68,7 +67,6 @@ fn regular_files_and_symlinks_to_them_are_read() {
             file.display()
         )
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -98,7 +96,6 @@ fn a_symlink_to_dev_zero_is_refused() {
         ),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -111,7 +108,6 @@ fn a_fifo_is_refused_without_blocking() {
         err.to_string(),
         format!("{shown} is a FIFO (named pipe), not a regular file")
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -131,7 +127,6 @@ fn a_fifo_that_passed_the_first_look_is_refused_through_its_handle() {
         ),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -147,7 +142,6 @@ fn directories_and_missing_files_are_errors_naming_the_path() {
         missing.to_string(),
         format!("cannot read {}", dir.join("nope").display())
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -163,7 +157,6 @@ fn text_must_be_utf8_and_check_reads_nothing() {
         Err(FileError::TooLarge { limit: 2, .. })
     ));
     assert!(check(Path::new("/dev/zero"), MIB).is_err());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

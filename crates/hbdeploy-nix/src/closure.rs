@@ -283,9 +283,12 @@ mod tests {
         assert!(closures_from_graph(bad, &[a]).is_none());
     }
 
-    /// A store path added from a file of its own (no references: its closure is itself).
+    /// A store path added from a file of its own (no references: its closure is itself); the
+    /// file's directory is removed once the store holds its copy.
     fn added(name: &str) -> StorePath {
-        let dir = std::env::temp_dir().join(format!("hbdeploy-learn-{}", std::process::id()));
+        let dir = hbdeploy_files::Scratch::new(
+            std::env::temp_dir().join(format!("hbdeploy-learn-{}", std::process::id())),
+        );
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join(name);
         let nanos = std::time::SystemTime::now()

@@ -6,17 +6,21 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
+use hbdeploy_files::Scratch;
 use hbdeploy_nix::{EvalLimits, EvalResults, Nix, Toplevel};
 
 const MIB: u64 = 1024 * 1024;
 
 /// A flake whose configurations are `hosts`: name → nix expression of its extra work, which is
-/// forced before the toplevel and held by the configuration.
-fn flake(name: &str, hosts: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hbdeploy-nix-eval-{}-{name}", std::process::id()));
+/// forced before the toplevel and held by the configuration. In a directory of its own, removed
+/// when the guard drops.
+fn flake(name: &str, hosts: &[(&str, &str)]) -> Scratch {
+    let dir = Scratch::new(
+        std::env::temp_dir().join(format!("hbdeploy-nix-eval-{}-{name}", std::process::id())),
+    );
     std::fs::create_dir_all(&dir).expect("mkdir");
     let system = format!("{}-linux", std::env::consts::ARCH);
     let mut configs = String::new();
@@ -85,7 +89,7 @@ async fn a_broken_host_in_a_chunk_fails_alone_and_no_host_is_evaluated_twice() {
         ],
     );
     let (results, lines) = evaluate(&dir, &["a", "b", "c", "d", "e"], &limits(1, 4096, 8)).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let b = results["b"].as_ref().expect_err("b fails");
     assert!(b.join("\n").contains("b is broken on purpose"), "{b:?}");
     let e = results["e"].as_ref().expect_err("e is missing");
@@ -112,7 +116,7 @@ async fn an_evaluator_over_budget_is_restarted_and_a_host_alone_over_it_fails() 
         ],
     );
     let (results, lines) = evaluate(&dir, &["a", "b", "c", "huge"], &limits(1, 200, 8)).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     for host in ["a", "b", "c"] {
         assert!(
             results[host].is_ok(),

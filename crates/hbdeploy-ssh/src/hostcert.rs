@@ -137,6 +137,7 @@ pub(crate) fn check(
 mod tests {
     use super::*;
     use crate::verdict::utc;
+    use hbdeploy_files::Scratch;
     use russh::keys::PrivateKey;
     use russh::keys::ssh_key::certificate::Builder;
     use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -410,8 +411,9 @@ mod tests {
 
     #[test]
     fn certificates_are_asked_for_only_with_a_ca_and_without_pins() {
-        let dir =
-            std::env::temp_dir().join(format!("hbdeploy-ssh-hostcert-{}", std::process::id()));
+        let dir = Scratch::new(
+            std::env::temp_dir().join(format!("hbdeploy-ssh-hostcert-{}", std::process::id())),
+        );
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(
@@ -444,7 +446,6 @@ mod tests {
         assert!(algorithms(&target("10.0.0.1", 22, Vec::new())).is_empty());
         assert!(algorithms(&target("10.0.0.2", 22, Vec::new())).is_empty());
         assert!(algorithms(&target("10.0.0.1", 2222, vec![public(HOST)])).is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// `hostkey::check` for web.example.org:22 with `text` as its known_hosts file.
@@ -455,10 +456,10 @@ mod tests {
         accept_new: bool,
         offered: Certificate,
     ) -> (HostKeyVerdict, String) {
-        let dir = std::env::temp_dir().join(format!(
+        let dir = Scratch::new(std::env::temp_dir().join(format!(
             "hbdeploy-ssh-hostcert-{}-{name}",
             std::process::id()
-        ));
+        )));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(&file, text).expect("write");
@@ -478,7 +479,6 @@ mod tests {
         };
         let verdict = crate::hostkey::check(&target, &offered.into(), NOW);
         let after = std::fs::read_to_string(&file).expect("read");
-        let _ = std::fs::remove_dir_all(&dir);
         (verdict, after)
     }
 

@@ -156,6 +156,7 @@ fn judge_key(text: &str, address: &str, port: u16, key: &PublicKey, file: &Path)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Scratch;
 
     const KEY_A: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMFEGlvgqrN9D7RX6IDRcvyBOCUCCTViRSpfGeNYakNl";
@@ -166,12 +167,14 @@ mod tests {
         russh::keys::PublicKey::from_openssh(line).expect("test key parses")
     }
 
+    /// [`check_key`] of `offered` for `address:port` against a known_hosts file holding
+    /// `file_text` (none: no file), in a directory of its own that is removed afterwards.
     fn verdict(file_text: Option<&str>, address: &str, port: u16, offered: &str) -> HostKeyVerdict {
-        let dir = std::env::temp_dir().join(format!(
+        let dir = Scratch::new(std::env::temp_dir().join(format!(
             "hbdeploy-ssh-hostkey-{}-{}",
             std::process::id(),
             file_text.map(str::len).unwrap_or(0) + port as usize + address.len()
-        ));
+        )));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let file = dir.join("known_hosts");
         let _ = std::fs::remove_file(&file);

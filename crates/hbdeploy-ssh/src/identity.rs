@@ -235,6 +235,7 @@ impl std::fmt::Debug for Identities {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hbdeploy_files::Scratch;
 
     /// An ed25519 key without a passphrase (made for the tests with ssh-keygen).
     const PLAIN: &str = include_str!(concat!(
@@ -253,11 +254,12 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
 -----END OPENSSH PRIVATE KEY-----
 ";
 
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
+    /// A directory of the test's own, removed when the guard drops.
+    fn dir(name: &str) -> Scratch {
+        let dir = Scratch::new(std::env::temp_dir().join(format!(
             "hbdeploy-identity-test-{}-{name}",
             std::process::id()
-        ));
+        )));
         std::fs::create_dir_all(&dir).expect("dir");
         dir
     }
@@ -286,7 +288,6 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
             KeyFile::inspect(&dir.join("missing")),
             Err(IdentityError::Unreadable { .. })
         ));
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

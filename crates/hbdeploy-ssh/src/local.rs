@@ -398,7 +398,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(output.stdout.trim(), "5");
-        let dir = std::env::temp_dir().join(format!("hbdeploy-local-{}", std::process::id()));
+        let dir = hbdeploy_files::Scratch::new(
+            std::env::temp_dir().join(format!("hbdeploy-local-{}", std::process::id())),
+        );
         std::fs::create_dir_all(&dir).unwrap();
         let done = dir.join("done");
         let script = format!("echo held; cat >/dev/null; touch {}", done.display());
@@ -409,7 +411,6 @@ mod tests {
         assert!(done.exists(), "releasing did not end the held command");
         let (line, held) = local.hold_root("printf gone").await.unwrap();
         assert_eq!((line.as_str(), held.is_none()), ("gone", true));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Input larger than a pipe holds, to a command that answers as it reads: fed while its

@@ -8,20 +8,21 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hbdeploy_files::Hint as _;
+use hbdeploy_files::{Hint as _, Scratch};
 use hbdeploy_ssh::{IdentityError, KeyFile};
 
-/// A FIFO in a fresh directory, made with mkfifo(1).
-fn fifo(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir()
-        .join("hbdeploy-ssh-special")
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("directory");
+/// A FIFO in a fresh directory, made with mkfifo(1): the directory's guard (keep it for as long
+/// as the FIFO is used) and the FIFO's path.
+fn fifo(test: &str) -> (Scratch, PathBuf) {
+    let dir = Scratch::fresh(&format!(
+        "hbdeploy-ssh-special-{test}-{}",
+        std::process::id()
+    ))
+    .expect("directory");
     let path = dir.join("fifo");
     let made = std::process::Command::new("mkfifo").arg(&path).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-    path
+    (dir, path)
 }
 
 /// Runs `f` in a thread; fails if it takes more than five seconds.
@@ -57,7 +58,7 @@ fn dev_zero_as_identity_file_is_refused() {
 
 #[test]
 fn a_fifo_as_identity_file_is_refused() {
-    let path = fifo("identity");
+    let (_dir, path) = fifo("identity");
     let expected = format!(
         "cannot use identity file {0} / {0} is a FIFO (named pipe), not a regular file",
         path.display()
@@ -74,7 +75,7 @@ fn special_known_hosts_files_are_refused_and_a_missing_one_is_empty() {
         zero.err().map(|e| e.to_string()).as_deref(),
         Some("/dev/zero is a character device, not a regular file")
     );
-    let path = fifo("known-hosts");
+    let (_dir, path) = fifo("known-hosts");
     let shown = path.display().to_string();
     let pipe = quickly(move || hbdeploy_ssh::read_known_hosts(&path));
     assert_eq!(

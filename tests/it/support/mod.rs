@@ -1,7 +1,8 @@
-//! What the integration tests share: running the binary, starting a lab with its fleet, and the
-//! insta filters that make output stable across runs (store hashes, lab addresses and paths,
-//! times, IDs, user names). Helpers of one group of modules are in submodules: `lab` (deployments
-//! on both kinds of lab host), `install`, `trust`.
+//! What the integration tests share: running the binary, starting a lab with its fleet, a scratch
+//! directory that is removed however the test ends, and the insta filters that make output
+//! stable across runs (store hashes, lab addresses and paths, times, IDs, user names). Helpers of
+//! one group of modules are in submodules: `lab` (deployments on both kinds of lab host),
+//! `install`, `trust`.
 
 use std::path::Path;
 
@@ -257,15 +258,16 @@ pub(crate) fn answer_in(dir: &Path, args: &[&str]) -> String {
 /// text, e.g. `fleet.toml`), removed afterwards. For errors that come before any host is
 /// contacted: no lab needed.
 pub(crate) fn answer(topic: &str, test: &str, files: &[(&str, &str)], args: &[&str]) -> String {
-    let dir = std::env::temp_dir()
-        .join(format!("hbdeploy-{topic}-tests"))
-        .join(format!("{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = Scratch::fresh(&format!(
+        "hbdeploy-{topic}-tests-{test}-{}",
+        std::process::id()
+    ))
+    .expect("temp dir");
     for (name, text) in files {
         std::fs::write(dir.join(name), text).expect("write a test file");
     }
-    let answered = answer_in(&dir, args);
-    let _ = std::fs::remove_dir_all(&dir);
-    answered
+    answer_in(&dir, args)
 }
+
+/// A directory of a test's own, removed however the test ends (the workspace's one guard).
+pub use hbdeploy_files::Scratch;

@@ -67,22 +67,13 @@ mod tests {
         assert_eq!(raised(Some("many")), None);
     }
 
-    /// A directory of the test's own, removed when dropped (a failed test's too).
-    struct Scratch(std::path::PathBuf);
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     #[test]
     fn the_limit_file_is_raised_in_place_and_never_lowered() {
-        let dir = Scratch(
+        let dir = hbdeploy_files::Scratch::new(
             std::env::temp_dir().join(format!("hbdeploy-lab-inotify-{}", std::process::id())),
         );
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let limit = dir.0.join("max_user_instances");
+        std::fs::create_dir_all(&dir).unwrap();
+        let limit = dir.join("max_user_instances");
         std::fs::write(&limit, "128\n").unwrap();
         raise_at(&limit);
         assert_eq!(std::fs::read_to_string(&limit).unwrap(), "1024");

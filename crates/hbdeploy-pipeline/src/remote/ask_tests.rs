@@ -5,7 +5,7 @@
 use hbdeploy_ssh::{CommandOutput, Exit, Local, Session, Stream, Target};
 
 use super::Script;
-use super::local_tests::{Scratch, scratch};
+use super::local_tests::scratch;
 
 fn here() -> Local {
     let target = Target {
@@ -45,7 +45,7 @@ fn lock_script(dir: &std::path::Path) -> String {
 /// The lock taken and held by `lock.sh` in a directory of this test's own (`name`, removed when
 /// dropped, a failed test's too), with that directory and the holder's first line; `None` where
 /// the tests cannot run (not root).
-async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, Scratch, String)> {
+async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, hbdeploy_files::Scratch, String)> {
     holding_with(name, None).await
 }
 
@@ -53,7 +53,7 @@ async fn holding(name: &str) -> Option<(hbdeploy_ssh::Held, Scratch, String)> {
 async fn holding_with(
     name: &str,
     state: Option<&str>,
-) -> Option<(hbdeploy_ssh::Held, Scratch, String)> {
+) -> Option<(hbdeploy_ssh::Held, hbdeploy_files::Scratch, String)> {
     if hbdeploy_ssh::local_user() != "root" {
         return None;
     }
@@ -172,7 +172,7 @@ async fn the_holder_answers_with_the_state_in_its_line_and_checks_paths_given_in
 /// it prints next could be the rest of that answer.
 #[tokio::test]
 async fn a_request_given_up_on_spoils_the_holder_for_the_next() {
-    let Some((mut held, dir, _)) = holding("spoilt").await else {
+    let Some((mut held, _dir, _)) = holding("spoilt").await else {
         return;
     };
     let slow = held.ask("sleep 2", &[], true, |_| {});

@@ -8,43 +8,25 @@
 //!   program that may wait (`nix-store`, for the store's locks) is stopped at the limit it is
 //!   given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use hbdeploy_files::Scratch;
 
 use super::Script;
 
 const CAP: u64 = 524_288;
 
-/// A directory of this test's own, removed when dropped (a failed test too).
-pub(super) struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-/// A new, empty directory of this test's own.
+/// A new, empty directory of this test's own, removed when dropped (a failed test's too).
 pub(super) fn scratch(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("hbdeploy-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
+    Scratch::fresh(&format!("hbdeploy-{name}-{}", std::process::id())).unwrap()
 }
 
 /// A deployment directory holding run.sh and the job script `job.sh`.
 fn deployment(name: &str, job: &str) -> Scratch {
     let deployment = scratch(&format!("run-{name}"));
-    std::fs::write(deployment.0.join("run.sh"), Script::Run.text()).unwrap();
-    std::fs::write(deployment.0.join("job.sh"), job).unwrap();
+    std::fs::write(deployment.join("run.sh"), Script::Run.text()).unwrap();
+    std::fs::write(deployment.join("job.sh"), job).unwrap();
     deployment
 }
 
@@ -71,7 +53,7 @@ fn a_job_that_prints_lines_without_end_keeps_its_latest_output_within_the_cap() 
                yes 'a line the job prints again and again' | head -c 1572864\n\
                echo the-last-line\n";
     let deployment = deployment("lines", job);
-    let dir = &deployment.0;
+    let dir = deployment.path();
     run(dir, &["one arg", "two"]);
     let (log, old) = (dir.join("logs/spew.log"), dir.join("logs/spew.log.1"));
     assert_eq!(size(&old), CAP);
@@ -91,7 +73,7 @@ fn a_job_that_prints_lines_without_end_keeps_its_latest_output_within_the_cap() 
 fn a_job_that_prints_without_a_newline_is_capped_too() {
     let job = "head -c 1600000 /dev/zero | tr '\\0' x\n";
     let deployment = deployment("bytes", job);
-    let dir = &deployment.0;
+    let dir = deployment.path();
     run(dir, &[]);
     let (log, old) = (dir.join("logs/spew.log"), dir.join("logs/spew.log.1"));
     assert_eq!(size(&old), CAP);
@@ -101,7 +83,7 @@ fn a_job_that_prints_without_a_newline_is_capped_too() {
 #[test]
 fn a_nix_store_that_never_answers_is_stopped_at_the_limit() {
     let scratch = scratch("validity");
-    let bin = scratch.0.join("bin");
+    let bin = scratch.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let nix_store = bin.join("nix-store");
     std::fs::write(&nix_store, "#!/bin/sh\nexec sleep 30\n").unwrap();
@@ -111,7 +93,7 @@ fn a_nix_store_that_never_answers_is_stopped_at_the_limit() {
     )
     .unwrap();
     // The first path is on disk: only nix-store may say what is missing.
-    let input = format!("{}\n/nix/store/not-there\n", scratch.0.display());
+    let input = format!("{}\n/nix/store/not-there\n", scratch.display());
     let path = format!(
         "{}:{}",
         bin.display(),
