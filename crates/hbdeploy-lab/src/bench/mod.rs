@@ -156,6 +156,9 @@ pub struct Point {
     pub paired_deploy_defaults: Samples,
     /// CPU per host of `deploy_cold`.
     pub cpu_hbdeploy: Cpu,
+    /// Per run, `cpu_hbdeploy.tree` ÷ `cpu_plain_same.tree`: the CPU target's verdict, as the
+    /// deployment's time is judged per run (the pair measured back to back).
+    pub paired_cpu_same: Samples,
     /// CPU per host of `deploy_no_magic`.
     pub cpu_no_magic: Cpu,
     /// CPU per host of `deploy_plain_same`.

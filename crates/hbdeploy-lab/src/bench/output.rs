@@ -57,6 +57,7 @@ fn point_json(point: &Point) -> Value {
         "deploy_hbdeploy_cold_parallel_10_s": point.deploy_parallel_10.to_json(),
         "paired_deploy_cold_over_plain_same_algorithms": point.paired_deploy_same.to_json(),
         "paired_deploy_cold_over_plain_openssh_defaults": point.paired_deploy_defaults.to_json(),
+        "paired_cpu_hbdeploy_over_plain_same_algorithms": point.paired_cpu_same.to_json(),
         "cpu_s_per_host": {
             "hbdeploy_cold": cpu_json(&point.cpu_hbdeploy),
             "hbdeploy_cold_no_magic_rollback": cpu_json(&point.cpu_no_magic),

@@ -250,6 +250,8 @@ impl Bed<'_> {
             point.deploy_cold.0.len(),
             point.deploy_plain_same.0.len(),
             point.deploy_plain_defaults.0.len(),
+            point.cpu_hbdeploy.tree.0.len(),
+            point.cpu_plain_same.tree.0.len(),
         );
         for contender in order {
             self.lab.bump_all()?;
@@ -266,6 +268,13 @@ impl Bed<'_> {
             if let Some(defaults) = added(&point.deploy_plain_defaults, before.2) {
                 point.paired_deploy_defaults.push(cold / defaults);
             }
+        }
+        if let (Some(ours), Some(theirs)) = (
+            added(&point.cpu_hbdeploy.tree, before.3),
+            added(&point.cpu_plain_same.tree, before.4),
+        ) && theirs > 0.0
+        {
+            point.paired_cpu_same.push(ours / theirs);
         }
         let before = (point.warm.0.len(), point.logins_floor.0.len());
         if reverse {
