@@ -444,11 +444,11 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
         name: &str,
         answers: &[Option<&str>],
     ) -> (Result<PrivateKey, PassphraseError>, Vec<String>) {
-        let dir = Scratch::new(std::env::temp_dir().join(format!(
+        let dir = Scratch::fresh(&format!(
             "hbdeploy-passphrase-test-{}-{name}",
             std::process::id()
-        )));
-        std::fs::create_dir_all(&dir).expect("dir");
+        ))
+        .expect("dir");
         let file = dir.join("fleet");
         std::fs::write(&file, ENCRYPTED).expect("write");
         let mut answers = answers.iter();

@@ -126,11 +126,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_flake_in_git_has_a_revision_and_a_dirty_flag() {
-        let dir = Scratch::new(
-            std::env::temp_dir().join(format!("hbdeploy-provenance-{}", std::process::id())),
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir =
+            Scratch::fresh(&format!("hbdeploy-provenance-{}", std::process::id())).expect("dir");
         let git = |args: &[&str]| {
             let status = std::process::Command::new("git")
                 .arg("-C")

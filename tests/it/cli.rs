@@ -99,8 +99,7 @@ fn unknown_goal_lists_the_goals() {
 #[test]
 fn the_fleet_file_can_come_from_the_environment() {
     let dir =
-        Scratch::new(std::env::temp_dir().join(format!("hbdeploy-cli-env-{}", std::process::id())));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+        Scratch::fresh(&format!("hbdeploy-cli-env-{}", std::process::id())).expect("temp dir");
     let fleet = dir.join("elsewhere.toml");
     std::fs::write(
         &fleet,

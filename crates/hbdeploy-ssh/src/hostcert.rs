@@ -411,10 +411,8 @@ mod tests {
 
     #[test]
     fn certificates_are_asked_for_only_with_a_ca_and_without_pins() {
-        let dir = Scratch::new(
-            std::env::temp_dir().join(format!("hbdeploy-ssh-hostcert-{}", std::process::id())),
-        );
-        std::fs::create_dir_all(&dir).expect("dir");
+        let dir =
+            Scratch::fresh(&format!("hbdeploy-ssh-hostcert-{}", std::process::id())).expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(
             &file,
@@ -456,11 +454,11 @@ mod tests {
         accept_new: bool,
         offered: Certificate,
     ) -> (HostKeyVerdict, String) {
-        let dir = Scratch::new(std::env::temp_dir().join(format!(
+        let dir = Scratch::fresh(&format!(
             "hbdeploy-ssh-hostcert-{}-{name}",
             std::process::id()
-        )));
-        std::fs::create_dir_all(&dir).expect("dir");
+        ))
+        .expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(&file, text).expect("write");
         let target = Target {

@@ -168,16 +168,17 @@ mod tests {
     }
 
     /// [`check_key`] of `offered` for `address:port` against a known_hosts file holding
-    /// `file_text` (none: no file), in a directory of its own that is removed afterwards.
+    /// `file_text` (none: no file), in a directory of its own that is removed afterwards: one per
+    /// call, as the tests run at once and each removes its directory when done.
     fn verdict(file_text: Option<&str>, address: &str, port: u16, offered: &str) -> HostKeyVerdict {
-        let dir = Scratch::new(std::env::temp_dir().join(format!(
-            "hbdeploy-ssh-hostkey-{}-{}",
-            std::process::id(),
-            file_text.map(str::len).unwrap_or(0) + port as usize + address.len()
-        )));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = Scratch::fresh(&format!(
+            "hbdeploy-ssh-hostkey-{}-{call}",
+            std::process::id()
+        ))
+        .expect("temp dir");
         let file = dir.join("known_hosts");
-        let _ = std::fs::remove_file(&file);
         if let Some(text) = file_text {
             std::fs::write(&file, text).expect("write known_hosts");
         }

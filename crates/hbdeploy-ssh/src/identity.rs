@@ -256,12 +256,11 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
 
     /// A directory of the test's own, removed when the guard drops.
     fn dir(name: &str) -> Scratch {
-        let dir = Scratch::new(std::env::temp_dir().join(format!(
+        Scratch::fresh(&format!(
             "hbdeploy-identity-test-{}-{name}",
             std::process::id()
-        )));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
+        ))
+        .expect("dir")
     }
 
     #[test]

@@ -398,10 +398,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(output.stdout.trim(), "5");
-        let dir = hbdeploy_files::Scratch::new(
-            std::env::temp_dir().join(format!("hbdeploy-local-{}", std::process::id())),
-        );
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = hbdeploy_files::Scratch::fresh(&format!("hbdeploy-local-{}", std::process::id()))
+            .unwrap();
         let done = dir.join("done");
         let script = format!("echo held; cat >/dev/null; touch {}", done.display());
         let (line, held) = local.hold_root(&script).await.unwrap();
