@@ -444,11 +444,7 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
         name: &str,
         answers: &[Option<&str>],
     ) -> (Result<PrivateKey, PassphraseError>, Vec<String>) {
-        let dir = Scratch::fresh(&format!(
-            "hbdeploy-passphrase-test-{}-{name}",
-            std::process::id()
-        ))
-        .expect("dir");
+        let dir = Scratch::fresh(&format!("hbdeploy-passphrase-test-{name}")).expect("dir");
         let file = dir.join("fleet");
         std::fs::write(&file, ENCRYPTED).expect("write");
         let mut answers = answers.iter();

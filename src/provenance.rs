@@ -126,8 +126,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_local_flake_in_git_has_a_revision_and_a_dirty_flag() {
-        let dir =
-            Scratch::fresh(&format!("hbdeploy-provenance-{}", std::process::id())).expect("dir");
+        let dir = Scratch::fresh("hbdeploy-provenance").expect("dir");
         let git = |args: &[&str]| {
             let status = std::process::Command::new("git")
                 .arg("-C")

@@ -98,8 +98,7 @@ fn unknown_goal_lists_the_goals() {
 
 #[test]
 fn the_fleet_file_can_come_from_the_environment() {
-    let dir =
-        Scratch::fresh(&format!("hbdeploy-cli-env-{}", std::process::id())).expect("temp dir");
+    let dir = Scratch::fresh("hbdeploy-cli-env").expect("temp dir");
     let fleet = dir.join("elsewhere.toml");
     std::fs::write(
         &fleet,

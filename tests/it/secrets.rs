@@ -26,11 +26,7 @@ pub(crate) fn marker(what: &str) -> String {
 /// A directory for the secrets' sources, outside the lab (the scan for leaks reads the lab's),
 /// removed when the guard drops.
 pub(crate) fn sources(test: &str) -> Scratch {
-    Scratch::fresh(&format!(
-        "hbdeploy-secrets-tests-{test}-{}",
-        std::process::id()
-    ))
-    .expect("sources dir")
+    Scratch::fresh(&format!("hbdeploy-secrets-tests-{test}")).expect("sources dir")
 }
 
 /// A lab of both kinds of host with a `deploy` user (passwordless sudo) that fleet.toml logs in

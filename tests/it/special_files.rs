@@ -17,11 +17,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// A fresh directory for one test, removed when the guard drops.
 fn scratch(test: &str) -> Scratch {
-    Scratch::fresh(&format!(
-        "hbdeploy-special-files-{test}-{}",
-        std::process::id()
-    ))
-    .expect("temp dir")
+    Scratch::fresh(&format!("hbdeploy-special-files-{test}")).expect("temp dir")
 }
 
 /// A FIFO at `path`, made with mkfifo(1).

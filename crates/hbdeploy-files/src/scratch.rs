@@ -16,10 +16,11 @@ impl Scratch {
         Scratch(dir)
     }
 
-    /// A new, empty directory `name` in the system's temporary directory: whatever an earlier
-    /// run left at that path is removed first.
+    /// A new, empty directory `NAME-PID` in the system's temporary directory, PID this
+    /// process's id (test binaries run at once never share one); whatever an earlier run left at
+    /// that path is removed first.
     pub fn fresh(name: &str) -> std::io::Result<Scratch> {
-        let dir = Scratch(std::env::temp_dir().join(name));
+        let dir = Scratch(std::env::temp_dir().join(format!("{name}-{}", std::process::id())));
         let _ = std::fs::remove_dir_all(&dir.0);
         std::fs::create_dir_all(&dir.0)?;
         Ok(dir)
@@ -59,17 +60,18 @@ mod tests {
 
     #[test]
     fn the_directory_goes_with_the_guard_also_when_the_test_panics() {
-        let name = format!("hbdeploy-files-scratch-{}", std::process::id());
-        let path = std::env::temp_dir().join(&name);
+        let name = "hbdeploy-files-scratch";
+        let path = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
         std::fs::create_dir_all(path.join("left-over")).expect("an earlier run's leftovers");
-        let dir = Scratch::fresh(&name).expect("fresh");
+        let dir = Scratch::fresh(name).expect("fresh");
+        assert_eq!(dir.path(), path);
         assert!(dir.is_dir() && !dir.join("left-over").exists(), "not fresh");
         std::fs::write(dir.join("file"), "x").expect("write");
         drop(dir);
         assert!(!path.exists(), "dropped, still there");
 
         let panicked = std::panic::catch_unwind(|| {
-            let dir = Scratch::fresh(&name).expect("fresh");
+            let dir = Scratch::fresh(name).expect("fresh");
             std::fs::write(dir.join("file"), "x").expect("write");
             panic!("a failed assertion");
         });

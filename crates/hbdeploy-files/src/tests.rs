@@ -11,11 +11,7 @@ use super::*;
 
 /// A fresh directory for one test, removed when the guard drops.
 fn scratch(test: &str) -> Scratch {
-    Scratch::fresh(&format!(
-        "hbdeploy-files-tests-{test}-{}",
-        std::process::id()
-    ))
-    .expect("scratch directory")
+    Scratch::fresh(&format!("hbdeploy-files-tests-{test}")).expect("scratch directory")
 }
 
 /// A FIFO at `dir/name`, made with mkfifo(1).

@@ -286,11 +286,7 @@ mod tests {
     /// A store path added from a file of its own (no references: its closure is itself); the
     /// file's directory is removed once the store holds its copy.
     fn added(name: &str) -> StorePath {
-        let dir = hbdeploy_files::Scratch::fresh(&format!(
-            "hbdeploy-learn-{}-{name}",
-            std::process::id()
-        ))
-        .unwrap();
+        let dir = hbdeploy_files::Scratch::fresh(&format!("hbdeploy-learn-{name}")).unwrap();
         let file = dir.join(name);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -18,8 +18,7 @@ const MIB: u64 = 1024 * 1024;
 /// forced before the toplevel and held by the configuration. In a directory of its own, removed
 /// when the guard drops.
 fn flake(name: &str, hosts: &[(&str, &str)]) -> Scratch {
-    let dir =
-        Scratch::fresh(&format!("hbdeploy-nix-eval-{}-{name}", std::process::id())).expect("mkdir");
+    let dir = Scratch::fresh(&format!("hbdeploy-nix-eval-{name}")).expect("mkdir");
     let system = format!("{}-linux", std::env::consts::ARCH);
     let mut configs = String::new();
     for (host, work) in hosts {

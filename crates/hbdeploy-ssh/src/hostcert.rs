@@ -411,8 +411,7 @@ mod tests {
 
     #[test]
     fn certificates_are_asked_for_only_with_a_ca_and_without_pins() {
-        let dir =
-            Scratch::fresh(&format!("hbdeploy-ssh-hostcert-{}", std::process::id())).expect("dir");
+        let dir = Scratch::fresh("hbdeploy-ssh-hostcert").expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(
             &file,
@@ -454,11 +453,7 @@ mod tests {
         accept_new: bool,
         offered: Certificate,
     ) -> (HostKeyVerdict, String) {
-        let dir = Scratch::fresh(&format!(
-            "hbdeploy-ssh-hostcert-{}-{name}",
-            std::process::id()
-        ))
-        .expect("dir");
+        let dir = Scratch::fresh(&format!("hbdeploy-ssh-hostcert-{name}")).expect("dir");
         let file = dir.join("known_hosts");
         std::fs::write(&file, text).expect("write");
         let target = Target {

@@ -173,11 +173,7 @@ mod tests {
     fn verdict(file_text: Option<&str>, address: &str, port: u16, offered: &str) -> HostKeyVerdict {
         static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = Scratch::fresh(&format!(
-            "hbdeploy-ssh-hostkey-{}-{call}",
-            std::process::id()
-        ))
-        .expect("temp dir");
+        let dir = Scratch::fresh(&format!("hbdeploy-ssh-hostkey-{call}")).expect("temp dir");
         let file = dir.join("known_hosts");
         if let Some(text) = file_text {
             std::fs::write(&file, text).expect("write known_hosts");

@@ -256,11 +256,7 @@ HKpgiprEFXDnm6I7SCWj0HKdGK8KXxARUk49g=
 
     /// A directory of the test's own, removed when the guard drops.
     fn dir(name: &str) -> Scratch {
-        Scratch::fresh(&format!(
-            "hbdeploy-identity-test-{}-{name}",
-            std::process::id()
-        ))
-        .expect("dir")
+        Scratch::fresh(&format!("hbdeploy-identity-test-{name}")).expect("dir")
     }
 
     #[test]

@@ -398,8 +398,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(output.stdout.trim(), "5");
-        let dir = hbdeploy_files::Scratch::fresh(&format!("hbdeploy-local-{}", std::process::id()))
-            .unwrap();
+        let dir = hbdeploy_files::Scratch::fresh("hbdeploy-local").unwrap();
         let done = dir.join("done");
         let script = format!("echo held; cat >/dev/null; touch {}", done.display());
         let (line, held) = local.hold_root(&script).await.unwrap();

@@ -14,11 +14,7 @@ use hbdeploy_ssh::{IdentityError, KeyFile};
 /// A FIFO in a fresh directory, made with mkfifo(1): the directory's guard (keep it for as long
 /// as the FIFO is used) and the FIFO's path.
 fn fifo(test: &str) -> (Scratch, PathBuf) {
-    let dir = Scratch::fresh(&format!(
-        "hbdeploy-ssh-special-{test}-{}",
-        std::process::id()
-    ))
-    .expect("directory");
+    let dir = Scratch::fresh(&format!("hbdeploy-ssh-special-{test}")).expect("directory");
     let path = dir.join("fifo");
     let made = std::process::Command::new("mkfifo").arg(&path).status();
     assert!(made.is_ok_and(|s| s.success()), "mkfifo");

@@ -258,11 +258,7 @@ pub(crate) fn answer_in(dir: &Path, args: &[&str]) -> String {
 /// text, e.g. `fleet.toml`), removed afterwards. For errors that come before any host is
 /// contacted: no lab needed.
 pub(crate) fn answer(topic: &str, test: &str, files: &[(&str, &str)], args: &[&str]) -> String {
-    let dir = Scratch::fresh(&format!(
-        "hbdeploy-{topic}-tests-{test}-{}",
-        std::process::id()
-    ))
-    .expect("temp dir");
+    let dir = Scratch::fresh(&format!("hbdeploy-{topic}-tests-{test}")).expect("temp dir");
     for (name, text) in files {
         std::fs::write(dir.join(name), text).expect("write a test file");
     }

@@ -69,9 +69,7 @@ mod tests {
 
     #[test]
     fn the_limit_file_is_raised_in_place_and_never_lowered() {
-        let dir =
-            hbdeploy_files::Scratch::fresh(&format!("hbdeploy-lab-inotify-{}", std::process::id()))
-                .unwrap();
+        let dir = hbdeploy_files::Scratch::fresh("hbdeploy-lab-inotify").unwrap();
         let limit = dir.join("max_user_instances");
         std::fs::write(&limit, "128\n").unwrap();
         raise_at(&limit);

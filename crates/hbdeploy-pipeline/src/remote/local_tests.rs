@@ -19,7 +19,7 @@ const CAP: u64 = 524_288;
 
 /// A new, empty directory of this test's own, removed when dropped (a failed test's too).
 pub(super) fn scratch(name: &str) -> Scratch {
-    Scratch::fresh(&format!("hbdeploy-{name}-{}", std::process::id())).unwrap()
+    Scratch::fresh(&format!("hbdeploy-{name}")).unwrap()
 }
 
 /// A deployment directory holding run.sh and the job script `job.sh`.
