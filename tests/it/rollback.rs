@@ -71,6 +71,22 @@ fn rollback_restores_the_first_deployment_and_to_goes_forward_again() {
             .any(|l| l.trim_start().starts_with("2 ") && l.contains("(current)")),
         "{generations}"
     );
+
+    // Back to 1, then `apply` of the fleet's system again: nix reuses generation 2, holding it.
+    assert_eq!(hbdeploy(&lab, &["rollback", "desktop"]).code, 0);
+    let again = hbdeploy(&lab, &["apply", "desktop"]);
+    let cells = row(&again, "desktop");
+    assert_eq!(
+        [&cells[1], &cells[2], &cells[4]],
+        ["ok", "activate", "2"],
+        "{}",
+        again.both()
+    );
+    let generations = d.generations().expect("read");
+    let numbers = generations
+        .lines()
+        .filter_map(|l| l.split_whitespace().next());
+    assert!(numbers.eq(["1", "2"]), "{generations}");
 }
 
 #[test]

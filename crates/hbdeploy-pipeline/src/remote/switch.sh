@@ -49,7 +49,22 @@ case "$op" in
     ;;
 esac
 if [ "$op" != keep ]; then
-  link=$(readlink "$profile")
+  # The generation the profile points at now, named without a program to read the link: NUMBER
+  # after a switch to it; after `--set` the newest one, which nix has just made (one past the
+  # last) or reused (the last, when it already held PATH). Only a profile with no generation
+  # to be found (none can be after a `--set` that succeeded) is read with `readlink`.
+  link=system-$number-link
+  if [ "$op" = set ]; then
+    newest=0
+    for gen in "$profile"-*-link; do
+      n=${gen#"$profile"-}
+      n=${n%-link}
+      case $n in '' | *[!0-9]*) continue ;; esac
+      [ "$n" -le "$newest" ] || newest=$n
+    done
+    link=system-$newest-link
+    [ "$newest" != 0 ] || link=$(readlink "$profile")
+  fi
   echo "$link" >"$dir/$job.generation"
   if [ "$op" = set ]; then
     echo "$link" >"$dir/generation"
