@@ -252,7 +252,7 @@ fn secrets_arrive_with_owner_and_mode_atomically_and_leak_nowhere() {
     assert_eq!(up.code, 0, "{}", up.both());
     std::fs::write(dir.join("wifi"), &big_new).unwrap();
     for (name, _) in HOSTS {
-        host(&lab, name).sh("rm -f /tmp/reader-*").unwrap();
+        host(&lab, name).sh("rm -f /run/reader-*").unwrap();
     }
     let (upload, reads) = std::thread::scope(|scope| {
         let readers: Vec<_> = HOSTS
@@ -260,8 +260,8 @@ fn secrets_arrive_with_owner_and_mode_atomically_and_leak_nowhere() {
             .map(|(name, _)| {
                 let h = host(&lab, name);
                 scope.spawn(move || {
-                    h.sh("touch /tmp/reader-started; i=0; \
-                         while [ ! -e /tmp/reader-stop ] && [ $i -lt 100000 ]; do \
+                    h.sh("touch /run/reader-started; i=0; \
+                         while [ ! -e /run/reader-stop ] && [ $i -lt 100000 ]; do \
                            echo \"$(sha256sum < /run/keys/wifi | cut -c1-64) \
                          $(stat -c '%U %G %a' /run/keys/wifi)\"; i=$((i+1)); done")
                         .expect("reader")
@@ -270,7 +270,7 @@ fn secrets_arrive_with_owner_and_mode_atomically_and_leak_nowhere() {
             .collect();
         for (name, _) in HOSTS {
             let started = || {
-                let out = host(&lab, name).sh("ls /tmp/reader-started 2>/dev/null; true");
+                let out = host(&lab, name).sh("ls /run/reader-started 2>/dev/null; true");
                 !out.unwrap().trim().is_empty()
             };
             while !started() {
@@ -279,7 +279,7 @@ fn secrets_arrive_with_owner_and_mode_atomically_and_leak_nowhere() {
         }
         let upload = hbdeploy(&lab, &["-v", "secrets", "upload", "--all", "--json"]);
         for (name, _) in HOSTS {
-            host(&lab, name).sh("touch /tmp/reader-stop").unwrap();
+            host(&lab, name).sh("touch /run/reader-stop").unwrap();
         }
         let reads: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
         (upload, reads)
