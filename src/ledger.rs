@@ -295,11 +295,7 @@ mod tests {
     /// A ledger in a directory of the test's own, and that directory's guard: keep it for the
     /// whole test (it removes the directory when dropped).
     fn temp_ledger(test: &str) -> (Scratch, Ledger) {
-        let dir = Scratch::new(std::env::temp_dir().join(format!(
-            "hbdeploy-ledger-tests-{test}-{}",
-            std::process::id()
-        )));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = Scratch::fresh(&format!("hbdeploy-ledger-tests-{test}")).expect("scratch");
         let ledger = Ledger {
             dir: dir.join("deployments"),
         };

@@ -158,9 +158,7 @@ fn big_fleet(dir: &std::path::Path, hosts: usize) -> std::path::PathBuf {
 
 #[test]
 fn five_thousand_hosts_evaluate() {
-    let dir = crate::support::Scratch::new(
-        std::env::temp_dir().join(format!("hbdeploy-eval-scale-{}", std::process::id())),
-    );
+    let dir = crate::support::Scratch::fresh("hbdeploy-eval-scale").expect("scratch");
     let fleet = big_fleet(&dir, 5000);
     let run = hbdeploy_lab::hbdeploy(
         crate::support::bin(),
